@@ -1,0 +1,213 @@
+//! The edge ⇄ worker IPC format, version [`VERSION`].
+//!
+//! A stream of frames over a Unix socket: `u32` little-endian length of the
+//! rest, a `u8` message tag, then the fields in declaration order. Integers
+//! are little-endian; `bytes` and `str` are a `u32` length then the raw bytes
+//! (message payloads are never re-encoded); `Option` is a `u8` 0/1 then the
+//! value; lists are a `u32` count then the items. A worker's first frame is
+//! always `Hello` (tag 0) whose first field is the version, so a mismatch is
+//! detected before anything else is parsed. Any change to a message's layout
+//! bumps [`VERSION`]; the golden fixtures in the tests fail otherwise.
+//! `docs` for every message are on the enums below.
+
+mod codec;
+
+pub use codec::{split_frame, DecodeError, MAX_FRAME_BYTES};
+
+use crate::SocketHandle;
+use bytes::Bytes;
+
+/// The IPC format version this build speaks.
+pub const VERSION: u16 = 1;
+
+/// An object's auto-response pair: a message exactly equal to `request` is
+/// answered with `response` by the edge, without waking the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoResponse {
+    /// The message to match, byte for byte.
+    pub request: Bytes,
+    /// The message sent back.
+    pub response: Bytes,
+}
+
+/// What the edge knows about one socket, sent when an object wakes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The socket.
+    pub handle: SocketHandle,
+    /// Tags given at accept.
+    pub tags: Vec<String>,
+    /// The serialized attachment, if one is set.
+    pub attachment: Option<Bytes>,
+    /// Unix milliseconds of the last auto-response, 0 if none.
+    pub auto_response_at_ms: u64,
+}
+
+/// Messages from an edge to a worker. `object` is the edge's number for an
+/// object, valid from its `Activate` until the worker is sent `Evict`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToWorker {
+    /// Sent before the first event to an object that is not live in the
+    /// worker: its identity and the sockets it holds.
+    Activate {
+        /// Edge-local object number.
+        object: u32,
+        /// Class name, as registered in the worker.
+        class: String,
+        /// Object name.
+        name: String,
+        /// The auto-response pair, if set.
+        auto_response: Option<AutoResponse>,
+        /// Every socket of the object on this edge.
+        sockets: Vec<SocketInfo>,
+    },
+    /// An HTTP request to the object; `upgrade` is the socket reserved for it
+    /// if it is a WebSocket upgrade the object may accept.
+    Fetch {
+        /// Edge-local object number.
+        object: u32,
+        /// Echoed in the `FetchResponse`.
+        request_id: u64,
+        /// The reserved socket, for an upgrade request.
+        upgrade: Option<SocketHandle>,
+        /// HTTP method.
+        method: String,
+        /// Path and query.
+        uri: String,
+        /// Header names (lowercase) and values.
+        headers: Vec<(String, Bytes)>,
+        /// Request body.
+        body: Bytes,
+    },
+    /// A text or binary message from a socket.
+    Message {
+        /// Edge-local object number.
+        object: u32,
+        /// The sending socket.
+        handle: SocketHandle,
+        /// Text (UTF-8, checked by the edge) or binary.
+        is_text: bool,
+        /// Unix milliseconds of the socket's last auto-response, 0 if none.
+        auto_response_at_ms: u64,
+        /// The message.
+        payload: Bytes,
+    },
+    /// A socket closed: by the client, by the edge, or abruptly (1006).
+    Closed {
+        /// Edge-local object number.
+        object: u32,
+        /// The socket, no longer valid.
+        handle: SocketHandle,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+        /// Whether a close handshake took place.
+        was_clean: bool,
+    },
+    /// The object may be dropped: the edge has sent nothing since the
+    /// worker's `Idle`.
+    Evict {
+        /// Edge-local object number.
+        object: u32,
+    },
+    /// Answer to `IdleExit`: no object is live, the worker may exit.
+    Shutdown,
+}
+
+/// Messages from a worker to an edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToEdge {
+    /// First frame on a connection.
+    Hello {
+        /// [`VERSION`] of the worker.
+        version: u16,
+        /// The worker's index.
+        worker: u16,
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// The object's answer to a `Fetch`.
+    FetchResponse {
+        /// From the `Fetch`.
+        request_id: u64,
+        /// HTTP status; 101 completes an accepted upgrade.
+        status: u16,
+        /// Response headers.
+        headers: Vec<(String, Bytes)>,
+        /// Response body.
+        body: Bytes,
+    },
+    /// The object accepted the upgrade reserved as `handle`. Sent as soon as
+    /// it happens, so that messages and broadcasts later in the same event
+    /// include the socket. The upgrade completes if the `FetchResponse` is a
+    /// 101; otherwise the edge forgets the socket.
+    Accept {
+        /// The socket reserved in the `Fetch`.
+        handle: SocketHandle,
+        /// Tags, at most 10 of at most 256 bytes, without duplicates.
+        tags: Vec<String>,
+    },
+    /// Send a message to one socket.
+    Send {
+        /// Target socket.
+        handle: SocketHandle,
+        /// Text or binary frame.
+        is_text: bool,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Close one socket.
+    Close {
+        /// Target socket.
+        handle: SocketHandle,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// Send one message to every socket of an object on this edge.
+    Broadcast {
+        /// Edge-local object number.
+        object: u32,
+        /// Only sockets with this tag.
+        tag: Option<String>,
+        /// Skip this socket.
+        except: Option<SocketHandle>,
+        /// Text or binary frame.
+        is_text: bool,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Replace a socket's attachment (`None` clears it).
+    SetAttachment {
+        /// Target socket.
+        handle: SocketHandle,
+        /// Serialized attachment.
+        attachment: Option<Bytes>,
+    },
+    /// Set or clear the object's auto-response pair.
+    SetAutoResponse {
+        /// Edge-local object number.
+        object: u32,
+        /// The pair, or `None` to clear.
+        pair: Option<AutoResponse>,
+    },
+    /// The worker finished `events` events of the object.
+    Done {
+        /// Edge-local object number.
+        object: u32,
+        /// How many.
+        events: u32,
+    },
+    /// The object has been idle for the hibernation timeout after handling
+    /// `handled` events in all; the edge answers `Evict` if it sent no more.
+    Idle {
+        /// Edge-local object number.
+        object: u32,
+        /// Events handled since `Activate`.
+        handled: u64,
+    },
+    /// The worker has had no live object for its idle-exit timeout.
+    IdleExit,
+}

@@ -1,0 +1,339 @@
+//! The one `Config` tree: `config/torpor.toml` parses to `Config::default()`.
+//! Loading goes file, then `TORPOR_*` variables, then flags, then
+//! [`Config::validate`]. Only the binary reads files and the environment.
+
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variables that override the file, before flags do.
+pub mod env {
+    /// `listen.http`
+    pub const HTTP: &str = "TORPOR_HTTP";
+    /// `listen.admin`
+    pub const ADMIN: &str = "TORPOR_ADMIN";
+    /// `data_dir`
+    pub const DATA_DIR: &str = "TORPOR_DATA_DIR";
+    /// `workers`
+    pub const WORKERS: &str = "TORPOR_WORKERS";
+    /// Log filter, e.g. `info` or `torpor_gateway=debug`.
+    pub const LOG: &str = "TORPOR_LOG";
+}
+
+/// Everything a node is configured with.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where objects keep their data.
+    pub data_dir: PathBuf,
+    /// Number of worker processes.
+    pub workers: u16,
+    /// Idle time after which an object is dropped from memory.
+    #[serde(deserialize_with = "duration")]
+    pub hibernate_after: Duration,
+    /// Time without a live object after which a worker exits.
+    #[serde(deserialize_with = "duration")]
+    pub worker_idle_exit: Duration,
+    /// Longest a handler may run.
+    #[serde(deserialize_with = "duration")]
+    pub handler_timeout: Duration,
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Limits.
+    pub limits: Limits,
+    /// Routes from paths to object classes.
+    pub routes: Vec<Route>,
+}
+
+/// Listen addresses.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// WebSockets and HTTP to objects.
+    pub http: SocketAddr,
+    /// Admin API and `/metrics`.
+    pub admin: SocketAddr,
+}
+
+/// Limits of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message; 1009 beyond.
+    pub max_message_bytes: usize,
+    /// Largest serialized attachment.
+    pub max_attachment_bytes: usize,
+    /// Sockets per object; 503 beyond.
+    pub max_connections_per_object: usize,
+    /// Bytes queued for a client that does not read; closed beyond.
+    pub max_outbound_queue_bytes: usize,
+    /// Largest HTTP request head; 431 beyond.
+    pub max_request_head_bytes: usize,
+    /// Largest HTTP request body to an object; 413 beyond.
+    pub max_request_bytes: usize,
+    /// Time allowed for the HTTP request head.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Events sent to one object and not yet handled before the edge stops
+    /// reading its sockets.
+    pub max_events_in_flight: u32,
+}
+
+/// A route: a path pattern with one `{name}` segment, and its class.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// e.g. `/rooms/{name}`
+    pub path: String,
+    /// Class name registered in the worker.
+    pub class: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            workers: 2,
+            hibernate_after: Duration::from_secs(10),
+            worker_idle_exit: Duration::from_secs(60),
+            handler_timeout: Duration::from_secs(30),
+            listen: Listen::default(),
+            limits: Limits::default(),
+            routes: [
+                ("/rooms/{name}", "ChatRoom"),
+                ("/bench/{name}", "Bench"),
+                ("/echo/{name}", "Echo"),
+            ]
+            .into_iter()
+            .map(|(path, class)| Route {
+                path: path.into(),
+                class: class.into(),
+            })
+            .collect(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen {
+            http: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_bytes: 1 << 20,
+            max_attachment_bytes: 2048,
+            max_connections_per_object: 32_768,
+            max_outbound_queue_bytes: 4 << 20,
+            max_request_head_bytes: 16 << 10,
+            max_request_bytes: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            max_events_in_flight: 1024,
+        }
+    }
+}
+
+/// A config that cannot be used; names the key (and the file when known).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this tree.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the key.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, dotted.
+        key: String,
+        /// What is wrong, with the numbers.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: PathBuf) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path,
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: PathBuf) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Sets one value by its override name (`http`, `admin`, `data_dir`,
+    /// `workers`), as flags and environment variables do.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+        };
+        match key {
+            "http" => {
+                self.listen.http = value
+                    .parse()
+                    .map_err(|e| invalid(format!("{value:?}: {e}")))?
+            }
+            "admin" => {
+                self.listen.admin = value
+                    .parse()
+                    .map_err(|e| invalid(format!("{value:?}: {e}")))?
+            }
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "workers" => {
+                self.workers = value
+                    .parse()
+                    .map_err(|e| invalid(format!("{value:?}: {e}")))?
+            }
+            _ => return Err(invalid("no such override".to_owned())),
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and routes.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+        };
+        if self.workers == 0 || self.workers > 256 {
+            return Err(invalid(
+                "workers",
+                format!("{} is not within 1..=256", self.workers),
+            ));
+        }
+        let limits = &self.limits;
+        if !(125..=32 << 20).contains(&limits.max_message_bytes) {
+            return Err(invalid(
+                "limits.max_message_bytes",
+                format!("{} is not within 125..=33554432", limits.max_message_bytes),
+            ));
+        }
+        if limits.max_attachment_bytes > 16_384 {
+            return Err(invalid(
+                "limits.max_attachment_bytes",
+                format!("{} is over 16384", limits.max_attachment_bytes),
+            ));
+        }
+        if limits.max_request_head_bytes < 8192 {
+            return Err(invalid(
+                "limits.max_request_head_bytes",
+                format!("{} is under 8192", limits.max_request_head_bytes),
+            ));
+        }
+        if limits.max_events_in_flight == 0 {
+            return Err(invalid(
+                "limits.max_events_in_flight",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if crate::frontdoor::RoutePattern::parse(&route.path).is_none() {
+                return Err(invalid(
+                    &format!("routes[{i}].path"),
+                    format!(
+                        "{:?} must start with / and hold exactly one {{name}} segment",
+                        route.path
+                    ),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses `250ms`, `10s`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit (ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_to_the_defaults() {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/torpor.toml"
+        ));
+        let config = Config::load(path).unwrap().validate().unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Config::from_toml("wokers = 3", "t.toml".into()).unwrap_err();
+        assert!(err.to_string().contains("wokers"), "{err}");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ten s").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        let mut config = Config::default();
+        config.limits.max_message_bytes = 64 << 20;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_message_bytes"), "{err}");
+        let mut config = Config::default();
+        config.routes[0].path = "/rooms".into();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("routes[0].path"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The front door: hyper on tokio. It routes requests to objects through the
+//! hold loop, checks WebSocket handshakes, and after a 101 hands the raw
+//! socket, with any bytes hyper read past the handshake, to the hold loop.
+//!
+//! Not here: frames (the hold loop parses them) and objects' decisions
+//! (their `fetch` makes them, in a worker).
+
+mod handshake;
+mod reject;
+mod route;
+
+pub use route::RoutePattern;
+
+use crate::hold::{Command, FetchReply, FetchRequest, HoldHandle};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use reject::reject;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+/// What the front door needs to know.
+pub struct FrontDoor {
+    routes: Vec<(RoutePattern, Arc<str>)>,
+    hold: HoldHandle,
+    max_request_head_bytes: usize,
+    max_request_bytes: usize,
+    handshake_timeout: Duration,
+    handler_timeout: Duration,
+}
+
+impl FrontDoor {
+    /// Builds the front door from validated config.
+    pub fn new(config: &crate::config::Config, hold: HoldHandle) -> FrontDoor {
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| Some((RoutePattern::parse(&r.path)?, Arc::from(r.class.as_str()))))
+            .collect();
+        FrontDoor {
+            routes,
+            hold,
+            max_request_head_bytes: config.limits.max_request_head_bytes,
+            max_request_bytes: config.limits.max_request_bytes,
+            handshake_timeout: config.limits.handshake_timeout,
+            handler_timeout: config.handler_timeout,
+        }
+    }
+
+    fn route<'p>(&self, path: &'p str) -> Option<(Arc<str>, &'p str)> {
+        self.routes
+            .iter()
+            .find_map(|(pattern, class)| Some((class.clone(), pattern.matches(path)?)))
+    }
+}
+
+/// Accepts connections until the listener fails for good.
+pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, most likely: back off instead of
+                // spinning, the backlog holds the clients meanwhile.
+                warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, door.clone()));
+    }
+}
+
+async fn serve_connection(stream: TcpStream, door: Arc<FrontDoor>) {
+    let io = TokioIo::new(stream);
+    let service_door = door.clone();
+    let service = service_fn(move |request| handle(service_door.clone(), request));
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(door.handshake_timeout)
+        .max_buf_size(door.max_request_head_bytes)
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+    if let Err(err) = result {
+        debug!(%err, "http connection ended with an error");
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(
+    door: Arc<FrontDoor>,
+    mut request: Request<Incoming>,
+) -> Result<Reply, std::convert::Infallible> {
+    let path = request.uri().path().to_owned();
+    let Some((class, name)) = door.route(&path) else {
+        return Ok(reject(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {path}"),
+        ));
+    };
+    let name = name.to_owned();
+    let upgrade = match handshake::check(&request) {
+        Ok(upgrade) => upgrade,
+        Err((status, message)) => return Ok(reject(status, message)),
+    };
+    let method = request.method().as_str().to_owned();
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect();
+    let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let body = if upgrade.is_some() {
+        Bytes::new()
+    } else {
+        match Limited::new(request.into_body(), door.max_request_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                let message = format!("body over {} bytes", door.max_request_bytes);
+                return Ok(reject(StatusCode::PAYLOAD_TOO_LARGE, &message));
+            }
+            Err(_) => return Ok(reject(StatusCode::BAD_REQUEST, "body could not be read")),
+        }
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let sent = door.hold.send(Command::Fetch(FetchRequest {
+        class,
+        name,
+        upgrade: upgrade.is_some(),
+        method,
+        uri,
+        headers,
+        body,
+        reply: reply_tx,
+    }));
+    if !sent {
+        return Ok(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "edge is shutting down",
+        ));
+    }
+    // The worker enforces the handler timeout; this only bounds the wait if
+    // a worker dies in a way the edge has not noticed yet.
+    let wait = door.handler_timeout + Duration::from_secs(5);
+    let reply = match tokio::time::timeout(wait, reply_rx).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => {
+            return Ok(reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "edge dropped the request",
+            ))
+        }
+        Err(_) => {
+            return Ok(reject(
+                StatusCode::GATEWAY_TIMEOUT,
+                "object did not answer in time",
+            ))
+        }
+    };
+    Ok(respond(&door, reply, upgrade, on_upgrade))
+}
+
+fn respond(
+    door: &FrontDoor,
+    reply: FetchReply,
+    upgrade: Option<handshake::Upgrade>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Reply {
+    let Ok(status) = StatusCode::from_u16(reply.status) else {
+        return reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "object answered an invalid status",
+        );
+    };
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = status;
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    if let (Some(handle), Some(upgrade), Some(on_upgrade)) = (reply.upgraded, upgrade, on_upgrade) {
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::UPGRADE,
+            HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            hyper::header::CONNECTION,
+            HeaderValue::from_static("Upgrade"),
+        );
+        if let Ok(accept) = HeaderValue::from_str(&upgrade.accept_key) {
+            headers.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        let hold = door.hold.clone();
+        tokio::spawn(async move {
+            let command = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+                Ok(Ok(parts)) => match parts.io.into_inner().into_std() {
+                    Ok(stream) => Command::Adopt {
+                        handle,
+                        stream,
+                        read_ahead: parts.read_buf,
+                    },
+                    Err(err) => {
+                        warn!(%err, "cannot take the socket from tokio");
+                        Command::AbortUpgrade { handle }
+                    }
+                },
+                _ => Command::AbortUpgrade { handle },
+            };
+            hold.send(command);
+        });
+    }
+    response
+}

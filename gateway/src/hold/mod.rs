@@ -1,0 +1,1278 @@
+//! The hold loop: one thread with a mio `Poll` and a slab that holds every
+//! upgraded socket of this edge, parses its frames, answers pings and
+//! auto-responses, keeps tags and attachments, fans broadcasts out, and
+//! talks to the worker processes over Unix sockets.
+//!
+//! Not here: HTTP (the front door hands sockets over after the 101) and
+//! process management (the supervisor starts workers when asked).
+
+mod object;
+mod socket;
+
+pub use object::{ObjectReport, Usage};
+
+use crate::metrics::EdgeCounters;
+use bytes::{Bytes, BytesMut};
+use mio::net::{TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use object::{worker_for, AutoReply, Object};
+use slab::Slab;
+use socket::{write_now, OutQueue, Phase, Socket};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use torpor_proto::ipc::{self, AutoResponse, SocketInfo, ToEdge, ToWorker};
+use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
+use torpor_proto::SocketHandle;
+use tracing::{debug, error, info, warn};
+
+const WAKER: Token = Token(usize::MAX);
+const IPC_LISTENER: Token = Token(usize::MAX - 1);
+const LINK_BASE: usize = 1 << 48;
+const PENDING_BASE: usize = 1 << 49;
+/// Per-loop read buffer: every socket reads into it, none owns one.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Settings of the hold loop.
+#[derive(Clone, Debug)]
+pub struct HoldOptions {
+    /// This edge's index, part of every socket handle.
+    pub edge: u16,
+    /// Number of worker processes.
+    pub workers: u16,
+    /// Where workers connect.
+    pub ipc_path: PathBuf,
+    /// Largest message from a client.
+    pub max_message_bytes: usize,
+    /// Largest attachment.
+    pub max_attachment_bytes: usize,
+    /// Sockets per object.
+    pub max_connections_per_object: usize,
+    /// Bytes queued for one client before it is closed.
+    pub max_outbound_queue_bytes: usize,
+    /// Events in flight per object before its sockets stop being read.
+    pub max_events_in_flight: u32,
+}
+
+/// An HTTP request (or upgrade) for an object.
+pub struct FetchRequest {
+    /// Class from the route.
+    pub class: Arc<str>,
+    /// Object name from the path.
+    pub name: String,
+    /// Whether this is a valid WebSocket upgrade request.
+    pub upgrade: bool,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, Bytes)>,
+    /// Body.
+    pub body: Bytes,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<FetchReply>,
+}
+
+/// The object's answer.
+#[derive(Debug)]
+pub struct FetchReply {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, Bytes)>,
+    /// Body.
+    pub body: Bytes,
+    /// The socket to hand over after the 101, when the upgrade was accepted.
+    pub upgraded: Option<SocketHandle>,
+}
+
+impl FetchReply {
+    pub(crate) fn error(status: u16, message: &str) -> FetchReply {
+        FetchReply {
+            status,
+            headers: vec![(
+                "content-type".to_owned(),
+                Bytes::from_static(b"text/plain; charset=utf-8"),
+            )],
+            body: Bytes::copy_from_slice(message.as_bytes()),
+            upgraded: None,
+        }
+    }
+}
+
+/// Work for the hold loop from other threads.
+pub enum Command {
+    /// Route a request to its object.
+    Fetch(FetchRequest),
+    /// Take over an upgraded socket; `read_ahead` is what the HTTP server
+    /// read past the handshake.
+    Adopt {
+        /// From the `FetchReply`.
+        handle: SocketHandle,
+        /// The raw socket.
+        stream: std::net::TcpStream,
+        /// Bytes already read from it.
+        read_ahead: Bytes,
+    },
+    /// The upgrade of an accepted socket failed at the front door.
+    AbortUpgrade {
+        /// From the `FetchReply`.
+        handle: SocketHandle,
+    },
+    /// Usage of one object, for the admin API.
+    Report {
+        /// Class.
+        class: String,
+        /// Name.
+        name: String,
+        /// `None` if the edge has never seen the object.
+        reply: oneshot::Sender<Option<ObjectReport>>,
+    },
+    /// Pids of connected workers, by index.
+    WorkerPids {
+        /// One entry per worker index.
+        reply: oneshot::Sender<Vec<Option<u32>>>,
+    },
+}
+
+/// Sends commands to the hold loop from any thread.
+#[derive(Clone)]
+pub struct HoldHandle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl HoldHandle {
+    /// Queues a command; false if the hold loop has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        let sent = self.tx.send(command).is_ok();
+        if let Err(err) = self.waker.wake() {
+            error!(%err, "cannot wake the hold loop");
+        }
+        sent
+    }
+}
+
+/// Binds the IPC socket and starts the hold loop on its own thread. It asks
+/// for worker `i` to be started by sending `i` on `start_worker`.
+pub fn spawn(
+    options: HoldOptions,
+    start_worker: tokio::sync::mpsc::UnboundedSender<u16>,
+) -> io::Result<(HoldHandle, std::thread::JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    match std::fs::remove_file(&options.ipc_path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    let mut listener = UnixListener::bind(&options.ipc_path)?;
+    poll.registry()
+        .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
+    let (tx, rx) = mpsc::channel();
+    let links = (0..options.workers).map(|_| Link::default()).collect();
+    let hold = HoldLoop {
+        poll,
+        commands: rx,
+        start_worker,
+        listener,
+        sockets: Slab::new(),
+        generations: Vec::new(),
+        objects: Vec::new(),
+        index: HashMap::new(),
+        links,
+        pending_links: Slab::new(),
+        fetches: HashMap::new(),
+        next_request_id: 1,
+        scratch: vec![0; SCRATCH_BYTES],
+        targets: Vec::new(),
+        now: Instant::now(),
+        now_ms: 0,
+        counters: EdgeCounters::default(),
+        options,
+    };
+    let thread = std::thread::Builder::new()
+        .name("torpor-hold".into())
+        .spawn(move || hold.run())?;
+    Ok((HoldHandle { tx, waker }, thread))
+}
+
+#[derive(Default)]
+struct Link {
+    stream: Option<UnixStream>,
+    pid: Option<u32>,
+    out: Vec<u8>,
+    written: usize,
+    rbuf: BytesMut,
+    /// A start was asked for and the worker has not said hello yet.
+    starting: bool,
+    /// `Shutdown` was sent: hold what comes next until a new worker connects.
+    exiting: bool,
+    live_objects: u32,
+}
+
+struct PendingLink {
+    stream: UnixStream,
+    rbuf: BytesMut,
+}
+
+struct PendingFetch {
+    reply: oneshot::Sender<FetchReply>,
+    object: u32,
+    upgrade: Option<usize>,
+}
+
+struct HoldLoop {
+    poll: Poll,
+    options: HoldOptions,
+    commands: Receiver<Command>,
+    start_worker: tokio::sync::mpsc::UnboundedSender<u16>,
+    listener: UnixListener,
+    sockets: Slab<Socket>,
+    /// Generation per slab slot, bumped on every reuse.
+    generations: Vec<u32>,
+    /// Objects are kept for the node's life in this slice: their usage
+    /// counts live here until the persisted ledger arrives.
+    objects: Vec<Object>,
+    index: HashMap<(Arc<str>, Box<str>), u32>,
+    links: Vec<Link>,
+    pending_links: Slab<PendingLink>,
+    fetches: HashMap<u64, PendingFetch>,
+    next_request_id: u64,
+    scratch: Vec<u8>,
+    /// Reused list of broadcast targets.
+    targets: Vec<u32>,
+    now: Instant,
+    now_ms: u64,
+    counters: EdgeCounters,
+}
+
+impl HoldLoop {
+    fn run(mut self) {
+        info!(edge = self.options.edge, "hold loop running");
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if let Err(err) = self.poll.poll(&mut events, None) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!(%err, "poll failed, hold loop stops");
+                return;
+            }
+            self.now = Instant::now();
+            self.now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        if !self.drain_commands() {
+                            info!("front door gone, hold loop stops");
+                            return;
+                        }
+                    }
+                    IPC_LISTENER => self.accept_links(),
+                    Token(t) if t >= PENDING_BASE => self.pending_link_ready(t - PENDING_BASE),
+                    Token(t) if t >= LINK_BASE => self.link_ready(t - LINK_BASE),
+                    Token(slot) => {
+                        if event.is_writable() {
+                            self.flush_socket(slot);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_socket(slot);
+                        }
+                    }
+                }
+            }
+            self.flush_links();
+            self.counters.connections = self.sockets.len() as u64;
+            self.counters.flush();
+        }
+    }
+
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.handle_command(command),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Fetch(request) => self.fetch(request),
+            Command::Adopt {
+                handle,
+                stream,
+                read_ahead,
+            } => self.adopt(handle, stream, read_ahead),
+            Command::AbortUpgrade { handle } => {
+                if let Some(slot) = self.slot_of(handle) {
+                    self.drop_socket(slot, Some((1006, "upgrade failed")));
+                }
+            }
+            Command::Report { class, name, reply } => {
+                let key: (Arc<str>, Box<str>) = (class.into(), name.into());
+                let report = self
+                    .index
+                    .get(&key)
+                    .map(|&o| self.objects[o as usize].report(self.now));
+                let _ = reply.send(report);
+            }
+            Command::WorkerPids { reply } => {
+                let pids = self
+                    .links
+                    .iter()
+                    .map(|l| l.stream.as_ref().and(l.pid))
+                    .collect();
+                let _ = reply.send(pids);
+            }
+        }
+    }
+
+    // ---- objects and workers ----
+
+    fn object_for(&mut self, class: Arc<str>, name: &str) -> u32 {
+        let key = (class, Box::<str>::from(name));
+        if let Some(&object) = self.index.get(&key) {
+            return object;
+        }
+        let worker = worker_for(&key.0, name, self.options.workers);
+        let object = self.objects.len() as u32;
+        self.objects
+            .push(Object::new(key.0.clone(), key.1.clone(), worker));
+        self.index.insert(key, object);
+        object
+    }
+
+    /// Queues an event for an object's worker, activating the object first
+    /// if it is not live, and asking for the worker to be started if needed.
+    fn send_event(&mut self, object: u32, event: &ToWorker) {
+        let o = &mut self.objects[object as usize];
+        let link = &mut self.links[o.worker as usize];
+        if !o.live {
+            let sockets = o
+                .sockets
+                .iter()
+                .filter_map(|&slot| {
+                    let s = self.sockets.get(slot as usize)?;
+                    Some(SocketInfo {
+                        handle: SocketHandle {
+                            edge: self.options.edge,
+                            slot,
+                            generation: s.generation,
+                        },
+                        tags: s.tags.iter().map(|t| t.to_string()).collect(),
+                        attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
+                        auto_response_at_ms: s.auto_response_at_ms,
+                    })
+                })
+                .collect();
+            ToWorker::Activate {
+                object,
+                class: o.class.to_string(),
+                name: o.name.to_string(),
+                auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
+                sockets,
+            }
+            .encode(&mut link.out);
+            o.live = true;
+            o.sent = 0;
+            o.live_since = Some(self.now);
+            o.usage.wakes += 1;
+            link.live_objects += 1;
+            self.counters.wakes += 1;
+        }
+        o.sent += 1;
+        o.in_flight += 1;
+        o.usage.events += 1;
+        event.encode(&mut link.out);
+        if link.stream.is_none() && !link.starting {
+            link.starting = true;
+            let _ = self.start_worker.send(o.worker);
+        }
+    }
+
+    fn fetch(&mut self, request: FetchRequest) {
+        let object = self.object_for(request.class, &request.name);
+        let o = &mut self.objects[object as usize];
+        o.usage.requests += 1;
+        let upgrade = if request.upgrade {
+            let limit = self.options.max_connections_per_object;
+            if o.sockets.len() >= limit {
+                let message = format!("object holds {} sockets, limit {limit}", o.sockets.len());
+                let _ = request.reply.send(FetchReply::error(503, &message));
+                return;
+            }
+            Some(self.reserve_socket(object))
+        } else {
+            None
+        };
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let handle = upgrade.map(|slot| self.handle_of(slot));
+        self.fetches.insert(
+            request_id,
+            PendingFetch {
+                reply: request.reply,
+                object,
+                upgrade,
+            },
+        );
+        self.send_event(
+            object,
+            &ToWorker::Fetch {
+                object,
+                request_id,
+                upgrade: handle,
+                method: request.method,
+                uri: request.uri,
+                headers: request.headers,
+                body: request.body,
+            },
+        );
+    }
+
+    fn reserve_socket(&mut self, object: u32) -> usize {
+        let entry = self.sockets.vacant_entry();
+        let slot = entry.key();
+        if self.generations.len() <= slot {
+            self.generations.resize(slot + 1, 0);
+        }
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        entry.insert(Socket::reserved(object, self.generations[slot]));
+        slot
+    }
+
+    fn handle_of(&self, slot: usize) -> SocketHandle {
+        SocketHandle {
+            edge: self.options.edge,
+            slot: slot as u32,
+            generation: self.sockets.get(slot).map_or(0, |s| s.generation),
+        }
+    }
+
+    /// The slot of a live handle; a stale handle is `None`, never another
+    /// client's socket.
+    fn slot_of(&self, handle: SocketHandle) -> Option<usize> {
+        let slot = handle.slot as usize;
+        let socket = self.sockets.get(slot)?;
+        (handle.edge == self.options.edge && socket.generation == handle.generation).then_some(slot)
+    }
+
+    fn accept_links(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let entry = self.pending_links.vacant_entry();
+                    let token = Token(PENDING_BASE + entry.key());
+                    if let Err(err) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        warn!(%err, "cannot register worker connection");
+                        continue;
+                    }
+                    entry.insert(PendingLink {
+                        stream,
+                        rbuf: BytesMut::new(),
+                    });
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    warn!(%err, "accepting a worker connection failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pending_link_ready(&mut self, key: usize) {
+        let Some(pending) = self.pending_links.get_mut(key) else {
+            return;
+        };
+        let closed = match read_into(&mut pending.stream, &mut pending.rbuf, &mut self.scratch) {
+            Ok(closed) => closed,
+            Err(err) => {
+                warn!(%err, "worker connection failed before hello");
+                true
+            }
+        };
+        let hello = match ipc::split_frame(&mut pending.rbuf) {
+            Ok(Some(frame)) => Some(ToEdge::decode(frame)),
+            Ok(None) if !closed => return,
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
+        };
+        let mut pending = self.pending_links.remove(key);
+        let _ = self.poll.registry().deregister(&mut pending.stream);
+        let (worker, pid) = match hello {
+            Some(Ok(ToEdge::Hello {
+                version,
+                worker,
+                pid,
+            })) if version == ipc::VERSION && worker < self.options.workers => (worker, pid),
+            Some(Ok(ToEdge::Hello {
+                version, worker, ..
+            })) => {
+                error!(
+                    version,
+                    worker,
+                    expected = ipc::VERSION,
+                    "worker refused: wrong ipc version or index"
+                );
+                return;
+            }
+            other => {
+                warn!(?other, "worker connection closed without a valid hello");
+                return;
+            }
+        };
+        if self.links[worker as usize].stream.is_some() {
+            warn!(worker, "a second worker connected for the same index");
+            self.link_down(worker as usize);
+        }
+        let token = Token(LINK_BASE + worker as usize);
+        if let Err(err) = self.poll.registry().register(
+            &mut pending.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!(%err, worker, "cannot register worker");
+            return;
+        }
+        info!(worker, pid, "worker connected");
+        let link = &mut self.links[worker as usize];
+        link.stream = Some(pending.stream);
+        link.pid = Some(pid);
+        link.starting = false;
+        link.exiting = false;
+        link.rbuf = pending.rbuf;
+        self.handle_link_frames(worker as usize);
+        if closed {
+            self.link_down(worker as usize);
+        }
+    }
+
+    fn link_ready(&mut self, worker: usize) {
+        let Some(link) = self.links.get_mut(worker) else {
+            return;
+        };
+        let Some(stream) = link.stream.as_mut() else {
+            return;
+        };
+        let closed = match read_into(stream, &mut link.rbuf, &mut self.scratch) {
+            Ok(closed) => closed,
+            Err(err) => {
+                warn!(%err, worker, "worker connection failed");
+                true
+            }
+        };
+        self.handle_link_frames(worker);
+        if closed {
+            self.link_down(worker);
+        } else {
+            self.flush_link(worker);
+        }
+    }
+
+    fn handle_link_frames(&mut self, worker: usize) {
+        loop {
+            let frame = match ipc::split_frame(&mut self.links[worker].rbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(err) => {
+                    error!(%err, worker, "worker sent a bad frame, dropping it");
+                    self.kill_link(worker);
+                    return;
+                }
+            };
+            match ToEdge::decode(frame) {
+                Ok(message) => self.handle_worker_message(worker, message),
+                Err(err) => {
+                    error!(%err, worker, "worker sent a bad frame, dropping it");
+                    self.kill_link(worker);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn kill_link(&mut self, worker: usize) {
+        if let Some(stream) = self.links[worker].stream.as_ref() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.link_down(worker);
+    }
+
+    fn link_down(&mut self, worker: usize) {
+        let link = &mut self.links[worker];
+        if let Some(mut stream) = link.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        link.rbuf.clear();
+        link.starting = false;
+        if link.exiting {
+            // An idle exit we agreed to: what was queued since is for the
+            // next worker, objects activated since included.
+            link.exiting = false;
+            info!(worker, "worker exited while idle");
+            if !link.out.is_empty() {
+                link.starting = true;
+                let _ = self.start_worker.send(worker as u16);
+            }
+            return;
+        }
+        warn!(worker, "worker connection lost; its live objects are reset");
+        link.out.clear();
+        link.written = 0;
+        link.live_objects = 0;
+        for o in self
+            .objects
+            .iter_mut()
+            .filter(|o| o.worker as usize == worker)
+        {
+            if o.live {
+                o.go_idle(self.now);
+            }
+        }
+        let lost: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| self.objects[f.object as usize].worker as usize == worker)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(fetch) = self.fetches.remove(&id) {
+                if let Some(slot) = fetch.upgrade {
+                    self.forget_socket(slot);
+                }
+                let _ = fetch
+                    .reply
+                    .send(FetchReply::error(503, "object worker restarted, retry"));
+            }
+        }
+    }
+
+    fn handle_worker_message(&mut self, worker: usize, message: ToEdge) {
+        match message {
+            ToEdge::Hello { .. } => warn!(worker, "second hello ignored"),
+            ToEdge::FetchResponse {
+                request_id,
+                status,
+                headers,
+                body,
+            } => self.fetch_response(request_id, status, headers, body),
+            ToEdge::Accept { handle, tags } => {
+                let Some(slot) = self.slot_of(handle) else {
+                    return;
+                };
+                let socket = &mut self.sockets[slot];
+                if socket.phase != Phase::Reserved {
+                    return;
+                }
+                socket.phase = Phase::Accepted;
+                socket.tags = tags.into_iter().map(String::into_boxed_str).collect();
+                let object = socket.object;
+                self.list_socket(slot);
+                self.objects[object as usize].usage.upgrades += 1;
+                self.counters.upgrades += 1;
+            }
+            ToEdge::Send {
+                handle,
+                is_text,
+                payload,
+            } => {
+                let Some(slot) = self.slot_of(handle) else {
+                    return;
+                };
+                if self.sockets[slot].position.is_none() {
+                    return;
+                }
+                let object = self.sockets[slot].object;
+                self.objects[object as usize].usage.ws_messages_out += 1;
+                self.counters.ws_messages_out += 1;
+                let frame = data_frame(is_text, &payload);
+                self.queue_frame(slot, frame);
+            }
+            ToEdge::Close {
+                handle,
+                code,
+                reason,
+            } => {
+                if let Some(slot) = self.slot_of(handle) {
+                    let frame =
+                        Bytes::from(encode_frame(OpCode::Close, &close_payload(code, &reason)));
+                    self.close_gracefully(slot, frame);
+                }
+            }
+            ToEdge::Broadcast {
+                object,
+                tag,
+                except,
+                is_text,
+                payload,
+            } => self.broadcast(object, tag.as_deref(), except, is_text, &payload),
+            ToEdge::SetAttachment { handle, attachment } => {
+                let limit = self.options.max_attachment_bytes;
+                let Some(slot) = self.slot_of(handle) else {
+                    return;
+                };
+                match attachment {
+                    Some(bytes) if bytes.len() > limit => {
+                        warn!(
+                            size = bytes.len(),
+                            limit, "attachment over the limit ignored"
+                        );
+                    }
+                    other => {
+                        self.sockets[slot].attachment = other.map(|b| b.to_vec().into());
+                    }
+                }
+            }
+            ToEdge::SetAutoResponse { object, pair } => {
+                if let Some(o) = self.objects.get_mut(object as usize) {
+                    o.auto_reply = pair.map(|pair: AutoResponse| {
+                        let frame = data_frame(true, &pair.response);
+                        Box::new(AutoReply { pair, frame })
+                    });
+                }
+            }
+            ToEdge::Done { object, events } => self.done(object, events),
+            ToEdge::Idle { object, handled } => {
+                let Some(o) = self.objects.get_mut(object as usize) else {
+                    return;
+                };
+                if o.live && o.sent == handled && o.worker as usize == worker {
+                    o.go_idle(self.now);
+                    let link = &mut self.links[worker];
+                    link.live_objects = link.live_objects.saturating_sub(1);
+                    ToWorker::Evict { object }.encode(&mut link.out);
+                    debug!(object, "object hibernated");
+                }
+            }
+            ToEdge::IdleExit => {
+                self.flush_link(worker);
+                let link = &mut self.links[worker];
+                let busy = self
+                    .fetches
+                    .values()
+                    .any(|f| self.objects[f.object as usize].worker as usize == worker);
+                if link.live_objects == 0 && !busy && link.out.is_empty() {
+                    ToWorker::Shutdown.encode(&mut link.out);
+                    self.flush_link(worker);
+                    self.links[worker].exiting = true;
+                }
+            }
+        }
+    }
+
+    fn fetch_response(
+        &mut self,
+        request_id: u64,
+        status: u16,
+        headers: Vec<(String, Bytes)>,
+        body: Bytes,
+    ) {
+        let Some(fetch) = self.fetches.remove(&request_id) else {
+            return;
+        };
+        let mut reply = FetchReply {
+            status,
+            headers,
+            body,
+            upgraded: None,
+        };
+        if let Some(slot) = fetch.upgrade {
+            let accepted = self
+                .sockets
+                .get(slot)
+                .is_some_and(|s| s.object == fetch.object && s.phase != Phase::Reserved);
+            if status == 101 && accepted {
+                reply.upgraded = Some(self.handle_of(slot));
+            } else {
+                self.forget_socket(slot);
+                if status == 101 {
+                    reply = FetchReply::error(500, "socket closed while being accepted");
+                }
+            }
+        }
+        let upgraded = reply.upgraded;
+        if fetch.reply.send(reply).is_err() {
+            if let Some(handle) = upgraded {
+                if let Some(slot) = self.slot_of(handle) {
+                    self.drop_socket(slot, Some((1006, "client went away during upgrade")));
+                }
+            }
+        }
+    }
+
+    fn done(&mut self, object: u32, events: u32) {
+        let Some(o) = self.objects.get_mut(object as usize) else {
+            return;
+        };
+        o.in_flight = o.in_flight.saturating_sub(events);
+        if o.paused.is_empty() || o.in_flight > self.options.max_events_in_flight / 2 {
+            return;
+        }
+        let paused = std::mem::take(&mut o.paused);
+        for slot in paused {
+            let slot = slot as usize;
+            if let Some(socket) = self.sockets.get_mut(slot) {
+                if socket.paused && socket.object == object {
+                    socket.paused = false;
+                    self.read_socket(slot);
+                }
+            }
+        }
+    }
+
+    fn broadcast(
+        &mut self,
+        object: u32,
+        tag: Option<&str>,
+        except: Option<SocketHandle>,
+        is_text: bool,
+        payload: &[u8],
+    ) {
+        let Some(o) = self.objects.get(object as usize) else {
+            return;
+        };
+        let except = except.and_then(|h| self.slot_of(h));
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(o.sockets.iter().copied().filter(|&slot| {
+            Some(slot as usize) != except
+                && tag.is_none_or(|t| {
+                    self.sockets
+                        .get(slot as usize)
+                        .is_some_and(|s| s.has_tag(t))
+                })
+        }));
+        let frame = data_frame(is_text, payload);
+        let count = targets.len() as u64;
+        for &slot in &targets {
+            self.queue_frame(slot as usize, frame.clone());
+        }
+        self.objects[object as usize].usage.ws_messages_out += count;
+        self.counters.ws_messages_out += count;
+        self.targets = targets;
+    }
+
+    fn flush_links(&mut self) {
+        for worker in 0..self.links.len() {
+            self.flush_link(worker);
+        }
+    }
+
+    fn flush_link(&mut self, worker: usize) {
+        let link = &mut self.links[worker];
+        if link.exiting || link.written == link.out.len() {
+            return;
+        }
+        let Some(stream) = link.stream.as_mut() else {
+            return;
+        };
+        match write_now(stream, &link.out[link.written..]) {
+            Ok(n) => link.written += n,
+            Err(err) => {
+                warn!(%err, worker, "writing to worker failed");
+                self.kill_link(worker);
+                return;
+            }
+        }
+        if link.written == link.out.len() {
+            link.out.clear();
+            link.written = 0;
+            if link.out.capacity() > 1 << 20 {
+                link.out.shrink_to(64 * 1024);
+            }
+        }
+    }
+
+    // ---- sockets ----
+
+    fn adopt(&mut self, handle: SocketHandle, stream: std::net::TcpStream, read_ahead: Bytes) {
+        let Some(slot) = self.slot_of(handle) else {
+            debug!(%handle, "socket closed before handover");
+            return;
+        };
+        if let Err(err) = stream.set_nonblocking(true) {
+            warn!(%err, "cannot make socket non-blocking");
+            self.drop_socket(slot, Some((1006, "socket setup failed")));
+            return;
+        }
+        let mut stream = TcpStream::from_std(stream);
+        let socket = &mut self.sockets[slot];
+        let interest = if socket.out.is_some() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(err) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)
+        {
+            warn!(%err, "cannot register socket");
+            self.drop_socket(slot, Some((1006, "socket setup failed")));
+            return;
+        }
+        socket.stream = Some(stream);
+        if socket.phase == Phase::Accepted {
+            socket.phase = Phase::Open;
+        }
+        self.flush_socket(slot);
+        let generation = self.generations[slot];
+        for chunk in read_ahead.chunks(SCRATCH_BYTES) {
+            if self
+                .sockets
+                .get(slot)
+                .is_none_or(|s| s.generation != generation)
+            {
+                return;
+            }
+            self.scratch[..chunk.len()].copy_from_slice(chunk);
+            self.handle_socket_bytes(slot, chunk.len());
+        }
+        self.read_socket(slot);
+    }
+
+    fn read_socket(&mut self, slot: usize) {
+        loop {
+            let Some(socket) = self.sockets.get_mut(slot) else {
+                return;
+            };
+            if socket.read_closed || socket.paused || socket.phase != Phase::Open {
+                return;
+            }
+            let Some(stream) = socket.stream.as_mut() else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.drop_socket(slot, Some((1006, "")));
+                    return;
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_socket(slot, Some((1006, "")));
+                    return;
+                }
+            };
+            self.handle_socket_bytes(slot, n);
+            // A short read drained the socket: with edge-triggered epoll a
+            // new arrival raises a new event, so skip the EAGAIN syscall.
+            if n < self.scratch.len() {
+                return;
+            }
+        }
+    }
+
+    fn handle_socket_bytes(&mut self, slot: usize, n: usize) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        let generation = socket.generation;
+        let mut conn = std::mem::take(&mut socket.conn);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let limits = ws::Limits {
+            max_message_bytes: self.options.max_message_bytes,
+        };
+        let result = conn.handle_bytes(&mut scratch[..n], &limits, &mut |event| {
+            self.on_ws_event(slot, generation, event)
+        });
+        self.scratch = scratch;
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        if socket.generation != generation {
+            return;
+        }
+        socket.conn = conn;
+        if let Err(err) = result {
+            debug!(%err, slot, "protocol error");
+            self.counters.protocol_errors += 1;
+            socket.read_closed = true;
+            let code = err.close_code();
+            let reason = err.to_string();
+            let frame = Bytes::from(encode_frame(OpCode::Close, &close_payload(code, &reason)));
+            self.report_closed(slot, code, &reason, false);
+            self.close_gracefully(slot, frame);
+        }
+    }
+
+    fn on_ws_event(&mut self, slot: usize, generation: u32, event: Event<'_>) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        if socket.generation != generation || socket.phase != Phase::Open {
+            return;
+        }
+        let object = socket.object;
+        match event {
+            Event::Text(payload) | Event::Binary(payload) => {
+                let is_text = matches!(event, Event::Text(_));
+                let o = &mut self.objects[object as usize];
+                if let Some(auto) = o.auto_reply.as_ref() {
+                    if is_text && auto.pair.request == payload {
+                        let frame = auto.frame.clone();
+                        o.usage.auto_responses += 1;
+                        self.counters.auto_responses += 1;
+                        socket.auto_response_at_ms = self.now_ms;
+                        self.queue_frame(slot, frame);
+                        return;
+                    }
+                }
+                o.usage.ws_messages_in += 1;
+                self.counters.ws_messages_in += 1;
+                let message = ToWorker::Message {
+                    object,
+                    handle: SocketHandle {
+                        edge: self.options.edge,
+                        slot: slot as u32,
+                        generation,
+                    },
+                    is_text,
+                    auto_response_at_ms: socket.auto_response_at_ms,
+                    payload: Bytes::copy_from_slice(payload),
+                };
+                self.send_event(object, &message);
+                let o = &mut self.objects[object as usize];
+                if o.in_flight >= self.options.max_events_in_flight {
+                    self.sockets[slot].paused = true;
+                    o.paused.push(slot as u32);
+                }
+            }
+            Event::Ping(payload) => {
+                self.objects[object as usize].usage.protocol_pings += 1;
+                self.counters.protocol_pings += 1;
+                self.queue_frame(slot, Bytes::from(encode_frame(OpCode::Pong, payload)));
+            }
+            Event::Pong(_) => {}
+            Event::Close { code, reason } => {
+                socket.read_closed = true;
+                let payload = code.map_or_else(Vec::new, |c| close_payload(c, ""));
+                self.report_closed(slot, code.unwrap_or(1005), reason, true);
+                self.close_gracefully(slot, Bytes::from(encode_frame(OpCode::Close, &payload)));
+            }
+        }
+    }
+
+    /// Queues a frame for a client, writing at once when nothing is queued.
+    fn queue_frame(&mut self, slot: usize, frame: Bytes) {
+        let limit = self.options.max_outbound_queue_bytes;
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        match socket.phase {
+            Phase::Closing => return,
+            Phase::Reserved | Phase::Accepted => {}
+            Phase::Open => {
+                if socket.out.is_none() {
+                    let Some(stream) = socket.stream.as_mut() else {
+                        return;
+                    };
+                    match write_now(stream, &frame) {
+                        Ok(n) if n == frame.len() => return,
+                        Ok(n) => {
+                            let mut queue = Box::<OutQueue>::default();
+                            queue.push(frame.slice(n..));
+                            socket.out = Some(queue);
+                            self.want_writable(slot, true);
+                            return;
+                        }
+                        Err(_) => {
+                            self.drop_socket(slot, Some((1006, "")));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if socket.queued_bytes() + frame.len() > limit {
+            self.counters.slow_client_closes += 1;
+            let queued = socket.queued_bytes();
+            debug!(slot, queued, limit, "client does not read, closing");
+            // It will not read a close frame either: one best-effort try.
+            if let Some(stream) = socket.stream.as_mut() {
+                let close = encode_frame(
+                    OpCode::Close,
+                    &close_payload(1008, "outbound queue over limit"),
+                );
+                let _ = stream.write(&close);
+            }
+            self.drop_socket(slot, Some((1008, "outbound queue over limit")));
+            return;
+        }
+        socket.out.get_or_insert_with(Default::default).push(frame);
+    }
+
+    fn flush_socket(&mut self, slot: usize) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        let (Some(stream), Some(queue)) = (socket.stream.as_mut(), socket.out.as_mut()) else {
+            return;
+        };
+        match queue.flush(stream) {
+            Ok(true) => {
+                socket.out = None;
+                if socket.phase == Phase::Closing {
+                    self.finish_socket(slot);
+                } else {
+                    self.want_writable(slot, false);
+                }
+            }
+            Ok(false) => self.want_writable(slot, true),
+            Err(_) => self.drop_socket(slot, Some((1006, ""))),
+        }
+    }
+
+    fn want_writable(&mut self, slot: usize, writable: bool) {
+        let Some(stream) = self.sockets.get_mut(slot).and_then(|s| s.stream.as_mut()) else {
+            return;
+        };
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(err) = self
+            .poll
+            .registry()
+            .reregister(stream, Token(slot), interest)
+        {
+            debug!(%err, slot, "reregister failed");
+        }
+    }
+
+    /// Sends a close frame after what is queued, then closes the socket.
+    fn close_gracefully(&mut self, slot: usize, frame: Bytes) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        if socket.phase == Phase::Closing {
+            return;
+        }
+        let adopted = socket.stream.is_some();
+        socket.out.get_or_insert_with(Default::default).push(frame);
+        socket.phase = Phase::Closing;
+        self.unlist_socket(slot);
+        if adopted {
+            self.flush_socket(slot);
+        }
+    }
+
+    fn report_closed(&mut self, slot: usize, code: u16, reason: &str, was_clean: bool) {
+        let Some(socket) = self.sockets.get(slot) else {
+            return;
+        };
+        if socket.position.is_none() {
+            return;
+        }
+        let object = socket.object;
+        let handle = self.handle_of(slot);
+        self.send_event(
+            object,
+            &ToWorker::Closed {
+                object,
+                handle,
+                code,
+                reason: reason.to_owned(),
+                was_clean,
+            },
+        );
+    }
+
+    /// Closes a socket now, telling its object if it had accepted it.
+    fn drop_socket(&mut self, slot: usize, report: Option<(u16, &str)>) {
+        if let Some((code, reason)) = report {
+            self.report_closed(slot, code, reason, false);
+        }
+        self.unlist_socket(slot);
+        self.finish_socket(slot);
+    }
+
+    /// Removes a socket the object no longer knows about, without an event.
+    fn forget_socket(&mut self, slot: usize) {
+        self.unlist_socket(slot);
+        self.finish_socket(slot);
+    }
+
+    fn finish_socket(&mut self, slot: usize) {
+        if !self.sockets.contains(slot) {
+            return;
+        }
+        let mut socket = self.sockets.remove(slot);
+        if let Some(stream) = socket.stream.as_mut() {
+            let _ = self.poll.registry().deregister(stream);
+        }
+        if socket.paused {
+            if let Some(o) = self.objects.get_mut(socket.object as usize) {
+                o.paused.retain(|&s| s as usize != slot);
+            }
+        }
+    }
+
+    fn list_socket(&mut self, slot: usize) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        if socket.position.is_some() {
+            return;
+        }
+        let sockets = &mut self.objects[socket.object as usize].sockets;
+        socket.position = Some(sockets.len() as u32);
+        sockets.push(slot as u32);
+    }
+
+    fn unlist_socket(&mut self, slot: usize) {
+        let Some(socket) = self.sockets.get_mut(slot) else {
+            return;
+        };
+        let Some(position) = socket.position.take() else {
+            return;
+        };
+        let sockets = &mut self.objects[socket.object as usize].sockets;
+        sockets.swap_remove(position as usize);
+        if let Some(&moved) = sockets.get(position as usize) {
+            if let Some(moved) = self.sockets.get_mut(moved as usize) {
+                moved.position = Some(position);
+            }
+        }
+    }
+}
+
+fn data_frame(is_text: bool, payload: &[u8]) -> Bytes {
+    let opcode = if is_text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    Bytes::from(encode_frame(opcode, payload))
+}
+
+/// Reads what is there into `buf` through `scratch`; true when the peer
+/// closed.
+fn read_into(stream: &mut UnixStream, buf: &mut BytesMut, scratch: &mut [u8]) -> io::Result<bool> {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&scratch[..n]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}

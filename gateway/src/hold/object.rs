@@ -1,0 +1,127 @@
+//! What the edge keeps per object: its sockets, its auto-response, whether
+//! it is live in its worker, and its usage counts.
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use torpor_proto::ipc::AutoResponse;
+
+pub(crate) struct AutoReply {
+    pub(crate) pair: AutoResponse,
+    /// The response, framed once.
+    pub(crate) frame: Bytes,
+}
+
+/// Exact usage counts of one object, since the node started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Usage {
+    /// Times an instance was created (`new` ran).
+    pub wakes: u64,
+    /// Events delivered: requests, messages, closes.
+    pub events: u64,
+    /// HTTP requests, upgrades included.
+    pub requests: u64,
+    /// Accepted WebSocket upgrades.
+    pub upgrades: u64,
+    /// Messages from clients that reached the object.
+    pub ws_messages_in: u64,
+    /// Messages the object sent (each delivery counts).
+    pub ws_messages_out: u64,
+    /// Auto-responses the edge sent for it.
+    pub auto_responses: u64,
+    /// Protocol pings the edge answered.
+    pub protocol_pings: u64,
+    /// Time live in a worker.
+    #[serde(skip)]
+    pub active: Duration,
+}
+
+/// One object as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectReport {
+    /// Class.
+    pub class: String,
+    /// Name.
+    pub name: String,
+    /// Open sockets.
+    pub connections: usize,
+    /// Live in its worker now.
+    pub active: bool,
+    /// Seconds live in a worker, this one included.
+    pub active_seconds: f64,
+    /// Requests plus incoming messages at 20:1, without rounding.
+    pub billable_requests: f64,
+    /// Raw counts.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+pub(crate) struct Object {
+    pub(crate) class: Arc<str>,
+    pub(crate) name: Box<str>,
+    pub(crate) worker: u16,
+    pub(crate) sockets: Vec<u32>,
+    pub(crate) live: bool,
+    /// Events sent since the object was last activated.
+    pub(crate) sent: u64,
+    pub(crate) in_flight: u32,
+    /// Sockets whose reading waits for `in_flight` to fall.
+    pub(crate) paused: Vec<u32>,
+    pub(crate) auto_reply: Option<Box<AutoReply>>,
+    pub(crate) live_since: Option<Instant>,
+    pub(crate) usage: Usage,
+}
+
+impl Object {
+    pub(crate) fn new(class: Arc<str>, name: Box<str>, worker: u16) -> Object {
+        Object {
+            class,
+            name,
+            worker,
+            sockets: Vec::new(),
+            live: false,
+            sent: 0,
+            in_flight: 0,
+            paused: Vec::new(),
+            auto_reply: None,
+            live_since: None,
+            usage: Usage::default(),
+        }
+    }
+
+    pub(crate) fn go_idle(&mut self, now: Instant) {
+        self.live = false;
+        self.in_flight = 0;
+        if let Some(since) = self.live_since.take() {
+            self.usage.active += now.saturating_duration_since(since);
+        }
+    }
+
+    pub(crate) fn report(&self, now: Instant) -> ObjectReport {
+        let live_now = self
+            .live_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let usage = self.usage.clone();
+        ObjectReport {
+            class: self.class.to_string(),
+            name: self.name.to_string(),
+            connections: self.sockets.len(),
+            active: self.live,
+            active_seconds: (usage.active + live_now).as_secs_f64(),
+            billable_requests: usage.requests as f64 + usage.ws_messages_in as f64 / 20.0,
+            usage,
+        }
+    }
+}
+
+/// Stable across processes and releases (unlike std's hasher), so an object
+/// always lands on the same worker index.
+pub(crate) fn worker_for(class: &str, name: &str, workers: u16) -> u16 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in class.bytes().chain([0]).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(workers.max(1))) as u16
+}

@@ -1,0 +1,10 @@
+//! The Torpor edge and node: the hyper front door, the mio hold loop that
+//! keeps every upgraded socket, the admin API, the worker supervisor, and
+//! the config they share. The `torpor` binary wires them together.
+
+pub mod admin;
+pub mod config;
+pub mod frontdoor;
+pub mod hold;
+pub mod metrics;
+pub mod supervisor;

@@ -1,0 +1,300 @@
+//! `torpor`: runs a node (front door, hold loop, admin, supervisor) on a
+//! config file, or, as `torpor worker`, one object worker process.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use torpor_gateway::config::{self, Config, ConfigError};
+use torpor_gateway::{admin, frontdoor, hold, supervisor};
+
+const USAGE: &str = "\
+usage: torpor [--config PATH] [--http ADDR] [--admin ADDR] [--data-dir DIR] [--workers N]
+
+Runs a Torpor node on PATH (default config/torpor.toml). Flags override the
+file, as do TORPOR_HTTP, TORPOR_ADMIN, TORPOR_DATA_DIR and TORPOR_WORKERS;
+TORPOR_LOG sets the log filter (default info).";
+
+/// Exit code for a bad command line (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+/// Exit code for a bad config (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    init_logging();
+    if args.first().map(String::as_str) == Some("worker") {
+        return worker(&args[1..]);
+    }
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(Failure::Usage(message)) => {
+            eprintln!("torpor: {message}\n\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(Failure::Help) => {
+            #[allow(clippy::print_stdout)] // --help is asked for on stdout
+            {
+                println!("{USAGE}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(Failure::Config(err)) => {
+            eprintln!("torpor: config: {}", chain(&err));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run_node(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("torpor: {}", chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(config::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+enum Failure {
+    Usage(String),
+    Help,
+    Config(ConfigError),
+}
+
+fn load_config(args: &[String]) -> Result<Config, Failure> {
+    let mut path = PathBuf::from("config/torpor.toml");
+    let mut overrides = Vec::new();
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let key = match flag.as_str() {
+            "-h" | "--help" => return Err(Failure::Help),
+            "--config" => None,
+            "--http" => Some("http"),
+            "--admin" => Some("admin"),
+            "--data-dir" => Some("data_dir"),
+            "--workers" => Some("workers"),
+            other => return Err(Failure::Usage(format!("unknown argument {other:?}"))),
+        };
+        let value = rest
+            .next()
+            .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+        match key {
+            None => path = PathBuf::from(value),
+            Some(key) => overrides.push((key, value.clone())),
+        }
+    }
+    let mut config = Config::load(path).map_err(Failure::Config)?;
+    for (var, key) in [
+        (config::env::HTTP, "http"),
+        (config::env::ADMIN, "admin"),
+        (config::env::DATA_DIR, "data_dir"),
+        (config::env::WORKERS, "workers"),
+    ] {
+        if let Ok(value) = std::env::var(var) {
+            config.set(key, &value).map_err(|err| {
+                Failure::Config(ConfigError::Invalid {
+                    key: var.to_owned(),
+                    message: err.to_string(),
+                })
+            })?;
+        }
+    }
+    for (key, value) in overrides {
+        config.set(key, &value).map_err(Failure::Config)?;
+    }
+    config.validate().map_err(Failure::Config)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn context(what: String) -> impl FnOnce(std::io::Error) -> BoxError {
+    move |err| format!("{what}: {err}").into()
+}
+
+fn run_node(config: Config) -> Result<(), BoxError> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    torpor_gateway::metrics::describe();
+
+    let run_dir = config.data_dir.join("run");
+    std::fs::create_dir_all(&run_dir)
+        .map_err(context(format!("cannot create {}", run_dir.display())))?;
+    let ipc_path = std::path::absolute(run_dir.join("edge-0.sock"))
+        .map_err(context("cannot resolve the ipc socket path".into()))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let http = bind(config.listen.http)
+            .map_err(context(format!("cannot listen on {}", config.listen.http)))?;
+        let admin_listener = tokio::net::TcpListener::bind(config.listen.admin)
+            .await
+            .map_err(context(format!("cannot listen on {}", config.listen.admin)))?;
+        let http_addr = http.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
+        let options = hold::HoldOptions {
+            edge: 0,
+            workers: config.workers,
+            ipc_path: ipc_path.clone(),
+            max_message_bytes: config.limits.max_message_bytes,
+            max_attachment_bytes: config.limits.max_attachment_bytes,
+            max_connections_per_object: config.limits.max_connections_per_object,
+            max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
+            max_events_in_flight: config.limits.max_events_in_flight,
+        };
+        let (hold_handle, _hold_thread) =
+            hold::spawn(options, start_tx.clone()).map_err(context(format!(
+                "cannot start the hold loop on {}",
+                ipc_path.display()
+            )))?;
+
+        let spec = supervisor::WorkerSpec {
+            program: std::env::current_exe()?,
+            args: worker_args(&config, &ipc_path),
+            workers: config.workers,
+        };
+        let supervisor = tokio::spawn(supervisor::supervise(spec, start_tx, start_rx));
+        let door = Arc::new(frontdoor::FrontDoor::new(&config, hold_handle.clone()));
+        tokio::spawn(frontdoor::serve(http, door));
+        tokio::spawn(admin::serve(
+            admin_listener,
+            Arc::new(admin::Admin {
+                hold: hold_handle,
+                metrics,
+            }),
+        ));
+        tracing::info!(%http_addr, %admin_addr, workers = config.workers, "torpor ready");
+        #[allow(clippy::print_stdout)] // the readiness line scripts and tests wait for
+        {
+            println!("torpor ready http={http_addr} admin={admin_addr}");
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        supervisor.abort();
+        // Let the aborted supervisor drop its children (kill_on_drop).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    })
+}
+
+/// The public listener, with SO_REUSEPORT so that more edges can share it.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    // Large enough for connection storms; the kernel caps it at somaxconn.
+    socket.listen(4096)
+}
+
+fn worker_args(config: &Config, ipc_path: &std::path::Path) -> Vec<OsString> {
+    let millis = |d: Duration| d.as_millis().to_string().into();
+    vec![
+        "worker".into(),
+        "--ipc".into(),
+        ipc_path.as_os_str().to_owned(),
+        "--hibernate-after-ms".into(),
+        millis(config.hibernate_after),
+        "--idle-exit-ms".into(),
+        millis(config.worker_idle_exit),
+        "--handler-timeout-ms".into(),
+        millis(config.handler_timeout),
+        "--max-attachment-bytes".into(),
+        config.limits.max_attachment_bytes.to_string().into(),
+    ]
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn worker(args: &[String]) -> ExitCode {
+    let mut options = torpor_objects::WorkerOptions {
+        socket_path: PathBuf::new(),
+        index: 0,
+        hibernate_after: Duration::from_secs(10),
+        idle_exit: Duration::from_secs(60),
+        handler_timeout: Duration::from_secs(30),
+        max_attachment_bytes: 2048,
+    };
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let Some(value) = rest.next() else {
+            eprintln!("torpor worker: {flag} needs a value");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        let number = value.parse::<u64>();
+        let parsed = match (flag.as_str(), number) {
+            ("--ipc", _) => {
+                options.socket_path = PathBuf::from(value);
+                true
+            }
+            ("--index", Ok(n)) => u16::try_from(n).map(|n| options.index = n).is_ok(),
+            ("--hibernate-after-ms", Ok(n)) => {
+                options.hibernate_after = Duration::from_millis(n);
+                true
+            }
+            ("--idle-exit-ms", Ok(n)) => {
+                options.idle_exit = Duration::from_millis(n);
+                true
+            }
+            ("--handler-timeout-ms", Ok(n)) => {
+                options.handler_timeout = Duration::from_millis(n);
+                true
+            }
+            ("--max-attachment-bytes", Ok(n)) => usize::try_from(n)
+                .map(|n| options.max_attachment_bytes = n)
+                .is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            eprintln!("torpor worker: bad argument {flag} {value:?}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    match torpor_objects::run(torpor_objects::builtin::registry(), options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("torpor worker: {}", chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `Bench`: the plain-text protocol loadtest and the benchmarks use.
+//!
+//! `ping` → `pong` (auto-response, answered by the edge); `echo:X` → `X`;
+//! `attach:X` → stores X as the attachment and replies `ok` (or `err:…`);
+//! `getattach` → the attachment; `bcast:X` → X to every socket of the
+//! object, sender included; `count` → the number of sockets; `tags` → the
+//! socket's tags joined by `,`. Binary messages are echoed. `?tag=T` on
+//! connect (repeatable) tags the socket.
+
+use torpor_sdk::{DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket};
+
+/// The benchmark object.
+pub struct Bench {
+    state: State,
+}
+
+impl DurableObject for Bench {
+    fn new(state: State, _env: Env) -> Bench {
+        Bench { state }
+    }
+
+    async fn fetch(&mut self, request: Request) -> HandlerResult<Response> {
+        if !request.is_websocket_upgrade() {
+            return Ok(Response::error(426, "connect with a websocket"));
+        }
+        let tags = request.query_params("tag");
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        if let Err(err) = self.state.accept_websocket(&request, &tags) {
+            return Ok(Response::error(400, err.to_string()));
+        }
+        if self.state.get_websocket_auto_response().is_none() {
+            self.state.set_websocket_auto_response("ping", "pong")?;
+        }
+        Ok(Response::switching_protocols())
+    }
+
+    async fn websocket_message(&mut self, ws: WebSocket, message: Message) -> HandlerResult<()> {
+        let text = match message {
+            Message::Text(text) => text,
+            binary @ Message::Binary(_) => return Ok(ws.send(binary)?),
+        };
+        let reply = if let Some(rest) = text.strip_prefix("echo:") {
+            rest.to_owned()
+        } else if let Some(rest) = text.strip_prefix("attach:") {
+            match ws.serialize_attachment(rest) {
+                Ok(()) => "ok".to_owned(),
+                Err(err) => format!("err:{err}"),
+            }
+        } else if let Some(rest) = text.strip_prefix("bcast:") {
+            self.state.broadcast(rest, None, None);
+            return Ok(());
+        } else {
+            match text.as_str() {
+                "getattach" => ws.deserialize_attachment::<String>()?.unwrap_or_default(),
+                "count" => self.state.get_websockets(None).len().to_string(),
+                "tags" => ws.tags()?.join(","),
+                _ => format!("err:unknown command {:?}", truncate(&text, 32)),
+            }
+        };
+        ws.send(reply)?;
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

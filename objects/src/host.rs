@@ -1,0 +1,257 @@
+//! The runtime's side of the SDK: a live object's mirror of its sockets
+//! (filled from the edge when the object wakes) and the commands its calls
+//! turn into.
+
+use crate::outbox::Outbox;
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use torpor_proto::ipc::{AutoResponse, SocketInfo, ToEdge};
+use torpor_proto::SocketHandle;
+use torpor_sdk::host::Host;
+use torpor_sdk::{Error, Message, Result, WebSocketId};
+
+pub(crate) fn to_id(handle: SocketHandle) -> WebSocketId {
+    WebSocketId::from_parts(handle.edge, handle.slot, handle.generation)
+}
+
+pub(crate) fn to_handle(id: WebSocketId) -> SocketHandle {
+    let (edge, slot, generation) = id.parts();
+    SocketHandle {
+        edge,
+        slot,
+        generation,
+    }
+}
+
+struct SocketEntry {
+    tags: Vec<String>,
+    attachment: Option<Bytes>,
+    auto_response_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Mirror {
+    sockets: BTreeMap<WebSocketId, SocketEntry>,
+    auto_response: Option<(Bytes, Bytes)>,
+    /// The upgrade the current `fetch` may accept, and whether it did.
+    upgrade: Option<(WebSocketId, bool)>,
+}
+
+pub(crate) struct ObjectHost {
+    object: u32,
+    class: String,
+    name: String,
+    max_attachment_bytes: usize,
+    outbox: Rc<Outbox>,
+    mirror: RefCell<Mirror>,
+}
+
+impl ObjectHost {
+    pub(crate) fn new(
+        object: u32,
+        class: String,
+        name: String,
+        max_attachment_bytes: usize,
+        outbox: Rc<Outbox>,
+        auto_response: Option<AutoResponse>,
+        sockets: Vec<SocketInfo>,
+    ) -> ObjectHost {
+        let mirror = Mirror {
+            sockets: sockets
+                .into_iter()
+                .map(|s| {
+                    let entry = SocketEntry {
+                        tags: s.tags,
+                        attachment: s.attachment,
+                        auto_response_at_ms: s.auto_response_at_ms,
+                    };
+                    (to_id(s.handle), entry)
+                })
+                .collect(),
+            auto_response: auto_response.map(|p| (p.request, p.response)),
+            upgrade: None,
+        };
+        ObjectHost {
+            object,
+            class,
+            name,
+            max_attachment_bytes,
+            outbox,
+            mirror: RefCell::new(mirror),
+        }
+    }
+
+    pub(crate) fn object(&self) -> u32 {
+        self.object
+    }
+
+    pub(crate) fn class_name(&self) -> &str {
+        &self.class
+    }
+
+    /// Opens the window in which `fetch` may accept `upgrade`.
+    pub(crate) fn begin_fetch(&self, upgrade: Option<SocketHandle>) {
+        self.mirror.borrow_mut().upgrade = upgrade.map(|h| (to_id(h), false));
+    }
+
+    /// Closes the window; an accepted socket stays only if the upgrade
+    /// completes (`status` 101). Returns whether it was accepted.
+    pub(crate) fn end_fetch(&self, completes: bool) -> bool {
+        let mut mirror = self.mirror.borrow_mut();
+        match mirror.upgrade.take() {
+            Some((id, true)) => {
+                if !completes {
+                    mirror.sockets.remove(&id);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn note_auto_response_at(&self, handle: SocketHandle, at_ms: u64) {
+        if let Some(entry) = self.mirror.borrow_mut().sockets.get_mut(&to_id(handle)) {
+            entry.auto_response_at_ms = at_ms;
+        }
+    }
+
+    pub(crate) fn forget(&self, handle: SocketHandle) {
+        self.mirror.borrow_mut().sockets.remove(&to_id(handle));
+    }
+
+    pub(crate) fn knows(&self, handle: SocketHandle) -> bool {
+        self.mirror.borrow().sockets.contains_key(&to_id(handle))
+    }
+
+    fn entry<T>(&self, id: WebSocketId, f: impl FnOnce(&mut SocketEntry) -> T) -> Result<T> {
+        let mut mirror = self.mirror.borrow_mut();
+        mirror
+            .sockets
+            .get_mut(&id)
+            .map(f)
+            .ok_or(Error::WebSocketClosed)
+    }
+}
+
+fn split(message: Message) -> (bool, Bytes) {
+    match message {
+        Message::Text(text) => (true, Bytes::from(text)),
+        Message::Binary(data) => (false, data),
+    }
+}
+
+impl Host for ObjectHost {
+    fn class(&self) -> &str {
+        &self.class
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn accept(&self, id: WebSocketId, tags: Vec<String>) -> Result<()> {
+        let mut mirror = self.mirror.borrow_mut();
+        match mirror.upgrade {
+            Some((pending, false)) if pending == id => {
+                mirror.upgrade = Some((id, true));
+                mirror.sockets.insert(
+                    id,
+                    SocketEntry {
+                        tags: tags.clone(),
+                        attachment: None,
+                        auto_response_at_ms: 0,
+                    },
+                );
+                self.outbox.push(&ToEdge::Accept {
+                    handle: to_handle(id),
+                    tags,
+                });
+                Ok(())
+            }
+            _ => Err(Error::NotAnUpgrade),
+        }
+    }
+
+    fn websockets(&self, tag: Option<&str>) -> Vec<WebSocketId> {
+        let mirror = self.mirror.borrow();
+        mirror
+            .sockets
+            .iter()
+            .filter(|(_, entry)| tag.is_none_or(|t| entry.tags.iter().any(|x| x == t)))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn tags(&self, id: WebSocketId) -> Result<Vec<String>> {
+        self.entry(id, |entry| entry.tags.clone())
+    }
+
+    fn send(&self, id: WebSocketId, message: Message) -> Result<()> {
+        self.entry(id, |_| ())?;
+        let (is_text, payload) = split(message);
+        self.outbox.push(&ToEdge::Send {
+            handle: to_handle(id),
+            is_text,
+            payload,
+        });
+        Ok(())
+    }
+
+    fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()> {
+        self.entry(id, |_| ())?;
+        self.outbox.push(&ToEdge::Close {
+            handle: to_handle(id),
+            code,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn broadcast(&self, message: Message, tag: Option<&str>, except: Option<WebSocketId>) {
+        let (is_text, payload) = split(message);
+        self.outbox.push(&ToEdge::Broadcast {
+            object: self.object,
+            tag: tag.map(str::to_owned),
+            except: except.map(to_handle),
+            is_text,
+            payload,
+        });
+    }
+
+    fn attachment(&self, id: WebSocketId) -> Result<Option<Bytes>> {
+        self.entry(id, |entry| entry.attachment.clone())
+    }
+
+    fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
+        self.entry(id, |entry| entry.attachment = attachment.clone())?;
+        self.outbox.push(&ToEdge::SetAttachment {
+            handle: to_handle(id),
+            attachment,
+        });
+        Ok(())
+    }
+
+    fn max_attachment_bytes(&self) -> usize {
+        self.max_attachment_bytes
+    }
+
+    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+        self.mirror.borrow_mut().auto_response = pair.clone();
+        self.outbox.push(&ToEdge::SetAutoResponse {
+            object: self.object,
+            pair: pair.map(|(request, response)| AutoResponse { request, response }),
+        });
+    }
+
+    fn auto_response(&self) -> Option<(Bytes, Bytes)> {
+        self.mirror.borrow().auto_response.clone()
+    }
+
+    fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {
+        let at_ms = self.entry(id, |entry| entry.auto_response_at_ms).ok()?;
+        (at_ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(at_ms))
+    }
+}

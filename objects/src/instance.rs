@@ -1,0 +1,50 @@
+//! An object-safe face of `DurableObject`, so one table can hold instances
+//! of every class.
+
+use std::future::Future;
+use std::pin::Pin;
+use torpor_sdk::{DurableObject, HandlerResult, Message, Request, Response, WebSocket};
+
+pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+pub(crate) trait DynObject {
+    fn fetch(&mut self, request: Request) -> LocalFuture<'_, HandlerResult<Response>>;
+    fn websocket_message(
+        &mut self,
+        ws: WebSocket,
+        message: Message,
+    ) -> LocalFuture<'_, HandlerResult<()>>;
+    fn websocket_close(
+        &mut self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> LocalFuture<'_, HandlerResult<()>>;
+}
+
+impl<T: DurableObject> DynObject for T {
+    fn fetch(&mut self, request: Request) -> LocalFuture<'_, HandlerResult<Response>> {
+        Box::pin(DurableObject::fetch(self, request))
+    }
+
+    fn websocket_message(
+        &mut self,
+        ws: WebSocket,
+        message: Message,
+    ) -> LocalFuture<'_, HandlerResult<()>> {
+        Box::pin(DurableObject::websocket_message(self, ws, message))
+    }
+
+    fn websocket_close(
+        &mut self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> LocalFuture<'_, HandlerResult<()>> {
+        Box::pin(DurableObject::websocket_close(
+            self, ws, code, reason, was_clean,
+        ))
+    }
+}

@@ -1,0 +1,18 @@
+//! Torpor's object worker runtime: a process that connects to an edge over a
+//! Unix socket, keeps one mailbox per object, runs each object's events one
+//! at a time, and hibernates objects that go idle.
+//!
+//! `run(registry, options)` turns a binary into a worker; [`builtin`] is the
+//! registry of classes the default worker ships. Not here: sockets to
+//! clients (the edge holds them) and anything an object author calls (that
+//! is `torpor-sdk`).
+
+pub mod builtin;
+mod host;
+mod instance;
+mod outbox;
+mod registry;
+mod worker;
+
+pub use registry::Registry;
+pub use worker::{run, WorkerError, WorkerOptions};

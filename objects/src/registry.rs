@@ -1,0 +1,32 @@
+//! Object classes a worker can instantiate, by name.
+
+use crate::instance::DynObject;
+use std::collections::HashMap;
+use torpor_sdk::{DurableObject, Env, State};
+
+pub(crate) type Factory = fn(State, Env) -> Box<dyn DynObject>;
+
+/// Object classes by the name routes use.
+#[derive(Default)]
+pub struct Registry {
+    classes: HashMap<String, Factory>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers `T` under `class`.
+    pub fn with<T: DurableObject>(mut self, class: &str) -> Registry {
+        self.classes.insert(class.to_owned(), |state, env| {
+            Box::new(T::new(state, env)) as Box<dyn DynObject>
+        });
+        self
+    }
+
+    pub(crate) fn factory(&self, class: &str) -> Option<Factory> {
+        self.classes.get(class).copied()
+    }
+}

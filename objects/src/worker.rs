@@ -1,0 +1,410 @@
+//! The worker process: one connection to the edge, one mailbox and task per
+//! live object, hibernation of idle objects and exit when none is live.
+
+use crate::host::{to_id, ObjectHost};
+use crate::instance::DynObject;
+use crate::outbox::Outbox;
+use crate::registry::{Factory, Registry};
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use torpor_proto::ipc::{self, ToEdge, ToWorker};
+use torpor_proto::SocketHandle;
+use torpor_sdk::{Env, Message, Request, Response, State, WebSocket};
+use tracing::{debug, info, warn};
+
+/// How a worker is set up; the supervisor passes these as flags.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The edge's IPC socket.
+    pub socket_path: PathBuf,
+    /// This worker's index among the node's workers.
+    pub index: u16,
+    /// Idle time after which an object is dropped from memory.
+    pub hibernate_after: Duration,
+    /// Time without a live object after which the worker exits.
+    pub idle_exit: Duration,
+    /// Longest a handler may run before its event fails.
+    pub handler_timeout: Duration,
+    /// Largest serialized attachment.
+    pub max_attachment_bytes: usize,
+}
+
+/// Why a worker stopped other than by being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Talking to the edge failed.
+    #[error("edge connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The edge sent a frame that does not decode.
+    #[error("edge sent a bad frame: {0}")]
+    Decode(#[from] ipc::DecodeError),
+}
+
+enum Event {
+    Fetch {
+        request_id: u64,
+        request: Request,
+        upgrade: Option<SocketHandle>,
+    },
+    Message {
+        handle: SocketHandle,
+        is_text: bool,
+        auto_response_at_ms: u64,
+        payload: Bytes,
+    },
+    Closed {
+        handle: SocketHandle,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    },
+}
+
+/// Runs a worker until the edge tells it to exit (returns `Ok`) or goes
+/// away (returns `Ok` too: with no edge there is nothing to serve).
+pub fn run(registry: Registry, options: WorkerOptions) -> Result<(), WorkerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, serve(Rc::new(registry), options))
+}
+
+async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), WorkerError> {
+    let stream = UnixStream::connect(&options.socket_path).await?;
+    let (mut reader, writer) = stream.into_split();
+    let outbox = Rc::new(Outbox::default());
+    outbox.push(&ToEdge::Hello {
+        version: ipc::VERSION,
+        worker: options.index,
+        pid: std::process::id(),
+    });
+    let writer_outbox = outbox.clone();
+    let writer_task = tokio::task::spawn_local(async move {
+        if let Err(err) = writer_outbox.drain_into(writer).await {
+            warn!(%err, "writing to edge failed");
+        }
+    });
+    info!(index = options.index, "worker connected");
+
+    let mut objects: HashMap<u32, mpsc::UnboundedSender<Event>> = HashMap::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut idle_exit_asked = false;
+    loop {
+        let read = if objects.is_empty() && !idle_exit_asked {
+            match tokio::time::timeout(options.idle_exit, reader.read_buf(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    debug!("no live object, asking to exit");
+                    outbox.push(&ToEdge::IdleExit);
+                    idle_exit_asked = true;
+                    continue;
+                }
+            }
+        } else {
+            reader.read_buf(&mut buf).await?
+        };
+        if read == 0 {
+            info!("edge closed the connection");
+            break;
+        }
+        while let Some(frame) = ipc::split_frame(&mut buf)? {
+            match ToWorker::decode(frame)? {
+                ToWorker::Activate {
+                    object,
+                    class,
+                    name,
+                    auto_response,
+                    sockets,
+                } => {
+                    idle_exit_asked = false;
+                    let host = Rc::new(ObjectHost::new(
+                        object,
+                        class.clone(),
+                        name,
+                        options.max_attachment_bytes,
+                        outbox.clone(),
+                        auto_response,
+                        sockets,
+                    ));
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let factory = registry.factory(&class);
+                    tokio::task::spawn_local(object_task(
+                        rx,
+                        host,
+                        factory,
+                        options.clone(),
+                        outbox.clone(),
+                    ));
+                    objects.insert(object, tx);
+                }
+                ToWorker::Fetch {
+                    object,
+                    request_id,
+                    upgrade,
+                    method,
+                    uri,
+                    headers,
+                    body,
+                } => {
+                    let request =
+                        Request::from_parts(method, uri, headers, body, upgrade.map(to_id));
+                    deliver(
+                        &objects,
+                        object,
+                        Event::Fetch {
+                            request_id,
+                            request,
+                            upgrade,
+                        },
+                    );
+                }
+                ToWorker::Message {
+                    object,
+                    handle,
+                    is_text,
+                    auto_response_at_ms,
+                    payload,
+                } => deliver(
+                    &objects,
+                    object,
+                    Event::Message {
+                        handle,
+                        is_text,
+                        auto_response_at_ms,
+                        payload,
+                    },
+                ),
+                ToWorker::Closed {
+                    object,
+                    handle,
+                    code,
+                    reason,
+                    was_clean,
+                } => deliver(
+                    &objects,
+                    object,
+                    Event::Closed {
+                        handle,
+                        code,
+                        reason,
+                        was_clean,
+                    },
+                ),
+                ToWorker::Evict { object } => {
+                    // Dropping the sender ends the object's task, which
+                    // drops the instance: that is hibernation.
+                    objects.remove(&object);
+                }
+                ToWorker::Shutdown => {
+                    info!("idle, exiting");
+                    writer_task.abort();
+                    return Ok(());
+                }
+            }
+        }
+    }
+    writer_task.abort();
+    Ok(())
+}
+
+fn deliver(objects: &HashMap<u32, mpsc::UnboundedSender<Event>>, object: u32, event: Event) {
+    match objects.get(&object) {
+        Some(mailbox) => {
+            if mailbox.send(event).is_err() {
+                warn!(object, "event for an object whose task ended");
+            }
+        }
+        None => warn!(object, "event for an object that was not activated"),
+    }
+}
+
+/// Runs one object's events in order. The instance is created on the first
+/// event and dropped when the edge evicts the object.
+async fn object_task(
+    mut mailbox: mpsc::UnboundedReceiver<Event>,
+    host: Rc<ObjectHost>,
+    factory: Option<Factory>,
+    options: WorkerOptions,
+    outbox: Rc<Outbox>,
+) {
+    let object = host.object();
+    let mut instance: Option<Box<dyn DynObject>> = None;
+    let mut handled: u64 = 0;
+    loop {
+        let event = match tokio::time::timeout(options.hibernate_after, mailbox.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(_) => {
+                outbox.push(&ToEdge::Idle { object, handled });
+                match mailbox.recv().await {
+                    Some(event) => event,
+                    None => break,
+                }
+            }
+        };
+        if instance.is_none() {
+            if let Some(factory) = factory {
+                let host: Rc<dyn torpor_sdk::host::Host> = host.clone();
+                instance = Some(factory(State::new(host), Env::default()));
+            }
+        }
+        let survived = handle_event(&mut instance, &host, event, &options, &outbox).await;
+        if !survived {
+            // A panicked or timed-out handler may have left the instance
+            // half-updated; the next event starts from a fresh one.
+            instance = None;
+        }
+        handled += 1;
+        outbox.push(&ToEdge::Done { object, events: 1 });
+    }
+    debug!(object, "object hibernated");
+}
+
+/// Runs one event; false if the handler panicked or timed out.
+async fn handle_event(
+    instance: &mut Option<Box<dyn DynObject>>,
+    host: &Rc<ObjectHost>,
+    event: Event,
+    options: &WorkerOptions,
+    outbox: &Outbox,
+) -> bool {
+    let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
+    match event {
+        Event::Fetch {
+            request_id,
+            request,
+            upgrade,
+        } => {
+            host.begin_fetch(upgrade);
+            let (response, survived) = match instance.as_mut() {
+                Some(object) => {
+                    let outcome = guarded(options, object.fetch(request)).await;
+                    match outcome {
+                        Outcome::Ok(response) => (response, true),
+                        Outcome::Err(err) => {
+                            warn!(class = host.class_name(), %err, "fetch failed");
+                            (Response::error(500, format!("handler error: {err}")), true)
+                        }
+                        Outcome::Panicked => (Response::error(500, "handler panicked"), false),
+                        Outcome::TimedOut => (Response::error(504, "handler timed out"), false),
+                    }
+                }
+                None => (
+                    Response::error(
+                        500,
+                        format!("no object class named {:?}", host.class_name()),
+                    ),
+                    true,
+                ),
+            };
+            let accepted = host.end_fetch(response.status == 101);
+            let response = match (response.status, accepted) {
+                (101, false) => {
+                    Response::error(500, "handler returned 101 without accept_websocket")
+                }
+                _ => response,
+            };
+            outbox.push(&ToEdge::FetchResponse {
+                request_id,
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            });
+            survived
+        }
+        Event::Message {
+            handle,
+            is_text,
+            auto_response_at_ms,
+            payload,
+        } => {
+            if !host.knows(handle) {
+                return true;
+            }
+            host.note_auto_response_at(handle, auto_response_at_ms);
+            let Some(object) = instance.as_mut() else {
+                return true;
+            };
+            let message = if is_text {
+                Message::Text(String::from_utf8_lossy(&payload).into_owned())
+            } else {
+                Message::Binary(payload)
+            };
+            let ws = WebSocket::new(to_id(handle), sdk_host);
+            report(
+                host,
+                "websocket_message",
+                guarded(options, object.websocket_message(ws, message)).await,
+            )
+        }
+        Event::Closed {
+            handle,
+            code,
+            reason,
+            was_clean,
+        } => {
+            let survived = match instance.as_mut() {
+                Some(object) if host.knows(handle) => {
+                    let ws = WebSocket::new(to_id(handle), sdk_host);
+                    let outcome =
+                        guarded(options, object.websocket_close(ws, code, reason, was_clean)).await;
+                    report(host, "websocket_close", outcome)
+                }
+                _ => true,
+            };
+            host.forget(handle);
+            survived
+        }
+    }
+}
+
+enum Outcome<T> {
+    Ok(T),
+    Err(torpor_sdk::HandlerError),
+    Panicked,
+    TimedOut,
+}
+
+async fn guarded<T>(
+    options: &WorkerOptions,
+    future: impl std::future::Future<Output = torpor_sdk::HandlerResult<T>>,
+) -> Outcome<T> {
+    match tokio::time::timeout(
+        options.handler_timeout,
+        AssertUnwindSafe(future).catch_unwind(),
+    )
+    .await
+    {
+        Ok(Ok(Ok(value))) => Outcome::Ok(value),
+        Ok(Ok(Err(err))) => Outcome::Err(err),
+        Ok(Err(_)) => Outcome::Panicked,
+        Err(_) => Outcome::TimedOut,
+    }
+}
+
+fn report(host: &ObjectHost, handler: &str, outcome: Outcome<()>) -> bool {
+    match outcome {
+        Outcome::Ok(()) => true,
+        Outcome::Err(err) => {
+            warn!(class = host.class_name(), handler, %err, "handler failed");
+            true
+        }
+        Outcome::Panicked => {
+            warn!(class = host.class_name(), handler, "handler panicked");
+            false
+        }
+        Outcome::TimedOut => {
+            warn!(class = host.class_name(), handler, "handler timed out");
+            false
+        }
+    }
+}

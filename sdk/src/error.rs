@@ -1,0 +1,49 @@
+//! The one error type of the SDK.
+
+/// What an SDK call can fail with. Messages carry the numbers involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A serialized attachment over the configured limit.
+    #[error("attachment is {size} bytes, limit {limit}")]
+    AttachmentTooLarge {
+        /// Serialized size.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// An auto-response request or response over 2048 bytes.
+    #[error("auto-response {which} is {size} bytes, limit {limit}")]
+    AutoResponseTooLarge {
+        /// `request` or `response`.
+        which: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More tags than allowed, or a tag that is too long.
+    #[error("{0}")]
+    InvalidTags(String),
+    /// `accept_websocket` on a request that is not a WebSocket upgrade, or
+    /// twice on the same request.
+    #[error("request is not a websocket upgrade that can still be accepted")]
+    NotAnUpgrade,
+    /// The socket has closed (or was never this object's).
+    #[error("websocket is closed")]
+    WebSocketClosed,
+    /// A close code an application may not send.
+    #[error("close code {0} is not allowed; use 1000 or 3000-4999")]
+    InvalidCloseCode(u16),
+    /// Serializing or deserializing with serde failed.
+    #[error("serialization failed: {0}")]
+    Serde(#[from] serde_json::Error),
+}
+
+/// Result of SDK calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error a handler returns; the event fails, the worker lives on.
+pub type HandlerError = Box<dyn std::error::Error>;
+
+/// Result of a handler.
+pub type HandlerResult<T> = std::result::Result<T, HandlerError>;

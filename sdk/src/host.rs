@@ -1,0 +1,39 @@
+//! The seam between the SDK and the runtime that carries its calls out
+//! (`torpor-objects`). Not for object authors; it may change at any time.
+
+use crate::{Message, Result, WebSocketId};
+use bytes::Bytes;
+use std::time::SystemTime;
+
+/// What a live object can ask of the node. Calls never block: commands to
+/// the edge are queued and leave in order after the current event.
+pub trait Host {
+    /// The object's class.
+    fn class(&self) -> &str;
+    /// The object's name.
+    fn name(&self) -> &str;
+    /// Accepts the upgrade reserved as `id`, with tags.
+    fn accept(&self, id: WebSocketId, tags: Vec<String>) -> Result<()>;
+    /// Sockets of the object, all or those with `tag`.
+    fn websockets(&self, tag: Option<&str>) -> Vec<WebSocketId>;
+    /// Tags of a socket.
+    fn tags(&self, id: WebSocketId) -> Result<Vec<String>>;
+    /// Queues a message to one socket.
+    fn send(&self, id: WebSocketId, message: Message) -> Result<()>;
+    /// Closes one socket.
+    fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()>;
+    /// Queues a message to every socket (with `tag`), except one.
+    fn broadcast(&self, message: Message, tag: Option<&str>, except: Option<WebSocketId>);
+    /// The serialized attachment of a socket.
+    fn attachment(&self, id: WebSocketId) -> Result<Option<Bytes>>;
+    /// Replaces the serialized attachment of a socket.
+    fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()>;
+    /// Largest serialized attachment.
+    fn max_attachment_bytes(&self) -> usize;
+    /// Sets or clears the auto-response pair.
+    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>);
+    /// The auto-response pair.
+    fn auto_response(&self) -> Option<(Bytes, Bytes)>;
+    /// When the edge last auto-responded on this socket.
+    fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
+}

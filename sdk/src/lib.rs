@@ -1,0 +1,25 @@
+//! The object author's API for Torpor: the [`DurableObject`] trait and the
+//! [`State`], [`WebSocket`], [`Request`] and [`Response`] it works with.
+//!
+//! Names follow Cloudflare Durable Objects so that its users feel at home. An
+//! object runs one event at a time; between events it may be hibernated, in
+//! which case its sockets, their tags and attachments, and its auto-response
+//! stay in the edge and `new` runs again on the next event.
+//!
+//! This crate is the stable surface; the runtime lives in `torpor-objects`.
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+mod http;
+mod object;
+mod state;
+mod websocket;
+
+#[doc(hidden)]
+pub mod host;
+
+pub use error::{Error, HandlerError, HandlerResult, Result};
+pub use http::{Request, Response};
+pub use object::DurableObject;
+pub use state::{Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+pub use websocket::{Message, WebSocket, WebSocketId};

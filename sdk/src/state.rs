@@ -1,0 +1,140 @@
+//! An object's view of itself: identity, its sockets, its auto-response.
+
+use crate::host::Host;
+use crate::websocket::{Message, WebSocket};
+use crate::{Error, Request, Result};
+use bytes::Bytes;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+/// Most tags a socket may carry.
+pub const MAX_TAGS: usize = 10;
+/// Longest tag, in bytes.
+pub const MAX_TAG_BYTES: usize = 256;
+/// Longest auto-response request or response, in bytes.
+pub const MAX_AUTO_RESPONSE_BYTES: usize = 2048;
+
+/// Handed to [`DurableObject::new`](crate::DurableObject::new): the object's
+/// identity and its sockets.
+#[derive(Clone)]
+pub struct State {
+    host: Rc<dyn Host>,
+}
+
+impl State {
+    #[doc(hidden)]
+    pub fn new(host: Rc<dyn Host>) -> State {
+        State { host }
+    }
+
+    /// The object's class.
+    pub fn class(&self) -> &str {
+        self.host.class()
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.host.name()
+    }
+
+    /// Accepts a WebSocket upgrade as hibernatable, with up to 10 tags of up
+    /// to 256 bytes (duplicates are dropped). Return
+    /// [`Response::switching_protocols`](crate::Response::switching_protocols)
+    /// from `fetch` to complete it.
+    pub fn accept_websocket(&self, request: &Request, tags: &[&str]) -> Result<WebSocket> {
+        let id = request.upgrade_id().ok_or(Error::NotAnUpgrade)?;
+        let mut unique: Vec<String> = Vec::with_capacity(tags.len());
+        for tag in tags {
+            if tag.len() > MAX_TAG_BYTES {
+                return Err(Error::InvalidTags(format!(
+                    "tag is {} bytes, limit {MAX_TAG_BYTES}",
+                    tag.len()
+                )));
+            }
+            if !unique.iter().any(|t| t == tag) {
+                unique.push((*tag).to_owned());
+            }
+        }
+        if unique.len() > MAX_TAGS {
+            return Err(Error::InvalidTags(format!(
+                "{} tags, limit {MAX_TAGS}",
+                unique.len()
+            )));
+        }
+        self.host.accept(id, unique)?;
+        Ok(WebSocket::new(id, self.host.clone()))
+    }
+
+    /// The object's sockets, all of them or those carrying `tag`.
+    pub fn get_websockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
+        self.host
+            .websockets(tag)
+            .into_iter()
+            .map(|id| WebSocket::new(id, self.host.clone()))
+            .collect()
+    }
+
+    /// The tags of a socket.
+    pub fn get_tags(&self, ws: &WebSocket) -> Result<Vec<String>> {
+        self.host.tags(ws.id())
+    }
+
+    /// Sends one message to every socket (carrying `tag`), except `except`,
+    /// as a single command to the edge.
+    pub fn broadcast(
+        &self,
+        message: impl Into<Message>,
+        tag: Option<&str>,
+        except: Option<&WebSocket>,
+    ) {
+        self.host
+            .broadcast(message.into(), tag, except.map(WebSocket::id));
+    }
+
+    /// Makes the edge answer a text message equal to `request` with
+    /// `response`, without waking the object. One pair per object.
+    pub fn set_websocket_auto_response(&self, request: &str, response: &str) -> Result<()> {
+        for (which, value) in [("request", request), ("response", response)] {
+            if value.len() > MAX_AUTO_RESPONSE_BYTES {
+                return Err(Error::AutoResponseTooLarge {
+                    which,
+                    size: value.len(),
+                    limit: MAX_AUTO_RESPONSE_BYTES,
+                });
+            }
+        }
+        self.host.set_auto_response(Some((
+            Bytes::copy_from_slice(request.as_bytes()),
+            Bytes::copy_from_slice(response.as_bytes()),
+        )));
+        Ok(())
+    }
+
+    /// Removes the auto-response pair.
+    pub fn clear_websocket_auto_response(&self) {
+        self.host.set_auto_response(None);
+    }
+
+    /// The auto-response pair, if set.
+    pub fn get_websocket_auto_response(&self) -> Option<(String, String)> {
+        self.host.auto_response().map(|(request, response)| {
+            (
+                String::from_utf8_lossy(&request).into_owned(),
+                String::from_utf8_lossy(&response).into_owned(),
+            )
+        })
+    }
+
+    /// When the edge last answered this socket's auto-response request. As
+    /// of this socket's latest event, or of the object's wake if it sent none.
+    pub fn get_websocket_auto_response_timestamp(&self, ws: &WebSocket) -> Option<SystemTime> {
+        self.host.auto_response_timestamp(ws.id())
+    }
+}
+
+/// The object's bindings. Namespaces and stubs for calls between objects
+/// come with routes and RPC; today it carries nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    _private: (),
+}

@@ -1,0 +1,214 @@
+//! Hibernation: idle objects leave memory while their sockets stay open, auto-responses are
+//! answered by the edge without a wake, and socket state (attachments, tags) survives.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{unique_name, Client, Node};
+
+const HIBERNATE_AFTER: &str = "300ms";
+const HIBERNATE_WAIT: Duration = Duration::from_secs(10);
+const STATS_WAIT: Duration = Duration::from_secs(5);
+
+fn node() -> Node {
+    Node::builder().hibernate_after(HIBERNATE_AFTER).start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_to_a_hibernated_object_are_answered_without_waking_it() {
+    let node = node();
+    let name = unique_name("ping");
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(client.request("echo:warm").await, "warm");
+
+    let before = node.wait_hibernated("Bench", &name, HIBERNATE_WAIT).await;
+
+    client.send_many_text("ping", 1000).await;
+    for i in 0..1000 {
+        let reply = client.recv_text().await;
+        assert_eq!(reply, "pong", "reply {i} of 1000 to `ping`");
+    }
+
+    let after = node
+        .stats_when(
+            "Bench",
+            &name,
+            STATS_WAIT,
+            "auto_responses grew by 1000",
+            |s| s.auto_responses >= before.auto_responses + 1000,
+        )
+        .await;
+    assert_eq!(
+        after.auto_responses,
+        before.auto_responses + 1000,
+        "auto_responses should grow by exactly 1000: before {before:?}, after {after:?}"
+    );
+    assert_eq!(
+        after.wakes, before.wakes,
+        "pings woke the object: before {before:?}, after {after:?}"
+    );
+    assert_eq!(
+        after.events, before.events,
+        "pings reached the object: before {before:?}, after {after:?}"
+    );
+    assert!(
+        !after.active,
+        "the object is live after pings only: {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_and_tags_survive_hibernation() {
+    let node = node();
+    let name = unique_name("attach");
+    let mut client =
+        Client::connect(&node.ws_url(&format!("/bench/{name}?tag=red&tag=blue"))).await;
+    assert_eq!(client.request("attach:hello").await, "ok");
+    assert_eq!(client.request("getattach").await, "hello");
+
+    let hibernated = node.wait_hibernated("Bench", &name, HIBERNATE_WAIT).await;
+
+    assert_eq!(
+        client.request("getattach").await,
+        "hello",
+        "the attachment after hibernation"
+    );
+    assert_eq!(
+        client.request("tags").await,
+        "red,blue",
+        "the tags after hibernation"
+    );
+    node.stats_when(
+        "Bench",
+        &name,
+        STATS_WAIT,
+        "a wake after hibernation",
+        |s| s.wakes > hibernated.wakes,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_runs_again_after_hibernation() {
+    let node = node();
+    let name = unique_name("rewake");
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(client.request("echo:one").await, "one");
+    let first = node
+        .stats_when("Bench", &name, STATS_WAIT, "a first wake", |s| s.wakes >= 1)
+        .await;
+    assert_eq!(
+        first.wakes, 1,
+        "one wake for the upgrade and first message: {first:?}"
+    );
+
+    let hibernated = node.wait_hibernated("Bench", &name, HIBERNATE_WAIT).await;
+    assert_eq!(
+        hibernated.wakes, 1,
+        "hibernation is not a wake: {hibernated:?}"
+    );
+
+    assert_eq!(client.request("echo:two").await, "two");
+    let second = node
+        .stats_when("Bench", &name, STATS_WAIT, "a second wake", |s| {
+            s.wakes >= 2
+        })
+        .await;
+    assert_eq!(
+        second.wakes, 2,
+        "the message after hibernation runs `new` again: {second:?}"
+    );
+}
+
+async fn recv_json(client: &mut Client) -> serde_json::Value {
+    let text = client.recv_text().await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_room_hibernates_between_messages_and_keeps_names() {
+    let node = node();
+    let room = unique_name("room");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    assert_eq!(
+        recv_json(&mut ada).await,
+        json!({"type": "join", "name": "ada"})
+    );
+    let mut linus = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=linus"))).await;
+    let linus_joined = json!({"type": "join", "name": "linus"});
+    assert_eq!(
+        recv_json(&mut ada).await,
+        linus_joined,
+        "ada sees linus join"
+    );
+    assert_eq!(
+        recv_json(&mut linus).await,
+        linus_joined,
+        "linus sees his own join"
+    );
+
+    ada.send_text("hello linus").await;
+    let from_ada = json!({"type": "message", "name": "ada", "text": "hello linus"});
+    assert_eq!(recv_json(&mut ada).await, from_ada);
+    assert_eq!(recv_json(&mut linus).await, from_ada);
+    linus.send_text("hi ada").await;
+    let from_linus = json!({"type": "message", "name": "linus", "text": "hi ada"});
+    assert_eq!(recv_json(&mut ada).await, from_linus);
+    assert_eq!(recv_json(&mut linus).await, from_linus);
+
+    let quiet = node
+        .wait_hibernated("ChatRoom", &room, HIBERNATE_WAIT)
+        .await;
+
+    assert_eq!(ada.request("ping").await, "pong");
+    assert_eq!(linus.request("ping").await, "pong");
+    let pinged = node
+        .stats_when(
+            "ChatRoom",
+            &room,
+            STATS_WAIT,
+            "2 more auto-responses",
+            |s| s.auto_responses >= quiet.auto_responses + 2,
+        )
+        .await;
+    assert_eq!(
+        pinged.wakes, quiet.wakes,
+        "pings woke the room: quiet {quiet:?}, now {pinged:?}"
+    );
+    assert!(!pinged.active, "pings made the room live: {pinged:?}");
+
+    linus.send_text("still there?").await;
+    let woken = json!({"type": "message", "name": "linus", "text": "still there?"});
+    assert_eq!(
+        recv_json(&mut ada).await,
+        woken,
+        "ada gets linus's message with his name"
+    );
+    assert_eq!(
+        recv_json(&mut linus).await,
+        woken,
+        "linus gets his own message with his name"
+    );
+    let after = node
+        .stats_when(
+            "ChatRoom",
+            &room,
+            STATS_WAIT,
+            "a wake after hibernation",
+            |s| s.wakes > quiet.wakes,
+        )
+        .await;
+    assert_eq!(
+        after.wakes,
+        quiet.wakes + 1,
+        "the first message after hibernation wakes the room once: quiet {quiet:?}, now {after:?}"
+    );
+
+    // Nothing else is pending for either client.
+    for (who, client) in [("ada", &mut ada), ("linus", &mut linus)] {
+        if let Some(extra) = client.try_recv(Duration::from_millis(200)).await {
+            panic!("{who} got an unexpected extra message {extra:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#![allow(clippy::unwrap_used)]
+//! Integration tests: each test runs the real `torpor` binary on a temp config and talks to it over loopback sockets.
+
+mod support;
+
+mod admin;
+mod broadcast;
+mod echo;
+mod hibernation;
+mod limits;
+mod protocol;
+mod workers;

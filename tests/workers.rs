@@ -1,0 +1,138 @@
+//! Worker processes: a killed or idle-exited worker drops no client socket; the edge keeps
+//! the sockets and the next message is served by a new worker.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{assert_eventually, unique_name, wait_for_exit, Client, Node};
+
+const WORKER_WAIT: Duration = Duration::from_secs(15);
+
+/// Sends `echo:{prefix}-{i}` until one of them is answered, on the same socket, never
+/// reconnecting. The first messages after a worker dies may be lost. Returns the attempts.
+async fn echo_until_served(client: &mut Client, prefix: &str, attempts: usize) -> usize {
+    let mut sent = Vec::new();
+    for attempt in 0..attempts {
+        let payload = format!("{prefix}-{attempt}");
+        client.send_text(&format!("echo:{payload}")).await;
+        sent.push(payload);
+        match client.try_recv(Duration::from_secs(1)).await {
+            None => continue,
+            Some(Message::Text(text)) if sent.iter().any(|p| p == text.as_str()) => {
+                return attempt + 1;
+            }
+            Some(other) => panic!(
+                "after the worker died the socket got {other:?}, expected an echo of one of {sent:?}"
+            ),
+        }
+    }
+    panic!("none of {attempts} echo messages ({sent:?}) was answered after the worker died");
+}
+
+/// Reads and drops late echoes of `prefix` until the socket is quiet for 500 ms.
+async fn drain_late_echoes(client: &mut Client, prefix: &str) {
+    while let Some(message) = client.try_recv(Duration::from_millis(500)).await {
+        match message {
+            Message::Text(text) if text.as_str().starts_with(prefix) => {}
+            other => panic!("unexpected message while draining late echoes: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_workers_drops_no_client_socket() {
+    let node = Node::builder().workers(2).start();
+    let name = unique_name("crash");
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(client.request("echo:before").await, "before");
+
+    let old: BTreeSet<u32> = node.worker_pids().await.into_iter().flatten().collect();
+    assert!(
+        !old.is_empty(),
+        "no worker pid listed while an object is live: {}",
+        node.node_info().await
+    );
+    for &pid in &old {
+        assert!(
+            node.kill_descendant(pid),
+            "worker pid {pid} from /admin/node is not a descendant of torpor {}",
+            node.pid()
+        );
+    }
+    for &pid in &old {
+        let gone = tokio::task::spawn_blocking(move || wait_for_exit(pid, Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(gone, "worker {pid} survived SIGKILL");
+    }
+
+    echo_until_served(&mut client, "after", 20).await;
+    drain_late_echoes(&mut client, "after").await;
+    assert_eq!(
+        client.request("echo:again").await,
+        "again",
+        "the same socket keeps working"
+    );
+
+    let mut pids: Vec<Option<u32>>;
+    assert_eventually!(
+        {
+            pids = node.worker_pids().await;
+            let live: Vec<u32> = pids.iter().flatten().copied().collect();
+            !live.is_empty() && live.iter().all(|pid| !old.contains(pid))
+        },
+        WORKER_WAIT,
+        "new worker pids should replace the killed {old:?}; /admin/node lists {pids:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_exit_and_the_next_message_starts_one_again() {
+    let node = Node::builder()
+        .workers(2)
+        .hibernate_after("300ms")
+        .worker_idle_exit("2s")
+        .start();
+    let name = unique_name("idle");
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(client.request("echo:one").await, "one");
+
+    let mut pids: Vec<Option<u32>>;
+    assert_eventually!(
+        {
+            pids = node.worker_pids().await;
+            pids.iter().all(Option::is_none)
+        },
+        WORKER_WAIT,
+        "every worker should exit after 2 s with no live object; /admin/node lists {pids:?}"
+    );
+
+    assert_eq!(
+        client.request("echo:two").await,
+        "two",
+        "the socket held by the edge is served by a restarted worker"
+    );
+    assert_eventually!(
+        {
+            pids = node.worker_pids().await;
+            pids.iter().any(Option::is_some)
+        },
+        WORKER_WAIT,
+        "a worker should run again after the wake; /admin/node lists {pids:?}"
+    );
+    let stats = node
+        .stats_when(
+            "Bench",
+            &name,
+            Duration::from_secs(5),
+            "a second wake",
+            |s| s.wakes >= 2,
+        )
+        .await;
+    assert_eq!(
+        stats.wakes, 2,
+        "one wake before and one after the worker exit: {stats:?}"
+    );
+}
