@@ -1,10 +1,12 @@
 #![allow(clippy::unwrap_used)]
-//! Integration tests: each test runs the real `torpor` binary on a temp config and talks to it over loopback sockets.
+//! Integration tests: each test runs the real `torpor` binary on a temp config and talks to
+//! it over loopback sockets.
 
 mod support;
 
 mod admin;
 mod broadcast;
+mod chat;
 mod echo;
 mod hibernation;
 mod limits;

@@ -2,8 +2,8 @@
 //! code, control frames are answered by the edge, fragments are joined, unknown routes 404.
 
 use crate::support::{
-    unique_name, upgrade_response, Frame, Node, RawClient, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
-    OP_TEXT,
+    http_request_head, unique_name, upgrade_response, Frame, Node, RawClient, NETWORK_TIMEOUT,
+    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
 };
 
 /// A node and a raw client upgraded on a fresh `/echo/{name}` object.
@@ -116,6 +116,20 @@ fn close_with_a_code_below_1000_is_closed_with_1002() {
 }
 
 #[test]
+fn close_with_a_one_byte_payload_is_closed_with_1002() {
+    let (_node, mut raw) = echo_client();
+    raw.write_frame(&Frame::new(OP_CLOSE, vec![0x03]));
+    assert_eq!(raw.expect_close_code(), 1002);
+}
+
+#[test]
+fn close_with_an_invalid_utf8_reason_is_closed_with_1007() {
+    let (_node, mut raw) = echo_client();
+    raw.write_frame(&Frame::new(OP_CLOSE, vec![0x03, 0xE8, 0xC3, 0x28]));
+    assert_eq!(raw.expect_close_code(), 1007);
+}
+
+#[test]
 fn client_close_is_echoed_and_then_the_connection_ends() {
     let (_node, mut raw) = echo_client();
     raw.write_frame(&Frame::close(1000, "bye"));
@@ -197,6 +211,55 @@ fn unknown_route_is_answered_404() {
     assert_eq!(
         response.status, 404,
         "upgrade to an unknown route: {}",
+        response.head
+    );
+}
+
+#[test]
+fn request_head_over_16_kib_is_answered_431() {
+    let node = Node::start();
+    let filler = "f".repeat(20 * 1024);
+    let request = format!(
+        "GET /echo/big HTTP/1.1\r\nHost: {}\r\nX-Filler: {filler}\r\n\r\n",
+        node.http_addr()
+    );
+    let response = http_request_head(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT)
+        .unwrap_or_else(|e| panic!("request with a 20 KiB head failed: {e}"));
+    assert_eq!(response.status, 431, "{}", response.head);
+}
+
+#[test]
+fn upgrade_without_a_key_is_answered_400() {
+    let node = Node::start();
+    let request = format!(
+        "GET /echo/nokey HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        node.http_addr()
+    );
+    let response = http_request_head(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT)
+        .unwrap_or_else(|e| panic!("upgrade without a key failed: {e}"));
+    assert_eq!(response.status, 400, "{}", response.head);
+}
+
+#[test]
+fn upgrade_with_an_unsupported_version_is_refused_naming_version_13() {
+    let node = Node::start();
+    let request = format!(
+        "GET /echo/v8 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        node.http_addr()
+    );
+    let response = http_request_head(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT)
+        .unwrap_or_else(|e| panic!("upgrade with version 8 failed: {e}"));
+    assert_eq!(
+        response.status, 426,
+        "RFC 6455 4.2.2: an unsupported version gets 426 Upgrade Required: {}",
+        response.head
+    );
+    assert_eq!(
+        response.header("sec-websocket-version").as_deref(),
+        Some("13"),
+        "the refusal must name the supported version: {}",
         response.head
     );
 }

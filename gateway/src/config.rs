@@ -75,6 +75,10 @@ pub struct Limits {
     /// Time allowed for the HTTP request head.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
+    /// HTTP connections the front door serves at once, handshakes included;
+    /// more wait in the kernel's accept backlog. Bounds the memory a
+    /// connection storm leaves behind.
+    pub max_frontdoor_connections: usize,
     /// Events sent to one object and not yet handled before the edge stops
     /// reading its sockets.
     pub max_events_in_flight: u32,
@@ -134,6 +138,7 @@ impl Default for Limits {
             max_request_head_bytes: 16 << 10,
             max_request_bytes: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
+            max_frontdoor_connections: 128,
             max_events_in_flight: 1024,
         }
     }
@@ -244,6 +249,12 @@ impl Config {
             return Err(invalid(
                 "limits.max_request_head_bytes",
                 format!("{} is under 8192", limits.max_request_head_bytes),
+            ));
+        }
+        if limits.max_frontdoor_connections == 0 {
+            return Err(invalid(
+                "limits.max_frontdoor_connections",
+                "must be at least 1".to_owned(),
             ));
         }
         if limits.max_events_in_flight == 0 {

@@ -35,6 +35,7 @@ pub struct FrontDoor {
     max_request_bytes: usize,
     handshake_timeout: Duration,
     handler_timeout: Duration,
+    connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl FrontDoor {
@@ -52,6 +53,9 @@ impl FrontDoor {
             max_request_bytes: config.limits.max_request_bytes,
             handshake_timeout: config.limits.handshake_timeout,
             handler_timeout: config.handler_timeout,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_frontdoor_connections,
+            )),
         }
     }
 
@@ -65,6 +69,11 @@ impl FrontDoor {
 /// Accepts connections until the listener fails for good.
 pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
     loop {
+        // Taken before accepting, so that past the limit clients wait in the
+        // kernel's backlog rather than in our memory.
+        let Ok(slot) = door.connection_slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -76,7 +85,11 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, door.clone()));
+        let door = door.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, door).await;
+            drop(slot);
+        });
     }
 }
 

@@ -354,6 +354,12 @@ impl HoldLoop {
     /// Queues an event for an object's worker, activating the object first
     /// if it is not live, and asking for the worker to be started if needed.
     fn send_event(&mut self, object: u32, event: &ToWorker) {
+        self.send_encoded(object, |out| event.encode(out));
+    }
+
+    /// Like `send_event`, with the event encoded by `encode` into the link's
+    /// buffer (so a client message goes from the read buffer to IPC in one copy).
+    fn send_encoded(&mut self, object: u32, encode: impl FnOnce(&mut Vec<u8>)) {
         let o = &mut self.objects[object as usize];
         let link = &mut self.links[o.worker as usize];
         if !o.live {
@@ -392,7 +398,7 @@ impl HoldLoop {
         o.sent += 1;
         o.in_flight += 1;
         o.usage.events += 1;
-        event.encode(&mut link.out);
+        encode(&mut link.out);
         if link.stream.is_none() && !link.starting {
             link.starting = true;
             let _ = self.start_worker.send(o.worker);
@@ -1036,18 +1042,15 @@ impl HoldLoop {
                 }
                 o.usage.ws_messages_in += 1;
                 self.counters.ws_messages_in += 1;
-                let message = ToWorker::Message {
-                    object,
-                    handle: SocketHandle {
-                        edge: self.options.edge,
-                        slot: slot as u32,
-                        generation,
-                    },
-                    is_text,
-                    auto_response_at_ms: socket.auto_response_at_ms,
-                    payload: Bytes::copy_from_slice(payload),
+                let handle = SocketHandle {
+                    edge: self.options.edge,
+                    slot: slot as u32,
+                    generation,
                 };
-                self.send_event(object, &message);
+                let at_ms = socket.auto_response_at_ms;
+                self.send_encoded(object, |out| {
+                    ToWorker::encode_message(out, object, handle, is_text, at_ms, payload)
+                });
                 let o = &mut self.objects[object as usize];
                 if o.in_flight >= self.options.max_events_in_flight {
                     self.sockets[slot].paused = true;

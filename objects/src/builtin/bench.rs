@@ -5,7 +5,9 @@
 //! `getattach` → the attachment; `bcast:X` → X to every socket of the
 //! object, sender included; `count` → the number of sockets; `tags` → the
 //! socket's tags joined by `,`. Binary messages are echoed. `?tag=T` on
-//! connect (repeatable) tags the socket.
+//! connect (repeatable) tags the socket. To exercise failure paths,
+//! `fail:X` makes the handler return an error and `panic:X` makes it panic;
+//! either fails that event only.
 
 use torpor_sdk::{DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket};
 
@@ -46,6 +48,10 @@ impl DurableObject for Bench {
                 Ok(()) => "ok".to_owned(),
                 Err(err) => format!("err:{err}"),
             }
+        } else if let Some(rest) = text.strip_prefix("fail:") {
+            return Err(format!("failed on request: {rest}").into());
+        } else if let Some(rest) = text.strip_prefix("panic:") {
+            panic!("panicked on request: {rest}");
         } else if let Some(rest) = text.strip_prefix("bcast:") {
             self.state.broadcast(rest, None, None);
             return Ok(());

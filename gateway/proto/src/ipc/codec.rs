@@ -276,15 +276,14 @@ impl ToWorker {
                 is_text,
                 auto_response_at_ms,
                 payload,
-            } => {
-                let mut w = Writer::new(out, 3);
-                w.u32(*object)
-                    .handle(*handle)
-                    .bool(*is_text)
-                    .u64(*auto_response_at_ms)
-                    .bytes(payload);
-                w.finish();
-            }
+            } => ToWorker::encode_message(
+                out,
+                *object,
+                *handle,
+                *is_text,
+                *auto_response_at_ms,
+                payload,
+            ),
             ToWorker::Closed {
                 object,
                 handle,
@@ -307,6 +306,25 @@ impl ToWorker {
             }
             ToWorker::Shutdown => Writer::new(out, 6).finish(),
         }
+    }
+
+    /// Appends a `Message` straight from a borrowed payload: the edge
+    /// forwards client messages from its read buffer without an extra copy.
+    pub fn encode_message(
+        out: &mut Vec<u8>,
+        object: u32,
+        handle: SocketHandle,
+        is_text: bool,
+        auto_response_at_ms: u64,
+        payload: &[u8],
+    ) {
+        let mut w = Writer::new(out, 3);
+        w.u32(object)
+            .handle(handle)
+            .bool(is_text)
+            .u64(auto_response_at_ms)
+            .bytes(payload);
+        w.finish();
     }
 
     /// Decodes one frame from [`split_frame`].
