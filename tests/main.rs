@@ -8,6 +8,7 @@ mod admin;
 mod broadcast;
 mod chat;
 mod echo;
+mod failures;
 mod hibernation;
 mod limits;
 mod protocol;
