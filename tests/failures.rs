@@ -36,7 +36,8 @@ async fn a_failing_or_panicking_handler_fails_only_its_event() {
 async fn a_panic_in_one_object_does_not_disturb_another() {
     let node = Node::builder().workers(1).start();
     let mut victim = Client::connect(&node.ws_url(&format!("/bench/{}", unique_name("a")))).await;
-    let mut bystander = Client::connect(&node.ws_url(&format!("/bench/{}", unique_name("b")))).await;
+    let mut bystander =
+        Client::connect(&node.ws_url(&format!("/bench/{}", unique_name("b")))).await;
     victim.send_text("panic:now").await;
     assert_eq!(bystander.request("echo:fine").await, "fine");
     assert_eq!(victim.request("echo:fine too").await, "fine too");

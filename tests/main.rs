@@ -5,8 +5,10 @@
 mod support;
 
 mod admin;
+mod auto_response;
 mod broadcast;
 mod chat;
+mod closing;
 mod echo;
 mod failures;
 mod hibernation;

@@ -8,10 +8,10 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use torpor_proto::ipc::{AutoResponse, SocketInfo, ToEdge};
+use torpor_proto::ipc::{self, SocketInfo, ToEdge};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Host;
-use torpor_sdk::{Error, Message, Result, WebSocketId};
+use torpor_sdk::{AutoResponse, Error, Message, Result, WebSocketId};
 
 pub(crate) fn to_id(handle: SocketHandle) -> WebSocketId {
     WebSocketId::from_parts(handle.edge, handle.slot, handle.generation)
@@ -35,7 +35,7 @@ struct SocketEntry {
 #[derive(Default)]
 struct Mirror {
     sockets: BTreeMap<WebSocketId, SocketEntry>,
-    auto_response: Option<(Bytes, Bytes)>,
+    auto_response: Option<AutoResponse>,
     /// The upgrade the current `fetch` may accept, and whether it did.
     upgrade: Option<(WebSocketId, bool)>,
 }
@@ -56,7 +56,7 @@ impl ObjectHost {
         name: String,
         max_attachment_bytes: usize,
         outbox: Rc<Outbox>,
-        auto_response: Option<AutoResponse>,
+        auto_response: Option<ipc::AutoResponse>,
         sockets: Vec<SocketInfo>,
     ) -> ObjectHost {
         let mirror = Mirror {
@@ -71,7 +71,7 @@ impl ObjectHost {
                     (to_id(s.handle), entry)
                 })
                 .collect(),
-            auto_response: auto_response.map(|p| (p.request, p.response)),
+            auto_response: auto_response.map(from_wire),
             upgrade: None,
         };
         ObjectHost {
@@ -133,6 +133,35 @@ impl ObjectHost {
             .get_mut(&id)
             .map(f)
             .ok_or(Error::WebSocketClosed)
+    }
+}
+
+fn to_wire(pair: AutoResponse) -> ipc::AutoResponse {
+    match pair {
+        AutoResponse::Text { request, response } => ipc::AutoResponse {
+            binary: false,
+            request: request.into(),
+            response: response.into(),
+        },
+        AutoResponse::Binary { request, response } => ipc::AutoResponse {
+            binary: true,
+            request,
+            response,
+        },
+    }
+}
+
+fn from_wire(pair: ipc::AutoResponse) -> AutoResponse {
+    if pair.binary {
+        AutoResponse::Binary {
+            request: pair.request,
+            response: pair.response,
+        }
+    } else {
+        AutoResponse::Text {
+            request: String::from_utf8_lossy(&pair.request).into_owned(),
+            response: String::from_utf8_lossy(&pair.response).into_owned(),
+        }
     }
 }
 
@@ -238,15 +267,15 @@ impl Host for ObjectHost {
         self.max_attachment_bytes
     }
 
-    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>) {
+    fn set_auto_response(&self, pair: Option<AutoResponse>) {
         self.mirror.borrow_mut().auto_response = pair.clone();
         self.outbox.push(&ToEdge::SetAutoResponse {
             object: self.object,
-            pair: pair.map(|(request, response)| AutoResponse { request, response }),
+            pair: pair.map(to_wire),
         });
     }
 
-    fn auto_response(&self) -> Option<(Bytes, Bytes)> {
+    fn auto_response(&self) -> Option<AutoResponse> {
         self.mirror.borrow().auto_response.clone()
     }
 

@@ -21,6 +21,11 @@ pub(crate) trait DynObject {
         reason: String,
         was_clean: bool,
     ) -> LocalFuture<'_, HandlerResult<()>>;
+    fn websocket_error(
+        &mut self,
+        ws: WebSocket,
+        error: String,
+    ) -> LocalFuture<'_, HandlerResult<()>>;
 }
 
 impl<T: DurableObject> DynObject for T {
@@ -46,5 +51,13 @@ impl<T: DurableObject> DynObject for T {
         Box::pin(DurableObject::websocket_close(
             self, ws, code, reason, was_clean,
         ))
+    }
+
+    fn websocket_error(
+        &mut self,
+        ws: WebSocket,
+        error: String,
+    ) -> LocalFuture<'_, HandlerResult<()>> {
+        Box::pin(DurableObject::websocket_error(self, ws, error))
     }
 }

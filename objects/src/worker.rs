@@ -355,9 +355,24 @@ async fn handle_event(
             let survived = match instance.as_mut() {
                 Some(object) if host.knows(handle) => {
                     let ws = WebSocket::new(to_id(handle), sdk_host);
-                    let outcome =
-                        guarded(options, object.websocket_close(ws, code, reason, was_clean)).await;
-                    report(host, "websocket_close", outcome)
+                    // The edge failed the socket for a reason (a protocol
+                    // error, a client that does not read), as opposed to a
+                    // plain disconnect (1006): that is an error first.
+                    let failed = !was_clean && code != 1006;
+                    let mut survived = true;
+                    if failed {
+                        let outcome =
+                            guarded(options, object.websocket_error(ws.clone(), reason.clone()))
+                                .await;
+                        survived = report(host, "websocket_error", outcome);
+                    }
+                    if survived {
+                        let outcome =
+                            guarded(options, object.websocket_close(ws, code, reason, was_clean))
+                                .await;
+                        survived = report(host, "websocket_close", outcome);
+                    }
+                    survived
                 }
                 _ => true,
             };

@@ -1,7 +1,7 @@
 //! The seam between the SDK and the runtime that carries its calls out
 //! (`torpor-objects`). Not for object authors; it may change at any time.
 
-use crate::{Message, Result, WebSocketId};
+use crate::{AutoResponse, Message, Result, WebSocketId};
 use bytes::Bytes;
 use std::time::SystemTime;
 
@@ -31,9 +31,9 @@ pub trait Host {
     /// Largest serialized attachment.
     fn max_attachment_bytes(&self) -> usize;
     /// Sets or clears the auto-response pair.
-    fn set_auto_response(&self, pair: Option<(Bytes, Bytes)>);
+    fn set_auto_response(&self, pair: Option<AutoResponse>);
     /// The auto-response pair.
-    fn auto_response(&self) -> Option<(Bytes, Bytes)>;
+    fn auto_response(&self) -> Option<AutoResponse>;
     /// When the edge last auto-responded on this socket.
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
 }

@@ -21,5 +21,5 @@ pub mod host;
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use http::{Request, Response};
 pub use object::DurableObject;
-pub use state::{Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+pub use state::{AutoResponse, Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 pub use websocket::{Message, WebSocket, WebSocketId};

@@ -39,7 +39,9 @@ pub trait DurableObject: 'static {
         Ok(())
     }
 
-    /// A socket failed for a reason other than a disconnect.
+    /// The edge failed a socket for a reason other than a disconnect: a
+    /// protocol error (1002, 1007, 1009) or a client that stopped reading
+    /// (1008). `websocket_close` follows with the same code.
     async fn websocket_error(&mut self, ws: WebSocket, error: String) -> HandlerResult<()> {
         let _ = (ws, error);
         Ok(())

@@ -92,21 +92,30 @@ impl State {
     }
 
     /// Makes the edge answer a text message equal to `request` with
-    /// `response`, without waking the object. One pair per object.
+    /// `response`, without waking the object. One pair per object: this
+    /// replaces any pair set before.
     pub fn set_websocket_auto_response(&self, request: &str, response: &str) -> Result<()> {
-        for (which, value) in [("request", request), ("response", response)] {
-            if value.len() > MAX_AUTO_RESPONSE_BYTES {
-                return Err(Error::AutoResponseTooLarge {
-                    which,
-                    size: value.len(),
-                    limit: MAX_AUTO_RESPONSE_BYTES,
-                });
-            }
-        }
-        self.host.set_auto_response(Some((
-            Bytes::copy_from_slice(request.as_bytes()),
-            Bytes::copy_from_slice(response.as_bytes()),
-        )));
+        check_auto_response(request.as_bytes(), response.as_bytes())?;
+        self.host.set_auto_response(Some(AutoResponse::Text {
+            request: request.to_owned(),
+            response: response.to_owned(),
+        }));
+        Ok(())
+    }
+
+    /// Like [`set_websocket_auto_response`](Self::set_websocket_auto_response)
+    /// for binary frames: a binary message equal to `request` is answered with
+    /// a binary `response` (an MQTT PINGREQ, say). Replaces any pair set before.
+    pub fn set_websocket_auto_response_binary(
+        &self,
+        request: &[u8],
+        response: &[u8],
+    ) -> Result<()> {
+        check_auto_response(request, response)?;
+        self.host.set_auto_response(Some(AutoResponse::Binary {
+            request: Bytes::copy_from_slice(request),
+            response: Bytes::copy_from_slice(response),
+        }));
         Ok(())
     }
 
@@ -116,13 +125,8 @@ impl State {
     }
 
     /// The auto-response pair, if set.
-    pub fn get_websocket_auto_response(&self) -> Option<(String, String)> {
-        self.host.auto_response().map(|(request, response)| {
-            (
-                String::from_utf8_lossy(&request).into_owned(),
-                String::from_utf8_lossy(&response).into_owned(),
-            )
-        })
+    pub fn get_websocket_auto_response(&self) -> Option<AutoResponse> {
+        self.host.auto_response()
     }
 
     /// When the edge last answered this socket's auto-response request. As
@@ -130,6 +134,38 @@ impl State {
     pub fn get_websocket_auto_response_timestamp(&self, ws: &WebSocket) -> Option<SystemTime> {
         self.host.auto_response_timestamp(ws.id())
     }
+}
+
+fn check_auto_response(request: &[u8], response: &[u8]) -> Result<()> {
+    for (which, value) in [("request", request), ("response", response)] {
+        if value.len() > MAX_AUTO_RESPONSE_BYTES {
+            return Err(Error::AutoResponseTooLarge {
+                which,
+                size: value.len(),
+                limit: MAX_AUTO_RESPONSE_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An auto-response pair, answered by the edge without waking the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoResponse {
+    /// Matches text frames exactly; answers with a text frame.
+    Text {
+        /// The message to match.
+        request: String,
+        /// The answer.
+        response: String,
+    },
+    /// Matches binary frames exactly; answers with a binary frame.
+    Binary {
+        /// The message to match.
+        request: Bytes,
+        /// The answer.
+        response: Bytes,
+    },
 }
 
 /// The object's bindings. Namespaces and stubs for calls between objects

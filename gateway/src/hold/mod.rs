@@ -19,11 +19,12 @@ use object::{worker_for, AutoReply, Object};
 use slab::Slab;
 use socket::{write_now, OutQueue, Phase, Socket};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use torpor_proto::ipc::{self, AutoResponse, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
@@ -36,6 +37,9 @@ const LINK_BASE: usize = 1 << 48;
 const PENDING_BASE: usize = 1 << 49;
 /// Per-loop read buffer: every socket reads into it, none owns one.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// How long a closing socket may take to answer our Close and take what is
+/// queued for it before the edge drops the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of the hold loop.
 #[derive(Clone, Debug)]
@@ -190,6 +194,7 @@ pub fn spawn(
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
         targets: Vec::new(),
+        close_deadlines: VecDeque::new(),
         now: Instant::now(),
         now_ms: 0,
         counters: EdgeCounters::default(),
@@ -246,6 +251,8 @@ struct HoldLoop {
     scratch: Vec<u8>,
     /// Reused list of broadcast targets.
     targets: Vec<u32>,
+    /// Closing sockets by deadline; one timeout for all keeps it sorted.
+    close_deadlines: VecDeque<(Instant, usize, u32)>,
     now: Instant,
     now_ms: u64,
     counters: EdgeCounters,
@@ -256,7 +263,11 @@ impl HoldLoop {
         info!(edge = self.options.edge, "hold loop running");
         let mut events = Events::with_capacity(1024);
         loop {
-            if let Err(err) = self.poll.poll(&mut events, None) {
+            let timeout = self
+                .close_deadlines
+                .front()
+                .map(|(deadline, _, _)| deadline.saturating_duration_since(Instant::now()));
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -288,6 +299,7 @@ impl HoldLoop {
                     }
                 }
             }
+            self.expire_closing();
             self.flush_links();
             self.counters.connections = self.sockets.len() as u64;
             self.counters.flush();
@@ -747,7 +759,7 @@ impl HoldLoop {
             ToEdge::SetAutoResponse { object, pair } => {
                 if let Some(o) = self.objects.get_mut(object as usize) {
                     o.auto_reply = pair.map(|pair: AutoResponse| {
-                        let frame = data_frame(true, &pair.response);
+                        let frame = data_frame(!pair.binary, &pair.response);
                         Box::new(AutoReply { pair, frame })
                     });
                 }
@@ -957,7 +969,8 @@ impl HoldLoop {
             let Some(socket) = self.sockets.get_mut(slot) else {
                 return;
             };
-            if socket.read_closed || socket.paused || socket.phase != Phase::Open {
+            let readable = matches!(socket.phase, Phase::Open | Phase::Closing);
+            if socket.read_closed || socket.paused || !readable {
                 return;
             }
             let Some(stream) = socket.stream.as_mut() else {
@@ -1022,8 +1035,21 @@ impl HoldLoop {
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
         };
-        if socket.generation != generation || socket.phase != Phase::Open {
+        if socket.generation != generation {
             return;
+        }
+        match socket.phase {
+            Phase::Open => {}
+            Phase::Closing => {
+                // After our Close only the client's Close matters (RFC 6455
+                // §5.5.1); data frames are discarded.
+                if let Event::Close { .. } = event {
+                    socket.read_closed = true;
+                    self.finish_if_closed(slot);
+                }
+                return;
+            }
+            Phase::Reserved | Phase::Accepted => return,
         }
         let object = socket.object;
         match event {
@@ -1031,7 +1057,7 @@ impl HoldLoop {
                 let is_text = matches!(event, Event::Text(_));
                 let o = &mut self.objects[object as usize];
                 if let Some(auto) = o.auto_reply.as_ref() {
-                    if is_text && auto.pair.request == payload {
+                    if is_text != auto.pair.binary && auto.pair.request == payload {
                         let frame = auto.frame.clone();
                         o.usage.auto_responses += 1;
                         self.counters.auto_responses += 1;
@@ -1132,7 +1158,7 @@ impl HoldLoop {
             Ok(true) => {
                 socket.out = None;
                 if socket.phase == Phase::Closing {
-                    self.finish_socket(slot);
+                    self.finish_if_closed(slot);
                 } else {
                     self.want_writable(slot, false);
                 }
@@ -1160,20 +1186,52 @@ impl HoldLoop {
         }
     }
 
-    /// Sends a close frame after what is queued, then closes the socket.
+    /// Sends a close frame after what is queued; the socket closes once it
+    /// is written and the client's Close has been read (at once if it has
+    /// been already), or at the close deadline.
     fn close_gracefully(&mut self, slot: usize, frame: Bytes) {
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
         };
         if socket.phase == Phase::Closing {
+            self.finish_if_closed(slot);
             return;
         }
         let adopted = socket.stream.is_some();
         socket.out.get_or_insert_with(Default::default).push(frame);
         socket.phase = Phase::Closing;
+        let generation = socket.generation;
+        self.close_deadlines
+            .push_back((self.now + CLOSE_TIMEOUT, slot, generation));
         self.unlist_socket(slot);
         if adopted {
             self.flush_socket(slot);
+        }
+    }
+
+    fn finish_if_closed(&mut self, slot: usize) {
+        let done = self.sockets.get(slot).is_some_and(|s| {
+            s.phase == Phase::Closing && s.read_closed && s.out.is_none() && s.stream.is_some()
+        });
+        if done {
+            self.finish_socket(slot);
+        }
+    }
+
+    fn expire_closing(&mut self) {
+        while let Some(&(deadline, slot, generation)) = self.close_deadlines.front() {
+            if deadline > self.now {
+                return;
+            }
+            self.close_deadlines.pop_front();
+            let expired = self
+                .sockets
+                .get(slot)
+                .is_some_and(|s| s.generation == generation && s.phase == Phase::Closing);
+            if expired {
+                debug!(slot, "closing socket timed out");
+                self.finish_socket(slot);
+            }
         }
     }
 

@@ -7,18 +7,26 @@
 //! socket's tags joined by `,`. Binary messages are echoed. `?tag=T` on
 //! connect (repeatable) tags the socket. To exercise failure paths,
 //! `fail:X` makes the handler return an error and `panic:X` makes it panic;
-//! either fails that event only.
+//! either fails that event only. `close:CODE` closes the socket from the
+//! server side; `autobinary` replaces the auto-response with the binary pair
+//! `C0 00` → `D0 00` (MQTT PINGREQ → PINGRESP). `lasterror` → the reason
+//! of the last socket the edge failed (protocol error, not reading) while the
+//! instance was live, or nothing.
 
 use torpor_sdk::{DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket};
 
 /// The benchmark object.
 pub struct Bench {
     state: State,
+    last_error: String,
 }
 
 impl DurableObject for Bench {
     fn new(state: State, _env: Env) -> Bench {
-        Bench { state }
+        Bench {
+            state,
+            last_error: String::new(),
+        }
     }
 
     async fn fetch(&mut self, request: Request) -> HandlerResult<Response> {
@@ -48,6 +56,9 @@ impl DurableObject for Bench {
                 Ok(()) => "ok".to_owned(),
                 Err(err) => format!("err:{err}"),
             }
+        } else if let Some(rest) = text.strip_prefix("close:") {
+            let code = rest.parse().unwrap_or(1000);
+            return Ok(ws.close(code, "closed on request")?);
         } else if let Some(rest) = text.strip_prefix("fail:") {
             return Err(format!("failed on request: {rest}").into());
         } else if let Some(rest) = text.strip_prefix("panic:") {
@@ -60,10 +71,21 @@ impl DurableObject for Bench {
                 "getattach" => ws.deserialize_attachment::<String>()?.unwrap_or_default(),
                 "count" => self.state.get_websockets(None).len().to_string(),
                 "tags" => ws.tags()?.join(","),
+                "lasterror" => self.last_error.clone(),
+                "autobinary" => {
+                    self.state
+                        .set_websocket_auto_response_binary(&[0xC0, 0x00], &[0xD0, 0x00])?;
+                    "ok".to_owned()
+                }
                 _ => format!("err:unknown command {:?}", truncate(&text, 32)),
             }
         };
         ws.send(reply)?;
+        Ok(())
+    }
+
+    async fn websocket_error(&mut self, _ws: WebSocket, error: String) -> HandlerResult<()> {
+        self.last_error = error;
         Ok(())
     }
 }

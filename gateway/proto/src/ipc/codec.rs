@@ -125,7 +125,7 @@ impl<'a> Writer<'a> {
     }
     fn auto_response(&mut self, pair: Option<&AutoResponse>) -> &mut Self {
         self.opt(pair, |w, p| {
-            w.bytes(&p.request).bytes(&p.response);
+            w.bool(p.binary).bytes(&p.request).bytes(&p.response);
         })
     }
     fn finish(self) {
@@ -208,6 +208,7 @@ impl Reader {
     fn auto_response(&mut self) -> Result<Option<AutoResponse>, DecodeError> {
         self.opt(|r| {
             Ok(AutoResponse {
+                binary: r.bool()?,
                 request: r.bytes()?,
                 response: r.bytes()?,
             })
@@ -572,8 +573,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000100020004030201");
-        assert_eq!(VERSION, 1);
+        assert_eq!(hex(&out), "09000000000200020004030201");
+        assert_eq!(VERSION, 2);
     }
 
     #[test]
@@ -610,6 +611,7 @@ mod tests {
             class: "ChatRoom".into(),
             name: "lobby".into(),
             auto_response: Some(AutoResponse {
+                binary: false,
                 request: Bytes::from_static(b"ping"),
                 response: Bytes::from_static(b"pong"),
             }),
@@ -666,6 +668,15 @@ mod tests {
             object: 1,
             pair: None,
         });
+        let out = round_trip_edge(ToEdge::SetAutoResponse {
+            object: 1,
+            pair: Some(AutoResponse {
+                binary: true,
+                request: Bytes::from_static(&[0xC0, 0x00]),
+                response: Bytes::from_static(&[0xD0, 0x00]),
+            }),
+        });
+        assert_eq!(hex(&out), "130000000601000000010102000000c00002000000d000");
         round_trip_edge(ToEdge::Done {
             object: 1,
             events: 4,

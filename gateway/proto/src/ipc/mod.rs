@@ -18,12 +18,16 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
-/// answered with `response` by the edge, without waking the object.
+/// answered with `response` by the edge, without waking the object. A text
+/// pair matches text frames (as Durable Objects do); a binary pair matches
+/// binary frames and answers with one (an MQTT PINGREQ, say).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoResponse {
+    /// Match and answer binary frames instead of text ones.
+    pub binary: bool,
     /// The message to match, byte for byte.
     pub request: Bytes,
     /// The message sent back.
