@@ -14,4 +14,5 @@ mod failures;
 mod hibernation;
 mod limits;
 mod protocol;
+mod storage;
 mod workers;

@@ -108,6 +108,7 @@ impl Default for Config {
                 ("/rooms/{name}", "ChatRoom"),
                 ("/bench/{name}", "Bench"),
                 ("/echo/{name}", "Echo"),
+                ("/counter/{name}", "Counter"),
             ]
             .into_iter()
             .map(|(path, class)| Route {

@@ -140,6 +140,8 @@ fn run_node(config: Config) -> Result<(), BoxError> {
         .map_err(context(format!("cannot create {}", run_dir.display())))?;
     let ipc_path = std::path::absolute(run_dir.join("edge-0.sock"))
         .map_err(context("cannot resolve the ipc socket path".into()))?;
+    let data_dir =
+        std::path::absolute(&config.data_dir).map_err(context("cannot resolve data_dir".into()))?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -172,7 +174,7 @@ fn run_node(config: Config) -> Result<(), BoxError> {
 
         let spec = supervisor::WorkerSpec {
             program: std::env::current_exe()?,
-            args: worker_args(&config, &ipc_path),
+            args: worker_args(&config, &ipc_path, &data_dir),
             workers: config.workers,
         };
         let supervisor = tokio::spawn(supervisor::supervise(spec, start_tx, start_rx));
@@ -213,7 +215,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(4096)
 }
 
-fn worker_args(config: &Config, ipc_path: &std::path::Path) -> Vec<OsString> {
+fn worker_args(
+    config: &Config,
+    ipc_path: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Vec<OsString> {
     let millis = |d: Duration| d.as_millis().to_string().into();
     vec![
         "worker".into(),
@@ -227,6 +233,8 @@ fn worker_args(config: &Config, ipc_path: &std::path::Path) -> Vec<OsString> {
         millis(config.handler_timeout),
         "--max-attachment-bytes".into(),
         config.limits.max_attachment_bytes.to_string().into(),
+        "--data-dir".into(),
+        data_dir.as_os_str().to_owned(),
     ]
 }
 
@@ -254,6 +262,7 @@ fn worker(args: &[String]) -> ExitCode {
         idle_exit: Duration::from_secs(60),
         handler_timeout: Duration::from_secs(30),
         max_attachment_bytes: 2048,
+        data_dir: PathBuf::from("./data"),
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -265,6 +274,10 @@ fn worker(args: &[String]) -> ExitCode {
         let parsed = match (flag.as_str(), number) {
             ("--ipc", _) => {
                 options.socket_path = PathBuf::from(value);
+                true
+            }
+            ("--data-dir", _) => {
+                options.data_dir = PathBuf::from(value);
                 true
             }
             ("--index", Ok(n)) => u16::try_from(n).map(|n| options.index = n).is_ok(),

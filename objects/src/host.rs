@@ -3,15 +3,21 @@
 //! turn into.
 
 use crate::outbox::Outbox;
+use crate::storage::{self, StorageError, StorageLimits};
 use bytes::Bytes;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use torpor_proto::ipc::{self, SocketInfo, ToEdge};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Host;
-use torpor_sdk::{AutoResponse, Error, Message, Result, WebSocketId};
+use torpor_sdk::{
+    AutoResponse, Cursor, Error, ListOptions, Message, Result, SqlValue, StorageBackend,
+    WebSocketId,
+};
+use tracing::warn;
 
 pub(crate) fn to_id(handle: SocketHandle) -> WebSocketId {
     WebSocketId::from_parts(handle.edge, handle.slot, handle.generation)
@@ -40,6 +46,19 @@ struct Mirror {
     upgrade: Option<(WebSocketId, bool)>,
 }
 
+/// Which object a host serves: the edge's number for it, class and name.
+pub(crate) struct Identity {
+    pub(crate) object: u32,
+    pub(crate) class: String,
+    pub(crate) name: String,
+}
+
+/// Where and how the object's database is opened.
+pub(crate) struct StorageSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) limits: StorageLimits,
+}
+
 pub(crate) struct ObjectHost {
     object: u32,
     class: String,
@@ -47,17 +66,21 @@ pub(crate) struct ObjectHost {
     max_attachment_bytes: usize,
     outbox: Rc<Outbox>,
     mirror: RefCell<Mirror>,
+    storage_spec: StorageSpec,
+    /// Opened on first use, closed when the object hibernates (the host is
+    /// dropped), so a hibernated object holds no file descriptor.
+    storage: RefCell<Option<storage::Storage>>,
+    in_event: Cell<bool>,
 }
 
 impl ObjectHost {
     pub(crate) fn new(
-        object: u32,
-        class: String,
-        name: String,
+        identity: Identity,
         max_attachment_bytes: usize,
         outbox: Rc<Outbox>,
         auto_response: Option<ipc::AutoResponse>,
         sockets: Vec<SocketInfo>,
+        storage_spec: StorageSpec,
     ) -> ObjectHost {
         let mirror = Mirror {
             sockets: sockets
@@ -74,6 +97,11 @@ impl ObjectHost {
             auto_response: auto_response.map(from_wire),
             upgrade: None,
         };
+        let Identity {
+            object,
+            class,
+            name,
+        } = identity;
         ObjectHost {
             object,
             class,
@@ -81,6 +109,9 @@ impl ObjectHost {
             max_attachment_bytes,
             outbox,
             mirror: RefCell::new(mirror),
+            storage_spec,
+            storage: RefCell::new(None),
+            in_event: Cell::new(false),
         }
     }
 
@@ -112,6 +143,62 @@ impl ObjectHost {
         }
     }
 
+    /// Opens the event's storage transaction; storage not yet open opens
+    /// lazily on first use, inside the event, and begins it then.
+    pub(crate) fn begin_event(&self) {
+        self.in_event.set(true);
+        if let Some(storage) = self.storage.borrow_mut().as_mut() {
+            if let Err(err) = storage.begin_event() {
+                warn!(class = %self.class, %err, "cannot begin the event transaction");
+            }
+        }
+    }
+
+    /// Commits the event's storage writes; true once they are durable.
+    pub(crate) fn commit_event(&self) -> bool {
+        self.in_event.set(false);
+        match self.storage.borrow_mut().as_mut() {
+            None => true,
+            Some(storage) => match storage.commit_event() {
+                Ok(()) => true,
+                Err(err) => {
+                    warn!(class = %self.class, %err, "event commit failed");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Undoes the event's storage writes.
+    pub(crate) fn rollback_event(&self) {
+        self.in_event.set(false);
+        if let Some(storage) = self.storage.borrow_mut().as_mut() {
+            if let Err(err) = storage.rollback_event() {
+                warn!(class = %self.class, %err, "event rollback failed");
+            }
+        }
+    }
+
+    fn with_storage<T>(
+        &self,
+        f: impl FnOnce(&mut storage::Storage) -> std::result::Result<T, StorageError>,
+    ) -> Result<T> {
+        let mut slot = self.storage.borrow_mut();
+        if slot.is_none() {
+            let mut opened =
+                storage::Storage::open(&self.storage_spec.path, self.storage_spec.limits)
+                    .map_err(storage_error)?;
+            if self.in_event.get() {
+                opened.begin_event().map_err(storage_error)?;
+            }
+            *slot = Some(opened);
+        }
+        match slot.as_mut() {
+            Some(storage) => f(storage).map_err(storage_error),
+            None => Err(Error::Storage("storage is not open".to_owned())),
+        }
+    }
+
     pub(crate) fn note_auto_response_at(&self, handle: SocketHandle, at_ms: u64) {
         if let Some(entry) = self.mirror.borrow_mut().sockets.get_mut(&to_id(handle)) {
             entry.auto_response_at_ms = at_ms;
@@ -133,6 +220,87 @@ impl ObjectHost {
             .get_mut(&id)
             .map(f)
             .ok_or(Error::WebSocketClosed)
+    }
+}
+
+fn storage_error(err: StorageError) -> Error {
+    Error::Storage(err.to_string())
+}
+
+fn to_engine_value(value: &SqlValue) -> storage::SqlValue {
+    match value {
+        SqlValue::Null => storage::SqlValue::Null,
+        SqlValue::Integer(i) => storage::SqlValue::Integer(*i),
+        SqlValue::Real(f) => storage::SqlValue::Real(*f),
+        SqlValue::Text(t) => storage::SqlValue::Text(t.clone()),
+        SqlValue::Blob(b) => storage::SqlValue::Blob(b.clone()),
+    }
+}
+
+fn from_engine_value(value: storage::SqlValue) -> SqlValue {
+    match value {
+        storage::SqlValue::Null => SqlValue::Null,
+        storage::SqlValue::Integer(i) => SqlValue::Integer(i),
+        storage::SqlValue::Real(f) => SqlValue::Real(f),
+        storage::SqlValue::Text(t) => SqlValue::Text(t),
+        storage::SqlValue::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+impl StorageBackend for ObjectHost {
+    fn get(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
+        self.with_storage(|s| s.get_many(keys))
+    }
+
+    fn put(&self, entries: &[(&str, &[u8])]) -> Result<()> {
+        self.with_storage(|s| s.put_many(entries))
+    }
+
+    fn delete(&self, keys: &[&str]) -> Result<usize> {
+        self.with_storage(|s| s.delete_many(keys))
+    }
+
+    fn list(&self, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>> {
+        let options = storage::ListOptions {
+            prefix: options.prefix.clone(),
+            start: options.start.clone(),
+            start_after: options.start_after.clone(),
+            end: options.end.clone(),
+            reverse: options.reverse,
+            limit: options.limit,
+        };
+        self.with_storage(|s| s.list(&options))
+    }
+
+    fn delete_all(&self) -> Result<()> {
+        self.with_storage(|s| s.delete_all())
+    }
+
+    fn exec(&self, query: &str, params: &[SqlValue]) -> Result<Cursor> {
+        let params: Vec<storage::SqlValue> = params.iter().map(to_engine_value).collect();
+        let cursor = self.with_storage(|s| s.exec(query, &params))?;
+        Ok(Cursor {
+            column_names: cursor.column_names,
+            rows: cursor
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(from_engine_value).collect())
+                .collect(),
+            rows_read: cursor.rows_read,
+            rows_written: cursor.rows_written,
+        })
+    }
+
+    fn database_size(&self) -> Result<u64> {
+        self.with_storage(|s| s.database_size())
+    }
+
+    fn savepoint(&self) -> Result<()> {
+        self.with_storage(|s| s.begin_savepoint())
+    }
+
+    fn release(&self, commit: bool) -> Result<()> {
+        self.with_storage(|s| s.end_savepoint(commit))
     }
 }
 
@@ -221,7 +389,7 @@ impl Host for ObjectHost {
     fn send(&self, id: WebSocketId, message: Message) -> Result<()> {
         self.entry(id, |_| ())?;
         let (is_text, payload) = split(message);
-        self.outbox.push(&ToEdge::Send {
+        self.outbox.push_gated(&ToEdge::Send {
             handle: to_handle(id),
             is_text,
             payload,
@@ -231,7 +399,7 @@ impl Host for ObjectHost {
 
     fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()> {
         self.entry(id, |_| ())?;
-        self.outbox.push(&ToEdge::Close {
+        self.outbox.push_gated(&ToEdge::Close {
             handle: to_handle(id),
             code,
             reason: reason.to_owned(),
@@ -241,7 +409,7 @@ impl Host for ObjectHost {
 
     fn broadcast(&self, message: Message, tag: Option<&str>, except: Option<WebSocketId>) {
         let (is_text, payload) = split(message);
-        self.outbox.push(&ToEdge::Broadcast {
+        self.outbox.push_gated(&ToEdge::Broadcast {
             object: self.object,
             tag: tag.map(str::to_owned),
             except: except.map(to_handle),
@@ -277,6 +445,10 @@ impl Host for ObjectHost {
 
     fn auto_response(&self) -> Option<AutoResponse> {
         self.mirror.borrow().auto_response.clone()
+    }
+
+    fn storage(&self) -> Result<&dyn StorageBackend> {
+        Ok(self)
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {

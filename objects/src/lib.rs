@@ -12,6 +12,7 @@ mod host;
 mod instance;
 mod outbox;
 mod registry;
+pub mod storage;
 mod worker;
 
 pub use registry::Registry;

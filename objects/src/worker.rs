@@ -1,10 +1,11 @@
 //! The worker process: one connection to the edge, one mailbox and task per
 //! live object, hibernation of idle objects and exit when none is live.
 
-use crate::host::{to_id, ObjectHost};
+use crate::host::{to_id, Identity, ObjectHost, StorageSpec};
 use crate::instance::DynObject;
 use crate::outbox::Outbox;
 use crate::registry::{Factory, Registry};
+use crate::storage::StorageLimits;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub struct WorkerOptions {
     pub handler_timeout: Duration,
     /// Largest serialized attachment.
     pub max_attachment_bytes: usize,
+    /// Objects keep their databases under `data_dir/<class>/`.
+    pub data_dir: PathBuf,
 }
 
 /// Why a worker stopped other than by being told to.
@@ -126,14 +129,22 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
                     sockets,
                 } => {
                     idle_exit_asked = false;
-                    let host = Rc::new(ObjectHost::new(
+                    let storage = StorageSpec {
+                        path: database_path(&options.data_dir, &class, &name),
+                        limits: StorageLimits::default(),
+                    };
+                    let identity = Identity {
                         object,
-                        class.clone(),
+                        class: class.clone(),
                         name,
+                    };
+                    let host = Rc::new(ObjectHost::new(
+                        identity,
                         options.max_attachment_bytes,
                         outbox.clone(),
                         auto_response,
                         sockets,
+                        storage,
                     ));
                     let (tx, rx) = mpsc::unbounded_channel();
                     let factory = registry.factory(&class);
@@ -216,6 +227,22 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
     Ok(())
 }
 
+/// `data_dir/<class>/<name>.sqlite`, with every byte of the name outside
+/// `[A-Za-z0-9_-]` written as `%XX`, so no name can leave its directory or
+/// collide with another.
+fn database_path(data_dir: &std::path::Path, class: &str, name: &str) -> PathBuf {
+    let mut file = String::with_capacity(name.len() + 7);
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            file.push(char::from(byte));
+        } else {
+            file.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    file.push_str(".sqlite");
+    data_dir.join(class).join(file)
+}
+
 fn deliver(objects: &HashMap<u32, mpsc::UnboundedSender<Event>>, object: u32, event: Event) {
     match objects.get(&object) {
         Some(mailbox) => {
@@ -269,7 +296,18 @@ async fn object_task(
     debug!(object, "object hibernated");
 }
 
-/// Runs one event; false if the handler panicked or timed out.
+/// How one event ended.
+struct Ran {
+    /// The handler returned `Ok`.
+    ok: bool,
+    /// The instance may be kept (no panic, no timeout).
+    survived: bool,
+    /// For a fetch: its request id and response.
+    response: Option<(u64, Response)>,
+}
+
+/// Runs one event inside the output gate and the event's storage
+/// transaction; false if the instance must be dropped.
 async fn handle_event(
     instance: &mut Option<Box<dyn DynObject>>,
     host: &Rc<ObjectHost>,
@@ -277,6 +315,38 @@ async fn handle_event(
     options: &WorkerOptions,
     outbox: &Outbox,
 ) -> bool {
+    outbox.open_gate();
+    host.begin_event();
+    let ran = run_event(instance, host, event, options).await;
+    let committed = ran.ok && host.commit_event();
+    if committed {
+        outbox.release_gate();
+    } else {
+        host.rollback_event();
+        outbox.discard_gate();
+    }
+    if let Some((request_id, response)) = ran.response {
+        let response = if committed || !ran.ok {
+            response
+        } else {
+            Response::error(500, "storage commit failed")
+        };
+        outbox.push(&ToEdge::FetchResponse {
+            request_id,
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        });
+    }
+    ran.survived
+}
+
+async fn run_event(
+    instance: &mut Option<Box<dyn DynObject>>,
+    host: &Rc<ObjectHost>,
+    event: Event,
+    options: &WorkerOptions,
+) -> Ran {
     let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
     match event {
         Event::Fetch {
@@ -285,41 +355,38 @@ async fn handle_event(
             upgrade,
         } => {
             host.begin_fetch(upgrade);
-            let (response, survived) = match instance.as_mut() {
-                Some(object) => {
-                    let outcome = guarded(options, object.fetch(request)).await;
-                    match outcome {
-                        Outcome::Ok(response) => (response, true),
-                        Outcome::Err(err) => {
-                            warn!(class = host.class_name(), %err, "fetch failed");
-                            (Response::error(500, format!("handler error: {err}")), true)
-                        }
-                        Outcome::Panicked => (Response::error(500, "handler panicked"), false),
-                        Outcome::TimedOut => (Response::error(504, "handler timed out"), false),
+            let (response, ok, survived) = match instance.as_mut() {
+                Some(object) => match guarded(options, object.fetch(request)).await {
+                    Outcome::Ok(response) => (response, true, true),
+                    Outcome::Err(err) => {
+                        warn!(class = host.class_name(), %err, "fetch failed");
+                        let response = Response::error(500, format!("handler error: {err}"));
+                        (response, false, true)
                     }
-                }
+                    Outcome::Panicked => (Response::error(500, "handler panicked"), false, false),
+                    Outcome::TimedOut => (Response::error(504, "handler timed out"), false, false),
+                },
                 None => (
                     Response::error(
                         500,
                         format!("no object class named {:?}", host.class_name()),
                     ),
+                    false,
                     true,
                 ),
             };
-            let accepted = host.end_fetch(response.status == 101);
+            let accepted = host.end_fetch(ok && response.status == 101);
             let response = match (response.status, accepted) {
                 (101, false) => {
                     Response::error(500, "handler returned 101 without accept_websocket")
                 }
                 _ => response,
             };
-            outbox.push(&ToEdge::FetchResponse {
-                request_id,
-                status: response.status,
-                headers: response.headers,
-                body: response.body,
-            });
-            survived
+            Ran {
+                ok,
+                survived,
+                response: Some((request_id, response)),
+            }
         }
         Event::Message {
             handle,
@@ -327,24 +394,22 @@ async fn handle_event(
             auto_response_at_ms,
             payload,
         } => {
-            if !host.knows(handle) {
-                return true;
-            }
-            host.note_auto_response_at(handle, auto_response_at_ms);
-            let Some(object) = instance.as_mut() else {
-                return true;
+            let (Some(object), true) = (instance.as_mut(), host.knows(handle)) else {
+                return Ran {
+                    ok: true,
+                    survived: true,
+                    response: None,
+                };
             };
+            host.note_auto_response_at(handle, auto_response_at_ms);
             let message = if is_text {
                 Message::Text(String::from_utf8_lossy(&payload).into_owned())
             } else {
                 Message::Binary(payload)
             };
             let ws = WebSocket::new(to_id(handle), sdk_host);
-            report(
-                host,
-                "websocket_message",
-                guarded(options, object.websocket_message(ws, message)).await,
-            )
+            let outcome = guarded(options, object.websocket_message(ws, message)).await;
+            report(host, "websocket_message", outcome)
         }
         Event::Closed {
             handle,
@@ -352,32 +417,40 @@ async fn handle_event(
             reason,
             was_clean,
         } => {
-            let survived = match instance.as_mut() {
+            let ran = match instance.as_mut() {
                 Some(object) if host.knows(handle) => {
                     let ws = WebSocket::new(to_id(handle), sdk_host);
                     // The edge failed the socket for a reason (a protocol
                     // error, a client that does not read), as opposed to a
                     // plain disconnect (1006): that is an error first.
                     let failed = !was_clean && code != 1006;
-                    let mut survived = true;
+                    let mut ran = Ran {
+                        ok: true,
+                        survived: true,
+                        response: None,
+                    };
                     if failed {
                         let outcome =
                             guarded(options, object.websocket_error(ws.clone(), reason.clone()))
                                 .await;
-                        survived = report(host, "websocket_error", outcome);
+                        ran = report(host, "websocket_error", outcome);
                     }
-                    if survived {
+                    if ran.ok {
                         let outcome =
                             guarded(options, object.websocket_close(ws, code, reason, was_clean))
                                 .await;
-                        survived = report(host, "websocket_close", outcome);
+                        ran = report(host, "websocket_close", outcome);
                     }
-                    survived
+                    ran
                 }
-                _ => true,
+                _ => Ran {
+                    ok: true,
+                    survived: true,
+                    response: None,
+                },
             };
             host.forget(handle);
-            survived
+            ran
         }
     }
 }
@@ -406,20 +479,52 @@ async fn guarded<T>(
     }
 }
 
-fn report(host: &ObjectHost, handler: &str, outcome: Outcome<()>) -> bool {
-    match outcome {
-        Outcome::Ok(()) => true,
+fn report(host: &ObjectHost, handler: &str, outcome: Outcome<()>) -> Ran {
+    let (ok, survived) = match outcome {
+        Outcome::Ok(()) => (true, true),
         Outcome::Err(err) => {
             warn!(class = host.class_name(), handler, %err, "handler failed");
-            true
+            (false, true)
         }
         Outcome::Panicked => {
             warn!(class = host.class_name(), handler, "handler panicked");
-            false
+            (false, false)
         }
         Outcome::TimedOut => {
             warn!(class = host.class_name(), handler, "handler timed out");
-            false
+            (false, false)
         }
+    };
+    Ran {
+        ok,
+        survived,
+        response: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn database_paths_stay_in_their_class_directory() {
+        let dir = Path::new("/d");
+        assert_eq!(
+            database_path(dir, "Counter", "a-1_b"),
+            Path::new("/d/Counter/a-1_b.sqlite")
+        );
+        assert_eq!(
+            database_path(dir, "Counter", ".."),
+            Path::new("/d/Counter/%2E%2E.sqlite")
+        );
+        assert_eq!(
+            database_path(dir, "Counter", "a/b"),
+            Path::new("/d/Counter/a%2Fb.sqlite")
+        );
+        assert_ne!(
+            database_path(dir, "C", "a%2F"),
+            database_path(dir, "C", "a/")
+        );
     }
 }

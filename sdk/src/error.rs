@@ -34,6 +34,10 @@ pub enum Error {
     /// A close code an application may not send.
     #[error("close code {0} is not allowed; use 1000 or 3000-4999")]
     InvalidCloseCode(u16),
+    /// A storage call failed: a limit (the message names it), a refused SQL
+    /// statement, or the database itself.
+    #[error("{0}")]
+    Storage(String),
     /// Serializing or deserializing with serde failed.
     #[error("serialization failed: {0}")]
     Serde(#[from] serde_json::Error),

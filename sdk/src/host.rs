@@ -1,7 +1,7 @@
 //! The seam between the SDK and the runtime that carries its calls out
 //! (`torpor-objects`). Not for object authors; it may change at any time.
 
-use crate::{AutoResponse, Message, Result, WebSocketId};
+use crate::{AutoResponse, Message, Result, StorageBackend, WebSocketId};
 use bytes::Bytes;
 use std::time::SystemTime;
 
@@ -34,6 +34,8 @@ pub trait Host {
     fn set_auto_response(&self, pair: Option<AutoResponse>);
     /// The auto-response pair.
     fn auto_response(&self) -> Option<AutoResponse>;
+    /// The object's storage, opened on first use in an event.
+    fn storage(&self) -> Result<&dyn StorageBackend>;
     /// When the edge last auto-responded on this socket.
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
 }

@@ -13,6 +13,7 @@ mod error;
 mod http;
 mod object;
 mod state;
+mod storage;
 mod websocket;
 
 #[doc(hidden)]
@@ -22,4 +23,5 @@ pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use http::{Request, Response};
 pub use object::DurableObject;
 pub use state::{AutoResponse, Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+pub use storage::{Cursor, ListOptions, Sql, SqlValue, Storage, StorageBackend};
 pub use websocket::{Message, WebSocket, WebSocketId};

@@ -2,7 +2,7 @@
 
 use crate::host::Host;
 use crate::websocket::{Message, WebSocket};
-use crate::{Error, Request, Result};
+use crate::{Error, Request, Result, Storage};
 use bytes::Bytes;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -35,6 +35,11 @@ impl State {
     /// The object's name.
     pub fn name(&self) -> &str {
         self.host.name()
+    }
+
+    /// The object's durable storage.
+    pub fn storage(&self) -> Storage {
+        Storage::new(self.host.clone())
     }
 
     /// Accepts a WebSocket upgrade as hibernatable, with up to 10 tags of up

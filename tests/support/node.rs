@@ -31,6 +31,10 @@ class = "Bench"
 [[routes]]
 path = "/echo/{name}"
 class = "Echo"
+
+[[routes]]
+path = "/counter/{name}"
+class = "Counter"
 "#;
 
 /// Builds the temp config of a node. Keys left unset keep the binary's defaults.
@@ -41,6 +45,8 @@ pub struct NodeBuilder {
     worker_idle_exit: Option<String>,
     /// `[limits]` keys, as TOML values (`"4096"`, `"\"10s\""`).
     limits: Vec<(String, String)>,
+    /// A data dir that outlives the node (for restarts); the caller removes it.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeBuilder {
@@ -58,6 +64,13 @@ impl NodeBuilder {
     /// A duration string such as `"2s"`.
     pub fn worker_idle_exit(mut self, duration: &str) -> Self {
         self.worker_idle_exit = Some(duration.to_owned());
+        self
+    }
+
+    /// Keeps the data in `dir`, which outlives this node, so that another
+    /// node can be started on it; the test removes it.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
         self
     }
 
@@ -92,7 +105,7 @@ impl NodeBuilder {
     /// Starts `torpor` and waits (bounded) for its ready line.
     pub fn start(self) -> Node {
         let dir = temp_dir();
-        let data_dir = dir.join("data");
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| dir.join("data"));
         let config_path = dir.join("torpor.toml");
         let config = self.config_text(&data_dir);
         std::fs::write(&config_path, &config).unwrap();

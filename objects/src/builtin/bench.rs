@@ -9,7 +9,10 @@
 //! `fail:X` makes the handler return an error and `panic:X` makes it panic;
 //! either fails that event only. `close:CODE` closes the socket from the
 //! server side; `autobinary` replaces the auto-response with the binary pair
-//! `C0 00` → `D0 00` (MQTT PINGREQ → PINGRESP). `lasterror` → the reason
+//! `C0 00` → `D0 00` (MQTT PINGREQ → PINGRESP). Storage: `put:K=V` stores
+//! V under K and replies `ok`; `get:K` → the value, or nothing; `putfail:K=V`
+//! stores, sends `sent before failing`, then fails, so neither the write nor
+//! the message may take effect. `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
 //! instance was live, or nothing.
 
@@ -56,6 +59,18 @@ impl DurableObject for Bench {
                 Ok(()) => "ok".to_owned(),
                 Err(err) => format!("err:{err}"),
             }
+        } else if let Some(rest) = text.strip_prefix("put:") {
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            self.state.storage().put(key, value.as_bytes())?;
+            "ok".to_owned()
+        } else if let Some(key) = text.strip_prefix("get:") {
+            let value = self.state.storage().get(key)?.unwrap_or_default();
+            String::from_utf8_lossy(&value).into_owned()
+        } else if let Some(rest) = text.strip_prefix("putfail:") {
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            self.state.storage().put(key, value.as_bytes())?;
+            ws.send("sent before failing")?;
+            return Err(format!("failed on request after writing {key}").into());
         } else if let Some(rest) = text.strip_prefix("close:") {
             let code = rest.parse().unwrap_or(1000);
             return Ok(ws.close(code, "closed on request")?);

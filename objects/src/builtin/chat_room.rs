@@ -1,15 +1,29 @@
 //! `ChatRoom`: join and leave notices and messages as JSON, each member's
 //! name kept in its socket's attachment so the room survives hibernation.
+//! The last 100 messages are kept in the room's SQL storage and sent to a
+//! client when it joins, oldest first, before the join notice.
 
 use serde::{Deserialize, Serialize};
-use torpor_sdk::{DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket};
+use torpor_sdk::{
+    DurableObject, Env, HandlerResult, Message, Request, Response, SqlValue, State, WebSocket,
+};
 
 /// Longest member name, in bytes.
 const MAX_NAME_BYTES: usize = 64;
+/// Messages kept for members who join later.
+const HISTORY: i64 = 100;
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages \
+    (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, text TEXT NOT NULL)";
 
 #[derive(Serialize, Deserialize)]
 struct Member {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    name: String,
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -31,6 +45,31 @@ impl ChatRoom {
             .ok()
             .flatten()
             .map_or_else(|| "anonymous".to_owned(), |m| m.name)
+    }
+
+    fn history(&self) -> HandlerResult<Vec<Stored>> {
+        let sql = self.state.storage().sql();
+        sql.exec(SCHEMA, &[])?;
+        let cursor = sql.exec(
+            "SELECT name, text FROM (SELECT id, name, text FROM messages ORDER BY id DESC LIMIT ?) \
+             ORDER BY id",
+            &[SqlValue::Integer(HISTORY)],
+        )?;
+        Ok(cursor.rows_as()?)
+    }
+
+    fn remember(&self, name: &str, text: &str) -> HandlerResult<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(SCHEMA, &[])?;
+        sql.exec(
+            "INSERT INTO messages (name, text) VALUES (?, ?)",
+            &[name.into(), text.into()],
+        )?;
+        sql.exec(
+            "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?",
+            &[SqlValue::Integer(HISTORY)],
+        )?;
+        Ok(())
     }
 
     fn broadcast(&self, notice: &Notice<'_>, except: Option<&WebSocket>) -> HandlerResult<()> {
@@ -66,6 +105,13 @@ impl DurableObject for ChatRoom {
         }
         let ws = self.state.accept_websocket(&request, &[])?;
         ws.serialize_attachment(&Member { name: name.clone() })?;
+        for old in self.history()? {
+            let notice = Notice::Message {
+                name: &old.name,
+                text: &old.text,
+            };
+            ws.send(serde_json::to_string(&notice)?)?;
+        }
         if self.state.get_websocket_auto_response().is_none() {
             self.state.set_websocket_auto_response("ping", "pong")?;
         }
@@ -79,6 +125,7 @@ impl DurableObject for ChatRoom {
             return Ok(());
         };
         let name = ChatRoom::name_of(&ws);
+        self.remember(&name, &text)?;
         self.broadcast(
             &Notice::Message {
                 name: &name,

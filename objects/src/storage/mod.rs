@@ -1,0 +1,462 @@
+//! Per-object storage: one SQLite file per object, holding a hidden KV table
+//! and whatever tables the object's own SQL creates, behind the limits and
+//! the authorizer of Durable Objects' SQLite-backed storage.
+//!
+//! [`Storage`] is synchronous and thread-confined: the worker owns one per
+//! live object and runs that object's events one at a time. The runtime
+//! brackets every event with [`Storage::begin_event`] and
+//! [`Storage::commit_event`] (or [`Storage::rollback_event`] when the handler
+//! fails), which gives the implicit transaction of the output gate: every KV
+//! and SQL call in between is one atomic, durable commit. Outside an event
+//! each call commits on its own (SQLite autocommit; batch calls are still
+//! atomic). Not here: scheduling, alarms, billing ledgers, or any async.
+
+mod authorizer;
+mod error;
+mod kv;
+mod sql;
+
+pub use authorizer::RESERVED_PREFIX;
+pub use error::StorageError;
+pub use kv::ListOptions;
+pub use sql::{Cursor, SqlValue};
+
+use authorizer::AuthState;
+use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a statement waits on a lock held by another connection (a
+/// backup or an inspection tool) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage limits of one object; `Default` is DESIGN's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Keys per `get_many`/`put_many`/`delete_many`.
+    pub max_batch_keys: usize,
+    /// Largest string, blob or row in SQL (SQLite's `SQLITE_LIMIT_LENGTH`).
+    pub max_sql_value_bytes: usize,
+    pub max_database_bytes: u64,
+}
+
+impl Default for StorageLimits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 2048,
+            max_value_bytes: 128 * 1024,
+            max_batch_keys: 128,
+            max_sql_value_bytes: 2_000_000,
+            max_database_bytes: 10_000_000_000,
+        }
+    }
+}
+
+/// Rows read and written since the storage was opened, summed over KV and
+/// SQL calls, including calls whose event later rolled back (the work was
+/// done). What one call adds is documented on [`Cursor`] and in `kv.rs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// One object's open database. Dropping it closes the file, so a hibernated
+/// object holds no file descriptor.
+pub struct Storage {
+    conn: Connection,
+    auth: Arc<AuthState>,
+    limits: StorageLimits,
+    event_open: bool,
+    /// Open `transaction_sync` blocks; each is a SAVEPOINT named by depth.
+    savepoint_depth: usize,
+    counts: RowCounts,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.conn.path())
+            .field("event_open", &self.event_open)
+            .field("savepoint_depth", &self.savepoint_depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens (creating if missing) the object's database at `path`, with its
+    /// parent directories.
+    pub fn open(path: &Path, limits: StorageLimits) -> Result<Storage, StorageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // No SQLITE_OPEN_URI: the path is a file name, never a URI that could
+        // carry its own options.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(StorageError::Sqlite)?;
+        Self::configure(&conn, &limits).map_err(|e| error::from_sqlite(e, &limits, None))?;
+        // Installed last, so the setup above needs no exemption.
+        let auth = AuthState::install(&conn);
+        Ok(Storage {
+            conn,
+            auth,
+            limits,
+            event_open: false,
+            savepoint_depth: 0,
+            counts: RowCounts::default(),
+        })
+    }
+
+    fn configure(conn: &Connection, limits: &StorageLimits) -> rusqlite::Result<()> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Room for every `list` variant (up to 32) next to the other KV and
+        // savepoint statements.
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        // FULL: a WAL commit fsyncs before it returns, which is what the
+        // output gate promises before releasing an event's messages.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Durable Objects turns foreign keys on; object code may turn them off.
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // Refuses writable_schema, shadow-table writes and other ways SQL
+        // could corrupt the file, beneath the authorizer.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let max_pages = limits.max_database_bytes / u64::try_from(page_size.max(1)).unwrap_or(1);
+        conn.pragma_update_and_check(None, "max_page_count", max_pages.max(1), |r| {
+            r.get::<_, i64>(0)
+        })?;
+        let length = i32::try_from(limits.max_sql_value_bytes).unwrap_or(i32::MAX);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _torpor_kv(
+                key TEXT COLLATE BINARY PRIMARY KEY,
+                value BLOB NOT NULL
+            ) WITHOUT ROWID;",
+        )
+    }
+
+    /// Closes the file, reporting what dropping would swallow.
+    pub fn close(self) -> Result<(), StorageError> {
+        self.conn.close().map_err(|(_, e)| StorageError::Sqlite(e))
+    }
+
+    pub fn limits(&self) -> &StorageLimits {
+        &self.limits
+    }
+
+    pub fn row_counts(&self) -> RowCounts {
+        self.counts
+    }
+
+    /// Opens the event's implicit transaction.
+    pub fn begin_event(&mut self) -> Result<(), StorageError> {
+        if self.event_open {
+            return Err(StorageError::EventAlreadyOpen);
+        }
+        if !self.conn.is_autocommit() {
+            // Only a transaction_sync that panicked outside an event leaves
+            // this; nothing in it was ever reported committed.
+            self.internal_sql("ROLLBACK")?;
+            self.savepoint_depth = 0;
+        }
+        // IMMEDIATE takes the write lock now, so a lock conflict fails the
+        // event before the handler runs rather than at its first write.
+        self.internal_sql("BEGIN IMMEDIATE")?;
+        self.event_open = true;
+        Ok(())
+    }
+
+    /// Commits the event; on `Ok` its writes are durable on disk. On `Err`
+    /// they are rolled back and the event is over.
+    pub fn commit_event(&mut self) -> Result<(), StorageError> {
+        if !self.event_open {
+            return Err(StorageError::NoEvent);
+        }
+        if self.savepoint_depth > 0 {
+            return Err(StorageError::EventInsideTransactionSync {
+                depth: self.savepoint_depth,
+            });
+        }
+        self.event_open = false;
+        if self.conn.is_autocommit() {
+            return Err(StorageError::EventAborted);
+        }
+        if let Err(e) = self.internal_sql("COMMIT") {
+            if !self.conn.is_autocommit() {
+                // Best effort: the commit error is the one to report.
+                let _ = self.internal_sql("ROLLBACK");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Undoes everything since `begin_event`, including open
+    /// `transaction_sync` blocks. Safe to call with no event open (as after
+    /// a handler panic), when it rolls back whatever is open.
+    pub fn rollback_event(&mut self) -> Result<(), StorageError> {
+        self.event_open = false;
+        self.savepoint_depth = 0;
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.internal_sql("ROLLBACK")
+    }
+
+    /// Runs `f` atomically: its writes are kept if it returns `Ok` and undone
+    /// alone if it returns `Err`, while the surrounding event goes on. It is
+    /// a SAVEPOINT, so it nests in the event and in other
+    /// `transaction_sync` blocks; outside an event it commits on `Ok`.
+    pub fn transaction_sync<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Storage) -> Result<T, E>,
+        E: From<StorageError>,
+    {
+        self.begin_savepoint()?;
+        match f(self) {
+            Ok(value) => {
+                self.end_savepoint(true)?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.end_savepoint(false)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The opening half of [`Self::transaction_sync`], for a caller that
+    /// cannot hand over a closure (the sdk reaches storage anew on each
+    /// call). Every call must be paired with one [`Self::end_savepoint`].
+    pub fn begin_savepoint(&mut self) -> Result<(), StorageError> {
+        self.check_event()?;
+        let name = format!("_torpor_sp_{}", self.savepoint_depth);
+        self.internal_sql(&format!("SAVEPOINT {name}"))?;
+        self.savepoint_depth += 1;
+        Ok(())
+    }
+
+    /// Closes the innermost block: keeps its writes if `commit`, else undoes
+    /// them alone.
+    pub fn end_savepoint(&mut self, commit: bool) -> Result<(), StorageError> {
+        let depth = self
+            .savepoint_depth
+            .checked_sub(1)
+            .ok_or(StorageError::NoSavepoint)?;
+        self.savepoint_depth = depth;
+        let name = format!("_torpor_sp_{depth}");
+        if commit {
+            return self.internal_sql(&format!("RELEASE {name}"));
+        }
+        if self.conn.is_autocommit() {
+            // SQLite already rolled back the whole transaction (after a
+            // full disk, say), savepoint included.
+            return Ok(());
+        }
+        // ROLLBACK TO keeps the savepoint open; RELEASE then drops it.
+        self.internal_sql(&format!("ROLLBACK TO {name}"))?;
+        self.internal_sql(&format!("RELEASE {name}"))
+    }
+
+    /// [`Self::transaction_sync`] for the engine's own multi-statement calls.
+    fn atomic<T>(
+        &mut self,
+        f: impl FnOnce(&mut Storage) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.transaction_sync(f)
+    }
+
+    /// Fails when SQLite has already rolled the event back by itself (after
+    /// a full disk or I/O error): further writes would autocommit one by one
+    /// and break the event's atomicity.
+    fn check_event(&self) -> Result<(), StorageError> {
+        if self.event_open && self.conn.is_autocommit() {
+            return Err(StorageError::EventAborted);
+        }
+        Ok(())
+    }
+
+    /// Runs one statement of the engine's own, past the authorizer.
+    fn internal_sql(&self, sql: &str) -> Result<(), StorageError> {
+        let _internal = self.auth.internal();
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.raw_execute())
+            .map(drop)
+            .map_err(|e| self.sql_error(e))
+    }
+
+    fn sql_error(&self, e: rusqlite::Error) -> StorageError {
+        error::from_sqlite(e, &self.limits, self.auth.take_denial())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Storage, StorageLimits};
+
+    pub(crate) fn open_temp() -> (tempfile::TempDir, Storage) {
+        open_temp_with(StorageLimits::default())
+    }
+
+    pub(crate) fn open_temp_with(limits: StorageLimits) -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("Class/id.sqlite"), limits).unwrap();
+        (dir, storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::open_temp;
+    use super::*;
+
+    fn count(s: &mut Storage) -> i64 {
+        match s
+            .exec("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .one()
+            .unwrap()[0]
+        {
+            SqlValue::Integer(n) => n,
+            ref other => panic!("not an integer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_creates_parent_dirs_and_uses_wal() {
+        let (dir, mut s) = open_temp();
+        assert!(dir.path().join("Class/id.sqlite").exists());
+        let _internal = s.auth.internal();
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = s
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(_internal);
+        s.put("k", b"v").unwrap();
+    }
+
+    #[test]
+    fn dropping_storage_closes_the_file() {
+        let (dir, mut s) = open_temp();
+        s.put("k", b"v").unwrap();
+        let wal = dir.path().join("Class/id.sqlite-wal");
+        assert!(wal.exists());
+        drop(s);
+        // The last connection's close checkpoints and removes the WAL.
+        assert!(!wal.exists());
+    }
+
+    #[test]
+    fn rollback_event_undoes_kv_and_sql_writes() {
+        let (_dir, mut s) = open_temp();
+        s.exec("CREATE TABLE t(a)", &[]).unwrap();
+        s.begin_event().unwrap();
+        s.put("k", b"v").unwrap();
+        s.exec("INSERT INTO t VALUES (1)", &[]).unwrap();
+        s.rollback_event().unwrap();
+        assert_eq!(s.get("k").unwrap(), None);
+        assert_eq!(count(&mut s), 0);
+    }
+
+    #[test]
+    fn commit_event_keeps_writes_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/id.sqlite");
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        s.begin_event().unwrap();
+        s.put("k", b"v").unwrap();
+        s.exec("CREATE TABLE t(a); INSERT INTO t VALUES (1)", &[])
+            .unwrap();
+        s.commit_event().unwrap();
+        s.close().unwrap();
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(count(&mut s), 1);
+    }
+
+    #[test]
+    fn transaction_sync_rolls_back_alone_while_the_event_commits() {
+        let (_dir, mut s) = open_temp();
+        s.begin_event().unwrap();
+        s.exec("CREATE TABLE t(a)", &[]).unwrap();
+        s.put("before", b"1").unwrap();
+        let r: Result<(), StorageError> = s.transaction_sync(|tx| {
+            tx.put("inside", b"2")?;
+            tx.exec("INSERT INTO t VALUES (1)", &[])?;
+            Err(StorageError::NoEvent)
+        });
+        assert!(r.is_err());
+        s.transaction_sync(|tx| {
+            tx.put("kept", b"3")?;
+            // Nested blocks roll back on their own too.
+            let inner: Result<(), StorageError> = tx.transaction_sync(|tx| {
+                tx.put("nested", b"4")?;
+                Err(StorageError::NoEvent)
+            });
+            assert!(inner.is_err());
+            Ok::<_, StorageError>(())
+        })
+        .unwrap();
+        s.commit_event().unwrap();
+        assert_eq!(s.get("before").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get("inside").unwrap(), None);
+        assert_eq!(s.get("nested").unwrap(), None);
+        assert_eq!(s.get("kept").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(count(&mut s), 0);
+    }
+
+    #[test]
+    fn event_calls_are_checked() {
+        let (_dir, mut s) = open_temp();
+        assert!(matches!(s.commit_event(), Err(StorageError::NoEvent)));
+        s.begin_event().unwrap();
+        assert!(matches!(
+            s.begin_event(),
+            Err(StorageError::EventAlreadyOpen)
+        ));
+        let r = s.transaction_sync(|tx| tx.commit_event());
+        assert!(matches!(
+            r,
+            Err(StorageError::EventInsideTransactionSync { depth: 1 })
+        ));
+        s.commit_event().unwrap();
+        s.rollback_event().unwrap();
+        assert!(matches!(
+            s.end_savepoint(true),
+            Err(StorageError::NoSavepoint)
+        ));
+    }
+
+    #[test]
+    fn split_savepoints_nest_like_transaction_sync() {
+        let (_dir, mut s) = open_temp();
+        s.begin_event().unwrap();
+        s.begin_savepoint().unwrap();
+        s.put("outer", b"1").unwrap();
+        s.begin_savepoint().unwrap();
+        s.put("inner", b"2").unwrap();
+        s.end_savepoint(false).unwrap();
+        s.end_savepoint(true).unwrap();
+        s.commit_event().unwrap();
+        assert_eq!(s.get("outer").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get("inner").unwrap(), None);
+    }
+}
