@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod alarms;
 mod auto_response;
 mod broadcast;
 mod chat;

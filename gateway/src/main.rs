@@ -165,6 +165,7 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             max_connections_per_object: config.limits.max_connections_per_object,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             max_events_in_flight: config.limits.max_events_in_flight,
+            alarm_store_path: data_dir.join("alarms.sqlite"),
         };
         let (hold_handle, _hold_thread) =
             hold::spawn(options, start_tx.clone()).map_err(context(format!(

@@ -199,6 +199,13 @@ impl ObjectHost {
         }
     }
 
+    /// The alarm is firing: clear it inside the event, so that a failed
+    /// handler's rollback restores it for the retry and a new `set_alarm`
+    /// in the handler replaces it.
+    pub(crate) fn clear_firing_alarm(&self) -> Result<()> {
+        self.with_storage(|s| s.set_alarm(None))
+    }
+
     pub(crate) fn note_auto_response_at(&self, handle: SocketHandle, at_ms: u64) {
         if let Some(entry) = self.mirror.borrow_mut().sockets.get_mut(&to_id(handle)) {
             entry.auto_response_at_ms = at_ms;
@@ -301,6 +308,20 @@ impl StorageBackend for ObjectHost {
 
     fn release(&self, commit: bool) -> Result<()> {
         self.with_storage(|s| s.end_savepoint(commit))
+    }
+
+    fn alarm(&self) -> Result<Option<u64>> {
+        self.with_storage(|s| s.alarm())
+    }
+
+    fn set_alarm(&self, at_ms: Option<u64>) -> Result<()> {
+        self.with_storage(|s| s.set_alarm(at_ms))?;
+        // Gated: the edge schedules it only once the event has committed.
+        self.outbox.push_gated(&ToEdge::SetAlarm {
+            object: self.object,
+            at_ms,
+        });
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use torpor_sdk::{DurableObject, HandlerResult, Message, Request, Response, WebSocket};
+use torpor_sdk::{AlarmInfo, DurableObject, HandlerResult, Message, Request, Response, WebSocket};
 
 pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -26,6 +26,7 @@ pub(crate) trait DynObject {
         ws: WebSocket,
         error: String,
     ) -> LocalFuture<'_, HandlerResult<()>>;
+    fn alarm(&mut self, info: AlarmInfo) -> LocalFuture<'_, HandlerResult<()>>;
 }
 
 impl<T: DurableObject> DynObject for T {
@@ -59,5 +60,9 @@ impl<T: DurableObject> DynObject for T {
         error: String,
     ) -> LocalFuture<'_, HandlerResult<()>> {
         Box::pin(DurableObject::websocket_error(self, ws, error))
+    }
+
+    fn alarm(&mut self, info: AlarmInfo) -> LocalFuture<'_, HandlerResult<()>> {
+        Box::pin(DurableObject::alarm(self, info))
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use torpor_proto::ipc::{self, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
-use torpor_sdk::{Env, Message, Request, Response, State, WebSocket};
+use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
 use tracing::{debug, info, warn};
 
 /// How a worker is set up; the supervisor passes these as flags.
@@ -68,6 +68,9 @@ enum Event {
         code: u16,
         reason: String,
         was_clean: bool,
+    },
+    Alarm {
+        retry_count: u32,
     },
 }
 
@@ -210,6 +213,10 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
                         was_clean,
                     },
                 ),
+                ToWorker::Alarm {
+                    object,
+                    retry_count,
+                } => deliver(&objects, object, Event::Alarm { retry_count }),
                 ToWorker::Evict { object } => {
                     // Dropping the sender ends the object's task, which
                     // drops the instance: that is hibernation.
@@ -304,6 +311,19 @@ struct Ran {
     survived: bool,
     /// For a fetch: its request id and response.
     response: Option<(u64, Response)>,
+    /// This was an alarm: the edge waits for its outcome.
+    alarm: bool,
+}
+
+impl Ran {
+    fn quiet() -> Ran {
+        Ran {
+            ok: true,
+            survived: true,
+            response: None,
+            alarm: false,
+        }
+    }
 }
 
 /// Runs one event inside the output gate and the event's storage
@@ -336,6 +356,12 @@ async fn handle_event(
             status: response.status,
             headers: response.headers,
             body: response.body,
+        });
+    }
+    if ran.alarm {
+        outbox.push(&ToEdge::AlarmDone {
+            object: host.object(),
+            ok: committed,
         });
     }
     ran.survived
@@ -386,6 +412,7 @@ async fn run_event(
                 ok,
                 survived,
                 response: Some((request_id, response)),
+                alarm: false,
             }
         }
         Event::Message {
@@ -395,11 +422,7 @@ async fn run_event(
             payload,
         } => {
             let (Some(object), true) = (instance.as_mut(), host.knows(handle)) else {
-                return Ran {
-                    ok: true,
-                    survived: true,
-                    response: None,
-                };
+                return Ran::quiet();
             };
             host.note_auto_response_at(handle, auto_response_at_ms);
             let message = if is_text {
@@ -424,11 +447,7 @@ async fn run_event(
                     // error, a client that does not read), as opposed to a
                     // plain disconnect (1006): that is an error first.
                     let failed = !was_clean && code != 1006;
-                    let mut ran = Ran {
-                        ok: true,
-                        survived: true,
-                        response: None,
-                    };
+                    let mut ran = Ran::quiet();
                     if failed {
                         let outcome =
                             guarded(options, object.websocket_error(ws.clone(), reason.clone()))
@@ -443,13 +462,33 @@ async fn run_event(
                     }
                     ran
                 }
-                _ => Ran {
-                    ok: true,
-                    survived: true,
-                    response: None,
-                },
+                _ => Ran::quiet(),
             };
             host.forget(handle);
+            ran
+        }
+        Event::Alarm { retry_count } => {
+            let info = AlarmInfo {
+                retry_count,
+                is_retry: retry_count > 0,
+            };
+            let mut ran = match (instance.as_mut(), host.clear_firing_alarm()) {
+                (Some(object), Ok(())) => {
+                    report(host, "alarm", guarded(options, object.alarm(info)).await)
+                }
+                (_, Err(err)) => {
+                    warn!(class = host.class_name(), %err, "cannot clear the firing alarm");
+                    Ran {
+                        ok: false,
+                        ..Ran::quiet()
+                    }
+                }
+                (None, Ok(())) => Ran {
+                    ok: false,
+                    ..Ran::quiet()
+                },
+            };
+            ran.alarm = true;
             ran
         }
     }
@@ -499,6 +538,7 @@ fn report(host: &ObjectHost, handler: &str, outcome: Outcome<()>) -> Ran {
         ok,
         survived,
         response: None,
+        alarm: false,
     }
 }
 

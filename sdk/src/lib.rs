@@ -21,7 +21,7 @@ pub mod host;
 
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use http::{Request, Response};
-pub use object::DurableObject;
+pub use object::{AlarmInfo, DurableObject};
 pub use state::{AutoResponse, Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 pub use storage::{Cursor, ListOptions, Sql, SqlValue, Storage, StorageBackend};
 pub use websocket::{Message, WebSocket, WebSocketId};

@@ -2,6 +2,15 @@
 
 use crate::{Env, HandlerResult, Message, Request, Response, State, WebSocket};
 
+/// What an alarm invocation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlarmInfo {
+    /// 0 on the first attempt; retries after a failed handler count up to 6.
+    pub retry_count: u32,
+    /// Whether this is a retry.
+    pub is_retry: bool,
+}
+
 /// A class of stateful object. One instance per object id at most, running
 /// one event at a time. An instance may be dropped whenever it is idle
 /// (hibernation) and is created again with `new` on the next event, so
@@ -44,6 +53,16 @@ pub trait DurableObject: 'static {
     /// (1008). `websocket_close` follows with the same code.
     async fn websocket_error(&mut self, ws: WebSocket, error: String) -> HandlerResult<()> {
         let _ = (ws, error);
+        Ok(())
+    }
+
+    /// The alarm set with [`Storage::set_alarm`](crate::Storage::set_alarm)
+    /// is due. Runs even if the object was hibernated or its worker exited.
+    /// At least once: a failed handler is retried after 2, 4, 8, 16, 32 and
+    /// 64 seconds. The alarm is cleared when this starts; setting a new one
+    /// here schedules the next.
+    async fn alarm(&mut self, info: AlarmInfo) -> HandlerResult<()> {
+        let _ = info;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use crate::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Options of [`Storage::list`], as Durable Objects has them. Keys are
 /// ordered by their UTF-8 bytes.
@@ -143,6 +144,8 @@ pub trait StorageBackend {
     fn exec(&self, query: &str, params: &[SqlValue]) -> Result<Cursor>;
     fn database_size(&self) -> Result<u64>;
     fn savepoint(&self) -> Result<()>;
+    fn alarm(&self) -> Result<Option<u64>>;
+    fn set_alarm(&self, at_ms: Option<u64>) -> Result<()>;
     fn release(&self, commit: bool) -> Result<()>;
 }
 
@@ -213,6 +216,28 @@ impl Storage {
     /// Removes every key (SQL tables are the object's own to drop).
     pub fn delete_all(&self) -> Result<()> {
         self.backend()?.delete_all()
+    }
+
+    /// When the alarm is set for, if it is.
+    pub fn get_alarm(&self) -> Result<Option<SystemTime>> {
+        Ok(self
+            .backend()?
+            .alarm()?
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    /// Sets the object's one alarm, replacing any other. A time in the past
+    /// fires at once. Takes effect when the event commits.
+    pub fn set_alarm(&self, at: SystemTime) -> Result<()> {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.backend()?.set_alarm(Some(ms))
+    }
+
+    /// Removes the alarm.
+    pub fn delete_alarm(&self) -> Result<()> {
+        self.backend()?.set_alarm(None)
     }
 
     /// The SQL API.

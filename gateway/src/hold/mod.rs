@@ -6,12 +6,16 @@
 //! Not here: HTTP (the front door hands sockets over after the 101) and
 //! process management (the supervisor starts workers when asked).
 
+mod alarm_store;
+mod alarms;
 mod object;
 mod socket;
 
 pub use object::{ObjectReport, Usage};
 
 use crate::metrics::EdgeCounters;
+use alarm_store::AlarmStore;
+use alarms::{AlarmSchedule, Persist};
 use bytes::{Bytes, BytesMut};
 use mio::net::{TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -60,6 +64,8 @@ pub struct HoldOptions {
     pub max_outbound_queue_bytes: usize,
     /// Events in flight per object before its sockets stop being read.
     pub max_events_in_flight: u32,
+    /// The durable alarm schedule.
+    pub alarm_store_path: PathBuf,
 }
 
 /// An HTTP request (or upgrade) for an object.
@@ -179,7 +185,16 @@ pub fn spawn(
         .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
     let (tx, rx) = mpsc::channel();
     let links = (0..options.workers).map(|_| Link::default()).collect();
-    let hold = HoldLoop {
+    let alarm_store = AlarmStore::open(&options.alarm_store_path).map_err(|err| {
+        io::Error::other(format!(
+            "cannot open the alarm store {}: {err}",
+            options.alarm_store_path.display()
+        ))
+    })?;
+    let stored_alarms = alarm_store
+        .load()
+        .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
+    let mut hold = HoldLoop {
         poll,
         commands: rx,
         start_worker,
@@ -198,8 +213,17 @@ pub fn spawn(
         now: Instant::now(),
         now_ms: 0,
         counters: EdgeCounters::default(),
+        alarms: AlarmSchedule::default(),
+        alarm_store,
         options,
     };
+    for alarm in stored_alarms {
+        let object = hold.object_for(Arc::from(alarm.class.as_str()), &alarm.name);
+        hold.alarms.load(object, alarm.due_ms, alarm.retry_count);
+    }
+    if let Some(next) = hold.alarms.next_due_ms() {
+        info!(next_due_ms = next, "alarm schedule loaded");
+    }
     let thread = std::thread::Builder::new()
         .name("torpor-hold".into())
         .spawn(move || hold.run())?;
@@ -256,6 +280,8 @@ struct HoldLoop {
     now: Instant,
     now_ms: u64,
     counters: EdgeCounters,
+    alarms: AlarmSchedule,
+    alarm_store: AlarmStore,
 }
 
 impl HoldLoop {
@@ -263,10 +289,18 @@ impl HoldLoop {
         info!(edge = self.options.edge, "hold loop running");
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
+            let close = self
                 .close_deadlines
                 .front()
                 .map(|(deadline, _, _)| deadline.saturating_duration_since(Instant::now()));
+            let alarm = self
+                .alarms
+                .next_due_ms()
+                .map(|due| Duration::from_millis(due.saturating_sub(unix_ms())));
+            let timeout = match (close, alarm) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -275,9 +309,7 @@ impl HoldLoop {
                 return;
             }
             self.now = Instant::now();
-            self.now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            self.now_ms = unix_ms();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {
@@ -300,6 +332,7 @@ impl HoldLoop {
                 }
             }
             self.expire_closing();
+            self.fire_due_alarms();
             self.flush_links();
             self.counters.connections = self.sockets.len() as u64;
             self.counters.flush();
@@ -414,6 +447,36 @@ impl HoldLoop {
         if link.stream.is_none() && !link.starting {
             link.starting = true;
             let _ = self.start_worker.send(o.worker);
+        }
+    }
+
+    fn fire_due_alarms(&mut self) {
+        for (object, retry_count) in self.alarms.take_due(self.now_ms) {
+            debug!(object, retry_count, "alarm due");
+            self.objects[object as usize].usage.alarms += 1;
+            self.send_event(
+                object,
+                &ToWorker::Alarm {
+                    object,
+                    retry_count,
+                },
+            );
+        }
+    }
+
+    fn persist_alarm(&mut self, object: u32, change: Persist) {
+        let o = &self.objects[object as usize];
+        let result = match change {
+            Persist::Store {
+                due_ms,
+                retry_count,
+            } => self
+                .alarm_store
+                .store(&o.class, &o.name, due_ms, retry_count),
+            Persist::Remove => self.alarm_store.remove(&o.class, &o.name),
+        };
+        if let Err(err) = result {
+            error!(%err, class = %o.class, name = %o.name, "alarm schedule not persisted");
         }
     }
 
@@ -650,6 +713,18 @@ impl HoldLoop {
             return;
         }
         warn!(worker, "worker connection lost; its live objects are reset");
+        // An alarm whose handler was running there failed: retry it.
+        let firing: Vec<u32> = self
+            .alarms
+            .firing()
+            .filter(|&o| self.objects[o as usize].worker as usize == worker)
+            .collect();
+        for object in firing {
+            if let Some(change) = self.alarms.done(object, false, self.now_ms) {
+                self.persist_alarm(object, change);
+            }
+        }
+        let link = &mut self.links[worker];
         link.out.clear();
         link.written = 0;
         link.live_objects = 0;
@@ -775,6 +850,20 @@ impl HoldLoop {
                     link.live_objects = link.live_objects.saturating_sub(1);
                     ToWorker::Evict { object }.encode(&mut link.out);
                     debug!(object, "object hibernated");
+                }
+            }
+            ToEdge::SetAlarm { object, at_ms } => {
+                debug!(object, ?at_ms, "alarm set");
+                if (object as usize) < self.objects.len() {
+                    let change = self.alarms.set(object, at_ms);
+                    self.persist_alarm(object, change);
+                }
+            }
+            ToEdge::AlarmDone { object, ok } => {
+                debug!(object, ok, "alarm handled");
+                if let Some(change) = self.alarms.done(object, ok, self.now_ms) {
+                    debug!(object, ?change, "alarm rescheduled");
+                    self.persist_alarm(object, change);
                 }
             }
             ToEdge::IdleExit => {
@@ -1313,6 +1402,12 @@ impl HoldLoop {
             }
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn data_frame(is_text: bool, payload: &[u8]) -> Bytes {

@@ -32,6 +32,8 @@ pub struct Usage {
     pub auto_responses: u64,
     /// Protocol pings the edge answered.
     pub protocol_pings: u64,
+    /// Alarm invocations, retries included.
+    pub alarms: u64,
     /// Time live in a worker.
     #[serde(skip)]
     pub active: Duration,
@@ -109,7 +111,8 @@ impl Object {
             connections: self.sockets.len(),
             active: self.live,
             active_seconds: (usage.active + live_now).as_secs_f64(),
-            billable_requests: usage.requests as f64 + usage.ws_messages_in as f64 / 20.0,
+            billable_requests: (usage.requests + usage.alarms) as f64
+                + usage.ws_messages_in as f64 / 20.0,
             usage,
         }
     }

@@ -12,11 +12,20 @@
 //! `C0 00` → `D0 00` (MQTT PINGREQ → PINGRESP). Storage: `put:K=V` stores
 //! V under K and replies `ok`; `get:K` → the value, or nothing; `putfail:K=V`
 //! stores, sends `sent before failing`, then fails, so neither the write nor
-//! the message may take effect. `lasterror` → the reason
+//! the message may take effect. Alarms: `alarm:MS` sets the alarm MS
+//! milliseconds ahead and replies `ok`; `alarmfail:N:MS` does too, and the
+//! alarm handler fails while its retry count is below N; when the handler
+//! succeeds it stores `alarm_fired` = its retry count and broadcasts
+//! `alarm:<retry count>`. `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
 //! instance was live, or nothing.
 
-use torpor_sdk::{DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket};
+use std::time::{Duration, SystemTime};
+use torpor_sdk::{
+    AlarmInfo, DurableObject, Env, HandlerResult, Message, Request, Response, State, WebSocket,
+};
+
+const ALARM_FAIL_BELOW: &str = "alarm_fail_below";
 
 /// The benchmark object.
 pub struct Bench {
@@ -71,6 +80,11 @@ impl DurableObject for Bench {
             self.state.storage().put(key, value.as_bytes())?;
             ws.send("sent before failing")?;
             return Err(format!("failed on request after writing {key}").into());
+        } else if let Some(rest) = text.strip_prefix("alarmfail:") {
+            let (fails, ms) = rest.split_once(':').unwrap_or((rest, "0"));
+            self.set_alarm(fails.parse().unwrap_or(0), ms.parse().unwrap_or(0))?
+        } else if let Some(ms) = text.strip_prefix("alarm:") {
+            self.set_alarm(0, ms.parse().unwrap_or(0))?
         } else if let Some(rest) = text.strip_prefix("close:") {
             let code = rest.parse().unwrap_or(1000);
             return Ok(ws.close(code, "closed on request")?);
@@ -99,9 +113,30 @@ impl DurableObject for Bench {
         Ok(())
     }
 
+    async fn alarm(&mut self, info: AlarmInfo) -> HandlerResult<()> {
+        let storage = self.state.storage();
+        let fail_below: u32 = storage.get_json(ALARM_FAIL_BELOW)?.unwrap_or(0);
+        if info.retry_count < fail_below {
+            return Err(format!("alarm attempt {} failing on request", info.retry_count).into());
+        }
+        storage.put_json("alarm_fired", &info.retry_count)?;
+        self.state
+            .broadcast(format!("alarm:{}", info.retry_count), None, None);
+        Ok(())
+    }
+
     async fn websocket_error(&mut self, _ws: WebSocket, error: String) -> HandlerResult<()> {
         self.last_error = error;
         Ok(())
+    }
+}
+
+impl Bench {
+    fn set_alarm(&self, fail_below: u32, in_ms: u64) -> HandlerResult<String> {
+        let storage = self.state.storage();
+        storage.put_json(ALARM_FAIL_BELOW, &fail_below)?;
+        storage.set_alarm(SystemTime::now() + Duration::from_millis(in_ms))?;
+        Ok("ok".to_owned())
     }
 }
 

@@ -11,6 +11,7 @@
 //! each call commits on its own (SQLite autocommit; batch calls are still
 //! atomic). Not here: scheduling, alarms, billing ledgers, or any async.
 
+mod alarm;
 mod authorizer;
 mod error;
 mod kv;
@@ -142,7 +143,11 @@ impl Storage {
             "CREATE TABLE IF NOT EXISTS _torpor_kv(
                 key TEXT COLLATE BINARY PRIMARY KEY,
                 value BLOB NOT NULL
-            ) WITHOUT ROWID;",
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS _torpor_alarm(
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                at_ms INTEGER NOT NULL
+            );",
         )
     }
 

@@ -306,6 +306,14 @@ impl ToWorker {
                 w.finish();
             }
             ToWorker::Shutdown => Writer::new(out, 6).finish(),
+            ToWorker::Alarm {
+                object,
+                retry_count,
+            } => {
+                let mut w = Writer::new(out, 7);
+                w.u32(*object).u32(*retry_count);
+                w.finish();
+            }
         }
     }
 
@@ -371,6 +379,10 @@ impl ToWorker {
             },
             5 => ToWorker::Evict { object: r.u32()? },
             6 => ToWorker::Shutdown,
+            7 => ToWorker::Alarm {
+                object: r.u32()?,
+                retry_count: r.u32()?,
+            },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -467,6 +479,18 @@ impl ToEdge {
                 w.finish();
             }
             ToEdge::IdleExit => Writer::new(out, 9).finish(),
+            ToEdge::SetAlarm { object, at_ms } => {
+                let mut w = Writer::new(out, 11);
+                w.u32(*object).opt(*at_ms, |w, at| {
+                    w.u64(at);
+                });
+                w.finish();
+            }
+            ToEdge::AlarmDone { object, ok } => {
+                let mut w = Writer::new(out, 12);
+                w.u32(*object).bool(*ok);
+                w.finish();
+            }
         }
     }
 
@@ -523,6 +547,14 @@ impl ToEdge {
                 handle: r.handle()?,
                 tags: r.list(Reader::str)?,
             },
+            11 => ToEdge::SetAlarm {
+                object: r.u32()?,
+                at_ms: r.opt(Reader::u64)?,
+            },
+            12 => ToEdge::AlarmDone {
+                object: r.u32()?,
+                ok: r.bool()?,
+            },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -573,8 +605,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000200020004030201");
-        assert_eq!(VERSION, 2);
+        assert_eq!(hex(&out), "09000000000300020004030201");
+        assert_eq!(VERSION, 3);
     }
 
     #[test]
@@ -640,6 +672,22 @@ mod tests {
         });
         round_trip_worker(ToWorker::Evict { object: 3 });
         round_trip_worker(ToWorker::Shutdown);
+        round_trip_worker(ToWorker::Alarm {
+            object: 4,
+            retry_count: 2,
+        });
+        round_trip_edge(ToEdge::SetAlarm {
+            object: 4,
+            at_ms: Some(1_700_000_000_000),
+        });
+        round_trip_edge(ToEdge::SetAlarm {
+            object: 4,
+            at_ms: None,
+        });
+        round_trip_edge(ToEdge::AlarmDone {
+            object: 4,
+            ok: false,
+        });
         round_trip_edge(ToEdge::FetchResponse {
             request_id: 99,
             status: 101,

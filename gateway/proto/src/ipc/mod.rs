@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -117,6 +117,13 @@ pub enum ToWorker {
     },
     /// Answer to `IdleExit`: no object is live, the worker may exit.
     Shutdown,
+    /// The object's alarm is due.
+    Alarm {
+        /// Edge-local object number.
+        object: u32,
+        /// 0 on the first attempt, then 1, 2, … on retries.
+        retry_count: u32,
+    },
 }
 
 /// Messages from a worker to an edge.
@@ -214,4 +221,19 @@ pub enum ToEdge {
     },
     /// The worker has had no live object for its idle-exit timeout.
     IdleExit,
+    /// The object set (`Some`) or deleted (`None`) its alarm; sent after the
+    /// event that did it committed.
+    SetAlarm {
+        /// Edge-local object number.
+        object: u32,
+        /// Unix milliseconds.
+        at_ms: Option<u64>,
+    },
+    /// An `Alarm` event finished; `ok` false if the handler failed.
+    AlarmDone {
+        /// Edge-local object number.
+        object: u32,
+        /// The handler returned `Ok` and its commit is durable.
+        ok: bool,
+    },
 }
