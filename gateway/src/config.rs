@@ -44,6 +44,8 @@ pub struct Config {
     pub limits: Limits,
     /// Routes from paths to object classes.
     pub routes: Vec<Route>,
+    /// The price table `torpor bill` applies to the ledger.
+    pub prices: crate::billing::Prices,
 }
 
 /// Listen addresses.
@@ -116,6 +118,7 @@ impl Default for Config {
                 class: class.into(),
             })
             .collect(),
+            prices: crate::billing::Prices::default(),
         }
     }
 }
@@ -264,6 +267,9 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if let Err((key, message)) = self.prices.check() {
+            return Err(invalid(&format!("prices.{key}"), message));
+        }
         for (i, route) in self.routes.iter().enumerate() {
             if crate::frontdoor::RoutePattern::parse(&route.path).is_none() {
                 return Err(invalid(
@@ -347,5 +353,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("routes[0].path"));
+        let mut config = Config::default();
+        config.prices.storage_usd_per_gb_month = -0.2;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("prices.storage_usd_per_gb_month"), "{err}");
+    }
+
+    #[test]
+    fn prices_are_read_from_their_table() {
+        let config = Config::from_toml(
+            "[prices]\nrequests_usd_per_million = 0.3\nduration_included_gb_s = 0",
+            "t.toml".into(),
+        )
+        .unwrap();
+        assert_eq!(config.prices.requests_usd_per_million, 0.3);
+        assert_eq!(config.prices.duration_included_gb_s, 0.0);
+        assert_eq!(config.prices.requests_included, 1_000_000);
+        let err = Config::from_toml("[prices]\nrequest_usd = 1", "t.toml".into()).unwrap_err();
+        assert!(err.to_string().contains("request_usd"), "{err}");
     }
 }

@@ -3,8 +3,11 @@
 //! the config they share. The `torpor` binary wires them together.
 
 pub mod admin;
+pub mod bill_cli;
+pub mod billing;
 pub mod config;
 pub mod frontdoor;
 pub mod hold;
+pub mod ledger;
 pub mod metrics;
 pub mod supervisor;

@@ -12,6 +12,7 @@ use torpor_gateway::{admin, frontdoor, hold, supervisor};
 
 const USAGE: &str = "\
 usage: torpor [--config PATH] [--http ADDR] [--admin ADDR] [--data-dir DIR] [--workers N]
+       torpor bill [--config PATH] [--from WHEN] [--to WHEN] [--class NAME] [--json] [--by-object]
 
 Runs a Torpor node on PATH (default config/torpor.toml). Flags override the
 file, as do TORPOR_HTTP, TORPOR_ADMIN, TORPOR_DATA_DIR and TORPOR_WORKERS;
@@ -27,6 +28,9 @@ fn main() -> ExitCode {
     init_logging();
     if args.first().map(String::as_str) == Some("worker") {
         return worker(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("bill") {
+        return bill(&args[1..]);
     }
     let config = match load_config(&args) {
         Ok(config) => config,
@@ -51,6 +55,37 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("torpor: {}", chain(err.as_ref()));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `torpor bill`: `--config PATH` is ours, the rest is the bill's.
+fn bill(args: &[String]) -> ExitCode {
+    let mut config_args = Vec::new();
+    let mut bill_args = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--config" {
+            config_args.push(arg.clone());
+            if let Some(path) = rest.next() {
+                config_args.push(path.clone());
+            }
+        } else {
+            bill_args.push(arg.clone());
+        }
+    }
+    match load_config(&config_args) {
+        Ok(config) => torpor_gateway::bill_cli::run(&bill_args, &config),
+        Err(Failure::Usage(message)) => {
+            eprintln!("torpor bill: {message}\n\n{USAGE}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Help) => {
+            torpor_gateway::bill_cli::run(&["--help".to_owned()], &Config::default())
+        }
+        Err(Failure::Config(err)) => {
+            eprintln!("torpor bill: config: {}", chain(&err));
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }
@@ -155,6 +190,8 @@ fn run_node(config: Config) -> Result<(), BoxError> {
         let http_addr = http.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
+        let ledger_path = data_dir.join(torpor_gateway::bill_cli::LEDGER_FILE);
+        let ledger = start_ledger(&ledger_path)?;
         let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
         let options = hold::HoldOptions {
             edge: 0,
@@ -166,6 +203,7 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             max_events_in_flight: config.limits.max_events_in_flight,
             alarm_store_path: data_dir.join("alarms.sqlite"),
+            ledger: Some(ledger),
         };
         let (hold_handle, _hold_thread) =
             hold::spawn(options, start_tx.clone()).map_err(context(format!(
@@ -200,6 +238,29 @@ fn run_node(config: Config) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
     })
+}
+
+/// Opens the ledger and starts the thread that writes usage deltas to it,
+/// durably, off the hold loop.
+fn start_ledger(
+    path: &std::path::Path,
+) -> Result<std::sync::mpsc::Sender<Vec<torpor_gateway::ledger::UsageDelta>>, BoxError> {
+    let mut ledger = torpor_gateway::ledger::Ledger::open(path)
+        .map_err(|err| format!("cannot open the ledger {}: {err}", path.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<torpor_gateway::ledger::UsageDelta>>();
+    std::thread::Builder::new()
+        .name("torpor-ledger".into())
+        .spawn(move || {
+            for deltas in rx {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                if let Err(err) = ledger.record(now_ms, &deltas) {
+                    tracing::error!(%err, objects = deltas.len(), "usage not recorded");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 /// The public listener, with SO_REUSEPORT so that more edges can share it.

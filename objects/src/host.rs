@@ -71,6 +71,8 @@ pub(crate) struct ObjectHost {
     /// dropped), so a hibernated object holds no file descriptor.
     storage: RefCell<Option<storage::Storage>>,
     in_event: Cell<bool>,
+    /// Row counts already reported to the edge.
+    reported_rows: Cell<storage::RowCounts>,
 }
 
 impl ObjectHost {
@@ -112,6 +114,7 @@ impl ObjectHost {
             storage_spec,
             storage: RefCell::new(None),
             in_event: Cell::new(false),
+            reported_rows: Cell::new(storage::RowCounts::default()),
         }
     }
 
@@ -167,6 +170,23 @@ impl ObjectHost {
                 }
             },
         }
+    }
+
+    /// Rows read and written since the last call, and the database size
+    /// if storage is open: what the edge bills for.
+    pub(crate) fn take_storage_usage(&self) -> (u64, u64, Option<u64>) {
+        let slot = self.storage.borrow();
+        let Some(storage) = slot.as_ref() else {
+            return (0, 0, None);
+        };
+        let now = storage.row_counts();
+        let last = self.reported_rows.replace(now);
+        let size = storage.database_size().ok();
+        (
+            now.rows_read.saturating_sub(last.rows_read),
+            now.rows_written.saturating_sub(last.rows_written),
+            size,
+        )
     }
 
     /// Undoes the event's storage writes.

@@ -298,7 +298,14 @@ async fn object_task(
             instance = None;
         }
         handled += 1;
-        outbox.push(&ToEdge::Done { object, events: 1 });
+        let (rows_read, rows_written, stored_bytes) = host.take_storage_usage();
+        outbox.push(&ToEdge::Done {
+            object,
+            events: 1,
+            rows_read,
+            rows_written,
+            stored_bytes,
+        });
     }
     debug!(object, "object hibernated");
 }

@@ -231,6 +231,11 @@ impl ObjectStats {
 }
 
 impl Node {
+    /// The config file this node runs on.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("torpor.toml")
+    }
+
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
     }

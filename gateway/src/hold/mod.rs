@@ -41,6 +41,8 @@ const LINK_BASE: usize = 1 << 48;
 const PENDING_BASE: usize = 1 << 49;
 /// Per-loop read buffer: every socket reads into it, none owns one.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// How often usage goes to the ledger: what a kill -9 can lose.
+const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a closing socket may take to answer our Close and take what is
 /// queued for it before the edge drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,6 +68,8 @@ pub struct HoldOptions {
     pub max_events_in_flight: u32,
     /// The durable alarm schedule.
     pub alarm_store_path: PathBuf,
+    /// Where usage deltas go, once a second.
+    pub ledger: Option<Sender<Vec<crate::ledger::UsageDelta>>>,
 }
 
 /// An HTTP request (or upgrade) for an object.
@@ -215,6 +219,7 @@ pub fn spawn(
         counters: EdgeCounters::default(),
         alarms: AlarmSchedule::default(),
         alarm_store,
+        next_ledger_flush: Instant::now() + LEDGER_FLUSH_INTERVAL,
         options,
     };
     for alarm in stored_alarms {
@@ -282,6 +287,7 @@ struct HoldLoop {
     counters: EdgeCounters,
     alarms: AlarmSchedule,
     alarm_store: AlarmStore,
+    next_ledger_flush: Instant,
 }
 
 impl HoldLoop {
@@ -297,10 +303,14 @@ impl HoldLoop {
                 .alarms
                 .next_due_ms()
                 .map(|due| Duration::from_millis(due.saturating_sub(unix_ms())));
-            let timeout = match (close, alarm) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let flush = self
+                .next_ledger_flush
+                .saturating_duration_since(Instant::now());
+            let timeout = [close, alarm]
+                .into_iter()
+                .flatten()
+                .fold(flush, Duration::min);
+            let timeout = Some(timeout);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -333,6 +343,10 @@ impl HoldLoop {
             }
             self.expire_closing();
             self.fire_due_alarms();
+            if self.now >= self.next_ledger_flush {
+                self.flush_ledger();
+                self.next_ledger_flush = self.now + LEDGER_FLUSH_INTERVAL;
+            }
             self.flush_links();
             self.counters.connections = self.sockets.len() as u64;
             self.counters.flush();
@@ -461,6 +475,24 @@ impl HoldLoop {
                     retry_count,
                 },
             );
+        }
+    }
+
+    /// Sends what each object used since the last flush to the ledger
+    /// thread, which makes it durable.
+    fn flush_ledger(&mut self) {
+        let Some(ledger) = self.options.ledger.as_ref() else {
+            return;
+        };
+        let mut deltas = Vec::new();
+        for o in &mut self.objects {
+            if let Some(delta) = o.take_ledger_delta(self.now) {
+                deltas.push(delta);
+            }
+        }
+        if !deltas.is_empty() && ledger.send(deltas).is_err() {
+            error!("the ledger thread is gone; usage is no longer recorded");
+            self.options.ledger = None;
         }
     }
 
@@ -839,7 +871,22 @@ impl HoldLoop {
                     });
                 }
             }
-            ToEdge::Done { object, events } => self.done(object, events),
+            ToEdge::Done {
+                object,
+                events,
+                rows_read,
+                rows_written,
+                stored_bytes,
+            } => {
+                if let Some(o) = self.objects.get_mut(object as usize) {
+                    o.usage.rows_read += rows_read;
+                    o.usage.rows_written += rows_written;
+                    if stored_bytes.is_some() {
+                        o.stored_bytes = stored_bytes;
+                    }
+                }
+                self.done(object, events);
+            }
             ToEdge::Idle { object, handled } => {
                 let Some(o) = self.objects.get_mut(object as usize) else {
                     return;

@@ -1,6 +1,7 @@
 //! What the edge keeps per object: its sockets, its auto-response, whether
 //! it is live in its worker, and its usage counts.
 
+use crate::ledger::UsageDelta;
 use bytes::Bytes;
 use serde::Serialize;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct Usage {
     pub protocol_pings: u64,
     /// Alarm invocations, retries included.
     pub alarms: u64,
+    /// Storage rows read.
+    pub rows_read: u64,
+    /// Storage rows written.
+    pub rows_written: u64,
     /// Time live in a worker.
     #[serde(skip)]
     pub active: Duration,
@@ -54,6 +59,8 @@ pub struct ObjectReport {
     pub active_seconds: f64,
     /// Requests plus incoming messages at 20:1, without rounding.
     pub billable_requests: f64,
+    /// Size of the object's database when last reported, in bytes.
+    pub stored_bytes: Option<u64>,
     /// Raw counts.
     #[serde(flatten)]
     pub usage: Usage,
@@ -73,6 +80,11 @@ pub(crate) struct Object {
     pub(crate) auto_reply: Option<Box<AutoReply>>,
     pub(crate) live_since: Option<Instant>,
     pub(crate) usage: Usage,
+    /// Size of the object's database when last reported.
+    pub(crate) stored_bytes: Option<u64>,
+    /// What the ledger has been sent so far.
+    recorded: crate::ledger::Usage,
+    recorded_stored_bytes: Option<u64>,
 }
 
 impl Object {
@@ -89,6 +101,9 @@ impl Object {
             auto_reply: None,
             live_since: None,
             usage: Usage::default(),
+            stored_bytes: None,
+            recorded: crate::ledger::Usage::default(),
+            recorded_stored_bytes: None,
         }
     }
 
@@ -98,6 +113,59 @@ impl Object {
         if let Some(since) = self.live_since.take() {
             self.usage.active += now.saturating_duration_since(since);
         }
+    }
+
+    /// What the object used since the last call, for the ledger; `None` if
+    /// nothing changed. Live time is counted up to `now`.
+    pub(crate) fn take_ledger_delta(&mut self, now: Instant) -> Option<UsageDelta> {
+        if let Some(since) = self.live_since {
+            self.usage.active += now.saturating_duration_since(since);
+            self.live_since = Some(now);
+        }
+        let u = &self.usage;
+        let total = crate::ledger::Usage {
+            requests: u.requests,
+            rpc_calls: 0,
+            alarms: u.alarms,
+            ws_upgrades: u.upgrades,
+            ws_messages_in: u.ws_messages_in,
+            ws_messages_out: u.ws_messages_out,
+            auto_responses: u.auto_responses,
+            protocol_pings: u.protocol_pings,
+            active_ms: u64::try_from(u.active.as_millis()).unwrap_or(u64::MAX),
+            rows_read: u.rows_read,
+            rows_written: u.rows_written,
+        };
+        let r = &self.recorded;
+        let delta = crate::ledger::Usage {
+            requests: total.requests - r.requests,
+            rpc_calls: 0,
+            alarms: total.alarms - r.alarms,
+            ws_upgrades: total.ws_upgrades - r.ws_upgrades,
+            ws_messages_in: total.ws_messages_in - r.ws_messages_in,
+            ws_messages_out: total.ws_messages_out - r.ws_messages_out,
+            auto_responses: total.auto_responses - r.auto_responses,
+            protocol_pings: total.protocol_pings - r.protocol_pings,
+            active_ms: total.active_ms - r.active_ms,
+            rows_read: total.rows_read - r.rows_read,
+            rows_written: total.rows_written - r.rows_written,
+        };
+        let stored_changed = self.stored_bytes != self.recorded_stored_bytes;
+        if delta.is_zero() && !stored_changed {
+            return None;
+        }
+        self.recorded = total;
+        self.recorded_stored_bytes = self.stored_bytes;
+        Some(UsageDelta {
+            class: self.class.to_string(),
+            name: self.name.to_string(),
+            usage: delta,
+            stored_bytes: if stored_changed {
+                self.stored_bytes
+            } else {
+                None
+            },
+        })
     }
 
     pub(crate) fn report(&self, now: Instant) -> ObjectReport {
@@ -113,6 +181,7 @@ impl Object {
             active_seconds: (usage.active + live_now).as_secs_f64(),
             billable_requests: (usage.requests + usage.alarms) as f64
                 + usage.ws_messages_in as f64 / 20.0,
+            stored_bytes: self.stored_bytes,
             usage,
         }
     }

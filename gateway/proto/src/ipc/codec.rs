@@ -468,9 +468,21 @@ impl ToEdge {
                 w.u32(*object).auto_response(pair.as_ref());
                 w.finish();
             }
-            ToEdge::Done { object, events } => {
+            ToEdge::Done {
+                object,
+                events,
+                rows_read,
+                rows_written,
+                stored_bytes,
+            } => {
                 let mut w = Writer::new(out, 7);
-                w.u32(*object).u32(*events);
+                w.u32(*object)
+                    .u32(*events)
+                    .u64(*rows_read)
+                    .u64(*rows_written)
+                    .opt(*stored_bytes, |w, b| {
+                        w.u64(b);
+                    });
                 w.finish();
             }
             ToEdge::Idle { object, handled } => {
@@ -537,6 +549,9 @@ impl ToEdge {
             7 => ToEdge::Done {
                 object: r.u32()?,
                 events: r.u32()?,
+                rows_read: r.u64()?,
+                rows_written: r.u64()?,
+                stored_bytes: r.opt(Reader::u64)?,
             },
             8 => ToEdge::Idle {
                 object: r.u32()?,
@@ -605,8 +620,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000300020004030201");
-        assert_eq!(VERSION, 3);
+        assert_eq!(hex(&out), "09000000000400020004030201");
+        assert_eq!(VERSION, 4);
     }
 
     #[test]
@@ -728,6 +743,9 @@ mod tests {
         round_trip_edge(ToEdge::Done {
             object: 1,
             events: 4,
+            rows_read: 10,
+            rows_written: 3,
+            stored_bytes: Some(4096),
         });
         round_trip_edge(ToEdge::Idle {
             object: 1,

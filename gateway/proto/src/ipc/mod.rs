@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -204,12 +204,19 @@ pub enum ToEdge {
         /// The pair, or `None` to clear.
         pair: Option<AutoResponse>,
     },
-    /// The worker finished `events` events of the object.
+    /// The worker finished `events` events of the object, which read and
+    /// wrote that many storage rows.
     Done {
         /// Edge-local object number.
         object: u32,
         /// How many.
         events: u32,
+        /// Storage rows read by these events (billed).
+        rows_read: u64,
+        /// Storage rows written by these events (billed).
+        rows_written: u64,
+        /// The database's size after them, if it was open.
+        stored_bytes: Option<u64>,
     },
     /// The object has been idle for the hibernation timeout after handling
     /// `handled` events in all; the edge answers `Evict` if it sent no more.
