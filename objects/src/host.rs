@@ -254,26 +254,6 @@ fn storage_error(err: StorageError) -> Error {
     Error::Storage(err.to_string())
 }
 
-fn to_engine_value(value: &SqlValue) -> storage::SqlValue {
-    match value {
-        SqlValue::Null => storage::SqlValue::Null,
-        SqlValue::Integer(i) => storage::SqlValue::Integer(*i),
-        SqlValue::Real(f) => storage::SqlValue::Real(*f),
-        SqlValue::Text(t) => storage::SqlValue::Text(t.clone()),
-        SqlValue::Blob(b) => storage::SqlValue::Blob(b.clone()),
-    }
-}
-
-fn from_engine_value(value: storage::SqlValue) -> SqlValue {
-    match value {
-        storage::SqlValue::Null => SqlValue::Null,
-        storage::SqlValue::Integer(i) => SqlValue::Integer(i),
-        storage::SqlValue::Real(f) => SqlValue::Real(f),
-        storage::SqlValue::Text(t) => SqlValue::Text(t),
-        storage::SqlValue::Blob(b) => SqlValue::Blob(b),
-    }
-}
-
 impl StorageBackend for ObjectHost {
     fn get(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
         self.with_storage(|s| s.get_many(keys))
@@ -288,15 +268,7 @@ impl StorageBackend for ObjectHost {
     }
 
     fn list(&self, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>> {
-        let options = storage::ListOptions {
-            prefix: options.prefix.clone(),
-            start: options.start.clone(),
-            start_after: options.start_after.clone(),
-            end: options.end.clone(),
-            reverse: options.reverse,
-            limit: options.limit,
-        };
-        self.with_storage(|s| s.list(&options))
+        self.with_storage(|s| s.list(options))
     }
 
     fn delete_all(&self) -> Result<()> {
@@ -304,18 +276,7 @@ impl StorageBackend for ObjectHost {
     }
 
     fn exec(&self, query: &str, params: &[SqlValue]) -> Result<Cursor> {
-        let params: Vec<storage::SqlValue> = params.iter().map(to_engine_value).collect();
-        let cursor = self.with_storage(|s| s.exec(query, &params))?;
-        Ok(Cursor {
-            column_names: cursor.column_names,
-            rows: cursor
-                .rows
-                .into_iter()
-                .map(|row| row.into_iter().map(from_engine_value).collect())
-                .collect(),
-            rows_read: cursor.rows_read,
-            rows_written: cursor.rows_written,
-        })
+        self.with_storage(|s| s.exec(query, params))
     }
 
     fn database_size(&self) -> Result<u64> {

@@ -65,6 +65,26 @@ impl From<String> for SqlValue {
         SqlValue::Text(v)
     }
 }
+impl From<i32> for SqlValue {
+    fn from(v: i32) -> SqlValue {
+        SqlValue::Integer(v.into())
+    }
+}
+impl From<u32> for SqlValue {
+    fn from(v: u32) -> SqlValue {
+        SqlValue::Integer(v.into())
+    }
+}
+impl From<bool> for SqlValue {
+    fn from(v: bool) -> SqlValue {
+        SqlValue::Integer(v.into())
+    }
+}
+impl From<&[u8]> for SqlValue {
+    fn from(v: &[u8]) -> SqlValue {
+        SqlValue::Blob(v.to_vec())
+    }
+}
 impl From<Vec<u8>> for SqlValue {
     fn from(v: Vec<u8>) -> SqlValue {
         SqlValue::Blob(v)
@@ -127,7 +147,8 @@ fn to_json(value: &SqlValue) -> serde_json::Value {
     match value {
         SqlValue::Null => serde_json::Value::Null,
         SqlValue::Integer(i) => (*i).into(),
-        SqlValue::Real(f) => (*f).into(),
+        SqlValue::Real(f) => serde_json::Number::from_f64(*f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
         SqlValue::Text(s) => s.clone().into(),
         SqlValue::Blob(b) => b.iter().map(|&x| serde_json::Value::from(x)).collect(),
     }

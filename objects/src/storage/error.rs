@@ -35,8 +35,6 @@ pub enum StorageError {
     ParameterCount { expected: usize, given: usize },
     #[error("only the last statement of a query may take parameters")]
     ParametersNotLast,
-    #[error("expected exactly one row, got {rows}")]
-    NotOneRow { rows: usize },
     #[error("an event transaction is already open")]
     EventAlreadyOpen,
     #[error("no event transaction is open")]

@@ -13,22 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Options of [`Storage::list`], as Durable Objects' `list()`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListOptions {
-    /// Only keys that start with this.
-    pub prefix: Option<String>,
-    /// First key, inclusive.
-    pub start: Option<String>,
-    /// Keys after this one; cannot be combined with `start`.
-    pub start_after: Option<String>,
-    /// Last key, exclusive.
-    pub end: Option<String>,
-    /// Descending order; `start` and `end` keep their meaning.
-    pub reverse: bool,
-    /// At most this many entries; must be at least 1.
-    pub limit: Option<usize>,
-}
+pub use torpor_sdk::ListOptions;
 
 impl Storage {
     pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -13,140 +13,40 @@ use super::{Storage, StorageError};
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, StatementStatus, ToSql};
-use serde::de::DeserializeOwned;
 
-/// One SQL value: SQLite's five storage classes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SqlValue {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
+pub use torpor_sdk::{Cursor, SqlValue};
 
-impl SqlValue {
-    fn from_ref(value: ValueRef<'_>) -> Self {
-        match value {
-            ValueRef::Null => Self::Null,
-            ValueRef::Integer(i) => Self::Integer(i),
-            ValueRef::Real(f) => Self::Real(f),
-            // SQLite can hold text that is not UTF-8 (a cast from a blob).
-            ValueRef::Text(t) => Self::Text(String::from_utf8_lossy(t).into_owned()),
-            ValueRef::Blob(b) => Self::Blob(b.to_vec()),
-        }
-    }
-
-    fn byte_len(&self) -> usize {
-        match self {
-            Self::Text(t) => t.len(),
-            Self::Blob(b) => b.len(),
-            _ => 0,
-        }
-    }
-
-    /// JSON for `rows_as`: blobs become arrays of byte numbers, and a real
-    /// JSON cannot hold (infinity) becomes null.
-    fn to_json(&self) -> serde_json::Value {
-        use serde_json::Value;
-        match self {
-            Self::Null => Value::Null,
-            Self::Integer(i) => Value::from(*i),
-            Self::Real(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Self::Text(t) => Value::from(t.as_str()),
-            Self::Blob(b) => Value::from(b.as_slice()),
-        }
+fn value_from_ref(value: ValueRef<'_>) -> SqlValue {
+    match value {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(f) => SqlValue::Real(f),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
     }
 }
 
-impl ToSql for SqlValue {
+fn byte_len(value: &SqlValue) -> usize {
+    match value {
+        SqlValue::Text(t) => t.len(),
+        SqlValue::Blob(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// Binds the SDK's value without copying it (the orphan rule keeps
+/// `ToSql` off the SDK's type itself).
+struct Param<'a>(&'a SqlValue);
+
+impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
-            Self::Null => ValueRef::Null,
-            Self::Integer(i) => ValueRef::Integer(*i),
-            Self::Real(f) => ValueRef::Real(*f),
-            Self::Text(t) => ValueRef::Text(t.as_bytes()),
-            Self::Blob(b) => ValueRef::Blob(b),
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(f) => ValueRef::Real(*f),
+            SqlValue::Text(t) => ValueRef::Text(t.as_bytes()),
+            SqlValue::Blob(b) => ValueRef::Blob(b),
         }))
-    }
-}
-
-macro_rules! from_for_sql_value {
-    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {
-        $(impl From<$t> for SqlValue {
-            fn from($v: $t) -> Self {
-                $e
-            }
-        })*
-    };
-}
-
-from_for_sql_value! {
-    i64 => |v| Self::Integer(v),
-    i32 => |v| Self::Integer(v.into()),
-    u32 => |v| Self::Integer(v.into()),
-    bool => |v| Self::Integer(v.into()),
-    f64 => |v| Self::Real(v),
-    String => |v| Self::Text(v),
-    &str => |v| Self::Text(v.to_owned()),
-    Vec<u8> => |v| Self::Blob(v),
-    &[u8] => |v| Self::Blob(v.to_vec()),
-}
-
-impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Self::Null, Into::into)
-    }
-}
-
-/// The result of [`Storage::exec`]: the last statement's rows, read in full.
-///
-/// `rows_written` is SQLite's `total_changes()` growth over the query: rows
-/// inserted, updated or deleted, including by triggers and foreign-key
-/// actions, but not index entries or schema changes. `rows_read` is, summed
-/// over the statements, the larger of the rows the statement returned and
-/// the forward steps SQLite took in full table scans
-/// (`SQLITE_STMTSTATUS_FULLSCAN_STEP`). So a scan of an n-row table counts n
-/// (or n - 1 if it returns nothing: a scan's first row is not a step), an
-/// index lookup counts the rows it returns, and `count(*)`, which SQLite
-/// answers from the b-tree without stepping, counts 1. Both are exact and
-/// deterministic for a given database and query.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Cursor {
-    pub column_names: Vec<String>,
-    pub rows: Vec<Vec<SqlValue>>,
-    pub rows_read: u64,
-    pub rows_written: u64,
-}
-
-impl Cursor {
-    /// The only row; an error unless there is exactly one.
-    pub fn one(&self) -> Result<&[SqlValue], StorageError> {
-        match self.rows.as_slice() {
-            [row] => Ok(row),
-            rows => Err(StorageError::NotOneRow { rows: rows.len() }),
-        }
-    }
-
-    pub fn to_vec(&self) -> Vec<Vec<SqlValue>> {
-        self.rows.clone()
-    }
-
-    /// Each row as a JSON object keyed by column name (a later column wins
-    /// over an earlier one of the same name), deserialized into `T`.
-    pub fn rows_as<T: DeserializeOwned>(&self) -> Result<Vec<T>, StorageError> {
-        self.rows
-            .iter()
-            .map(|row| {
-                let object = self
-                    .column_names
-                    .iter()
-                    .zip(row)
-                    .map(|(name, value)| (name.clone(), value.to_json()))
-                    .collect();
-                Ok(serde_json::from_value(serde_json::Value::Object(object))?)
-            })
-            .collect()
     }
 }
 
@@ -155,7 +55,7 @@ impl Storage {
     /// last statement, and returns that statement's rows.
     pub fn exec(&mut self, query: &str, params: &[SqlValue]) -> Result<Cursor, StorageError> {
         let limit = self.limits.max_sql_value_bytes;
-        if let Some(bytes) = params.iter().map(SqlValue::byte_len).find(|&n| n > limit) {
+        if let Some(bytes) = params.iter().map(byte_len).find(|&n| n > limit) {
             return Err(StorageError::SqlValueTooLarge { bytes, limit });
         }
         let cursor = self.atomic(|s| s.exec_statements(query, params))?;
@@ -190,7 +90,7 @@ impl Storage {
                     });
                 }
                 for (i, p) in params.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 1, p)
+                    stmt.raw_bind_parameter(i + 1, Param(p))
                         .map_err(|e| self.sql_error(e))?;
                 }
                 bound = true;
@@ -202,7 +102,7 @@ impl Storage {
             let mut rows = stmt.raw_query();
             while let Some(row) = rows.next().map_err(|e| self.sql_error(e))? {
                 let values = (0..column_names.len())
-                    .map(|i| row.get_ref(i).map(SqlValue::from_ref))
+                    .map(|i| row.get_ref(i).map(value_from_ref))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.sql_error(e))?;
                 rows_out.push(values);
