@@ -42,6 +42,18 @@ impl State {
         Storage::new(self.host.clone())
     }
 
+    /// Runs `work` with every other event of this object held back until
+    /// it finishes, as the input gate of Durable Objects does; typically
+    /// used in `new` to load state before the first event. Torpor runs an
+    /// object's events strictly one at a time, so this is the handler's own
+    /// await: nothing else of the object starts while it runs.
+    pub async fn block_concurrency_while<T, F>(&self, work: F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        work.await
+    }
+
     /// Accepts a WebSocket upgrade as hibernatable, with up to 10 tags of up
     /// to 256 bytes (duplicates are dropped). Return
     /// [`Response::switching_protocols`](crate::Response::switching_protocols)
