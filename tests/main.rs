@@ -14,6 +14,7 @@ mod crash;
 mod echo;
 mod failures;
 mod hibernation;
+mod ids;
 mod ledger;
 mod limits;
 mod protocol;

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use torpor_objects::ids::NamespaceKey;
 use tracing::warn;
 
 /// What the admin API reads from.
@@ -20,6 +21,8 @@ pub struct Admin {
     pub hold: HoldHandle,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Each namespace's class and key, to find objects by name.
+    pub namespaces: Vec<(String, NamespaceKey)>,
 }
 
 /// Serves the admin API until the listener fails.
@@ -117,16 +120,32 @@ async fn handle<B>(
                 &serde_json::json!({"error": "use /admin/objects/{class}/{name}"}),
             ));
         };
-        let (class, name) = (class.to_owned(), name.to_owned());
-        let Some(report) = ask(&admin.hold, |reply| Command::Report {
-            class: class.clone(),
-            name: name.clone(),
-            reply,
-        })
-        .await
-        else {
-            return Ok(unavailable());
-        };
+        let mut report = None;
+        // The segment is a name, or an id, in any namespace of the class.
+        for key in admin
+            .namespaces
+            .iter()
+            .filter(|(c, _)| c == class)
+            .map(|(_, k)| k)
+        {
+            let id = key
+                .id_from_string(name)
+                .unwrap_or_else(|_| key.id_from_name(name));
+            let namespace = key.namespace().to_owned();
+            let Some(found) = ask(&admin.hold, |reply| Command::Report {
+                namespace,
+                id,
+                reply,
+            })
+            .await
+            else {
+                return Ok(unavailable());
+            };
+            if found.is_some() {
+                report = found;
+                break;
+            }
+        }
         return Ok(match report.map(serde_json::to_value) {
             Some(Ok(value)) => json(StatusCode::OK, &value),
             Some(Err(err)) => json(

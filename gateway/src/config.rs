@@ -42,7 +42,10 @@ pub struct Config {
     pub listen: Listen,
     /// Limits.
     pub limits: Limits,
-    /// Routes from paths to object classes.
+    /// Namespaces: a name, the class of its objects, and the key its ids
+    /// are derived with (from the node secret).
+    pub namespaces: Vec<Namespace>,
+    /// Routes from paths to objects of a namespace.
     pub routes: Vec<Route>,
     /// The price table `torpor bill` applies to the ledger.
     pub prices: crate::billing::Prices,
@@ -86,14 +89,74 @@ pub struct Limits {
     pub max_events_in_flight: u32,
 }
 
-/// A route: a path pattern with one `{name}` segment, and its class.
+/// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    /// The binding name objects use in `Env`, e.g. `ROOMS`.
+    pub name: String,
+    /// Class name registered in the worker.
+    pub class: String,
+}
+
+/// A route: a path, the namespace of its objects, and where the object's id
+/// comes from.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    /// e.g. `/rooms/{name}`
+    /// e.g. `/rooms/{name}`; `{name}` is one whole path segment, present
+    /// exactly when `id` is `name` or `hex`.
     pub path: String,
-    /// Class name registered in the worker.
-    pub class: String,
+    /// The namespace's `name`.
+    pub namespace: String,
+    /// Where the object id comes from; `name` by default.
+    #[serde(default)]
+    pub id: IdSource,
+}
+
+/// Where a route takes its object's id from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IdSource {
+    /// `id_from_name` of the `{name}` path segment.
+    #[default]
+    Name,
+    /// `id_from_name` of a query parameter (`query:room`).
+    Query(String),
+    /// `id_from_name` of a request header (`header:x-room`).
+    Header(String),
+    /// A new unique id for every request, returned in `x-torpor-object-id`.
+    Unique,
+    /// The `{name}` segment is a 64-hex id of the namespace, verified.
+    Hex,
+}
+
+impl IdSource {
+    /// Whether the path must carry a `{name}` segment.
+    pub fn needs_path_segment(&self) -> bool {
+        matches!(self, IdSource::Name | IdSource::Hex)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IdSource, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "name" => Ok(IdSource::Name),
+            "unique" => Ok(IdSource::Unique),
+            "hex" => Ok(IdSource::Hex),
+            _ => match text.split_once(':') {
+                Some(("query", param)) if !param.is_empty() => {
+                    Ok(IdSource::Query(param.to_owned()))
+                }
+                Some(("header", header)) if !header.is_empty() => {
+                    Ok(IdSource::Header(header.to_ascii_lowercase()))
+                }
+                _ => Err(serde::de::Error::custom(format!(
+                    "{text:?}: id must be name, unique, hex, query:PARAM or header:NAME"
+                ))),
+            },
+        }
+    }
 }
 
 impl Default for Config {
@@ -106,16 +169,32 @@ impl Default for Config {
             handler_timeout: Duration::from_secs(30),
             listen: Listen::default(),
             limits: Limits::default(),
-            routes: [
-                ("/rooms/{name}", "ChatRoom"),
-                ("/bench/{name}", "Bench"),
-                ("/echo/{name}", "Echo"),
-                ("/counter/{name}", "Counter"),
+            namespaces: [
+                ("ROOMS", "ChatRoom"),
+                ("BENCH", "Bench"),
+                ("ECHO", "Echo"),
+                ("COUNTERS", "Counter"),
             ]
             .into_iter()
-            .map(|(path, class)| Route {
-                path: path.into(),
+            .map(|(name, class)| Namespace {
+                name: name.into(),
                 class: class.into(),
+            })
+            .collect(),
+            routes: [
+                ("/rooms/{name}", "ROOMS", IdSource::Name),
+                ("/chat", "ROOMS", IdSource::Query("room".into())),
+                ("/bench/{name}", "BENCH", IdSource::Name),
+                ("/echo/{name}", "ECHO", IdSource::Name),
+                ("/counter/{name}", "COUNTERS", IdSource::Name),
+                ("/counters/{name}", "COUNTERS", IdSource::Hex),
+                ("/counters", "COUNTERS", IdSource::Unique),
+            ]
+            .into_iter()
+            .map(|(path, namespace, id)| Route {
+                path: path.into(),
+                namespace: namespace.into(),
+                id,
             })
             .collect(),
             prices: crate::billing::Prices::default(),
@@ -270,14 +349,41 @@ impl Config {
         if let Err((key, message)) = self.prices.check() {
             return Err(invalid(&format!("prices.{key}"), message));
         }
+        for (i, namespace) in self.namespaces.iter().enumerate() {
+            if namespace.name.is_empty() || namespace.class.is_empty() {
+                return Err(invalid(
+                    &format!("namespaces[{i}]"),
+                    "name and class must not be empty".to_owned(),
+                ));
+            }
+            if self.namespaces[..i]
+                .iter()
+                .any(|n| n.name == namespace.name)
+            {
+                return Err(invalid(
+                    &format!("namespaces[{i}].name"),
+                    format!("{:?} is declared twice", namespace.name),
+                ));
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
-            if crate::frontdoor::RoutePattern::parse(&route.path).is_none() {
+            if !self.namespaces.iter().any(|n| n.name == route.namespace) {
+                return Err(invalid(
+                    &format!("routes[{i}].namespace"),
+                    format!("no namespace named {:?}", route.namespace),
+                ));
+            }
+            let pattern = crate::frontdoor::RoutePattern::parse(&route.path);
+            let segment = route.id.needs_path_segment();
+            if pattern.as_ref().is_none_or(|p| p.has_name() != segment) {
+                let shape = if segment {
+                    "hold exactly one {name} segment"
+                } else {
+                    "hold no {name} segment (the id comes from elsewhere)"
+                };
                 return Err(invalid(
                     &format!("routes[{i}].path"),
-                    format!(
-                        "{:?} must start with / and hold exactly one {{name}} segment",
-                        route.path
-                    ),
+                    format!("{:?} must start with / and {shape}", route.path),
                 ));
             }
         }
@@ -333,6 +439,51 @@ mod tests {
     }
 
     #[test]
+    fn id_sources_parse_and_bad_ones_name_the_choices() {
+        let text = r#"
+            [[namespaces]]
+            name = "ROOMS"
+            class = "ChatRoom"
+            [[routes]]
+            path = "/chat"
+            namespace = "ROOMS"
+            id = "query:room"
+            [[routes]]
+            path = "/by-id/{name}"
+            namespace = "ROOMS"
+            id = "hex"
+            [[routes]]
+            path = "/new"
+            namespace = "ROOMS"
+            id = "unique"
+            [[routes]]
+            path = "/h"
+            namespace = "ROOMS"
+            id = "header:X-Room"
+        "#;
+        let config = Config::from_toml(text, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap();
+        let ids: Vec<_> = config.routes.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(
+            ids,
+            [
+                IdSource::Query("room".into()),
+                IdSource::Hex,
+                IdSource::Unique,
+                IdSource::Header("x-room".into())
+            ]
+        );
+        let err = Config::from_toml(
+            "[[routes]]\npath = \"/x\"\nnamespace = \"A\"\nid = \"random\"",
+            "t.toml".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("query:PARAM"), "{err}");
+    }
+
+    #[test]
     fn durations_need_a_unit() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
@@ -349,10 +500,18 @@ mod tests {
         let mut config = Config::default();
         config.routes[0].path = "/rooms".into();
         assert!(config
+            .clone()
             .validate()
             .unwrap_err()
             .to_string()
             .contains("routes[0].path"));
+        config.routes[0].path = "/rooms/{name}".into();
+        config.routes[0].namespace = "NOPE".into();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("routes[0].namespace"));
         let mut config = Config::default();
         config.prices.storage_usd_per_gb_month = -0.2;
         let err = config.validate().unwrap_err().to_string();

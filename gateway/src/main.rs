@@ -190,6 +190,11 @@ fn run_node(config: Config) -> Result<(), BoxError> {
         let http_addr = http.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
+        let secret =
+            torpor_objects::ids::load_or_create_secret(&data_dir).map_err(context(format!(
+                "cannot read or create the node secret in {}",
+                data_dir.display()
+            )))?;
         let ledger_path = data_dir.join(torpor_gateway::bill_cli::LEDGER_FILE);
         let ledger = start_ledger(&ledger_path)?;
         let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -204,6 +209,11 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             max_events_in_flight: config.limits.max_events_in_flight,
             alarm_store_path: data_dir.join("alarms.sqlite"),
             ledger: Some(ledger),
+            namespaces: config
+                .namespaces
+                .iter()
+                .map(|n| (n.name.clone(), Arc::from(n.class.as_str())))
+                .collect(),
         };
         let (hold_handle, _hold_thread) =
             hold::spawn(options, start_tx.clone()).map_err(context(format!(
@@ -217,13 +227,26 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             workers: config.workers,
         };
         let supervisor = tokio::spawn(supervisor::supervise(spec, start_tx, start_rx));
-        let door = Arc::new(frontdoor::FrontDoor::new(&config, hold_handle.clone()));
+        let door = Arc::new(frontdoor::FrontDoor::new(
+            &config,
+            hold_handle.clone(),
+            &secret,
+        ));
+        let namespaces = config
+            .namespaces
+            .iter()
+            .map(|n| {
+                let key = torpor_objects::ids::NamespaceKey::derive(&secret, &n.name);
+                (n.class.clone(), key)
+            })
+            .collect();
         tokio::spawn(frontdoor::serve(http, door));
         tokio::spawn(admin::serve(
             admin_listener,
             Arc::new(admin::Admin {
                 hold: hold_handle,
                 metrics,
+                namespaces,
             }),
         ));
         tracing::info!(%http_addr, %admin_addr, workers = config.workers, "torpor ready");

@@ -46,11 +46,14 @@ struct Mirror {
     upgrade: Option<(WebSocketId, bool)>,
 }
 
-/// Which object a host serves: the edge's number for it, class and name.
+/// Which object a host serves: the edge's number for it, its namespace,
+/// class and id, and the name the id came from if it did.
 pub(crate) struct Identity {
     pub(crate) object: u32,
+    pub(crate) namespace: String,
     pub(crate) class: String,
-    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
 }
 
 /// Where and how the object's database is opened.
@@ -61,8 +64,10 @@ pub(crate) struct StorageSpec {
 
 pub(crate) struct ObjectHost {
     object: u32,
+    namespace: String,
     class: String,
-    name: String,
+    id: String,
+    name: Option<String>,
     max_attachment_bytes: usize,
     outbox: Rc<Outbox>,
     mirror: RefCell<Mirror>,
@@ -101,12 +106,16 @@ impl ObjectHost {
         };
         let Identity {
             object,
+            namespace,
             class,
+            id,
             name,
         } = identity;
         ObjectHost {
             object,
+            namespace,
             class,
+            id,
             name,
             max_attachment_bytes,
             outbox,
@@ -347,8 +356,16 @@ impl Host for ObjectHost {
         &self.class
     }
 
-    fn name(&self) -> &str {
-        &self.name
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     fn accept(&self, id: WebSocketId, tags: Vec<String>) -> Result<()> {

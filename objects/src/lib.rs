@@ -9,6 +9,7 @@
 
 pub mod builtin;
 mod host;
+pub mod ids;
 mod instance;
 mod outbox;
 mod registry;

@@ -126,19 +126,23 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
             match ToWorker::decode(frame)? {
                 ToWorker::Activate {
                     object,
+                    namespace,
                     class,
+                    id,
                     name,
                     auto_response,
                     sockets,
                 } => {
                     idle_exit_asked = false;
                     let storage = StorageSpec {
-                        path: database_path(&options.data_dir, &class, &name),
+                        path: database_path(&options.data_dir, &class, &id),
                         limits: StorageLimits::default(),
                     };
                     let identity = Identity {
                         object,
+                        namespace,
                         class: class.clone(),
+                        id,
                         name,
                     };
                     let host = Rc::new(ObjectHost::new(
@@ -234,9 +238,9 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
     Ok(())
 }
 
-/// `data_dir/<class>/<name>.sqlite`, with every byte of the name outside
-/// `[A-Za-z0-9_-]` written as `%XX`, so no name can leave its directory or
-/// collide with another.
+/// `data_dir/<class>/<id>.sqlite`. Ids are hex, but every byte outside
+/// `[A-Za-z0-9_-]` is still written as `%XX`, so that nothing the edge sends
+/// can leave its directory or collide with another.
 fn database_path(data_dir: &std::path::Path, class: &str, name: &str) -> PathBuf {
     let mut file = String::with_capacity(name.len() + 7);
     for byte in name.bytes() {

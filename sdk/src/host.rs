@@ -10,8 +10,12 @@ use std::time::SystemTime;
 pub trait Host {
     /// The object's class.
     fn class(&self) -> &str;
-    /// The object's name.
-    fn name(&self) -> &str;
+    /// The object's namespace.
+    fn namespace(&self) -> &str;
+    /// The object's id, 64 hex characters.
+    fn id(&self) -> &str;
+    /// The name the id was derived from, if it was.
+    fn name(&self) -> Option<&str>;
     /// Accepts the upgrade reserved as `id`, with tags.
     fn accept(&self, id: WebSocketId, tags: Vec<String>) -> Result<()>;
     /// Sockets of the object, all or those with `tag`.

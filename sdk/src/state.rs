@@ -32,8 +32,19 @@ impl State {
         self.host.class()
     }
 
-    /// The object's name.
-    pub fn name(&self) -> &str {
+    /// The object's namespace, e.g. `ROOMS`.
+    pub fn namespace(&self) -> &str {
+        self.host.namespace()
+    }
+
+    /// The object's id: 64 hex characters, stable for the object's life.
+    pub fn id(&self) -> &str {
+        self.host.id()
+    }
+
+    /// The name the id was derived from (`id_from_name`), if it was; `None`
+    /// for unique ids and objects reached by id alone.
+    pub fn name(&self) -> Option<&str> {
         self.host.name()
     }
 

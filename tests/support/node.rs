@@ -18,24 +18,9 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many stderr lines to keep for a start-up failure message.
 const STDERR_TAIL_LINES: usize = 60;
 
-/// The routes of `config/torpor.toml`, copied so the tests exercise the shipped classes.
-const ROUTES: &str = r#"
-[[routes]]
-path = "/rooms/{name}"
-class = "ChatRoom"
-
-[[routes]]
-path = "/bench/{name}"
-class = "Bench"
-
-[[routes]]
-path = "/echo/{name}"
-class = "Echo"
-
-[[routes]]
-path = "/counter/{name}"
-class = "Counter"
-"#;
+// No [[namespaces]] or [[routes]] are written: the binary's defaults are
+// exactly config/torpor.toml's (a unit test holds them equal), so the tests
+// exercise the shipped classes and routes.
 
 /// Builds the temp config of a node. Keys left unset keep the binary's defaults.
 #[derive(Debug, Default, Clone)]
@@ -98,7 +83,6 @@ impl NodeBuilder {
                 text += &format!("{key} = {value}\n");
             }
         }
-        text += ROUTES;
         text
     }
 

@@ -11,6 +11,7 @@ mod route;
 
 pub use route::RoutePattern;
 
+use crate::config::IdSource;
 use crate::hold::{Command, FetchReply, FetchRequest, HoldHandle};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -25,11 +26,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use torpor_objects::ids::{NamespaceKey, ObjectId};
 use tracing::{debug, warn};
+
+/// A route, resolved: its pattern, namespace (with the key to derive and
+/// check ids), class, and where the id comes from.
+struct RouteEntry {
+    pattern: RoutePattern,
+    namespace: Arc<str>,
+    class: Arc<str>,
+    key: NamespaceKey,
+    id: IdSource,
+}
+
+/// Longest object name taken from a query parameter or header, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+/// The response header that names the object a request reached.
+pub const OBJECT_ID_HEADER: &str = "x-torpor-object-id";
 
 /// What the front door needs to know.
 pub struct FrontDoor {
-    routes: Vec<(RoutePattern, Arc<str>)>,
+    routes: Vec<RouteEntry>,
     hold: HoldHandle,
     max_request_head_bytes: usize,
     max_request_bytes: usize,
@@ -39,12 +56,21 @@ pub struct FrontDoor {
 }
 
 impl FrontDoor {
-    /// Builds the front door from validated config.
-    pub fn new(config: &crate::config::Config, hold: HoldHandle) -> FrontDoor {
+    /// Builds the front door from validated config and the node secret.
+    pub fn new(config: &crate::config::Config, hold: HoldHandle, node_secret: &[u8]) -> FrontDoor {
         let routes = config
             .routes
             .iter()
-            .filter_map(|r| Some((RoutePattern::parse(&r.path)?, Arc::from(r.class.as_str()))))
+            .filter_map(|r| {
+                let namespace = config.namespaces.iter().find(|n| n.name == r.namespace)?;
+                Some(RouteEntry {
+                    pattern: RoutePattern::parse(&r.path)?,
+                    namespace: Arc::from(namespace.name.as_str()),
+                    class: Arc::from(namespace.class.as_str()),
+                    key: NamespaceKey::derive(node_secret, &namespace.name),
+                    id: r.id.clone(),
+                })
+            })
             .collect();
         FrontDoor {
             routes,
@@ -59,10 +85,10 @@ impl FrontDoor {
         }
     }
 
-    fn route<'p>(&self, path: &'p str) -> Option<(Arc<str>, &'p str)> {
+    fn route<'p>(&self, path: &'p str) -> Option<(&RouteEntry, &'p str)> {
         self.routes
             .iter()
-            .find_map(|(pattern, class)| Some((class.clone(), pattern.matches(path)?)))
+            .find_map(|route| Some((route, route.pattern.matches(path)?)))
     }
 }
 
@@ -116,13 +142,18 @@ async fn handle(
     mut request: Request<Incoming>,
 ) -> Result<Reply, std::convert::Infallible> {
     let path = request.uri().path().to_owned();
-    let Some((class, name)) = door.route(&path) else {
+    let Some((route, segment)) = door.route(&path) else {
         return Ok(reject(
             StatusCode::NOT_FOUND,
             &format!("no route for {path}"),
         ));
     };
-    let name = name.to_owned();
+    let (id, name) = match resolve_id(route, segment, &request) {
+        Ok(resolved) => resolved,
+        Err((status, message)) => return Ok(reject(status, &message)),
+    };
+
+    let (namespace, class) = (route.namespace.clone(), route.class.clone());
     let upgrade = match handshake::check(&request) {
         Ok(upgrade) => upgrade,
         Err((status, message)) => return Ok(reject(status, message)),
@@ -160,7 +191,9 @@ async fn handle(
     };
     let (reply_tx, reply_rx) = oneshot::channel();
     let sent = door.hold.send(Command::Fetch(FetchRequest {
+        namespace,
         class,
+        id,
         name,
         upgrade: upgrade.is_some(),
         method,
@@ -193,7 +226,78 @@ async fn handle(
             ))
         }
     };
-    Ok(respond(&door, reply, upgrade, on_upgrade))
+    let mut response = respond(&door, reply, upgrade, on_upgrade);
+    // Every routed response names its object, so that a client can keep
+    // the id of a unique object, or address a named one by id.
+    if let Ok(value) = HeaderValue::from_str(&id.to_hex()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(OBJECT_ID_HEADER), value);
+    }
+    Ok(response)
+}
+
+/// The object a request addresses: its id, and its name when it has one.
+fn resolve_id<B>(
+    route: &RouteEntry,
+    segment: &str,
+    request: &Request<B>,
+) -> Result<(ObjectId, Option<String>), (StatusCode, String)> {
+    let by_name = |name: &str, what: &str| {
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("{what} must be 1 to {MAX_NAME_BYTES} bytes"),
+            ));
+        }
+        Ok((route.key.id_from_name(name), Some(name.to_owned())))
+    };
+    match &route.id {
+        IdSource::Name => by_name(segment, "object name"),
+        IdSource::Hex => route
+            .key
+            .id_from_string(segment)
+            .map(|id| (id, None))
+            .map_err(|err| (StatusCode::BAD_REQUEST, err.to_string())),
+        IdSource::Query(param) => {
+            let value = request.uri().query().and_then(|query| {
+                query.split('&').find_map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (key == param).then_some(value)
+                })
+            });
+            match value {
+                Some(value) => by_name(value, &format!("query parameter {param}")),
+                None => Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("query parameter {param} names the object and is missing"),
+                )),
+            }
+        }
+        IdSource::Header(header) => match request.headers().get(header.as_str()) {
+            Some(value) => match value.to_str() {
+                Ok(value) => by_name(value, &format!("header {header}")),
+                Err(_) => Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("header {header} is not text"),
+                )),
+            },
+            None => Err((
+                StatusCode::BAD_REQUEST,
+                format!("header {header} names the object and is missing"),
+            )),
+        },
+        IdSource::Unique => route
+            .key
+            .new_unique_id()
+            .map(|id| (id, None))
+            .map_err(|err| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("no random id: {err}"),
+                )
+            }),
+    }
 }
 
 fn respond(

@@ -1,35 +1,52 @@
-//! Route patterns: a fixed prefix, one `{name}` segment, a fixed suffix.
+//! Route patterns: a fixed prefix, one `{name}` segment, a fixed suffix; or
+//! a fixed path when the object's id comes from the query or a header.
 
-/// A parsed route such as `/rooms/{name}`.
+/// A parsed route such as `/rooms/{name}` or `/chat`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutePattern {
     prefix: String,
-    suffix: String,
+    /// `None` for a fixed path.
+    suffix: Option<String>,
 }
 
 /// Longest object name taken from a path, in bytes.
 const MAX_NAME_BYTES: usize = 256;
 
 impl RoutePattern {
-    /// `None` unless the path starts with `/` and holds exactly one
-    /// `{name}` that is a whole segment.
+    /// `None` unless the path starts with `/` and holds at most one
+    /// `{name}`, as a whole segment.
     pub fn parse(path: &str) -> Option<RoutePattern> {
-        let (prefix, suffix) = path.split_once("{name}")?;
-        let well_formed = prefix.starts_with('/')
-            && prefix.ends_with('/')
+        if !path.starts_with('/') {
+            return None;
+        }
+        let Some((prefix, suffix)) = path.split_once("{name}") else {
+            return Some(RoutePattern {
+                prefix: path.to_owned(),
+                suffix: None,
+            });
+        };
+        let well_formed = prefix.ends_with('/')
             && !suffix.contains("{name}")
             && (suffix.is_empty() || suffix.starts_with('/'));
         well_formed.then(|| RoutePattern {
             prefix: prefix.to_owned(),
-            suffix: suffix.to_owned(),
+            suffix: Some(suffix.to_owned()),
         })
     }
 
-    /// The object name, if `path` matches.
+    /// Whether the pattern has a `{name}` segment.
+    pub fn has_name(&self) -> bool {
+        self.suffix.is_some()
+    }
+
+    /// The `{name}` segment if `path` matches (empty for a fixed path).
     pub fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let Some(suffix) = self.suffix.as_deref() else {
+            return (path == self.prefix).then_some("");
+        };
         let name = path
             .strip_prefix(self.prefix.as_str())?
-            .strip_suffix(self.suffix.as_str())?;
+            .strip_suffix(suffix)?;
         let valid = !name.is_empty() && name.len() <= MAX_NAME_BYTES && !name.contains('/');
         valid.then_some(name)
     }
@@ -48,7 +65,11 @@ mod tests {
         assert_eq!(route.matches("/roomsx/a"), None);
         let nested = RoutePattern::parse("/g/{name}/ws").unwrap();
         assert_eq!(nested.matches("/g/match-1/ws"), Some("match-1"));
-        assert_eq!(RoutePattern::parse("/rooms"), None);
         assert_eq!(RoutePattern::parse("/rooms/x{name}"), None);
+        assert_eq!(RoutePattern::parse("rooms/{name}"), None);
+        let fixed = RoutePattern::parse("/chat").unwrap();
+        assert!(!fixed.has_name());
+        assert_eq!(fixed.matches("/chat"), Some(""));
+        assert_eq!(fixed.matches("/chat/x"), None);
     }
 }

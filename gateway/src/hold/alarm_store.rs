@@ -2,8 +2,8 @@
 //! SQLite file (`data_dir/alarms.sqlite`) with one row per object that has an
 //! alarm. Every change is durable before the hold loop moves on.
 //!
-//! Objects are named by class and name here, not by the edge's numbers,
-//! which do not outlive the process.
+//! Objects are named by namespace and id here, not by the edge's numbers,
+//! which do not outlive the process; the name, when known, comes along.
 
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -14,8 +14,9 @@ pub(crate) struct AlarmStore {
 
 /// One stored alarm.
 pub(crate) struct StoredAlarm {
-    pub(crate) class: String,
-    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
     pub(crate) due_ms: u64,
     pub(crate) retry_count: u32,
 }
@@ -26,12 +27,13 @@ impl AlarmStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS alarms(
-                class TEXT NOT NULL,
-                name TEXT NOT NULL,
+            "CREATE TABLE IF NOT EXISTS object_alarms(
+                namespace TEXT NOT NULL,
+                id TEXT NOT NULL,
+                name TEXT,
                 due_ms INTEGER NOT NULL,
                 retry_count INTEGER NOT NULL,
-                PRIMARY KEY (class, name)
+                PRIMARY KEY (namespace, id)
             ) WITHOUT ROWID;",
         )?;
         Ok(AlarmStore { conn })
@@ -40,13 +42,14 @@ impl AlarmStore {
     pub(crate) fn load(&self) -> rusqlite::Result<Vec<StoredAlarm>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT class, name, due_ms, retry_count FROM alarms")?;
+            .prepare("SELECT namespace, id, name, due_ms, retry_count FROM object_alarms")?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredAlarm {
-                class: row.get(0)?,
-                name: row.get(1)?,
-                due_ms: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                retry_count: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                namespace: row.get(0)?,
+                id: row.get(1)?,
+                name: row.get(2)?,
+                due_ms: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                retry_count: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
             })
         })?;
         rows.collect()
@@ -54,17 +57,20 @@ impl AlarmStore {
 
     pub(crate) fn store(
         &self,
-        class: &str,
-        name: &str,
+        namespace: &str,
+        id: &str,
+        name: Option<&str>,
         due_ms: u64,
         retry_count: u32,
     ) -> rusqlite::Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO alarms(class, name, due_ms, retry_count) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO object_alarms(namespace, id, name, due_ms, retry_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
-                class,
+                namespace,
+                id,
                 name,
                 i64::try_from(due_ms).unwrap_or(i64::MAX),
                 retry_count
@@ -72,10 +78,10 @@ impl AlarmStore {
             .map(drop)
     }
 
-    pub(crate) fn remove(&self, class: &str, name: &str) -> rusqlite::Result<()> {
+    pub(crate) fn remove(&self, namespace: &str, id: &str) -> rusqlite::Result<()> {
         self.conn
-            .prepare_cached("DELETE FROM alarms WHERE class = ?1 AND name = ?2")?
-            .execute(params![class, name])
+            .prepare_cached("DELETE FROM object_alarms WHERE namespace = ?1 AND id = ?2")?
+            .execute(params![namespace, id])
             .map(drop)
     }
 }
@@ -91,20 +97,22 @@ mod tests {
         let path = dir.join("alarms.sqlite");
         {
             let store = AlarmStore::open(&path).unwrap();
-            store.store("Counter", "a", 10, 0).unwrap();
-            store.store("Counter", "b", 20, 3).unwrap();
-            store.store("Counter", "a", 30, 1).unwrap();
-            store.remove("Counter", "b").unwrap();
+            store.store("COUNTERS", "a1", Some("a"), 10, 0).unwrap();
+            store.store("COUNTERS", "b2", None, 20, 3).unwrap();
+            store.store("COUNTERS", "a1", Some("a"), 30, 1).unwrap();
+            store.remove("COUNTERS", "b2").unwrap();
         }
         let loaded = AlarmStore::open(&path).unwrap().load().unwrap();
         assert_eq!(loaded.len(), 1);
+        let alarm = &loaded[0];
         assert_eq!(
             (
-                loaded[0].name.as_str(),
-                loaded[0].due_ms,
-                loaded[0].retry_count
+                alarm.id.as_str(),
+                alarm.name.as_deref(),
+                alarm.due_ms,
+                alarm.retry_count
             ),
-            ("a", 30, 1)
+            ("a1", Some("a"), 30, 1)
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -30,6 +30,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
+use torpor_objects::ids::ObjectId;
 use torpor_proto::ipc::{self, AutoResponse, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
 use torpor_proto::SocketHandle;
@@ -68,16 +69,22 @@ pub struct HoldOptions {
     pub max_events_in_flight: u32,
     /// The durable alarm schedule.
     pub alarm_store_path: PathBuf,
+    /// Namespace names and their classes, to restore alarms on start.
+    pub namespaces: HashMap<String, Arc<str>>,
     /// Where usage deltas go, once a second.
     pub ledger: Option<Sender<Vec<crate::ledger::UsageDelta>>>,
 }
 
 /// An HTTP request (or upgrade) for an object.
 pub struct FetchRequest {
-    /// Class from the route.
+    /// Namespace from the route.
+    pub namespace: Arc<str>,
+    /// Class of the namespace.
     pub class: Arc<str>,
-    /// Object name from the path.
-    pub name: String,
+    /// The object's id.
+    pub id: ObjectId,
+    /// The name the id came from, if it did.
+    pub name: Option<String>,
     /// Whether this is a valid WebSocket upgrade request.
     pub upgrade: bool,
     /// Method.
@@ -140,10 +147,10 @@ pub enum Command {
     },
     /// Usage of one object, for the admin API.
     Report {
-        /// Class.
-        class: String,
-        /// Name.
-        name: String,
+        /// Namespace.
+        namespace: String,
+        /// The object's id.
+        id: ObjectId,
         /// `None` if the edge has never seen the object.
         reply: oneshot::Sender<Option<ObjectReport>>,
     },
@@ -223,7 +230,16 @@ pub fn spawn(
         options,
     };
     for alarm in stored_alarms {
-        let object = hold.object_for(Arc::from(alarm.class.as_str()), &alarm.name);
+        let Some(class) = hold.options.namespaces.get(&alarm.namespace).cloned() else {
+            warn!(namespace = %alarm.namespace, "alarm of a namespace no longer configured, kept");
+            continue;
+        };
+        let Some(id) = ObjectId::from_hex(&alarm.id) else {
+            warn!(id = %alarm.id, "malformed id in the alarm store, kept");
+            continue;
+        };
+        let namespace = Arc::from(alarm.namespace.as_str());
+        let object = hold.object_for(namespace, class, id, alarm.name.as_deref());
         hold.alarms.load(object, alarm.due_ms, alarm.retry_count);
     }
     if let Some(next) = hold.alarms.next_due_ms() {
@@ -272,7 +288,7 @@ struct HoldLoop {
     /// Objects are kept for the node's life in this slice: their usage
     /// counts live here until the persisted ledger arrives.
     objects: Vec<Object>,
-    index: HashMap<(Arc<str>, Box<str>), u32>,
+    index: HashMap<(Arc<str>, ObjectId), u32>,
     links: Vec<Link>,
     pending_links: Slab<PendingLink>,
     fetches: HashMap<u64, PendingFetch>,
@@ -376,8 +392,12 @@ impl HoldLoop {
                     self.drop_socket(slot, Some((1006, "upgrade failed")));
                 }
             }
-            Command::Report { class, name, reply } => {
-                let key: (Arc<str>, Box<str>) = (class.into(), name.into());
+            Command::Report {
+                namespace,
+                id,
+                reply,
+            } => {
+                let key: (Arc<str>, ObjectId) = (namespace.into(), id);
                 let report = self
                     .index
                     .get(&key)
@@ -397,15 +417,30 @@ impl HoldLoop {
 
     // ---- objects and workers ----
 
-    fn object_for(&mut self, class: Arc<str>, name: &str) -> u32 {
-        let key = (class, Box::<str>::from(name));
+    fn object_for(
+        &mut self,
+        namespace: Arc<str>,
+        class: Arc<str>,
+        id: ObjectId,
+        name: Option<&str>,
+    ) -> u32 {
+        let key = (namespace, id);
         if let Some(&object) = self.index.get(&key) {
+            let o = &mut self.objects[object as usize];
+            if o.name.is_none() {
+                o.name = name.map(Box::from);
+            }
             return object;
         }
-        let worker = worker_for(&key.0, name, self.options.workers);
+        let worker = worker_for(&id, self.options.workers);
         let object = self.objects.len() as u32;
-        self.objects
-            .push(Object::new(key.0.clone(), key.1.clone(), worker));
+        self.objects.push(Object::new(
+            key.0.clone(),
+            class,
+            id,
+            name.map(Box::from),
+            worker,
+        ));
         self.index.insert(key, object);
         object
     }
@@ -441,8 +476,10 @@ impl HoldLoop {
                 .collect();
             ToWorker::Activate {
                 object,
+                namespace: o.namespace.to_string(),
                 class: o.class.to_string(),
-                name: o.name.to_string(),
+                id: o.id.to_hex(),
+                name: o.name.as_deref().map(str::to_owned),
                 auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
                 sockets,
             }
@@ -502,18 +539,27 @@ impl HoldLoop {
             Persist::Store {
                 due_ms,
                 retry_count,
-            } => self
-                .alarm_store
-                .store(&o.class, &o.name, due_ms, retry_count),
-            Persist::Remove => self.alarm_store.remove(&o.class, &o.name),
+            } => self.alarm_store.store(
+                &o.namespace,
+                &o.id.to_hex(),
+                o.name.as_deref(),
+                due_ms,
+                retry_count,
+            ),
+            Persist::Remove => self.alarm_store.remove(&o.namespace, &o.id.to_hex()),
         };
         if let Err(err) = result {
-            error!(%err, class = %o.class, name = %o.name, "alarm schedule not persisted");
+            error!(%err, class = %o.class, id = %o.id, "alarm schedule not persisted");
         }
     }
 
     fn fetch(&mut self, request: FetchRequest) {
-        let object = self.object_for(request.class, &request.name);
+        let object = self.object_for(
+            request.namespace,
+            request.class,
+            request.id,
+            request.name.as_deref(),
+        );
         let o = &mut self.objects[object as usize];
         o.usage.requests += 1;
         let upgrade = if request.upgrade {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use torpor_objects::ids::ObjectId;
 use torpor_proto::ipc::AutoResponse;
 
 pub(crate) struct AutoReply {
@@ -47,10 +48,14 @@ pub struct Usage {
 /// One object as the admin API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectReport {
+    /// Namespace.
+    pub namespace: String,
     /// Class.
     pub class: String,
-    /// Name.
-    pub name: String,
+    /// Id, 64 hex characters.
+    pub id: String,
+    /// The name the id came from, if known.
+    pub name: Option<String>,
     /// Open sockets.
     pub connections: usize,
     /// Live in its worker now.
@@ -67,8 +72,11 @@ pub struct ObjectReport {
 }
 
 pub(crate) struct Object {
+    pub(crate) namespace: Arc<str>,
     pub(crate) class: Arc<str>,
-    pub(crate) name: Box<str>,
+    pub(crate) id: ObjectId,
+    /// The name the id was derived from, once the edge has seen it.
+    pub(crate) name: Option<Box<str>>,
     pub(crate) worker: u16,
     pub(crate) sockets: Vec<u32>,
     pub(crate) live: bool,
@@ -88,9 +96,17 @@ pub(crate) struct Object {
 }
 
 impl Object {
-    pub(crate) fn new(class: Arc<str>, name: Box<str>, worker: u16) -> Object {
+    pub(crate) fn new(
+        namespace: Arc<str>,
+        class: Arc<str>,
+        id: ObjectId,
+        name: Option<Box<str>>,
+        worker: u16,
+    ) -> Object {
         Object {
+            namespace,
             class,
+            id,
             name,
             worker,
             sockets: Vec::new(),
@@ -158,7 +174,7 @@ impl Object {
         self.recorded_stored_bytes = self.stored_bytes;
         Some(UsageDelta {
             class: self.class.to_string(),
-            name: self.name.to_string(),
+            name: self.ledger_name(),
             usage: delta,
             stored_bytes: if stored_changed {
                 self.stored_bytes
@@ -168,14 +184,24 @@ impl Object {
         })
     }
 
+    /// The ledger and the admin API know an object by its name when it has
+    /// one, else by its id.
+    fn ledger_name(&self) -> String {
+        self.name
+            .as_deref()
+            .map_or_else(|| self.id.to_hex(), str::to_owned)
+    }
+
     pub(crate) fn report(&self, now: Instant) -> ObjectReport {
         let live_now = self
             .live_since
             .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
         let usage = self.usage.clone();
         ObjectReport {
+            namespace: self.namespace.to_string(),
             class: self.class.to_string(),
-            name: self.name.to_string(),
+            id: self.id.to_hex(),
+            name: self.name.as_deref().map(str::to_owned),
             connections: self.sockets.len(),
             active: self.live,
             active_seconds: (usage.active + live_now).as_secs_f64(),
@@ -189,9 +215,9 @@ impl Object {
 
 /// Stable across processes and releases (unlike std's hasher), so an object
 /// always lands on the same worker index.
-pub(crate) fn worker_for(class: &str, name: &str, workers: u16) -> u16 {
+pub(crate) fn worker_for(id: &ObjectId, workers: u16) -> u16 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in class.bytes().chain([0]).chain(name.bytes()) {
+    for byte in id.to_hex().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }

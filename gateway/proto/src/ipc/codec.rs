@@ -228,15 +228,21 @@ impl ToWorker {
         match self {
             ToWorker::Activate {
                 object,
+                namespace,
                 class,
+                id,
                 name,
                 auto_response,
                 sockets,
             } => {
                 let mut w = Writer::new(out, 1);
                 w.u32(*object)
+                    .str(namespace)
                     .str(class)
-                    .str(name)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    })
                     .auto_response(auto_response.as_ref())
                     .list(sockets, |w, s| {
                         w.handle(s.handle)
@@ -342,8 +348,10 @@ impl ToWorker {
         let message = match r.u8()? {
             1 => ToWorker::Activate {
                 object: r.u32()?,
+                namespace: r.str()?,
                 class: r.str()?,
-                name: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
                 auto_response: r.auto_response()?,
                 sockets: r.list(|r| {
                     Ok(SocketInfo {
@@ -620,8 +628,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000400020004030201");
-        assert_eq!(VERSION, 4);
+        assert_eq!(hex(&out), "09000000000500020004030201");
+        assert_eq!(VERSION, 5);
     }
 
     #[test]
@@ -655,8 +663,10 @@ mod tests {
     fn every_message_round_trips() {
         round_trip_worker(ToWorker::Activate {
             object: 9,
+            namespace: "ROOMS".into(),
             class: "ChatRoom".into(),
-            name: "lobby".into(),
+            id: "ab".repeat(32),
+            name: Some("lobby".into()),
             auto_response: Some(AutoResponse {
                 binary: false,
                 request: Bytes::from_static(b"ping"),

@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -56,10 +56,14 @@ pub enum ToWorker {
     Activate {
         /// Edge-local object number.
         object: u32,
+        /// Namespace the object belongs to.
+        namespace: String,
         /// Class name, as registered in the worker.
         class: String,
-        /// Object name.
-        name: String,
+        /// The object's id, 64 hex characters.
+        id: String,
+        /// The name the id was derived from, if it was.
+        name: Option<String>,
         /// The auto-response pair, if set.
         auto_response: Option<AutoResponse>,
         /// Every socket of the object on this edge.
