@@ -18,5 +18,6 @@ mod ids;
 mod ledger;
 mod limits;
 mod protocol;
+mod rpc;
 mod storage;
 mod workers;

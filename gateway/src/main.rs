@@ -306,7 +306,7 @@ fn worker_args(
     data_dir: &std::path::Path,
 ) -> Vec<OsString> {
     let millis = |d: Duration| d.as_millis().to_string().into();
-    vec![
+    let mut args: Vec<OsString> = vec![
         "worker".into(),
         "--ipc".into(),
         ipc_path.as_os_str().to_owned(),
@@ -320,7 +320,12 @@ fn worker_args(
         config.limits.max_attachment_bytes.to_string().into(),
         "--data-dir".into(),
         data_dir.as_os_str().to_owned(),
-    ]
+    ];
+    for namespace in &config.namespaces {
+        args.push("--namespace".into());
+        args.push(namespace.name.clone().into());
+    }
+    args
 }
 
 async fn shutdown_signal() {
@@ -348,6 +353,7 @@ fn worker(args: &[String]) -> ExitCode {
         handler_timeout: Duration::from_secs(30),
         max_attachment_bytes: 2048,
         data_dir: PathBuf::from("./data"),
+        namespaces: Vec::new(),
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -363,6 +369,10 @@ fn worker(args: &[String]) -> ExitCode {
             }
             ("--data-dir", _) => {
                 options.data_dir = PathBuf::from(value);
+                true
+            }
+            ("--namespace", _) => {
+                options.namespaces.push(value.clone());
                 true
             }
             ("--index", Ok(n)) => u16::try_from(n).map(|n| options.index = n).is_ok(),

@@ -2,20 +2,23 @@
 //! (filled from the edge when the object wakes) and the commands its calls
 //! turn into.
 
+use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
 use crate::storage::{self, StorageError, StorageLimits};
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
 use torpor_proto::ipc::{self, SocketInfo, ToEdge};
 use torpor_proto::SocketHandle;
-use torpor_sdk::host::Host;
+use torpor_sdk::host::{CallFuture, Host};
 use torpor_sdk::{
-    AutoResponse, Cursor, Error, ListOptions, Message, Result, SqlValue, StorageBackend,
-    WebSocketId,
+    AutoResponse, Cursor, Error, ListOptions, Message, Request, Response, Result, SqlValue,
+    StorageBackend, WebSocketId,
 };
 use tracing::warn;
 
@@ -62,6 +65,29 @@ pub(crate) struct StorageSpec {
     pub(crate) limits: StorageLimits,
 }
 
+/// Calls this worker's objects have made and not had answered, by the id
+/// the worker gave them.
+#[derive(Default)]
+pub(crate) struct Calls {
+    next: Cell<u64>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+}
+
+impl Calls {
+    pub(crate) fn answer(&self, call_id: u64, response: Response) {
+        if let Some(waiting) = self.pending.borrow_mut().remove(&call_id) {
+            let _ = waiting.send(response);
+        }
+    }
+}
+
+/// What an object shares with the rest of its worker.
+pub(crate) struct Shared {
+    pub(crate) outbox: Rc<Outbox>,
+    pub(crate) keys: Rc<HashMap<String, NamespaceKey>>,
+    pub(crate) calls: Rc<Calls>,
+}
+
 pub(crate) struct ObjectHost {
     object: u32,
     namespace: String,
@@ -70,6 +96,10 @@ pub(crate) struct ObjectHost {
     name: Option<String>,
     max_attachment_bytes: usize,
     outbox: Rc<Outbox>,
+    keys: Rc<HashMap<String, NamespaceKey>>,
+    calls: Rc<Calls>,
+    /// Ids whose handlers wait on the current event, outermost first.
+    chain: RefCell<Vec<String>>,
     mirror: RefCell<Mirror>,
     storage_spec: StorageSpec,
     /// Opened on first use, closed when the object hibernates (the host is
@@ -84,7 +114,7 @@ impl ObjectHost {
     pub(crate) fn new(
         identity: Identity,
         max_attachment_bytes: usize,
-        outbox: Rc<Outbox>,
+        shared: &Shared,
         auto_response: Option<ipc::AutoResponse>,
         sockets: Vec<SocketInfo>,
         storage_spec: StorageSpec,
@@ -118,13 +148,27 @@ impl ObjectHost {
             id,
             name,
             max_attachment_bytes,
-            outbox,
+            outbox: shared.outbox.clone(),
+            keys: shared.keys.clone(),
+            calls: shared.calls.clone(),
+            chain: RefCell::new(Vec::new()),
             mirror: RefCell::new(mirror),
             storage_spec,
             storage: RefCell::new(None),
             in_event: Cell::new(false),
             reported_rows: Cell::new(storage::RowCounts::default()),
         }
+    }
+
+    /// The call chain of the event about to run.
+    pub(crate) fn set_chain(&self, chain: Vec<String>) {
+        *self.chain.borrow_mut() = chain;
+    }
+
+    fn key(&self, namespace: &str) -> Result<&NamespaceKey> {
+        self.keys
+            .get(namespace)
+            .ok_or_else(|| Error::UnknownNamespace(namespace.to_owned()))
     }
 
     pub(crate) fn object(&self) -> u32 {
@@ -468,6 +512,86 @@ impl Host for ObjectHost {
 
     fn storage(&self) -> Result<&dyn StorageBackend> {
         Ok(self)
+    }
+
+    fn has_namespace(&self, namespace: &str) -> bool {
+        self.keys.contains_key(namespace)
+    }
+
+    fn id_from_name(&self, namespace: &str, name: &str) -> Result<String> {
+        Ok(self.key(namespace)?.id_from_name(name).to_hex())
+    }
+
+    fn new_unique_id(&self, namespace: &str) -> Result<String> {
+        let id = self
+            .key(namespace)?
+            .new_unique_id()
+            .map_err(|err| Error::InvalidId(format!("no random id: {err}")))?;
+        Ok(id.to_hex())
+    }
+
+    fn id_from_string(&self, namespace: &str, text: &str) -> Result<String> {
+        let id = self
+            .key(namespace)?
+            .id_from_string(text)
+            .map_err(|err| Error::InvalidId(err.to_string()))?;
+        Ok(id.to_hex())
+    }
+
+    fn call(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: Option<&str>,
+        rpc: Option<&str>,
+        request: Request,
+    ) -> CallFuture {
+        let mut chain = self.chain.borrow().clone();
+        chain.push(self.id.clone());
+        if chain.iter().any(|waiting| waiting == id) {
+            let path: Vec<String> = chain
+                .iter()
+                .chain([&id.to_owned()])
+                .map(|hex| hex.get(..8).unwrap_or(hex).to_owned())
+                .collect();
+            let message = format!(
+                "{} would wait for itself; an object is not re-entered while its handler waits",
+                path.join(" -> ")
+            );
+            return Box::pin(std::future::ready(Err(Error::CallCycle(message))));
+        }
+        let call_id = self.calls.next.get() + 1;
+        self.calls.next.set(call_id);
+        let (tx, rx) = oneshot::channel();
+        self.calls.pending.borrow_mut().insert(call_id, tx);
+        // Not behind the output gate: the caller waits for the answer inside
+        // its handler, and the gate opens only after the handler returns.
+        self.outbox.push(&ToEdge::Call {
+            caller: self.object,
+            call_id,
+            namespace: namespace.to_owned(),
+            id: id.to_owned(),
+            name: name.map(str::to_owned),
+            chain,
+            rpc: rpc.map(str::to_owned),
+            method: request.method().to_owned(),
+            uri: request.uri().to_owned(),
+            headers: request.headers().to_vec(),
+            body: request.body().clone(),
+        });
+        Box::pin(async move {
+            let response = rx.await.map_err(|_| Error::Call {
+                status: 503,
+                message: "the edge went away before answering".to_owned(),
+            })?;
+            if response.status >= 400 {
+                return Err(Error::Call {
+                    status: response.status,
+                    message: String::from_utf8_lossy(&response.body).into_owned(),
+                });
+            }
+            Ok(response)
+        })
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {

@@ -27,6 +27,11 @@ pub(crate) trait DynObject {
         error: String,
     ) -> LocalFuture<'_, HandlerResult<()>>;
     fn alarm(&mut self, info: AlarmInfo) -> LocalFuture<'_, HandlerResult<()>>;
+    fn rpc<'a>(
+        &'a mut self,
+        method: &'a str,
+        args: serde_json::Value,
+    ) -> LocalFuture<'a, HandlerResult<serde_json::Value>>;
 }
 
 impl<T: DurableObject> DynObject for T {
@@ -64,5 +69,13 @@ impl<T: DurableObject> DynObject for T {
 
     fn alarm(&mut self, info: AlarmInfo) -> LocalFuture<'_, HandlerResult<()>> {
         Box::pin(DurableObject::alarm(self, info))
+    }
+
+    fn rpc<'a>(
+        &'a mut self,
+        method: &'a str,
+        args: serde_json::Value,
+    ) -> LocalFuture<'a, HandlerResult<serde_json::Value>> {
+        Box::pin(DurableObject::rpc(self, method, args))
     }
 }

@@ -1,7 +1,8 @@
 //! The worker process: one connection to the edge, one mailbox and task per
 //! live object, hibernation of idle objects and exit when none is live.
 
-use crate::host::{to_id, Identity, ObjectHost, StorageSpec};
+use crate::host::{to_id, Calls, Identity, ObjectHost, Shared, StorageSpec};
+use crate::ids::NamespaceKey;
 use crate::instance::DynObject;
 use crate::outbox::Outbox;
 use crate::registry::{Factory, Registry};
@@ -36,8 +37,11 @@ pub struct WorkerOptions {
     pub handler_timeout: Duration,
     /// Largest serialized attachment.
     pub max_attachment_bytes: usize,
-    /// Objects keep their databases under `data_dir/<class>/`.
+    /// Objects keep their databases under `data_dir/<class>/`; the node
+    /// secret is there too.
     pub data_dir: PathBuf,
+    /// Namespaces objects may address through `Env`.
+    pub namespaces: Vec<String>,
 }
 
 /// Why a worker stopped other than by being told to.
@@ -56,6 +60,9 @@ enum Event {
         request_id: u64,
         request: Request,
         upgrade: Option<SocketHandle>,
+        /// An RPC from another object, by method.
+        rpc: Option<String>,
+        chain: Vec<String>,
     },
     Message {
         handle: SocketHandle,
@@ -88,6 +95,17 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
     let stream = UnixStream::connect(&options.socket_path).await?;
     let (mut reader, writer) = stream.into_split();
     let outbox = Rc::new(Outbox::default());
+    let secret = crate::ids::load_or_create_secret(&options.data_dir)?;
+    let keys = options
+        .namespaces
+        .iter()
+        .map(|name| (name.clone(), NamespaceKey::derive(&secret, name)))
+        .collect();
+    let shared = Shared {
+        outbox: outbox.clone(),
+        keys: Rc::new(keys),
+        calls: Rc::new(Calls::default()),
+    };
     outbox.push(&ToEdge::Hello {
         version: ipc::VERSION,
         worker: options.index,
@@ -148,7 +166,7 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
                     let host = Rc::new(ObjectHost::new(
                         identity,
                         options.max_attachment_bytes,
-                        outbox.clone(),
+                        &shared,
                         auto_response,
                         sockets,
                         storage,
@@ -172,6 +190,8 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
                     uri,
                     headers,
                     body,
+                    rpc,
+                    chain,
                 } => {
                     let request =
                         Request::from_parts(method, uri, headers, body, upgrade.map(to_id));
@@ -182,9 +202,24 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
                             request_id,
                             request,
                             upgrade,
+                            rpc,
+                            chain,
                         },
                     );
                 }
+                ToWorker::CallResult {
+                    call_id,
+                    status,
+                    headers,
+                    body,
+                } => shared.calls.answer(
+                    call_id,
+                    Response {
+                        status,
+                        headers,
+                        body,
+                    },
+                ),
                 ToWorker::Message {
                     object,
                     handle,
@@ -292,7 +327,7 @@ async fn object_task(
         if instance.is_none() {
             if let Some(factory) = factory {
                 let host: Rc<dyn torpor_sdk::host::Host> = host.clone();
-                instance = Some(factory(State::new(host), Env::default()));
+                instance = Some(factory(State::new(host.clone()), Env::new(host)));
             }
         }
         let survived = handle_event(&mut instance, &host, event, &options, &outbox).await;
@@ -390,10 +425,13 @@ async fn run_event(
             request_id,
             request,
             upgrade,
+            rpc,
+            chain,
         } => {
             host.begin_fetch(upgrade);
+            host.set_chain(chain);
             let (response, ok, survived) = match instance.as_mut() {
-                Some(object) => match guarded(options, object.fetch(request)).await {
+                Some(object) => match guarded(options, fetch_or_rpc(object, rpc, request)).await {
                     Outcome::Ok(response) => (response, true, true),
                     Outcome::Err(err) => {
                         warn!(class = host.class_name(), %err, "fetch failed");
@@ -503,6 +541,26 @@ async fn run_event(
             ran
         }
     }
+}
+
+/// A fetch, or an RPC answered as JSON with status 200.
+async fn fetch_or_rpc(
+    object: &mut Box<dyn DynObject>,
+    rpc: Option<String>,
+    request: Request,
+) -> torpor_sdk::HandlerResult<Response> {
+    let Some(method) = rpc else {
+        return object.fetch(request).await;
+    };
+    let args = if request.body().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(request.body())?
+    };
+    let result = object.rpc(&method, args).await?;
+    Ok(Response::status(200)
+        .with_header("content-type", "application/json")
+        .with_body(serde_json::to_vec(&result)?))
 }
 
 enum Outcome<T> {

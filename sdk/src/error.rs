@@ -38,6 +38,25 @@ pub enum Error {
     /// statement, or the database itself.
     #[error("{0}")]
     Storage(String),
+    /// `Env::namespace` with a name the node does not configure.
+    #[error("no namespace named {0:?}")]
+    UnknownNamespace(String),
+    /// A string that is not an id of the namespace.
+    #[error("{0}")]
+    InvalidId(String),
+    /// A call into an object whose handler is already waiting further up
+    /// this call chain: it would wait for itself forever.
+    #[error("call cycle: {0}")]
+    CallCycle(String),
+    /// The called object answered with an error status (an RPC that
+    /// failed, a fetch that was refused).
+    #[error("call failed with status {status}: {message}")]
+    Call {
+        /// The status.
+        status: u16,
+        /// The body, as text.
+        message: String,
+    },
     /// Serializing or deserializing with serde failed.
     #[error("serialization failed: {0}")]
     Serde(#[from] serde_json::Error),

@@ -1,9 +1,14 @@
 //! The seam between the SDK and the runtime that carries its calls out
 //! (`torpor-objects`). Not for object authors; it may change at any time.
 
-use crate::{AutoResponse, Message, Result, StorageBackend, WebSocketId};
+use crate::{AutoResponse, Message, Request, Response, Result, StorageBackend, WebSocketId};
 use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::SystemTime;
+
+/// The answer to a call, on the worker's single-threaded executor.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response>>>>;
 
 /// What a live object can ask of the node. Calls never block: commands to
 /// the edge are queued and leave in order after the current event.
@@ -42,4 +47,21 @@ pub trait Host {
     fn storage(&self) -> Result<&dyn StorageBackend>;
     /// When the edge last auto-responded on this socket.
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
+    /// Whether the node configures a namespace of this name.
+    fn has_namespace(&self, namespace: &str) -> bool;
+    /// `id_from_name` in a namespace, as hex.
+    fn id_from_name(&self, namespace: &str, name: &str) -> Result<String>;
+    /// A new random id in a namespace, as hex.
+    fn new_unique_id(&self, namespace: &str) -> Result<String>;
+    /// Checks a hex id against a namespace.
+    fn id_from_string(&self, namespace: &str, text: &str) -> Result<String>;
+    /// Sends a fetch (`rpc` `None`) or an RPC to another object.
+    fn call(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: Option<&str>,
+        rpc: Option<&str>,
+        request: Request,
+    ) -> CallFuture;
 }

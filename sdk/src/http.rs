@@ -31,6 +31,33 @@ impl Request {
         }
     }
 
+    /// A request to send to another object with
+    /// [`Stub::fetch`](crate::Stub::fetch).
+    pub fn new(method: &str, uri: &str) -> Request {
+        Request::from_parts(
+            method.to_owned(),
+            uri.to_owned(),
+            Vec::new(),
+            Bytes::new(),
+            None,
+        )
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((
+            name.to_ascii_lowercase(),
+            Bytes::copy_from_slice(value.as_bytes()),
+        ));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Request {
+        self.body = body.into();
+        self
+    }
+
     /// HTTP method, e.g. `GET`.
     pub fn method(&self) -> &str {
         &self.method

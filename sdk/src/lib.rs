@@ -9,6 +9,7 @@
 //! This crate is the stable surface; the runtime lives in `torpor-objects`.
 #![warn(missing_docs, unreachable_pub)]
 
+mod env;
 mod error;
 mod http;
 mod object;
@@ -19,9 +20,10 @@ mod websocket;
 #[doc(hidden)]
 pub mod host;
 
+pub use env::{Env, Namespace, ObjectId, Stub};
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use http::{Request, Response};
 pub use object::{AlarmInfo, DurableObject};
-pub use state::{AutoResponse, Env, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+pub use state::{AutoResponse, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 pub use storage::{Cursor, ListOptions, Sql, SqlValue, Storage, StorageBackend};
 pub use websocket::{Message, WebSocket, WebSocketId};

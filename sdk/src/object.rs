@@ -65,4 +65,16 @@ pub trait DurableObject: 'static {
         let _ = info;
         Ok(())
     }
+
+    /// A named call from another object (`Stub::call`), with JSON
+    /// arguments and result. Runs one at a time with the object's other
+    /// events.
+    async fn rpc(
+        &mut self,
+        method: &str,
+        args: serde_json::Value,
+    ) -> HandlerResult<serde_json::Value> {
+        let _ = args;
+        Err(format!("no rpc method {method:?}").into())
+    }
 }

@@ -195,10 +195,3 @@ pub enum AutoResponse {
         response: Bytes,
     },
 }
-
-/// The object's bindings. Namespaces and stubs for calls between objects
-/// come with routes and RPC; today it carries nothing.
-#[derive(Clone, Debug, Default)]
-pub struct Env {
-    _private: (),
-}

@@ -217,6 +217,7 @@ pub fn spawn(
         links,
         pending_links: Slab::new(),
         fetches: HashMap::new(),
+        calls: HashMap::new(),
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
         targets: Vec::new(),
@@ -270,6 +271,15 @@ struct PendingLink {
     rbuf: BytesMut,
 }
 
+/// A call from one object to another, waiting for the callee's answer.
+struct PendingCall {
+    caller: u32,
+    /// The caller's worker, where the answer goes.
+    worker: usize,
+    call_id: u64,
+    callee: u32,
+}
+
 struct PendingFetch {
     reply: oneshot::Sender<FetchReply>,
     object: u32,
@@ -292,6 +302,7 @@ struct HoldLoop {
     links: Vec<Link>,
     pending_links: Slab<PendingLink>,
     fetches: HashMap<u64, PendingFetch>,
+    calls: HashMap<u64, PendingCall>,
     next_request_id: u64,
     scratch: Vec<u8>,
     /// Reused list of broadcast targets.
@@ -594,8 +605,81 @@ impl HoldLoop {
                 uri: request.uri,
                 headers: request.headers,
                 body: request.body,
+                rpc: None,
+                chain: Vec::new(),
             },
         );
+    }
+
+    /// A handler calls another object: route it like a request, and send
+    /// the answer back to the caller's worker when it comes.
+    fn call(&mut self, worker: usize, call: ToEdge) {
+        let ToEdge::Call {
+            caller,
+            call_id,
+            namespace,
+            id,
+            name,
+            chain,
+            rpc,
+            method,
+            uri,
+            headers,
+            body,
+        } = call
+        else {
+            return;
+        };
+        let class = self.options.namespaces.get(&namespace).cloned();
+        let (Some(class), Some(id)) = (class, ObjectId::from_hex(&id)) else {
+            let message = format!("no object {id} in a namespace {namespace:?}");
+            self.answer_call(worker, call_id, FetchReply::error(400, &message));
+            return;
+        };
+        let object = self.object_for(Arc::from(namespace.as_str()), class, id, name.as_deref());
+        let usage = &mut self.objects[object as usize].usage;
+        if rpc.is_some() {
+            usage.rpc_calls += 1;
+        } else {
+            usage.requests += 1;
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.calls.insert(
+            request_id,
+            PendingCall {
+                caller,
+                worker,
+                call_id,
+                callee: object,
+            },
+        );
+        self.send_event(
+            object,
+            &ToWorker::Fetch {
+                object,
+                request_id,
+                upgrade: None,
+                method,
+                uri,
+                headers,
+                body,
+                rpc,
+                chain,
+            },
+        );
+    }
+
+    fn answer_call(&mut self, worker: usize, call_id: u64, reply: FetchReply) {
+        if let Some(link) = self.links.get_mut(worker) {
+            ToWorker::CallResult {
+                call_id,
+                status: reply.status,
+                headers: reply.headers,
+                body: reply.body,
+            }
+            .encode(&mut link.out);
+        }
     }
 
     fn reserve_socket(&mut self, object: u32) -> usize {
@@ -821,6 +905,23 @@ impl HoldLoop {
             .filter(|(_, f)| self.objects[f.object as usize].worker as usize == worker)
             .map(|(id, _)| *id)
             .collect();
+        let lost_calls: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.worker == worker || self.objects[c.callee as usize].worker as usize == worker
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost_calls {
+            if let Some(call) = self.calls.remove(&id) {
+                if call.worker != worker {
+                    let reply =
+                        FetchReply::error(503, "the called object's worker restarted, retry");
+                    self.answer_call(call.worker, call.call_id, reply);
+                }
+            }
+        }
         for id in lost {
             if let Some(fetch) = self.fetches.remove(&id) {
                 if let Some(slot) = fetch.upgrade {
@@ -959,6 +1060,7 @@ impl HoldLoop {
                     self.persist_alarm(object, change);
                 }
             }
+            call @ ToEdge::Call { .. } => self.call(worker, call),
             ToEdge::IdleExit => {
                 self.flush_link(worker);
                 let link = &mut self.links[worker];
@@ -983,6 +1085,21 @@ impl HoldLoop {
         body: Bytes,
     ) {
         let Some(fetch) = self.fetches.remove(&request_id) else {
+            if let Some(call) = self.calls.remove(&request_id) {
+                let reply = FetchReply {
+                    status,
+                    headers,
+                    body,
+                    upgraded: None,
+                };
+                debug!(
+                    caller = call.caller,
+                    callee = call.callee,
+                    status,
+                    "call answered"
+                );
+                self.answer_call(call.worker, call.call_id, reply);
+            }
             return;
         };
         let mut reply = FetchReply {

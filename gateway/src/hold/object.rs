@@ -36,6 +36,8 @@ pub struct Usage {
     pub protocol_pings: u64,
     /// Alarm invocations, retries included.
     pub alarms: u64,
+    /// RPC calls from other objects.
+    pub rpc_calls: u64,
     /// Storage rows read.
     pub rows_read: u64,
     /// Storage rows written.
@@ -141,7 +143,7 @@ impl Object {
         let u = &self.usage;
         let total = crate::ledger::Usage {
             requests: u.requests,
-            rpc_calls: 0,
+            rpc_calls: u.rpc_calls,
             alarms: u.alarms,
             ws_upgrades: u.upgrades,
             ws_messages_in: u.ws_messages_in,
@@ -155,7 +157,7 @@ impl Object {
         let r = &self.recorded;
         let delta = crate::ledger::Usage {
             requests: total.requests - r.requests,
-            rpc_calls: 0,
+            rpc_calls: total.rpc_calls - r.rpc_calls,
             alarms: total.alarms - r.alarms,
             ws_upgrades: total.ws_upgrades - r.ws_upgrades,
             ws_messages_in: total.ws_messages_in - r.ws_messages_in,
@@ -205,7 +207,7 @@ impl Object {
             connections: self.sockets.len(),
             active: self.live,
             active_seconds: (usage.active + live_now).as_secs_f64(),
-            billable_requests: (usage.requests + usage.alarms) as f64
+            billable_requests: (usage.requests + usage.alarms + usage.rpc_calls) as f64
                 + usage.ws_messages_in as f64 / 20.0,
             stored_bytes: self.stored_bytes,
             usage,

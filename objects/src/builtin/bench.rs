@@ -18,7 +18,11 @@
 //! succeeds it stores `alarm_fired` = its retry count and broadcasts
 //! `alarm:<retry count>`. `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
-//! instance was live, or nothing.
+//! instance was live, or nothing. Calls to other objects: `rpc:NAME:METHOD:ARGS`
+//! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
+//! result (or `err:…`); `fetchcounter:NAME` POSTs to Counter NAME through a
+//! stub and replies with its answer; `idof:NAME` → the id of Bench NAME as
+//! this worker derives it.
 
 use std::time::{Duration, SystemTime};
 use torpor_sdk::{
@@ -30,13 +34,15 @@ const ALARM_FAIL_BELOW: &str = "alarm_fail_below";
 /// The benchmark object.
 pub struct Bench {
     state: State,
+    env: Env,
     last_error: String,
 }
 
 impl DurableObject for Bench {
-    fn new(state: State, _env: Env) -> Bench {
+    fn new(state: State, env: Env) -> Bench {
         Bench {
             state,
+            env,
             last_error: String::new(),
         }
     }
@@ -80,6 +86,24 @@ impl DurableObject for Bench {
             self.state.storage().put(key, value.as_bytes())?;
             ws.send("sent before failing")?;
             return Err(format!("failed on request after writing {key}").into());
+        } else if let Some(rest) = text.strip_prefix("rpc:") {
+            let mut parts = rest.splitn(3, ':');
+            let (to, method, args) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or("null"),
+            );
+            match self.call_bench(to, method, args).await {
+                Ok(result) => result.to_string(),
+                Err(err) => format!("err:{err}"),
+            }
+        } else if let Some(name) = text.strip_prefix("fetchcounter:") {
+            match self.increment_counter(name).await {
+                Ok(value) => value,
+                Err(err) => format!("err:{err}"),
+            }
+        } else if let Some(name) = text.strip_prefix("idof:") {
+            self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {
             let (fails, ms) = rest.split_once(':').unwrap_or((rest, "0"));
             self.set_alarm(fails.parse().unwrap_or(0), ms.parse().unwrap_or(0))?
@@ -125,6 +149,32 @@ impl DurableObject for Bench {
         Ok(())
     }
 
+    /// `echo` → its arguments; `whoami` → the object's name; `id` → its
+    /// id; `forward` `{"to", "method", "args"}` → calls another Bench and
+    /// returns its answer (what the call-chain tests use).
+    async fn rpc(
+        &mut self,
+        method: &str,
+        args: serde_json::Value,
+    ) -> HandlerResult<serde_json::Value> {
+        match method {
+            "echo" => Ok(args),
+            "whoami" => Ok(self.state.name().into()),
+            "id" => Ok(self.state.id().into()),
+            "forward" => {
+                let field = |key: &str| args.get(key).cloned().unwrap_or_default();
+                let to = field("to");
+                let method = field("method");
+                let (Some(to), Some(method)) = (to.as_str(), method.as_str()) else {
+                    return Err("forward needs \"to\" and \"method\"".into());
+                };
+                self.call_bench(to, method, &field("args").to_string())
+                    .await
+            }
+            other => Err(format!("no rpc method {other:?}").into()),
+        }
+    }
+
     async fn websocket_error(&mut self, _ws: WebSocket, error: String) -> HandlerResult<()> {
         self.last_error = error;
         Ok(())
@@ -132,6 +182,25 @@ impl DurableObject for Bench {
 }
 
 impl Bench {
+    async fn call_bench(
+        &self,
+        to: &str,
+        method: &str,
+        args: &str,
+    ) -> HandlerResult<serde_json::Value> {
+        let args: serde_json::Value = serde_json::from_str(args)?;
+        let bench = self.env.namespace("BENCH")?;
+        let stub = bench.get(&bench.id_from_name(to)?);
+        Ok(stub.call(method, &args).await?)
+    }
+
+    async fn increment_counter(&self, name: &str) -> HandlerResult<String> {
+        let counters = self.env.namespace("COUNTERS")?;
+        let stub = counters.get(&counters.id_from_name(name)?);
+        let response = stub.fetch(Request::new("POST", "/")).await?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
     fn set_alarm(&self, fail_below: u32, in_ms: u64) -> HandlerResult<String> {
         let storage = self.state.storage();
         storage.put_json(ALARM_FAIL_BELOW, &fail_below)?;

@@ -264,6 +264,8 @@ impl ToWorker {
                 uri,
                 headers,
                 body,
+                rpc,
+                chain,
             } => {
                 let mut w = Writer::new(out, 2);
                 w.u32(*object)
@@ -274,7 +276,23 @@ impl ToWorker {
                     .str(method)
                     .str(uri)
                     .headers(headers)
-                    .bytes(body);
+                    .bytes(body)
+                    .opt(rpc.as_deref(), |w, m| {
+                        w.str(m);
+                    })
+                    .list(chain, |w, id| {
+                        w.str(id);
+                    });
+                w.finish();
+            }
+            ToWorker::CallResult {
+                call_id,
+                status,
+                headers,
+                body,
+            } => {
+                let mut w = Writer::new(out, 8);
+                w.u64(*call_id).u16(*status).headers(headers).bytes(body);
                 w.finish();
             }
             ToWorker::Message {
@@ -368,6 +386,14 @@ impl ToWorker {
                 upgrade: r.opt(Reader::handle)?,
                 method: r.str()?,
                 uri: r.str()?,
+                headers: r.headers()?,
+                body: r.bytes()?,
+                rpc: r.opt(Reader::str)?,
+                chain: r.list(Reader::str)?,
+            },
+            8 => ToWorker::CallResult {
+                call_id: r.u64()?,
+                status: r.u16()?,
                 headers: r.headers()?,
                 body: r.bytes()?,
             },
@@ -506,6 +532,39 @@ impl ToEdge {
                 });
                 w.finish();
             }
+            ToEdge::Call {
+                caller,
+                call_id,
+                namespace,
+                id,
+                name,
+                chain,
+                rpc,
+                method,
+                uri,
+                headers,
+                body,
+            } => {
+                let mut w = Writer::new(out, 13);
+                w.u32(*caller)
+                    .u64(*call_id)
+                    .str(namespace)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    })
+                    .list(chain, |w, c| {
+                        w.str(c);
+                    })
+                    .opt(rpc.as_deref(), |w, m| {
+                        w.str(m);
+                    })
+                    .str(method)
+                    .str(uri)
+                    .headers(headers)
+                    .bytes(body);
+                w.finish();
+            }
             ToEdge::AlarmDone { object, ok } => {
                 let mut w = Writer::new(out, 12);
                 w.u32(*object).bool(*ok);
@@ -578,6 +637,19 @@ impl ToEdge {
                 object: r.u32()?,
                 ok: r.bool()?,
             },
+            13 => ToEdge::Call {
+                caller: r.u32()?,
+                call_id: r.u64()?,
+                namespace: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
+                chain: r.list(Reader::str)?,
+                rpc: r.opt(Reader::str)?,
+                method: r.str()?,
+                uri: r.str()?,
+                headers: r.headers()?,
+                body: r.bytes()?,
+            },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -628,8 +700,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000500020004030201");
-        assert_eq!(VERSION, 5);
+        assert_eq!(hex(&out), "09000000000600020004030201");
+        assert_eq!(VERSION, 6);
     }
 
     #[test]
@@ -687,6 +759,38 @@ mod tests {
             uri: "/rooms/x?name=ada".into(),
             headers: vec![("upgrade".into(), Bytes::from_static(b"websocket"))],
             body: Bytes::new(),
+            rpc: None,
+            chain: vec![],
+        });
+        round_trip_worker(ToWorker::Fetch {
+            object: 2,
+            request_id: 7,
+            upgrade: None,
+            method: "POST".into(),
+            uri: "/rpc".into(),
+            headers: vec![],
+            body: Bytes::from_static(b"[1]"),
+            rpc: Some("add".into()),
+            chain: vec!["ab".repeat(32)],
+        });
+        round_trip_worker(ToWorker::CallResult {
+            call_id: 3,
+            status: 200,
+            headers: vec![],
+            body: Bytes::from_static(b"{}"),
+        });
+        round_trip_edge(ToEdge::Call {
+            caller: 1,
+            call_id: 3,
+            namespace: "BENCH".into(),
+            id: "cd".repeat(32),
+            name: Some("b".into()),
+            chain: vec!["ab".repeat(32)],
+            rpc: Some("echo".into()),
+            method: "POST".into(),
+            uri: "/".into(),
+            headers: vec![],
+            body: Bytes::from_static(b"\"hi\""),
         });
         round_trip_worker(ToWorker::Closed {
             object: 1,

@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -84,7 +84,24 @@ pub enum ToWorker {
         uri: String,
         /// Header names (lowercase) and values.
         headers: Vec<(String, Bytes)>,
-        /// Request body.
+        /// Request body (for an RPC, the JSON arguments).
+        body: Bytes,
+        /// For a call from another object: the method of an RPC, `None`
+        /// for a fetch.
+        rpc: Option<String>,
+        /// Ids of the objects whose handlers wait on this request, outermost
+        /// first; empty for a client's request.
+        chain: Vec<String>,
+    },
+    /// The answer to a `Call` this worker made.
+    CallResult {
+        /// From the `Call`.
+        call_id: u64,
+        /// HTTP status (an RPC answers 200 with its JSON result).
+        status: u16,
+        /// Response headers.
+        headers: Vec<(String, Bytes)>,
+        /// Response body.
         body: Bytes,
     },
     /// A text or binary message from a socket.
@@ -239,6 +256,32 @@ pub enum ToEdge {
         object: u32,
         /// Unix milliseconds.
         at_ms: Option<u64>,
+    },
+    /// A handler calls another object: a fetch, or an RPC when `rpc` names
+    /// the method. Answered with `CallResult`.
+    Call {
+        /// The calling object.
+        caller: u32,
+        /// Chosen by the worker, echoed in `CallResult`.
+        call_id: u64,
+        /// The callee's namespace.
+        namespace: String,
+        /// The callee's id, 64 hex characters.
+        id: String,
+        /// The name the id came from, if it did.
+        name: Option<String>,
+        /// The callers' ids, outermost first, the calling object last.
+        chain: Vec<String>,
+        /// RPC method, or `None` for a fetch.
+        rpc: Option<String>,
+        /// HTTP method.
+        method: String,
+        /// Path and query.
+        uri: String,
+        /// Headers.
+        headers: Vec<(String, Bytes)>,
+        /// Body (for an RPC, the JSON arguments).
+        body: Bytes,
     },
     /// An `Alarm` event finished; `ok` false if the handler failed.
     AlarmDone {
