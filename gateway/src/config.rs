@@ -1,7 +1,10 @@
 //! The one `Config` tree: `config/torpor.toml` parses to `Config::default()`.
 //! Loading goes file, then `TORPOR_*` variables, then flags, then
-//! [`Config::validate`]. Only the binary reads files and the environment.
+//! [`Config::validate`]. Only the binary reads files and the environment
+//! (`validate`, which the binary calls at start, reads the variables that
+//! routes name in `secret_env`, so that a missing secret is a config error).
 
+use crate::frontdoor::auth::{AuthMode, Secret, MIN_SECRET_BYTES};
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +115,25 @@ pub struct Route {
     /// Where the object id comes from; `name` by default.
     #[serde(default)]
     pub id: IdSource,
+    /// Who may reach the route's objects: `none` (default) or `hmac`, a
+    /// token per object (see [`crate::frontdoor::auth`]).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// With `hmac`: the environment variable that holds the secret, read
+    /// at start by [`Config::validate`].
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// With `hmac`: the secret itself, for development; not with `secret_env`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Allowed `Origin` values (`https://a.example`); absent allows any,
+    /// present refuses a request without a listed Origin with 403.
+    #[serde(default)]
+    pub origins: Option<Vec<String>>,
+    /// The HMAC key in use, from `secret` or `secret_env`; set by
+    /// [`Config::validate`], never read from the file.
+    #[serde(skip)]
+    pub key: Option<Secret>,
 }
 
 /// Where a route takes its object's id from.
@@ -174,6 +196,8 @@ impl Default for Config {
                 ("BENCH", "Bench"),
                 ("ECHO", "Echo"),
                 ("COUNTERS", "Counter"),
+                ("PRESENCE", "Presence"),
+                ("GAMES", "GameRelay"),
             ]
             .into_iter()
             .map(|(name, class)| Namespace {
@@ -189,12 +213,19 @@ impl Default for Config {
                 ("/counter/{name}", "COUNTERS", IdSource::Name),
                 ("/counters/{name}", "COUNTERS", IdSource::Hex),
                 ("/counters", "COUNTERS", IdSource::Unique),
+                ("/presence/{name}", "PRESENCE", IdSource::Name),
+                ("/games/{name}", "GAMES", IdSource::Name),
             ]
             .into_iter()
             .map(|(path, namespace, id)| Route {
                 path: path.into(),
                 namespace: namespace.into(),
                 id,
+                auth: AuthMode::None,
+                secret_env: None,
+                secret: None,
+                origins: None,
+                key: None,
             })
             .collect(),
             prices: crate::billing::Prices::default(),
@@ -304,7 +335,7 @@ impl Config {
     }
 
     /// Checks ranges and routes.
-    pub fn validate(self) -> Result<Config, ConfigError> {
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             key: key.to_owned(),
             message,
@@ -387,8 +418,118 @@ impl Config {
                 ));
             }
         }
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            route.key = route_key(i, route)?;
+            check_origins(i, route)?;
+        }
         Ok(self)
     }
+}
+
+/// The HMAC key of route `i`: checks `auth`, `secret` and `secret_env`
+/// together and reads the environment variable (this is "at start").
+fn route_key(i: usize, route: &Route) -> Result<Option<Secret>, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: format!("routes[{i}].{key}"),
+        message,
+    };
+    let path = &route.path;
+    match (route.auth, &route.secret, &route.secret_env) {
+        (AuthMode::None, None, None) => Ok(None),
+        (AuthMode::None, Some(_), _) | (AuthMode::None, _, Some(_)) => Err(invalid(
+            "auth",
+            format!("route {path} has a secret but auth is none; set auth = \"hmac\" or drop the secret"),
+        )),
+        (AuthMode::Hmac, _, _) if route.id == IdSource::Unique => Err(invalid(
+            "auth",
+            format!("route {path} makes a new object per request, so no token can name its object"),
+        )),
+        (AuthMode::Hmac, _, _) if route.id == IdSource::Query(QUERY_TOKEN.to_owned()) => {
+            Err(invalid(
+                "id",
+                format!("route {path}: query parameter {QUERY_TOKEN} carries the auth token"),
+            ))
+        }
+        (AuthMode::Hmac, None, None) => Err(invalid(
+            "auth",
+            format!("route {path} has auth hmac but neither secret_env nor secret"),
+        )),
+        (AuthMode::Hmac, Some(_), Some(_)) => Err(invalid(
+            "secret",
+            format!("route {path} has both secret and secret_env; keep one"),
+        )),
+        (AuthMode::Hmac, Some(secret), None) => {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    "secret",
+                    format!(
+                        "route {path}: secret is {} bytes, at least {MIN_SECRET_BYTES}",
+                        secret.len()
+                    ),
+                ));
+            }
+            Ok(Some(secret.clone()))
+        }
+        (AuthMode::Hmac, None, Some(var)) => {
+            use std::os::unix::ffi::OsStringExt;
+            if var.is_empty() || var.contains(['=', '\0']) {
+                return Err(invalid(
+                    "secret_env",
+                    format!("route {path}: {var:?} is not an environment variable name"),
+                ));
+            }
+            let Some(value) = std::env::var_os(var) else {
+                return Err(invalid(
+                    "secret_env",
+                    format!("route {path}: environment variable {var} is not set"),
+                ));
+            };
+            let value = value.into_vec();
+            if value.len() < MIN_SECRET_BYTES {
+                let what = if value.is_empty() {
+                    "is empty".to_owned()
+                } else {
+                    format!("holds {} bytes, at least {MIN_SECRET_BYTES}", value.len())
+                };
+                return Err(invalid(
+                    "secret_env",
+                    format!("route {path}: environment variable {var} {what}"),
+                ));
+            }
+            Ok(Some(Secret::new(value)))
+        }
+    }
+}
+
+/// The query parameter a token may come in; no route may take its id from it.
+const QUERY_TOKEN: &str = crate::frontdoor::auth::QUERY_PARAM;
+
+/// Origins are what browsers send: `scheme://host[:port]`, no path.
+fn check_origins(i: usize, route: &Route) -> Result<(), ConfigError> {
+    let Some(origins) = &route.origins else {
+        return Ok(());
+    };
+    if origins.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: format!("routes[{i}].origins"),
+            message: format!(
+                "route {}: an empty list refuses every request; drop the key to allow any origin",
+                route.path
+            ),
+        });
+    }
+    for (j, origin) in origins.iter().enumerate() {
+        let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
+            !scheme.is_empty() && !host.is_empty() && !host.contains(['/', '?', '#', ' '])
+        });
+        if !well_formed {
+            return Err(ConfigError::Invalid {
+                key: format!("routes[{i}].origins[{j}]"),
+                message: format!("{origin:?} is not scheme://host[:port] (no path, no trailing /)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -516,6 +657,60 @@ mod tests {
         config.prices.storage_usd_per_gb_month = -0.2;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("prices.storage_usd_per_gb_month"), "{err}");
+    }
+
+    #[test]
+    fn route_auth_keys_are_checked_together_and_errors_name_the_key() {
+        let route = |extra: &str| {
+            let text = format!(
+                "[[namespaces]]\nname = \"R\"\nclass = \"C\"\n\
+                 [[routes]]\npath = \"/open/{{name}}\"\nnamespace = \"R\"\n\
+                 [[routes]]\npath = \"/r/{{name}}\"\nnamespace = \"R\"\n{extra}"
+            );
+            Config::from_toml(&text, "t.toml".into())
+                .and_then(Config::validate)
+                .map_err(|e| e.to_string())
+        };
+        let config = route("auth = \"hmac\"\nsecret = \"0123456789abcdef\"").unwrap();
+        assert_eq!(config.routes[0].key, None);
+        assert_eq!(config.routes[1].key.as_ref().map(Secret::len), Some(16));
+        let refused = [
+            ("auth = \"hmac\"", "routes[1].auth"),
+            ("auth = \"hmac\"\nsecret = \"short\"", "routes[1].secret"),
+            ("secret = \"0123456789abcdef\"", "routes[1].auth"),
+            (
+                "auth = \"hmac\"\nsecret = \"0123456789abcdef\"\nsecret_env = \"X\"",
+                "routes[1].secret",
+            ),
+            (
+                "auth = \"hmac\"\nsecret_env = \"TORPOR_TEST_UNSET_SECRET_VARIABLE\"",
+                "routes[1].secret_env",
+            ),
+            ("origins = []", "routes[1].origins"),
+            (
+                "origins = [\"https://a.example\", \"https://b.example/\"]",
+                "routes[1].origins[1]",
+            ),
+            ("auth = \"basic\"", "basic"),
+        ];
+        for (extra, key) in refused {
+            let err = route(extra).unwrap_err();
+            assert!(err.contains(key), "{extra:?}: {err}");
+        }
+        let err = route("auth = \"hmac\"\nsecret_env = \"TORPOR_TEST_UNSET_SECRET_VARIABLE\"")
+            .unwrap_err();
+        assert!(err.contains("TORPOR_TEST_UNSET_SECRET_VARIABLE"), "{err}");
+        assert!(err.contains("/r/{name}"), "{err}");
+        let mut config = Config::default();
+        let unique = config
+            .routes
+            .iter()
+            .position(|r| r.id == IdSource::Unique)
+            .unwrap();
+        config.routes[unique].auth = AuthMode::Hmac;
+        config.routes[unique].secret = Some(Secret::new(vec![7; 16]));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(&format!("routes[{unique}].auth")), "{err}");
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod hold;
 pub mod ledger;
 pub mod metrics;
 pub mod supervisor;
+pub mod token_cli;

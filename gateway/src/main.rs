@@ -13,6 +13,7 @@ use torpor_gateway::{admin, frontdoor, hold, supervisor};
 const USAGE: &str = "\
 usage: torpor [--config PATH] [--http ADDR] [--admin ADDR] [--data-dir DIR] [--workers N]
        torpor bill [--config PATH] [--from WHEN] [--to WHEN] [--class NAME] [--json] [--by-object]
+       torpor token --route PATH --ttl DURATION [--name NAME] [--config PATH]
 
 Runs a Torpor node on PATH (default config/torpor.toml). Flags override the
 file, as do TORPOR_HTTP, TORPOR_ADMIN, TORPOR_DATA_DIR and TORPOR_WORKERS;
@@ -31,6 +32,9 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("bill") {
         return bill(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("token") {
+        return token(&args[1..]);
     }
     let config = match load_config(&args) {
         Ok(config) => config,
@@ -85,6 +89,40 @@ fn bill(args: &[String]) -> ExitCode {
         }
         Err(Failure::Config(err)) => {
             eprintln!("torpor bill: config: {}", chain(&err));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `torpor token`: `--config PATH` is ours, the rest is the token's.
+fn token(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return torpor_gateway::token_cli::run(&["--help".to_owned()], &Config::default());
+    }
+    let mut config_args = Vec::new();
+    let mut token_args = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--config" {
+            config_args.push(arg.clone());
+            if let Some(path) = rest.next() {
+                config_args.push(path.clone());
+            }
+        } else {
+            token_args.push(arg.clone());
+        }
+    }
+    match load_config(&config_args) {
+        Ok(config) => torpor_gateway::token_cli::run(&token_args, &config),
+        Err(Failure::Usage(message)) => {
+            eprintln!("torpor token: {message}\n\n{USAGE}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Help) => {
+            torpor_gateway::token_cli::run(&["--help".to_owned()], &Config::default())
+        }
+        Err(Failure::Config(err)) => {
+            eprintln!("torpor token: config: {}", chain(&err));
             ExitCode::from(EXIT_CONFIG)
         }
     }

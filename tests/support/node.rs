@@ -18,9 +18,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many stderr lines to keep for a start-up failure message.
 const STDERR_TAIL_LINES: usize = 60;
 
-// No [[namespaces]] or [[routes]] are written: the binary's defaults are
-// exactly config/torpor.toml's (a unit test holds them equal), so the tests
-// exercise the shipped classes and routes.
+// No [[namespaces]] or [[routes]] are written unless a test appends them
+// with `extra_config`: the binary's defaults are exactly config/torpor.toml's
+// (a unit test holds them equal), so the tests exercise the shipped classes
+// and routes.
 
 /// Builds the temp config of a node. Keys left unset keep the binary's defaults.
 #[derive(Debug, Default, Clone)]
@@ -32,6 +33,10 @@ pub struct NodeBuilder {
     limits: Vec<(String, String)>,
     /// A data dir that outlives the node (for restarts); the caller removes it.
     data_dir: Option<std::path::PathBuf>,
+    /// Raw TOML appended after everything else.
+    extra_config: Vec<String>,
+    /// Environment variables set on the `torpor` process.
+    env: Vec<(String, String)>,
 }
 
 impl NodeBuilder {
@@ -65,6 +70,22 @@ impl NodeBuilder {
         self
     }
 
+    /// Appends raw TOML after the rest of the config. It lands after the
+    /// `[limits]` table, so it must open tables of its own (`[[namespaces]]`,
+    /// `[[routes]]`). A config with any `[[routes]]` (or `[[namespaces]]`)
+    /// replaces all the default ones: list everything the test needs.
+    pub fn extra_config(mut self, text: &str) -> Self {
+        self.extra_config.push(text.to_owned());
+        self
+    }
+
+    /// Sets an environment variable on the `torpor` process (and so on its
+    /// workers).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     fn config_text(&self, data_dir: &Path) -> String {
         let mut text = format!("data_dir = {}\n", toml_string(&data_dir.to_string_lossy()));
         if let Some(workers) = self.workers {
@@ -83,6 +104,11 @@ impl NodeBuilder {
                 text += &format!("{key} = {value}\n");
             }
         }
+        for extra in &self.extra_config {
+            text += "\n";
+            text += extra;
+            text += "\n";
+        }
         text
     }
 
@@ -97,6 +123,7 @@ impl NodeBuilder {
         let mut child = Command::new(env!("CARGO_BIN_EXE_torpor"))
             .arg("--config")
             .arg(&config_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

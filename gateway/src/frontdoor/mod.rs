@@ -5,6 +5,7 @@
 //! Not here: frames (the hold loop parses them) and objects' decisions
 //! (their `fetch` makes them, in a worker).
 
+pub mod auth;
 mod handshake;
 mod reject;
 mod route;
@@ -37,6 +38,8 @@ struct RouteEntry {
     class: Arc<str>,
     key: NamespaceKey,
     id: IdSource,
+    /// Token and Origin checks, before anything reaches the hold loop.
+    guard: auth::Guard,
 }
 
 /// Longest object name taken from a query parameter or header, in bytes.
@@ -69,6 +72,7 @@ impl FrontDoor {
                     class: Arc::from(namespace.class.as_str()),
                     key: NamespaceKey::derive(node_secret, &namespace.name),
                     id: r.id.clone(),
+                    guard: auth::Guard::from_route(r),
                 })
             })
             .collect();
@@ -152,6 +156,11 @@ async fn handle(
         Ok(resolved) => resolved,
         Err((status, message)) => return Ok(reject(status, &message)),
     };
+    // Before any wake: a refused request costs the object nothing.
+    let admitted = match route.guard.check(&mut request, &id, auth::unix_now()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(refusal.reply()),
+    };
 
     let (namespace, class) = (route.namespace.clone(), route.class.clone());
     let upgrade = match handshake::check(&request) {
@@ -227,6 +236,7 @@ async fn handle(
         }
     };
     let mut response = respond(&door, reply, upgrade, on_upgrade);
+    admitted.answer(&mut response);
     // Every routed response names its object, so that a client can keep
     // the id of a unique object, or address a named one by id.
     if let Ok(value) = HeaderValue::from_str(&id.to_hex()) {
@@ -321,6 +331,17 @@ fn respond(
         ) {
             response.headers_mut().append(name, value);
         }
+    }
+    // The per-object socket limit (503) and any 429 are worth retrying
+    // soon; say when, unless the object already did.
+    let retryable = matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    );
+    if retryable && !response.headers().contains_key(hyper::header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if let (Some(handle), Some(upgrade), Some(on_upgrade)) = (reply.upgraded, upgrade, on_upgrade) {
         let headers = response.headers_mut();

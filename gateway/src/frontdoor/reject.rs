@@ -15,6 +15,17 @@ pub(crate) fn reject(status: StatusCode, message: &str) -> Reply {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        // Overload and shutdown pass: tell clients to come back soon rather
+        // than at once, or never.
+        headers.insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
     if status == StatusCode::UPGRADE_REQUIRED {
         // RFC 6455 §4.4: tell the client which version we speak.
         headers.insert(

@@ -4,19 +4,26 @@ mod bench;
 mod chat_room;
 mod counter;
 mod echo;
+mod game_relay;
+mod presence;
 
 pub use bench::Bench;
 pub use chat_room::ChatRoom;
 pub use counter::Counter;
 pub use echo::Echo;
+pub use game_relay::GameRelay;
+pub use presence::Presence;
 
 use crate::Registry;
 
-/// The registry of the default worker: `ChatRoom`, `Bench`, `Echo`, `Counter`.
+/// The registry of the default worker: `ChatRoom`, `Bench`, `Echo`, `Counter`,
+/// `Presence`, `GameRelay`.
 pub fn registry() -> Registry {
     Registry::new()
         .with::<ChatRoom>("ChatRoom")
         .with::<Counter>("Counter")
         .with::<Bench>("Bench")
         .with::<Echo>("Echo")
+        .with::<Presence>("Presence")
+        .with::<GameRelay>("GameRelay")
 }
