@@ -13,6 +13,7 @@ mod chat;
 mod closing;
 mod crash;
 mod echo;
+mod edge_limits;
 mod failures;
 mod game_relay;
 mod hibernation;

@@ -74,6 +74,9 @@ pub struct Limits {
     pub max_attachment_bytes: usize,
     /// Sockets per object; 503 beyond.
     pub max_connections_per_object: usize,
+    /// Open WebSockets from one client IP address; 429 beyond. 0 is no
+    /// limit.
+    pub max_connections_per_address: usize,
     /// Bytes queued for a client that does not read; closed beyond.
     pub max_outbound_queue_bytes: usize,
     /// Largest HTTP request head; 431 beyond.
@@ -248,6 +251,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_attachment_bytes: 2048,
             max_connections_per_object: 32_768,
+            max_connections_per_address: 0,
             max_outbound_queue_bytes: 4 << 20,
             max_request_head_bytes: 16 << 10,
             max_request_bytes: 1 << 20,

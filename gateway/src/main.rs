@@ -243,6 +243,7 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             max_message_bytes: config.limits.max_message_bytes,
             max_attachment_bytes: config.limits.max_attachment_bytes,
             max_connections_per_object: config.limits.max_connections_per_object,
+            max_connections_per_address: config.limits.max_connections_per_address,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             max_events_in_flight: config.limits.max_events_in_flight,
             alarm_store_path: data_dir.join("alarms.sqlite"),

@@ -126,7 +126,11 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
 async fn serve_connection(stream: TcpStream, door: Arc<FrontDoor>) {
     let io = TokioIo::new(stream);
     let service_door = door.clone();
-    let service = service_fn(move |request| handle(service_door.clone(), request));
+    let peer = io
+        .inner()
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let service = service_fn(move |request| handle(service_door.clone(), peer, request));
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(door.handshake_timeout)
@@ -143,6 +147,7 @@ type Reply = Response<Full<Bytes>>;
 
 async fn handle(
     door: Arc<FrontDoor>,
+    peer: std::net::IpAddr,
     mut request: Request<Incoming>,
 ) -> Result<Reply, std::convert::Infallible> {
     let path = request.uri().path().to_owned();
@@ -200,6 +205,7 @@ async fn handle(
     };
     let (reply_tx, reply_rx) = oneshot::channel();
     let sent = door.hold.send(Command::Fetch(FetchRequest {
+        peer,
         namespace,
         class,
         id,

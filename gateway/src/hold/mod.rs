@@ -63,6 +63,8 @@ pub struct HoldOptions {
     pub max_attachment_bytes: usize,
     /// Sockets per object.
     pub max_connections_per_object: usize,
+    /// Open sockets per client address; 0 is no limit.
+    pub max_connections_per_address: usize,
     /// Bytes queued for one client before it is closed.
     pub max_outbound_queue_bytes: usize,
     /// Events in flight per object before its sockets stop being read.
@@ -77,6 +79,8 @@ pub struct HoldOptions {
 
 /// An HTTP request (or upgrade) for an object.
 pub struct FetchRequest {
+    /// The client's address.
+    pub peer: std::net::IpAddr,
     /// Namespace from the route.
     pub namespace: Arc<str>,
     /// Class of the namespace.
@@ -218,6 +222,7 @@ pub fn spawn(
         pending_links: Slab::new(),
         fetches: HashMap::new(),
         calls: HashMap::new(),
+        per_address: HashMap::new(),
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
         targets: Vec::new(),
@@ -303,6 +308,8 @@ struct HoldLoop {
     pending_links: Slab<PendingLink>,
     fetches: HashMap<u64, PendingFetch>,
     calls: HashMap<u64, PendingCall>,
+    /// Listed sockets per client address, for the per-address limit.
+    per_address: HashMap<std::net::IpAddr, u32>,
     next_request_id: u64,
     scratch: Vec<u8>,
     /// Reused list of broadcast targets.
@@ -574,13 +581,22 @@ impl HoldLoop {
         let o = &mut self.objects[object as usize];
         o.usage.requests += 1;
         let upgrade = if request.upgrade {
+            let per_address = self.options.max_connections_per_address;
+            let held = self.per_address.get(&request.peer).copied().unwrap_or(0);
+            if per_address > 0 && held as usize >= per_address {
+                let message = format!("address holds {held} sockets, limit {per_address}");
+                let _ = request.reply.send(FetchReply::error(429, &message));
+                return;
+            }
             let limit = self.options.max_connections_per_object;
             if o.sockets.len() >= limit {
                 let message = format!("object holds {} sockets, limit {limit}", o.sockets.len());
                 let _ = request.reply.send(FetchReply::error(503, &message));
                 return;
             }
-            Some(self.reserve_socket(object))
+            let slot = self.reserve_socket(object);
+            self.sockets[slot].peer = Some(request.peer);
+            Some(slot)
         } else {
             None
         };
@@ -1595,6 +1611,9 @@ impl HoldLoop {
         let sockets = &mut self.objects[socket.object as usize].sockets;
         socket.position = Some(sockets.len() as u32);
         sockets.push(slot as u32);
+        if let Some(peer) = socket.peer {
+            *self.per_address.entry(peer).or_insert(0) += 1;
+        }
     }
 
     fn unlist_socket(&mut self, slot: usize) {
@@ -1604,6 +1623,16 @@ impl HoldLoop {
         let Some(position) = socket.position.take() else {
             return;
         };
+        if let Some(peer) = socket.peer {
+            if let std::collections::hash_map::Entry::Occupied(mut held) =
+                self.per_address.entry(peer)
+            {
+                *held.get_mut() -= 1;
+                if *held.get() == 0 {
+                    held.remove();
+                }
+            }
+        }
         let sockets = &mut self.objects[socket.object as usize].sockets;
         sockets.swap_remove(position as usize);
         if let Some(&moved) = sockets.get(position as usize) {
