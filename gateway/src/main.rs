@@ -31,10 +31,10 @@ fn main() -> ExitCode {
         return worker(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("bill") {
-        return bill(&args[1..]);
+        return with_config("bill", &args[1..], torpor_gateway::bill_cli::run);
     }
     if args.first().map(String::as_str) == Some("token") {
-        return token(&args[1..]);
+        return with_config("token", &args[1..], torpor_gateway::token_cli::run);
     }
     let config = match load_config(&args) {
         Ok(config) => config,
@@ -63,44 +63,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `torpor bill`: `--config PATH` is ours, the rest is the bill's.
-fn bill(args: &[String]) -> ExitCode {
-    let mut config_args = Vec::new();
-    let mut bill_args = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--config" {
-            config_args.push(arg.clone());
-            if let Some(path) = rest.next() {
-                config_args.push(path.clone());
-            }
-        } else {
-            bill_args.push(arg.clone());
-        }
-    }
-    match load_config(&config_args) {
-        Ok(config) => torpor_gateway::bill_cli::run(&bill_args, &config),
-        Err(Failure::Usage(message)) => {
-            eprintln!("torpor bill: {message}\n\n{USAGE}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(Failure::Help) => {
-            torpor_gateway::bill_cli::run(&["--help".to_owned()], &Config::default())
-        }
-        Err(Failure::Config(err)) => {
-            eprintln!("torpor bill: config: {}", chain(&err));
-            ExitCode::from(EXIT_CONFIG)
-        }
-    }
-}
-
-/// `torpor token`: `--config PATH` is ours, the rest is the token's.
-fn token(args: &[String]) -> ExitCode {
+/// A subcommand that runs against the config (`bill`, `token`): `--config
+/// PATH` is ours, the rest is the subcommand's; `--help` needs no config.
+fn with_config(name: &str, args: &[String], run: fn(&[String], &Config) -> ExitCode) -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        return torpor_gateway::token_cli::run(&["--help".to_owned()], &Config::default());
+        return run(&["--help".to_owned()], &Config::default());
     }
     let mut config_args = Vec::new();
-    let mut token_args = Vec::new();
+    let mut own_args = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if arg == "--config" {
@@ -109,20 +79,18 @@ fn token(args: &[String]) -> ExitCode {
                 config_args.push(path.clone());
             }
         } else {
-            token_args.push(arg.clone());
+            own_args.push(arg.clone());
         }
     }
     match load_config(&config_args) {
-        Ok(config) => torpor_gateway::token_cli::run(&token_args, &config),
+        Ok(config) => run(&own_args, &config),
         Err(Failure::Usage(message)) => {
-            eprintln!("torpor token: {message}\n\n{USAGE}");
+            eprintln!("torpor {name}: {message}\n\n{USAGE}");
             ExitCode::from(EXIT_USAGE)
         }
-        Err(Failure::Help) => {
-            torpor_gateway::token_cli::run(&["--help".to_owned()], &Config::default())
-        }
+        Err(Failure::Help) => run(&["--help".to_owned()], &Config::default()),
         Err(Failure::Config(err)) => {
-            eprintln!("torpor token: config: {}", chain(&err));
+            eprintln!("torpor {name}: config: {}", chain(&err));
             ExitCode::from(EXIT_CONFIG)
         }
     }
