@@ -234,7 +234,9 @@ impl ObjectHost {
         };
         let now = storage.row_counts();
         let last = self.reported_rows.replace(now);
-        let size = storage.database_size().ok();
+        // The size only changes with writes: skip the two PRAGMAs otherwise.
+        let wrote = now.rows_written != last.rows_written;
+        let size = wrote.then(|| storage.database_size().ok()).flatten();
         (
             now.rows_read.saturating_sub(last.rows_read),
             now.rows_written.saturating_sub(last.rows_written),

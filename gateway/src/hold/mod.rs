@@ -595,7 +595,10 @@ impl HoldLoop {
                 return;
             }
             let slot = self.reserve_socket(object);
-            self.sockets[slot].peer = Some(request.peer);
+            // Only tracked when limited: otherwise no map work per socket.
+            if per_address > 0 {
+                self.sockets[slot].peer = Some(request.peer);
+            }
             Some(slot)
         } else {
             None
