@@ -14,6 +14,7 @@ mod closing;
 mod crash;
 mod echo;
 mod edge_limits;
+mod edges;
 mod failures;
 mod game_relay;
 mod hibernation;

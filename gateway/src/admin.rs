@@ -1,5 +1,7 @@
-//! The admin listener: per-object usage, node facts, and Prometheus metrics.
-//! Loopback by default; it has no authentication.
+//! An edge's admin API, on a Unix socket in the run directory: this edge's
+//! part of an object's usage, its workers' pids, and its Prometheus
+//! metrics. The node's admin listener (`node_admin`) asks every edge and
+//! answers for the node.
 
 use crate::hold::{Command, HoldHandle};
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use torpor_objects::ids::NamespaceKey;
 use tracing::warn;
@@ -26,7 +28,7 @@ pub struct Admin {
 }
 
 /// Serves the admin API until the listener fails.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+pub async fn serve(listener: UnixListener, admin: Arc<Admin>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

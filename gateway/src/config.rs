@@ -20,6 +20,8 @@ pub mod env {
     pub const DATA_DIR: &str = "TORPOR_DATA_DIR";
     /// `workers`
     pub const WORKERS: &str = "TORPOR_WORKERS";
+    /// `edges`
+    pub const EDGES: &str = "TORPOR_EDGES";
     /// Log filter, e.g. `info` or `torpor_gateway=debug`.
     pub const LOG: &str = "TORPOR_LOG";
 }
@@ -30,6 +32,8 @@ pub mod env {
 pub struct Config {
     /// Where objects keep their data.
     pub data_dir: PathBuf,
+    /// Number of edge processes sharing the listen port (SO_REUSEPORT).
+    pub edges: u16,
     /// Number of worker processes.
     pub workers: u16,
     /// Idle time after which an object is dropped from memory.
@@ -188,6 +192,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("./data"),
+            edges: 1,
             workers: 2,
             hibernate_after: Duration::from_secs(10),
             worker_idle_exit: Duration::from_secs(60),
@@ -310,7 +315,7 @@ impl Config {
     }
 
     /// Sets one value by its override name (`http`, `admin`, `data_dir`,
-    /// `workers`), as flags and environment variables do.
+    /// `edges`, `workers`), as flags and environment variables do.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             key: key.to_owned(),
@@ -333,6 +338,11 @@ impl Config {
                     .parse()
                     .map_err(|e| invalid(format!("{value:?}: {e}")))?
             }
+            "edges" => {
+                self.edges = value
+                    .parse()
+                    .map_err(|e| invalid(format!("{value:?}: {e}")))?
+            }
             _ => return Err(invalid("no such override".to_owned())),
         }
         Ok(())
@@ -348,6 +358,12 @@ impl Config {
             return Err(invalid(
                 "workers",
                 format!("{} is not within 1..=256", self.workers),
+            ));
+        }
+        if self.edges == 0 || self.edges > 64 {
+            return Err(invalid(
+                "edges",
+                format!("{} is not within 1..=64", self.edges),
             ));
         }
         let limits = &self.limits;

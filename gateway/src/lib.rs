@@ -1,5 +1,6 @@
 //! The Torpor edge and node: the hyper front door, the mio hold loop that
-//! keeps every upgraded socket, the admin API, the worker supervisor, and
+//! keeps every upgraded socket, the admin APIs (an edge's own, and the
+//! node's that sums them), the supervisor of edge and worker processes, and
 //! the config they share. The `torpor` binary wires them together.
 
 pub mod admin;
@@ -10,5 +11,6 @@ pub mod frontdoor;
 pub mod hold;
 pub mod ledger;
 pub mod metrics;
+pub mod node_admin;
 pub mod supervisor;
 pub mod token_cli;

@@ -1,22 +1,26 @@
-//! `torpor`: runs a node (front door, hold loop, admin, supervisor) on a
-//! config file, or, as `torpor worker`, one object worker process.
+//! `torpor`: runs a node on a config file: the supervisor, which starts the
+//! edge processes (`torpor edge`: front door and hold loop, sharing the
+//! listen port) and the object workers (`torpor worker`), restarts any that
+//! dies, and serves the node's admin API.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use torpor_gateway::config::{self, Config, ConfigError};
-use torpor_gateway::{admin, frontdoor, hold, supervisor};
+use torpor_gateway::{admin, frontdoor, hold, node_admin, supervisor};
 
 const USAGE: &str = "\
-usage: torpor [--config PATH] [--http ADDR] [--admin ADDR] [--data-dir DIR] [--workers N]
+usage: torpor [--config PATH] [--http ADDR] [--admin ADDR] [--data-dir DIR] [--edges N] [--workers N]
        torpor bill [--config PATH] [--from WHEN] [--to WHEN] [--class NAME] [--json] [--by-object]
        torpor token --route PATH --ttl DURATION [--name NAME] [--config PATH]
 
 Runs a Torpor node on PATH (default config/torpor.toml). Flags override the
-file, as do TORPOR_HTTP, TORPOR_ADMIN, TORPOR_DATA_DIR and TORPOR_WORKERS;
+file, as do TORPOR_HTTP, TORPOR_ADMIN, TORPOR_DATA_DIR, TORPOR_EDGES and
+TORPOR_WORKERS;
 TORPOR_LOG sets the log filter (default info).";
 
 /// Exit code for a bad command line (sysexits EX_USAGE).
@@ -29,6 +33,9 @@ fn main() -> ExitCode {
     init_logging();
     if args.first().map(String::as_str) == Some("worker") {
         return worker(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("edge") {
+        return edge(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("bill") {
         return with_config("bill", &args[1..], torpor_gateway::bill_cli::run);
@@ -54,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run_node(config) {
+    match run_node(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("torpor: {}", chain(err.as_ref()));
@@ -134,6 +141,7 @@ fn load_config(args: &[String]) -> Result<Config, Failure> {
             "--admin" => Some("admin"),
             "--data-dir" => Some("data_dir"),
             "--workers" => Some("workers"),
+            "--edges" => Some("edges"),
             other => return Err(Failure::Usage(format!("unknown argument {other:?}"))),
         };
         let value = rest
@@ -150,6 +158,7 @@ fn load_config(args: &[String]) -> Result<Config, Failure> {
         (config::env::ADMIN, "admin"),
         (config::env::DATA_DIR, "data_dir"),
         (config::env::WORKERS, "workers"),
+        (config::env::EDGES, "edges"),
     ] {
         if let Ok(value) = std::env::var(var) {
             config.set(key, &value).map_err(|err| {
@@ -172,17 +181,170 @@ fn context(what: String) -> impl FnOnce(std::io::Error) -> BoxError {
     move |err| format!("{what}: {err}").into()
 }
 
-fn run_node(config: Config) -> Result<(), BoxError> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    torpor_gateway::metrics::describe();
-
+/// The supervisor: reserves the port, starts the edges and the workers,
+/// serves the node's admin API, and waits for a signal.
+fn run_node(config: Config, args: &[String]) -> Result<(), BoxError> {
     let run_dir = config.data_dir.join("run");
     std::fs::create_dir_all(&run_dir)
         .map_err(context(format!("cannot create {}", run_dir.display())))?;
-    let ipc_path = std::path::absolute(run_dir.join("edge-0.sock"))
-        .map_err(context("cannot resolve the ipc socket path".into()))?;
+    let run_dir = std::path::absolute(&run_dir)
+        .map_err(context("cannot resolve the run directory".into()))?;
     let data_dir =
         std::path::absolute(&config.data_dir).map_err(context("cannot resolve data_dir".into()))?;
+    // Before any child starts, so that they all read the same one.
+    torpor_objects::ids::load_or_create_secret(&data_dir).map_err(context(format!(
+        "cannot read or create the node secret in {}",
+        data_dir.display()
+    )))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Bound but not listening: it holds the port (a port of 0 becomes
+        // a real one) without taking connections, which only the edges'
+        // listening sockets in the same SO_REUSEPORT group get.
+        let port_holder = reuseport_socket(config.listen.http)
+            .map_err(context(format!("cannot bind {}", config.listen.http)))?;
+        let http_addr = port_holder.local_addr()?;
+        let admin_listener = tokio::net::TcpListener::bind(config.listen.admin)
+            .await
+            .map_err(context(format!("cannot listen on {}", config.listen.admin)))?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
+        let start_requests = bind_start_requests(&run_dir, start_tx.clone())?;
+        let program = std::env::current_exe()?;
+        let mut edge_args: Vec<OsString> = vec!["edge".into()];
+        edge_args.extend(args.iter().map(OsString::from));
+        // Flags after the user's win: every edge gets the resolved port.
+        edge_args.extend(["--http".into(), http_addr.to_string().into()]);
+        let spec = supervisor::Spec {
+            program,
+            edge_args,
+            worker_args: worker_args(&config, &run_dir, &data_dir),
+            edges: config.edges,
+            workers: config.workers,
+        };
+        let pids = Arc::new(Mutex::new(supervisor::Pids {
+            edges: vec![None; usize::from(config.edges)],
+            workers: vec![None; usize::from(config.workers)],
+        }));
+        let edges = supervisor::start_edges(&spec, &pids).await?;
+        let supervisor = tokio::spawn(supervisor::supervise(
+            spec,
+            edges,
+            pids.clone(),
+            start_tx,
+            start_rx,
+        ));
+        tokio::spawn(node_admin::serve(
+            admin_listener,
+            Arc::new(node_admin::NodeAdmin {
+                run_dir: run_dir.clone(),
+                edges: config.edges,
+                pids,
+            }),
+        ));
+        tracing::info!(%http_addr, %admin_addr, edges = config.edges, workers = config.workers, "torpor ready");
+        #[allow(clippy::print_stdout)] // the readiness line scripts and tests wait for
+        {
+            println!("torpor ready http={http_addr} admin={admin_addr}");
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        supervisor.abort();
+        start_requests.abort();
+        drop(port_holder);
+        // Let the aborted supervisor drop its children (kill_on_drop).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    })
+}
+
+/// Edges ask for an idle-exited worker to be started by sending its index
+/// (two bytes, little-endian) as a datagram to `run/supervisor.sock`.
+fn bind_start_requests(
+    run_dir: &std::path::Path,
+    requests: tokio::sync::mpsc::UnboundedSender<u16>,
+) -> Result<tokio::task::JoinHandle<()>, BoxError> {
+    let path = run_dir.join(SUPERVISOR_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let socket = tokio::net::UnixDatagram::bind(&path)
+        .map_err(context(format!("cannot bind {}", path.display())))?;
+    Ok(tokio::spawn(async move {
+        let mut buf = [0u8; 16];
+        loop {
+            match socket.recv(&mut buf).await {
+                Ok(2) => {
+                    let _ = requests.send(u16::from_le_bytes([buf[0], buf[1]]));
+                }
+                Ok(n) => tracing::warn!(bytes = n, "malformed worker start request"),
+                Err(err) => {
+                    tracing::warn!(%err, "start request socket failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }))
+}
+
+const SUPERVISOR_SOCKET: &str = "supervisor.sock";
+
+/// `torpor edge --index I [node flags]`: one edge process. It reads the
+/// node's config as the supervisor did, listens on the shared port, holds
+/// its share of the sockets, and exits when the supervisor is gone.
+fn edge(args: &[String]) -> ExitCode {
+    let mut index = None;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--index" {
+            index = iter.next().and_then(|v| v.parse::<u16>().ok());
+            if index.is_none() {
+                eprintln!("torpor edge: --index needs a number");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let Some(index) = index else {
+        eprintln!("torpor edge: --index is required");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let config = match load_config(&rest) {
+        Ok(config) => config,
+        Err(Failure::Config(err)) => {
+            eprintln!("torpor edge: config: {}", chain(&err));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("torpor edge: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(Failure::Help) => return ExitCode::from(EXIT_USAGE),
+    };
+    match run_edge(config, index) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("torpor edge {index}: {}", chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_edge(config: Config, index: u16) -> Result<(), BoxError> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    torpor_gateway::metrics::describe();
+
+    let data_dir =
+        std::path::absolute(&config.data_dir).map_err(context("cannot resolve data_dir".into()))?;
+    let run_dir = data_dir.join("run");
+    let ipc_path = torpor_objects::edge_socket_path(&run_dir, index);
+    let secret = torpor_objects::ids::load_or_create_secret(&data_dir).map_err(context(
+        format!("cannot read the node secret in {}", data_dir.display()),
+    ))?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -190,22 +352,17 @@ fn run_node(config: Config) -> Result<(), BoxError> {
     runtime.block_on(async move {
         let http = bind(config.listen.http)
             .map_err(context(format!("cannot listen on {}", config.listen.http)))?;
-        let admin_listener = tokio::net::TcpListener::bind(config.listen.admin)
-            .await
-            .map_err(context(format!("cannot listen on {}", config.listen.admin)))?;
-        let http_addr = http.local_addr()?;
-        let admin_addr = admin_listener.local_addr()?;
+        let admin_path = node_admin::edge_admin_path(&run_dir, index);
+        let _ = std::fs::remove_file(&admin_path);
+        let admin_listener = tokio::net::UnixListener::bind(&admin_path).map_err(context(
+            format!("cannot listen on {}", admin_path.display()),
+        ))?;
 
-        let secret =
-            torpor_objects::ids::load_or_create_secret(&data_dir).map_err(context(format!(
-                "cannot read or create the node secret in {}",
-                data_dir.display()
-            )))?;
         let ledger_path = data_dir.join(torpor_gateway::bill_cli::LEDGER_FILE);
         let ledger = start_ledger(&ledger_path)?;
-        let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
         let options = hold::HoldOptions {
-            edge: 0,
+            edge: index,
             workers: config.workers,
             ipc_path: ipc_path.clone(),
             max_message_bytes: config.limits.max_message_bytes,
@@ -214,7 +371,9 @@ fn run_node(config: Config) -> Result<(), BoxError> {
             max_connections_per_address: config.limits.max_connections_per_address,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             max_events_in_flight: config.limits.max_events_in_flight,
-            alarm_store_path: data_dir.join("alarms.sqlite"),
+            // One edge keeps the node's alarm schedule; workers send every
+            // alarm change there.
+            alarm_store_path: (index == 0).then(|| data_dir.join("alarms.sqlite")),
             ledger: Some(ledger),
             namespaces: config
                 .namespaces
@@ -222,18 +381,25 @@ fn run_node(config: Config) -> Result<(), BoxError> {
                 .map(|n| (n.name.clone(), Arc::from(n.class.as_str())))
                 .collect(),
         };
-        let (hold_handle, _hold_thread) =
-            hold::spawn(options, start_tx.clone()).map_err(context(format!(
-                "cannot start the hold loop on {}",
-                ipc_path.display()
-            )))?;
+        let (hold_handle, _hold_thread) = hold::spawn(options, start_tx).map_err(context(
+            format!("cannot start the hold loop on {}", ipc_path.display()),
+        ))?;
+        let supervisor_socket = run_dir.join(SUPERVISOR_SOCKET);
+        tokio::spawn(async move {
+            let Ok(socket) = tokio::net::UnixDatagram::unbound() else {
+                tracing::error!("cannot ask for workers: no datagram socket");
+                return;
+            };
+            while let Some(worker) = start_rx.recv().await {
+                if let Err(err) = socket
+                    .send_to(&worker.to_le_bytes(), &supervisor_socket)
+                    .await
+                {
+                    tracing::warn!(%err, worker, "cannot ask the supervisor to start a worker");
+                }
+            }
+        });
 
-        let spec = supervisor::WorkerSpec {
-            program: std::env::current_exe()?,
-            args: worker_args(&config, &ipc_path, &data_dir),
-            workers: config.workers,
-        };
-        let supervisor = tokio::spawn(supervisor::supervise(spec, start_tx, start_rx));
         let door = Arc::new(frontdoor::FrontDoor::new(
             &config,
             hold_handle.clone(),
@@ -256,16 +422,24 @@ fn run_node(config: Config) -> Result<(), BoxError> {
                 namespaces,
             }),
         ));
-        tracing::info!(%http_addr, %admin_addr, workers = config.workers, "torpor ready");
-        #[allow(clippy::print_stdout)] // the readiness line scripts and tests wait for
+        tracing::info!(edge = index, "edge ready");
+        #[allow(clippy::print_stdout)] // what the supervisor waits for
         {
-            println!("torpor ready http={http_addr} admin={admin_addr}");
+            println!("{}", supervisor::EDGE_READY);
         }
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        supervisor.abort();
-        // Let the aborted supervisor drop its children (kill_on_drop).
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let parent = std::os::unix::process::parent_id();
+        let orphaned = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if std::os::unix::process::parent_id() != parent {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = orphaned => tracing::info!(edge = index, "the supervisor is gone"),
+        }
         Ok(())
     })
 }
@@ -293,8 +467,14 @@ fn start_ledger(
     Ok(tx)
 }
 
-/// The public listener, with SO_REUSEPORT so that more edges can share it.
+/// An edge's listener, with SO_REUSEPORT: the edges share the port and
+/// the kernel spreads new connections over them.
 fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    // Large enough for connection storms; the kernel caps it at somaxconn.
+    reuseport_socket(addr)?.listen(4096)
+}
+
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -303,20 +483,23 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
-    // Large enough for connection storms; the kernel caps it at somaxconn.
-    socket.listen(4096)
+    Ok(socket)
 }
 
 fn worker_args(
     config: &Config,
-    ipc_path: &std::path::Path,
+    run_dir: &std::path::Path,
     data_dir: &std::path::Path,
 ) -> Vec<OsString> {
     let millis = |d: Duration| d.as_millis().to_string().into();
     let mut args: Vec<OsString> = vec![
         "worker".into(),
-        "--ipc".into(),
-        ipc_path.as_os_str().to_owned(),
+        "--run-dir".into(),
+        run_dir.as_os_str().to_owned(),
+        "--edges".into(),
+        config.edges.to_string().into(),
+        "--max-connections-per-object".into(),
+        config.limits.max_connections_per_object.to_string().into(),
         "--hibernate-after-ms".into(),
         millis(config.hibernate_after),
         "--idle-exit-ms".into(),
@@ -353,7 +536,9 @@ async fn shutdown_signal() {
 
 fn worker(args: &[String]) -> ExitCode {
     let mut options = torpor_objects::WorkerOptions {
-        socket_path: PathBuf::new(),
+        run_dir: PathBuf::new(),
+        edges: 1,
+        max_connections_per_object: 32_768,
         index: 0,
         hibernate_after: Duration::from_secs(10),
         idle_exit: Duration::from_secs(60),
@@ -370,10 +555,14 @@ fn worker(args: &[String]) -> ExitCode {
         };
         let number = value.parse::<u64>();
         let parsed = match (flag.as_str(), number) {
-            ("--ipc", _) => {
-                options.socket_path = PathBuf::from(value);
+            ("--run-dir", _) => {
+                options.run_dir = PathBuf::from(value);
                 true
             }
+            ("--edges", Ok(n)) => u16::try_from(n).map(|n| options.edges = n).is_ok(),
+            ("--max-connections-per-object", Ok(n)) => usize::try_from(n)
+                .map(|n| options.max_connections_per_object = n)
+                .is_ok(),
             ("--data-dir", _) => {
                 options.data_dir = PathBuf::from(value);
                 true

@@ -1,6 +1,6 @@
 //! The runtime's side of the SDK: a live object's mirror of its sockets
-//! (filled from the edge when the object wakes) and the commands its calls
-//! turn into.
+//! (filled from every edge that holds some when the object wakes) and the
+//! commands its calls turn into, each sent to the edge it concerns.
 
 use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
@@ -49,10 +49,9 @@ struct Mirror {
     upgrade: Option<(WebSocketId, bool)>,
 }
 
-/// Which object a host serves: the edge's number for it, its namespace,
-/// class and id, and the name the id came from if it did.
+/// Which object a host serves: its namespace, class and id, and the name
+/// the id came from if it did.
 pub(crate) struct Identity {
-    pub(crate) object: u32,
     pub(crate) namespace: String,
     pub(crate) class: String,
     pub(crate) id: String,
@@ -70,13 +69,29 @@ pub(crate) struct StorageSpec {
 #[derive(Default)]
 pub(crate) struct Calls {
     next: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    /// The edge each call went through, and who waits for its answer.
+    pending: RefCell<HashMap<u64, (u16, oneshot::Sender<Response>)>>,
 }
 
 impl Calls {
     pub(crate) fn answer(&self, call_id: u64, response: Response) {
-        if let Some(waiting) = self.pending.borrow_mut().remove(&call_id) {
+        if let Some((_, waiting)) = self.pending.borrow_mut().remove(&call_id) {
             let _ = waiting.send(response);
+        }
+    }
+
+    /// The edge went away with these calls: they will not be answered.
+    pub(crate) fn fail_edge(&self, edge: u16) {
+        let mut pending = self.pending.borrow_mut();
+        let lost: Vec<u64> = pending
+            .iter()
+            .filter(|(_, (via, _))| *via == edge)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lost {
+            if let Some((_, waiting)) = pending.remove(&id) {
+                let _ = waiting.send(Response::error(503, "the edge routing the call went away"));
+            }
         }
     }
 }
@@ -88,8 +103,19 @@ pub(crate) struct Shared {
     pub(crate) calls: Rc<Calls>,
 }
 
+/// One edge's tie to a live object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Binding {
+    /// The edge's number for the object.
+    pub(crate) object: u32,
+    /// The edge agreed to an eviction; it activates again before its next
+    /// event. Broadcasts still reach its sockets meanwhile.
+    pub(crate) evicted: bool,
+    /// Events from this edge handled since its `Activate`.
+    pub(crate) handled: u64,
+}
+
 pub(crate) struct ObjectHost {
-    object: u32,
     namespace: String,
     class: String,
     id: String,
@@ -101,6 +127,11 @@ pub(crate) struct ObjectHost {
     /// Ids whose handlers wait on the current event, outermost first.
     chain: RefCell<Vec<String>>,
     mirror: RefCell<Mirror>,
+    /// Whether the auto-response in the mirror is known, or merely unset
+    /// because no edge that was told it has reported yet.
+    auto_response_known: Cell<bool>,
+    /// Per edge index.
+    bindings: RefCell<Vec<Option<Binding>>>,
     storage_spec: StorageSpec,
     /// Opened on first use, closed when the object hibernates (the host is
     /// dropped), so a hibernated object holds no file descriptor.
@@ -115,34 +146,16 @@ impl ObjectHost {
         identity: Identity,
         max_attachment_bytes: usize,
         shared: &Shared,
-        auto_response: Option<ipc::AutoResponse>,
-        sockets: Vec<SocketInfo>,
         storage_spec: StorageSpec,
     ) -> ObjectHost {
-        let mirror = Mirror {
-            sockets: sockets
-                .into_iter()
-                .map(|s| {
-                    let entry = SocketEntry {
-                        tags: s.tags,
-                        attachment: s.attachment,
-                        auto_response_at_ms: s.auto_response_at_ms,
-                    };
-                    (to_id(s.handle), entry)
-                })
-                .collect(),
-            auto_response: auto_response.map(from_wire),
-            upgrade: None,
-        };
+        let edges = usize::from(shared.outbox.edges());
         let Identity {
-            object,
             namespace,
             class,
             id,
             name,
         } = identity;
         ObjectHost {
-            object,
             namespace,
             class,
             id,
@@ -152,7 +165,9 @@ impl ObjectHost {
             keys: shared.keys.clone(),
             calls: shared.calls.clone(),
             chain: RefCell::new(Vec::new()),
-            mirror: RefCell::new(mirror),
+            mirror: RefCell::new(Mirror::default()),
+            auto_response_known: Cell::new(false),
+            bindings: RefCell::new(vec![None; edges]),
             storage_spec,
             storage: RefCell::new(None),
             in_event: Cell::new(false),
@@ -171,8 +186,104 @@ impl ObjectHost {
             .ok_or_else(|| Error::UnknownNamespace(namespace.to_owned()))
     }
 
-    pub(crate) fn object(&self) -> u32 {
-        self.object
+    /// Takes an edge's `Activate`: its number for the object and its
+    /// sockets, which replace whatever this edge had listed. An edge that
+    /// does not know the auto-response, or knows an older one, is told.
+    pub(crate) fn bind_edge(
+        &self,
+        edge: u16,
+        object: u32,
+        auto_response: Option<ipc::AutoResponse>,
+        auto_response_known: bool,
+        sockets: Vec<SocketInfo>,
+    ) {
+        if let Some(slot) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
+            *slot = Some(Binding {
+                object,
+                evicted: false,
+                handled: 0,
+            });
+        }
+        let mut mirror = self.mirror.borrow_mut();
+        mirror.sockets.retain(|id, _| id.parts().0 != edge);
+        for s in sockets {
+            let entry = SocketEntry {
+                tags: s.tags,
+                attachment: s.attachment,
+                auto_response_at_ms: s.auto_response_at_ms,
+            };
+            mirror.sockets.insert(to_id(s.handle), entry);
+        }
+        let reported = auto_response.map(from_wire);
+        if !self.auto_response_known.get() {
+            if auto_response_known {
+                self.auto_response_known.set(true);
+                mirror.auto_response = reported;
+                let pair = mirror.auto_response.clone();
+                drop(mirror);
+                self.tell_auto_response(pair, Some(edge));
+            }
+        } else if !auto_response_known || reported != mirror.auto_response {
+            let pair = mirror.auto_response.clone().map(to_wire);
+            self.outbox
+                .push(edge, &ToEdge::SetAutoResponse { object, pair });
+        }
+    }
+
+    /// Sends the pair to every bound edge but `skip`.
+    fn tell_auto_response(&self, pair: Option<AutoResponse>, skip: Option<u16>) {
+        for (edge, binding) in self.bound() {
+            if Some(edge) != skip {
+                let message = ToEdge::SetAutoResponse {
+                    object: binding.object,
+                    pair: pair.clone().map(to_wire),
+                };
+                self.outbox.push(edge, &message);
+            }
+        }
+    }
+
+    /// The edge went away: it is no longer bound. Returns its sockets,
+    /// still listed until their close has been handled.
+    pub(crate) fn unbind_edge(&self, edge: u16) -> Vec<SocketHandle> {
+        if let Some(slot) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
+            *slot = None;
+        }
+        self.mirror
+            .borrow()
+            .sockets
+            .keys()
+            .filter(|id| id.parts().0 == edge)
+            .map(|&id| to_handle(id))
+            .collect()
+    }
+
+    /// Bound edges and their bindings.
+    pub(crate) fn bound(&self) -> Vec<(u16, Binding)> {
+        self.bindings
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(edge, b)| b.map(|b| (edge as u16, b)))
+            .collect()
+    }
+
+    pub(crate) fn binding(&self, edge: u16) -> Option<Binding> {
+        self.bindings
+            .borrow()
+            .get(usize::from(edge))
+            .copied()
+            .flatten()
+    }
+
+    pub(crate) fn update_binding(&self, edge: u16, f: impl FnOnce(&mut Binding)) {
+        if let Some(Some(binding)) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
+            f(binding);
+        }
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub(crate) fn class_name(&self) -> &str {
@@ -291,6 +402,10 @@ impl ObjectHost {
         self.mirror.borrow_mut().sockets.remove(&to_id(handle));
     }
 
+    pub(crate) fn socket_count(&self) -> usize {
+        self.mirror.borrow().sockets.len()
+    }
+
     pub(crate) fn knows(&self, handle: SocketHandle) -> bool {
         self.mirror.borrow().sockets.contains_key(&to_id(handle))
     }
@@ -353,10 +468,16 @@ impl StorageBackend for ObjectHost {
     fn set_alarm(&self, at_ms: Option<u64>) -> Result<()> {
         self.with_storage(|s| s.set_alarm(at_ms))?;
         // Gated: the edge schedules it only once the event has committed.
-        self.outbox.push_gated(&ToEdge::SetAlarm {
-            object: self.object,
-            at_ms,
-        });
+        // Edge 0 keeps the node's alarm schedule.
+        self.outbox.push_gated(
+            0,
+            ToEdge::SetAlarm {
+                namespace: self.namespace.clone(),
+                id: self.id.clone(),
+                name: self.name.clone(),
+                at_ms,
+            },
+        );
         Ok(())
     }
 }
@@ -427,10 +548,9 @@ impl Host for ObjectHost {
                         auto_response_at_ms: 0,
                     },
                 );
-                self.outbox.push(&ToEdge::Accept {
-                    handle: to_handle(id),
-                    tags,
-                });
+                let handle = to_handle(id);
+                self.outbox
+                    .push(handle.edge, &ToEdge::Accept { handle, tags });
                 Ok(())
             }
             _ => Err(Error::NotAnUpgrade),
@@ -454,33 +574,48 @@ impl Host for ObjectHost {
     fn send(&self, id: WebSocketId, message: Message) -> Result<()> {
         self.entry(id, |_| ())?;
         let (is_text, payload) = split(message);
-        self.outbox.push_gated(&ToEdge::Send {
-            handle: to_handle(id),
-            is_text,
-            payload,
-        });
+        let handle = to_handle(id);
+        self.outbox.push_gated(
+            handle.edge,
+            ToEdge::Send {
+                handle,
+                is_text,
+                payload,
+            },
+        );
         Ok(())
     }
 
     fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()> {
         self.entry(id, |_| ())?;
-        self.outbox.push_gated(&ToEdge::Close {
-            handle: to_handle(id),
-            code,
-            reason: reason.to_owned(),
-        });
+        let handle = to_handle(id);
+        self.outbox.push_gated(
+            handle.edge,
+            ToEdge::Close {
+                handle,
+                code,
+                reason: reason.to_owned(),
+            },
+        );
         Ok(())
     }
 
     fn broadcast(&self, message: Message, tag: Option<&str>, except: Option<WebSocketId>) {
         let (is_text, payload) = split(message);
-        self.outbox.push_gated(&ToEdge::Broadcast {
-            object: self.object,
-            tag: tag.map(str::to_owned),
-            except: except.map(to_handle),
-            is_text,
-            payload,
-        });
+        // One command per edge holding sockets of the object; each edge
+        // frames the message once for all of its sockets.
+        for (edge, binding) in self.bound() {
+            self.outbox.push_gated(
+                edge,
+                ToEdge::Broadcast {
+                    object: binding.object,
+                    tag: tag.map(str::to_owned),
+                    except: except.map(to_handle),
+                    is_text,
+                    payload: payload.clone(),
+                },
+            );
+        }
     }
 
     fn attachment(&self, id: WebSocketId) -> Result<Option<Bytes>> {
@@ -489,10 +624,9 @@ impl Host for ObjectHost {
 
     fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
         self.entry(id, |entry| entry.attachment = attachment.clone())?;
-        self.outbox.push(&ToEdge::SetAttachment {
-            handle: to_handle(id),
-            attachment,
-        });
+        let handle = to_handle(id);
+        self.outbox
+            .push(handle.edge, &ToEdge::SetAttachment { handle, attachment });
         Ok(())
     }
 
@@ -502,10 +636,8 @@ impl Host for ObjectHost {
 
     fn set_auto_response(&self, pair: Option<AutoResponse>) {
         self.mirror.borrow_mut().auto_response = pair.clone();
-        self.outbox.push(&ToEdge::SetAutoResponse {
-            object: self.object,
-            pair: pair.map(to_wire),
-        });
+        self.auto_response_known.set(true);
+        self.tell_auto_response(pair, None);
     }
 
     fn auto_response(&self) -> Option<AutoResponse> {
@@ -562,25 +694,46 @@ impl Host for ObjectHost {
             );
             return Box::pin(std::future::ready(Err(Error::CallCycle(message))));
         }
+        // Any edge can route a call; prefer one that holds this object.
+        let via = self
+            .bound()
+            .into_iter()
+            .find(|&(edge, _)| self.outbox.is_connected(edge))
+            .map(|(edge, b)| (edge, b.object))
+            .or_else(|| {
+                (0..self.outbox.edges())
+                    .find(|&edge| self.outbox.is_connected(edge))
+                    .map(|edge| (edge, u32::MAX))
+            });
+        let Some((edge, caller)) = via else {
+            let message = "no edge is connected to route the call".to_owned();
+            return Box::pin(std::future::ready(Err(Error::Call {
+                status: 503,
+                message,
+            })));
+        };
         let call_id = self.calls.next.get() + 1;
         self.calls.next.set(call_id);
         let (tx, rx) = oneshot::channel();
-        self.calls.pending.borrow_mut().insert(call_id, tx);
+        self.calls.pending.borrow_mut().insert(call_id, (edge, tx));
         // Not behind the output gate: the caller waits for the answer inside
         // its handler, and the gate opens only after the handler returns.
-        self.outbox.push(&ToEdge::Call {
-            caller: self.object,
-            call_id,
-            namespace: namespace.to_owned(),
-            id: id.to_owned(),
-            name: name.map(str::to_owned),
-            chain,
-            rpc: rpc.map(str::to_owned),
-            method: request.method().to_owned(),
-            uri: request.uri().to_owned(),
-            headers: request.headers().to_vec(),
-            body: request.body().clone(),
-        });
+        self.outbox.push(
+            edge,
+            &ToEdge::Call {
+                caller,
+                call_id,
+                namespace: namespace.to_owned(),
+                id: id.to_owned(),
+                name: name.map(str::to_owned),
+                chain,
+                rpc: rpc.map(str::to_owned),
+                method: request.method().to_owned(),
+                uri: request.uri().to_owned(),
+                headers: request.headers().to_vec(),
+                body: request.body().clone(),
+            },
+        );
         Box::pin(async move {
             let response = rx.await.map_err(|_| Error::Call {
                 status: 503,

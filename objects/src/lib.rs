@@ -1,5 +1,5 @@
-//! Torpor's object worker runtime: a process that connects to an edge over a
-//! Unix socket, keeps one mailbox per object, runs each object's events one
+//! Torpor's object worker runtime: a process that connects to every edge of
+//! the node over Unix sockets, keeps one mailbox per object, runs each object's events one
 //! at a time, and hibernates objects that go idle.
 //!
 //! `run(registry, options)` turns a binary into a worker; [`builtin`] is the
@@ -17,4 +17,4 @@ pub mod storage;
 mod worker;
 
 pub use registry::Registry;
-pub use worker::{run, WorkerError, WorkerOptions};
+pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions};

@@ -1,5 +1,14 @@
-//! The worker process: one connection to the edge, one mailbox and task per
-//! live object, hibernation of idle objects and exit when none is live.
+//! The worker process: one connection to each edge of the node, one
+//! mailbox and task per live object, hibernation of idle objects, and exit
+//! when none is live.
+//!
+//! An object's sockets may sit on several edges. The edge whose event
+//! wakes an object sends `Activate` with its sockets; the worker then asks
+//! every other edge (`Gather`) for theirs and holds the object's events
+//! until all have answered, so that `get_websockets` sees every socket.
+//! The object hibernates when every edge bound to it agrees (`Idle` →
+//! `Evict`), and the worker exits when every edge agrees (`IdleExit` →
+//! `Shutdown`).
 
 use crate::host::{to_id, Calls, Identity, ObjectHost, Shared, StorageSpec};
 use crate::ids::NamespaceKey;
@@ -9,24 +18,33 @@ use crate::registry::{Factory, Registry};
 use crate::storage::StorageLimits;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use slab::Slab;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use torpor_proto::ipc::{self, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
 use tracing::{debug, info, warn};
 
+/// How long a worker waits for an edge that is down before trying again.
+const RECONNECT_INTERVAL: Duration = Duration::from_millis(50);
+/// With no edge connected this long the node is gone: the worker exits.
+const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+
 /// How a worker is set up; the supervisor passes these as flags.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
-    /// The edge's IPC socket.
-    pub socket_path: PathBuf,
+    /// Where the edges' IPC sockets are: `run_dir/edge-<i>.sock`.
+    pub run_dir: PathBuf,
+    /// Number of edges in the node.
+    pub edges: u16,
     /// This worker's index among the node's workers.
     pub index: u16,
     /// Idle time after which an object is dropped from memory.
@@ -37,6 +55,9 @@ pub struct WorkerOptions {
     pub handler_timeout: Duration,
     /// Largest serialized attachment.
     pub max_attachment_bytes: usize,
+    /// Sockets one object may hold, over all edges: each edge checks its
+    /// own share, the worker (which sees every upgrade) the whole.
+    pub max_connections_per_object: usize,
     /// Objects keep their databases under `data_dir/<class>/`; the node
     /// secret is there too.
     pub data_dir: PathBuf,
@@ -44,15 +65,17 @@ pub struct WorkerOptions {
     pub namespaces: Vec<String>,
 }
 
+/// The IPC socket of edge `edge` in `run_dir`.
+pub fn edge_socket_path(run_dir: &std::path::Path, edge: u16) -> PathBuf {
+    run_dir.join(format!("edge-{edge}.sock"))
+}
+
 /// Why a worker stopped other than by being told to.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Talking to the edge failed.
-    #[error("edge connection: {0}")]
+    /// Setting up failed.
+    #[error("worker setup: {0}")]
     Io(#[from] std::io::Error),
-    /// The edge sent a frame that does not decode.
-    #[error("edge sent a bad frame: {0}")]
-    Decode(#[from] ipc::DecodeError),
 }
 
 enum Event {
@@ -79,10 +102,83 @@ enum Event {
     Alarm {
         retry_count: u32,
     },
+    /// An edge went away with these sockets of the object.
+    EdgeLost {
+        sockets: Vec<SocketHandle>,
+    },
 }
 
-/// Runs a worker until the edge tells it to exit (returns `Ok`) or goes
-/// away (returns `Ok` too: with no edge there is nothing to serve).
+/// An event and the edge it came from (`None`: from the worker itself).
+struct Delivery {
+    edge: Option<u16>,
+    event: Event,
+}
+
+/// Edges asked for their sockets of a new live object, not yet answered.
+struct Gathering {
+    pending: RefCell<Vec<bool>>,
+    done: Notify,
+}
+
+impl Gathering {
+    fn answered(&self, edge: u16) {
+        let mut pending = self.pending.borrow_mut();
+        if let Some(flag) = pending.get_mut(usize::from(edge)) {
+            if std::mem::take(flag) && !pending.iter().any(|&p| p) {
+                self.done.notify_one();
+            }
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        self.pending.borrow().iter().any(|&p| p)
+    }
+}
+
+struct Live {
+    key: (String, String),
+    host: Rc<ObjectHost>,
+    mailbox: mpsc::UnboundedSender<Delivery>,
+    gathering: Rc<Gathering>,
+}
+
+/// The worker's live objects, by (namespace, id) and by each edge's number.
+#[derive(Default)]
+struct Objects {
+    lives: Slab<Live>,
+    index: HashMap<(String, String), usize>,
+    by_edge: Vec<HashMap<u32, usize>>,
+}
+
+impl Objects {
+    fn slot(&self, edge: u16, object: u32) -> Option<usize> {
+        self.by_edge.get(usize::from(edge))?.get(&object).copied()
+    }
+
+    fn remove(&mut self, slot: usize) {
+        let Some(live) = self.lives.try_remove(slot) else {
+            return;
+        };
+        self.index.remove(&live.key);
+        for (edge, binding) in live.host.bound() {
+            if let Some(map) = self.by_edge.get_mut(usize::from(edge)) {
+                if map.get(&binding.object) == Some(&slot) {
+                    map.remove(&binding.object);
+                }
+            }
+        }
+    }
+}
+
+/// What a link task tells the dispatcher.
+enum Input {
+    Up(u16),
+    Frame(u16, ToWorker),
+    Down(u16),
+}
+
+/// Runs a worker until the edges agree it may exit (returns `Ok`), or the
+/// node is gone (`Ok` too: with no edge there is nothing to serve).
 pub fn run(registry: Registry, options: WorkerOptions) -> Result<(), WorkerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -91,186 +187,453 @@ pub fn run(registry: Registry, options: WorkerOptions) -> Result<(), WorkerError
     local.block_on(&runtime, serve(Rc::new(registry), options))
 }
 
+struct Worker {
+    registry: Rc<Registry>,
+    options: WorkerOptions,
+    outbox: Rc<Outbox>,
+    shared: Shared,
+    objects: Rc<RefCell<Objects>>,
+    connected: Vec<bool>,
+    /// Edges that answered our `IdleExit` with `Shutdown`, while we wait
+    /// for the rest.
+    exit_answers: Option<Vec<bool>>,
+}
+
 async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), WorkerError> {
-    let stream = UnixStream::connect(&options.socket_path).await?;
-    let (mut reader, writer) = stream.into_split();
-    let outbox = Rc::new(Outbox::default());
     let secret = crate::ids::load_or_create_secret(&options.data_dir)?;
     let keys = options
         .namespaces
         .iter()
         .map(|name| (name.clone(), NamespaceKey::derive(&secret, name)))
         .collect();
+    let outbox = Rc::new(Outbox::new(options.edges));
     let shared = Shared {
         outbox: outbox.clone(),
         keys: Rc::new(keys),
         calls: Rc::new(Calls::default()),
     };
-    outbox.push(&ToEdge::Hello {
-        version: ipc::VERSION,
-        worker: options.index,
-        pid: std::process::id(),
-    });
-    let writer_outbox = outbox.clone();
-    let writer_task = tokio::task::spawn_local(async move {
-        if let Err(err) = writer_outbox.drain_into(writer).await {
-            warn!(%err, "writing to edge failed");
-        }
-    });
-    info!(index = options.index, "worker connected");
-
-    let mut objects: HashMap<u32, mpsc::UnboundedSender<Event>> = HashMap::new();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut idle_exit_asked = false;
+    let (input_tx, mut inputs) = mpsc::unbounded_channel();
+    for edge in 0..options.edges {
+        tokio::task::spawn_local(link(
+            edge,
+            edge_socket_path(&options.run_dir, edge),
+            ToEdge::Hello {
+                version: ipc::VERSION,
+                worker: options.index,
+                pid: std::process::id(),
+            },
+            outbox.clone(),
+            input_tx.clone(),
+        ));
+    }
+    drop(input_tx);
+    let objects = Objects {
+        by_edge: vec![HashMap::new(); usize::from(options.edges)],
+        ..Objects::default()
+    };
+    let mut worker = Worker {
+        registry,
+        connected: vec![false; usize::from(options.edges)],
+        options,
+        outbox,
+        shared,
+        objects: Rc::new(RefCell::new(objects)),
+        exit_answers: None,
+    };
+    let parent = std::os::unix::process::parent_id();
+    let mut last_connected = Instant::now();
+    info!(index = worker.options.index, "worker running");
     loop {
-        let read = if objects.is_empty() && !idle_exit_asked {
-            match tokio::time::timeout(options.idle_exit, reader.read_buf(&mut buf)).await {
-                Ok(read) => read?,
-                Err(_) => {
+        let quiet = worker.objects.borrow().lives.is_empty()
+            && worker.exit_answers.is_none()
+            && worker.connected.iter().any(|&c| c);
+        let wait = if quiet {
+            worker.options.idle_exit
+        } else {
+            Duration::from_secs(1)
+        };
+        let input = match tokio::time::timeout(wait, inputs.recv()).await {
+            Ok(Some(input)) => input,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                if std::os::unix::process::parent_id() != parent {
+                    info!("the node is gone, exiting");
+                    return Ok(());
+                }
+                if worker.connected.iter().any(|&c| c) {
+                    last_connected = Instant::now();
+                } else if last_connected.elapsed() > ORPHAN_AFTER {
+                    info!("no edge for {ORPHAN_AFTER:?}, exiting");
+                    return Ok(());
+                }
+                if quiet {
                     debug!("no live object, asking to exit");
-                    outbox.push(&ToEdge::IdleExit);
-                    idle_exit_asked = true;
-                    continue;
+                    worker.ask_to_exit();
+                }
+                continue;
+            }
+        };
+        if worker.handle(input) {
+            info!("idle, exiting");
+            return Ok(());
+        }
+    }
+}
+
+/// Keeps a connection to one edge: connects (again, after the edge
+/// restarts), forwards what it reads to the dispatcher, and reports when
+/// the edge goes away.
+async fn link(
+    edge: u16,
+    path: PathBuf,
+    hello: ToEdge,
+    outbox: Rc<Outbox>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    loop {
+        let Ok(stream) = UnixStream::connect(&path).await else {
+            tokio::time::sleep(RECONNECT_INTERVAL).await;
+            continue;
+        };
+        let (mut reader, writer) = stream.into_split();
+        outbox.connected(edge, &hello);
+        if inputs.send(Input::Up(edge)).is_err() {
+            return;
+        }
+        let drain_outbox = outbox.clone();
+        let writer_task = tokio::task::spawn_local(async move {
+            if let Err(err) = drain_outbox.drain_into(edge, writer).await {
+                debug!(%err, edge, "writing to edge failed");
+            }
+        });
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        'read: loop {
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            loop {
+                let message = match ipc::split_frame(&mut buf) {
+                    Ok(Some(frame)) => ToWorker::decode(frame),
+                    Ok(None) => break,
+                    Err(err) => Err(err),
+                };
+                match message {
+                    Ok(message) => {
+                        if inputs.send(Input::Frame(edge, message)).is_err() {
+                            break 'read;
+                        }
+                    }
+                    Err(err) => {
+                        warn!(%err, edge, "edge sent a bad frame, reconnecting");
+                        break 'read;
+                    }
                 }
             }
-        } else {
-            reader.read_buf(&mut buf).await?
-        };
-        if read == 0 {
-            info!("edge closed the connection");
-            break;
         }
-        while let Some(frame) = ipc::split_frame(&mut buf)? {
-            match ToWorker::decode(frame)? {
-                ToWorker::Activate {
-                    object,
-                    namespace,
-                    class,
-                    id,
-                    name,
-                    auto_response,
-                    sockets,
-                } => {
-                    idle_exit_asked = false;
-                    let storage = StorageSpec {
-                        path: database_path(&options.data_dir, &class, &id),
-                        limits: StorageLimits::default(),
-                    };
-                    let identity = Identity {
-                        object,
-                        namespace,
-                        class: class.clone(),
-                        id,
-                        name,
-                    };
-                    let host = Rc::new(ObjectHost::new(
-                        identity,
-                        options.max_attachment_bytes,
-                        &shared,
-                        auto_response,
-                        sockets,
-                        storage,
-                    ));
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let factory = registry.factory(&class);
-                    tokio::task::spawn_local(object_task(
-                        rx,
-                        host,
-                        factory,
-                        options.clone(),
-                        outbox.clone(),
-                    ));
-                    objects.insert(object, tx);
+        writer_task.abort();
+        outbox.disconnected(edge);
+        info!(edge, "edge connection lost");
+        if inputs.send(Input::Down(edge)).is_err() {
+            return;
+        }
+        tokio::time::sleep(RECONNECT_INTERVAL).await;
+    }
+}
+
+impl Worker {
+    /// Handles one input; true when the worker may exit.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Up(edge) => {
+                info!(edge, "edge connected");
+                self.connected[usize::from(edge)] = true;
+                self.stay_up();
+                false
+            }
+            Input::Down(edge) => {
+                self.connected[usize::from(edge)] = false;
+                self.edge_lost(edge);
+                self.exit_agreed()
+            }
+            Input::Frame(edge, message) => self.message(edge, message),
+        }
+    }
+
+    fn ask_to_exit(&mut self) {
+        self.exit_answers = Some(vec![false; self.connected.len()]);
+        for edge in 0..self.options.edges {
+            self.outbox.push(edge, &ToEdge::IdleExit);
+        }
+    }
+
+    /// Takes back an `IdleExit`: something arrived.
+    fn stay_up(&mut self) {
+        if let Some(answers) = self.exit_answers.take() {
+            for (edge, _) in answers.iter().enumerate().filter(|(_, &a)| a) {
+                self.outbox.push(edge as u16, &ToEdge::StayUp);
+            }
+        }
+    }
+
+    fn exit_agreed(&self) -> bool {
+        self.exit_answers.as_ref().is_some_and(|answers| {
+            answers
+                .iter()
+                .zip(&self.connected)
+                .all(|(&answered, &connected)| answered || !connected)
+        })
+    }
+
+    fn message(&mut self, edge: u16, message: ToWorker) -> bool {
+        let event = match message {
+            ToWorker::Shutdown => {
+                match self.exit_answers.as_mut() {
+                    Some(answers) => answers[usize::from(edge)] = true,
+                    // We took the request back already.
+                    None => self.outbox.push(edge, &ToEdge::StayUp),
                 }
-                ToWorker::Fetch {
-                    object,
-                    request_id,
-                    upgrade,
-                    method,
-                    uri,
-                    headers,
-                    body,
-                    rpc,
-                    chain,
-                } => {
-                    let request =
-                        Request::from_parts(method, uri, headers, body, upgrade.map(to_id));
-                    deliver(
-                        &objects,
-                        object,
-                        Event::Fetch {
-                            request_id,
-                            request,
-                            upgrade,
-                            rpc,
-                            chain,
-                        },
-                    );
-                }
-                ToWorker::CallResult {
-                    call_id,
-                    status,
-                    headers,
-                    body,
-                } => shared.calls.answer(
+                return self.exit_agreed();
+            }
+            ToWorker::CallResult {
+                call_id,
+                status,
+                headers,
+                body,
+            } => {
+                self.shared.calls.answer(
                     call_id,
                     Response {
                         status,
                         headers,
                         body,
                     },
-                ),
-                ToWorker::Message {
-                    object,
+                );
+                return false;
+            }
+            ToWorker::Evict { object } => {
+                self.evicted(edge, object);
+                return false;
+            }
+            ToWorker::Activate {
+                object,
+                namespace,
+                class,
+                id,
+                name,
+                auto_response,
+                auto_response_known,
+                sockets,
+            } => {
+                self.stay_up();
+                let slot = self.live_slot(edge, namespace, class, id, name);
+                let mut objects = self.objects.borrow_mut();
+                if let Some(live) = objects.lives.get(slot) {
+                    live.host
+                        .bind_edge(edge, object, auto_response, auto_response_known, sockets);
+                    live.gathering.answered(edge);
+                }
+                objects.by_edge[usize::from(edge)].insert(object, slot);
+                return false;
+            }
+            ToWorker::Fetch {
+                object,
+                request_id,
+                upgrade,
+                method,
+                uri,
+                headers,
+                body,
+                rpc,
+                chain,
+            } => {
+                let request = Request::from_parts(method, uri, headers, body, upgrade.map(to_id));
+                let event = Event::Fetch {
+                    request_id,
+                    request,
+                    upgrade,
+                    rpc,
+                    chain,
+                };
+                (object, event)
+            }
+            ToWorker::Message {
+                object,
+                handle,
+                is_text,
+                auto_response_at_ms,
+                payload,
+            } => (
+                object,
+                Event::Message {
                     handle,
                     is_text,
                     auto_response_at_ms,
                     payload,
-                } => deliver(
-                    &objects,
-                    object,
-                    Event::Message {
-                        handle,
-                        is_text,
-                        auto_response_at_ms,
-                        payload,
-                    },
-                ),
-                ToWorker::Closed {
-                    object,
+                },
+            ),
+            ToWorker::Closed {
+                object,
+                handle,
+                code,
+                reason,
+                was_clean,
+            } => (
+                object,
+                Event::Closed {
                     handle,
                     code,
                     reason,
                     was_clean,
-                } => deliver(
-                    &objects,
-                    object,
-                    Event::Closed {
-                        handle,
-                        code,
-                        reason,
-                        was_clean,
-                    },
-                ),
-                ToWorker::Alarm {
-                    object,
-                    retry_count,
-                } => deliver(&objects, object, Event::Alarm { retry_count }),
-                ToWorker::Evict { object } => {
-                    // Dropping the sender ends the object's task, which
-                    // drops the instance: that is hibernation.
-                    objects.remove(&object);
-                }
-                ToWorker::Shutdown => {
-                    info!("idle, exiting");
-                    writer_task.abort();
-                    return Ok(());
-                }
-            }
+                },
+            ),
+            ToWorker::Alarm {
+                object,
+                retry_count,
+            } => (object, Event::Alarm { retry_count }),
+        };
+        self.stay_up();
+        let (object, event) = event;
+        let objects = self.objects.borrow();
+        let Some(live) = objects
+            .slot(edge, object)
+            .and_then(|s| objects.lives.get(s))
+        else {
+            warn!(edge, object, "event for an object that was not activated");
+            return false;
+        };
+        let delivery = Delivery {
+            edge: Some(edge),
+            event,
+        };
+        if live.mailbox.send(delivery).is_err() {
+            warn!(edge, object, "event for an object whose task ended");
+        }
+        false
+    }
+
+    /// The live object for an `Activate`, created (and the other edges
+    /// asked for their sockets) if it is not live.
+    fn live_slot(
+        &mut self,
+        edge: u16,
+        namespace: String,
+        class: String,
+        id: String,
+        name: Option<String>,
+    ) -> usize {
+        let key = (namespace, id);
+        if let Some(&slot) = self.objects.borrow().index.get(&key) {
+            return slot;
+        }
+        let storage = StorageSpec {
+            path: database_path(&self.options.data_dir, &class, &key.1),
+            limits: StorageLimits::default(),
+        };
+        let identity = Identity {
+            namespace: key.0.clone(),
+            class: class.clone(),
+            id: key.1.clone(),
+            name: name.clone(),
+        };
+        let host = Rc::new(ObjectHost::new(
+            identity,
+            self.options.max_attachment_bytes,
+            &self.shared,
+            storage,
+        ));
+        let pending: Vec<bool> = (0..self.options.edges)
+            .map(|e| e != edge && self.connected[usize::from(e)])
+            .collect();
+        for (other, _) in pending.iter().enumerate().filter(|(_, &p)| p) {
+            let gather = ToEdge::Gather {
+                namespace: key.0.clone(),
+                class: class.clone(),
+                id: key.1.clone(),
+                name: name.clone(),
+            };
+            self.outbox.push(other as u16, &gather);
+        }
+        let gathering = Rc::new(Gathering {
+            pending: RefCell::new(pending),
+            done: Notify::new(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut objects = self.objects.borrow_mut();
+        let slot = objects.lives.insert(Live {
+            key: key.clone(),
+            host: host.clone(),
+            mailbox: tx,
+            gathering: gathering.clone(),
+        });
+        objects.index.insert(key, slot);
+        tokio::task::spawn_local(object_task(ObjectTask {
+            slot,
+            mailbox: rx,
+            host,
+            gathering,
+            factory: self.registry.factory(&class),
+            options: self.options.clone(),
+            objects: self.objects.clone(),
+        }));
+        slot
+    }
+
+    fn evicted(&mut self, edge: u16, object: u32) {
+        let mut objects = self.objects.borrow_mut();
+        let Some(slot) = objects.slot(edge, object) else {
+            return;
+        };
+        let Some(live) = objects.lives.get(slot) else {
+            return;
+        };
+        live.host.update_binding(edge, |b| b.evicted = true);
+        // Every edge agreed, so none has an event in flight: dropping the
+        // mailbox ends the task, which drops the instance. Hibernation.
+        if live.host.bound().iter().all(|(_, b)| b.evicted) {
+            debug!(slot, "object hibernated");
+            objects.remove(slot);
         }
     }
-    writer_task.abort();
-    Ok(())
+
+    /// The edge went away: its sockets closed abruptly, calls routed
+    /// through it will not be answered, and nobody waits for its answers.
+    fn edge_lost(&mut self, edge: u16) {
+        self.shared.calls.fail_edge(edge);
+        let mut objects = self.objects.borrow_mut();
+        objects.by_edge[usize::from(edge)].clear();
+        let mut hibernated = Vec::new();
+        for (slot, live) in &objects.lives {
+            live.gathering.answered(edge);
+            let was_bound = live.host.binding(edge).is_some();
+            let sockets = live.host.unbind_edge(edge);
+            if !sockets.is_empty() {
+                let lost = Delivery {
+                    edge: None,
+                    event: Event::EdgeLost { sockets },
+                };
+                let _ = live.mailbox.send(lost);
+            }
+            let bound = live.host.bound();
+            if was_bound && !bound.is_empty() && bound.iter().all(|(_, b)| b.evicted) {
+                hibernated.push(slot);
+            }
+        }
+        for slot in hibernated {
+            objects.remove(slot);
+        }
+    }
+}
+
+/// What one object's task needs.
+struct ObjectTask {
+    slot: usize,
+    mailbox: mpsc::UnboundedReceiver<Delivery>,
+    host: Rc<ObjectHost>,
+    gathering: Rc<Gathering>,
+    factory: Option<Factory>,
+    options: WorkerOptions,
+    objects: Rc<RefCell<Objects>>,
 }
 
 /// `data_dir/<class>/<id>.sqlite`. Ids are hex, but every byte outside
@@ -289,64 +652,151 @@ fn database_path(data_dir: &std::path::Path, class: &str, name: &str) -> PathBuf
     data_dir.join(class).join(file)
 }
 
-fn deliver(objects: &HashMap<u32, mpsc::UnboundedSender<Event>>, object: u32, event: Event) {
-    match objects.get(&object) {
-        Some(mailbox) => {
-            if mailbox.send(event).is_err() {
-                warn!(object, "event for an object whose task ended");
-            }
-        }
-        None => warn!(object, "event for an object that was not activated"),
-    }
-}
-
 /// Runs one object's events in order. The instance is created on the first
-/// event and dropped when the edge evicts the object.
-async fn object_task(
-    mut mailbox: mpsc::UnboundedReceiver<Event>,
-    host: Rc<ObjectHost>,
-    factory: Option<Factory>,
-    options: WorkerOptions,
-    outbox: Rc<Outbox>,
-) {
-    let object = host.object();
+/// event (after every edge has listed its sockets) and dropped when the
+/// edges agree to evict the object.
+async fn object_task(task: ObjectTask) {
+    let ObjectTask {
+        slot,
+        mut mailbox,
+        host,
+        gathering,
+        factory,
+        options,
+        objects,
+    } = task;
+    while gathering.is_pending() {
+        gathering.done.notified().await;
+    }
+    let outbox = host.outbox();
     let mut instance: Option<Box<dyn DynObject>> = None;
-    let mut handled: u64 = 0;
+    let active = ActiveClock::default();
     loop {
-        let event = match tokio::time::timeout(options.hibernate_after, mailbox.recv()).await {
-            Ok(Some(event)) => event,
+        let delivery = match tokio::time::timeout(options.hibernate_after, mailbox.recv()).await {
+            Ok(Some(delivery)) => delivery,
             Ok(None) => break,
             Err(_) => {
-                outbox.push(&ToEdge::Idle { object, handled });
+                let asked: Vec<_> = host
+                    .bound()
+                    .into_iter()
+                    .filter(|(_, b)| !b.evicted)
+                    .collect();
+                if asked.is_empty() {
+                    // No edge is left to agree: every socket's edge went away.
+                    if mailbox.is_empty() {
+                        let mut objects = objects.borrow_mut();
+                        let ours = objects
+                            .lives
+                            .get(slot)
+                            .is_some_and(|l| Rc::ptr_eq(&l.host, &host));
+                        if ours {
+                            objects.remove(slot);
+                        }
+                        break;
+                    }
+                    continue;
+                }
+                for (edge, binding) in asked {
+                    outbox.push(
+                        edge,
+                        &ToEdge::Idle {
+                            object: binding.object,
+                            handled: binding.handled,
+                            active_us: active.take(),
+                        },
+                    );
+                }
                 match mailbox.recv().await {
-                    Some(event) => event,
+                    Some(delivery) => delivery,
                     None => break,
                 }
             }
         };
+        let source = delivery.edge.and_then(|e| host.binding(e).map(|b| (e, b)));
         if instance.is_none() {
             if let Some(factory) = factory {
-                let host: Rc<dyn torpor_sdk::host::Host> = host.clone();
-                instance = Some(factory(State::new(host.clone()), Env::new(host)));
+                let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
+                instance = Some(factory(State::new(sdk_host.clone()), Env::new(sdk_host)));
+                active.start();
+                let woke_on = source.or_else(|| host.bound().into_iter().next());
+                if let Some((edge, binding)) = woke_on {
+                    outbox.push(
+                        edge,
+                        &ToEdge::Woke {
+                            object: binding.object,
+                        },
+                    );
+                }
             }
         }
-        let survived = handle_event(&mut instance, &host, event, &options, &outbox).await;
+        if let Event::EdgeLost { sockets } = delivery.event {
+            for handle in sockets {
+                let closed = Event::Closed {
+                    handle,
+                    code: 1006,
+                    reason: "edge went away".to_owned(),
+                    was_clean: false,
+                };
+                if !handle_event(&mut instance, &host, closed, None, &options).await {
+                    instance = None;
+                }
+            }
+            continue;
+        }
+        let survived = handle_event(
+            &mut instance,
+            &host,
+            delivery.event,
+            source.map(|(e, b)| (e, b.object)),
+            &options,
+        )
+        .await;
         if !survived {
             // A panicked or timed-out handler may have left the instance
             // half-updated; the next event starts from a fresh one.
             instance = None;
         }
-        handled += 1;
         let (rows_read, rows_written, stored_bytes) = host.take_storage_usage();
-        outbox.push(&ToEdge::Done {
-            object,
-            events: 1,
-            rows_read,
-            rows_written,
-            stored_bytes,
-        });
+        if let Some((edge, binding)) = source {
+            host.update_binding(edge, |b| b.handled += 1);
+            outbox.push(
+                edge,
+                &ToEdge::Done {
+                    object: binding.object,
+                    events: 1,
+                    rows_read,
+                    rows_written,
+                    stored_bytes,
+                    active_us: active.take(),
+                },
+            );
+        }
     }
-    debug!(object, "object hibernated");
+    debug!(class = host.class_name(), "object hibernated");
+}
+
+/// Live time of an instance not yet reported to an edge.
+#[derive(Default)]
+struct ActiveClock {
+    since: Cell<Option<Instant>>,
+}
+
+impl ActiveClock {
+    fn start(&self) {
+        if self.since.get().is_none() {
+            self.since.set(Some(Instant::now()));
+        }
+    }
+
+    /// Microseconds since the last report.
+    fn take(&self) -> u64 {
+        let Some(since) = self.since.get() else {
+            return 0;
+        };
+        let now = Instant::now();
+        self.since.set(Some(now));
+        u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX)
+    }
 }
 
 /// How one event ended.
@@ -373,14 +823,17 @@ impl Ran {
 }
 
 /// Runs one event inside the output gate and the event's storage
-/// transaction; false if the instance must be dropped.
+/// transaction; false if the instance must be dropped. `source` is the
+/// edge the event came from and its number for the object: the fetch
+/// response and the alarm outcome go back there.
 async fn handle_event(
     instance: &mut Option<Box<dyn DynObject>>,
     host: &Rc<ObjectHost>,
     event: Event,
+    source: Option<(u16, u32)>,
     options: &WorkerOptions,
-    outbox: &Outbox,
 ) -> bool {
+    let outbox = host.outbox();
     outbox.open_gate();
     host.begin_event();
     let ran = run_event(instance, host, event, options).await;
@@ -397,18 +850,24 @@ async fn handle_event(
         } else {
             Response::error(500, "storage commit failed")
         };
-        outbox.push(&ToEdge::FetchResponse {
-            request_id,
-            status: response.status,
-            headers: response.headers,
-            body: response.body,
-        });
+        if let Some((edge, _)) = source {
+            let answer = ToEdge::FetchResponse {
+                request_id,
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            };
+            outbox.push(edge, &answer);
+        }
     }
-    if ran.alarm {
-        outbox.push(&ToEdge::AlarmDone {
-            object: host.object(),
-            ok: committed,
-        });
+    if let (true, Some((edge, object))) = (ran.alarm, source) {
+        outbox.push(
+            edge,
+            &ToEdge::AlarmDone {
+                object,
+                ok: committed,
+            },
+        );
     }
     ran.survived
 }
@@ -428,6 +887,18 @@ async fn run_event(
             rpc,
             chain,
         } => {
+            let held = host.socket_count();
+            let limit = options.max_connections_per_object;
+            if upgrade.is_some() && held >= limit {
+                let message = format!("object holds {held} sockets, limit {limit}");
+                return Ran {
+                    response: Some((
+                        request_id,
+                        Response::error(503, message).with_header("retry-after", "1"),
+                    )),
+                    ..Ran::quiet()
+                };
+            }
             host.begin_fetch(upgrade);
             host.set_chain(chain);
             let (response, ok, survived) = match instance.as_mut() {
@@ -540,6 +1011,7 @@ async fn run_event(
             ran.alarm = true;
             ran
         }
+        Event::EdgeLost { .. } => Ran::quiet(),
     }
 }
 

@@ -26,6 +26,7 @@ const STDERR_TAIL_LINES: usize = 60;
 /// Builds the temp config of a node. Keys left unset keep the binary's defaults.
 #[derive(Debug, Default, Clone)]
 pub struct NodeBuilder {
+    edges: Option<u32>,
     workers: Option<u32>,
     hibernate_after: Option<String>,
     worker_idle_exit: Option<String>,
@@ -40,6 +41,11 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
+    pub fn edges(mut self, edges: u32) -> Self {
+        self.edges = Some(edges);
+        self
+    }
+
     pub fn workers(mut self, workers: u32) -> Self {
         self.workers = Some(workers);
         self
@@ -90,6 +96,9 @@ impl NodeBuilder {
         let mut text = format!("data_dir = {}\n", toml_string(&data_dir.to_string_lossy()));
         if let Some(workers) = self.workers {
             text += &format!("workers = {workers}\n");
+        }
+        if let Some(edges) = self.edges {
+            text += &format!("edges = {edges}\n");
         }
         if let Some(d) = &self.hibernate_after {
             text += &format!("hibernate_after = {}\n", toml_string(d));

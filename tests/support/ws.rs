@@ -83,6 +83,20 @@ impl Client {
         }
     }
 
+    /// Every data message until the socket is quiet for `quiet`, and whether
+    /// the connection ended (closed, reset, or a Close frame) meanwhile.
+    pub async fn drain_until_quiet_or_end(&mut self, quiet: Duration) -> (Vec<Message>, bool) {
+        let mut messages = Vec::new();
+        loop {
+            match tokio::time::timeout(quiet, self.ws.next()).await {
+                Err(_) => return (messages, false),
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return (messages, true),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(Some(Ok(message))) => messages.push(message),
+            }
+        }
+    }
+
     /// The next data or close message; panics after `NETWORK_TIMEOUT`.
     pub async fn recv(&mut self) -> Message {
         match self.try_recv(NETWORK_TIMEOUT).await {

@@ -69,8 +69,9 @@ pub struct HoldOptions {
     pub max_outbound_queue_bytes: usize,
     /// Events in flight per object before its sockets stop being read.
     pub max_events_in_flight: u32,
-    /// The durable alarm schedule.
-    pub alarm_store_path: PathBuf,
+    /// The durable alarm schedule, kept by one edge of the node (edge 0);
+    /// `None` on the others.
+    pub alarm_store_path: Option<PathBuf>,
     /// Namespace names and their classes, to restore alarms on start.
     pub namespaces: HashMap<String, Arc<str>>,
     /// Where usage deltas go, once a second.
@@ -200,15 +201,21 @@ pub fn spawn(
         .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
     let (tx, rx) = mpsc::channel();
     let links = (0..options.workers).map(|_| Link::default()).collect();
-    let alarm_store = AlarmStore::open(&options.alarm_store_path).map_err(|err| {
-        io::Error::other(format!(
-            "cannot open the alarm store {}: {err}",
-            options.alarm_store_path.display()
-        ))
-    })?;
-    let stored_alarms = alarm_store
-        .load()
-        .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
+    let (alarm_store, stored_alarms) = match &options.alarm_store_path {
+        Some(path) => {
+            let store = AlarmStore::open(path).map_err(|err| {
+                io::Error::other(format!(
+                    "cannot open the alarm store {}: {err}",
+                    path.display()
+                ))
+            })?;
+            let stored = store
+                .load()
+                .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
+            (Some(store), stored)
+        }
+        None => (None, Vec::new()),
+    };
     let mut hold = HoldLoop {
         poll,
         commands: rx,
@@ -216,6 +223,7 @@ pub fn spawn(
         listener,
         sockets: Slab::new(),
         generations: Vec::new(),
+        generation_base: random_u32(),
         objects: Vec::new(),
         index: HashMap::new(),
         links,
@@ -300,6 +308,10 @@ struct HoldLoop {
     sockets: Slab<Socket>,
     /// Generation per slab slot, bumped on every reuse.
     generations: Vec<u32>,
+    /// Where a new slot's generation starts. Random per edge process, so
+    /// that a handle from the edge's previous life (a worker may still
+    /// hold one after a restart) does not name a new client's socket.
+    generation_base: u32,
     /// Objects are kept for the node's life in this slice: their usage
     /// counts live here until the persisted ledger arrives.
     objects: Vec<Object>,
@@ -320,7 +332,7 @@ struct HoldLoop {
     now_ms: u64,
     counters: EdgeCounters,
     alarms: AlarmSchedule,
-    alarm_store: AlarmStore,
+    alarm_store: Option<AlarmStore>,
     next_ledger_flush: Instant,
 }
 
@@ -419,7 +431,7 @@ impl HoldLoop {
                 let report = self
                     .index
                     .get(&key)
-                    .map(|&o| self.objects[o as usize].report(self.now));
+                    .map(|&o| self.objects[o as usize].report());
                 let _ = reply.send(report);
             }
             Command::WorkerPids { reply } => {
@@ -472,47 +484,58 @@ impl HoldLoop {
     /// Like `send_event`, with the event encoded by `encode` into the link's
     /// buffer (so a client message goes from the read buffer to IPC in one copy).
     fn send_encoded(&mut self, object: u32, encode: impl FnOnce(&mut Vec<u8>)) {
+        if !self.objects[object as usize].live {
+            self.activate(object);
+        }
         let o = &mut self.objects[object as usize];
         let link = &mut self.links[o.worker as usize];
-        if !o.live {
-            let sockets = o
-                .sockets
-                .iter()
-                .filter_map(|&slot| {
-                    let s = self.sockets.get(slot as usize)?;
-                    Some(SocketInfo {
-                        handle: SocketHandle {
-                            edge: self.options.edge,
-                            slot,
-                            generation: s.generation,
-                        },
-                        tags: s.tags.iter().map(|t| t.to_string()).collect(),
-                        attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
-                        auto_response_at_ms: s.auto_response_at_ms,
-                    })
-                })
-                .collect();
-            ToWorker::Activate {
-                object,
-                namespace: o.namespace.to_string(),
-                class: o.class.to_string(),
-                id: o.id.to_hex(),
-                name: o.name.as_deref().map(str::to_owned),
-                auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
-                sockets,
-            }
-            .encode(&mut link.out);
-            o.live = true;
-            o.sent = 0;
-            o.live_since = Some(self.now);
-            o.usage.wakes += 1;
-            link.live_objects += 1;
-            self.counters.wakes += 1;
-        }
         o.sent += 1;
         o.in_flight += 1;
         o.usage.events += 1;
         encode(&mut link.out);
+        if link.stream.is_none() && !link.starting {
+            link.starting = true;
+            let _ = self.start_worker.send(o.worker);
+        }
+    }
+
+    /// Tells the object's worker the object is live from this edge's side,
+    /// with this edge's sockets of it. Whether that is a wake (a new
+    /// instance) only the worker knows; it says so with `Woke`.
+    fn activate(&mut self, object: u32) {
+        let o = &mut self.objects[object as usize];
+        let link = &mut self.links[o.worker as usize];
+        let sockets = o
+            .sockets
+            .iter()
+            .filter_map(|&slot| {
+                let s = self.sockets.get(slot as usize)?;
+                Some(SocketInfo {
+                    handle: SocketHandle {
+                        edge: self.options.edge,
+                        slot,
+                        generation: s.generation,
+                    },
+                    tags: s.tags.iter().map(|t| t.to_string()).collect(),
+                    attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
+                    auto_response_at_ms: s.auto_response_at_ms,
+                })
+            })
+            .collect();
+        ToWorker::Activate {
+            object,
+            namespace: o.namespace.to_string(),
+            class: o.class.to_string(),
+            id: o.id.to_hex(),
+            name: o.name.as_deref().map(str::to_owned),
+            auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
+            auto_response_known: o.auto_reply_known,
+            sockets,
+        }
+        .encode(&mut link.out);
+        o.live = true;
+        o.sent = 0;
+        link.live_objects += 1;
         if link.stream.is_none() && !link.starting {
             link.starting = true;
             let _ = self.start_worker.send(o.worker);
@@ -541,7 +564,7 @@ impl HoldLoop {
         };
         let mut deltas = Vec::new();
         for o in &mut self.objects {
-            if let Some(delta) = o.take_ledger_delta(self.now) {
+            if let Some(delta) = o.take_ledger_delta() {
                 deltas.push(delta);
             }
         }
@@ -553,18 +576,21 @@ impl HoldLoop {
 
     fn persist_alarm(&mut self, object: u32, change: Persist) {
         let o = &self.objects[object as usize];
+        let Some(alarm_store) = self.alarm_store.as_mut() else {
+            return;
+        };
         let result = match change {
             Persist::Store {
                 due_ms,
                 retry_count,
-            } => self.alarm_store.store(
+            } => alarm_store.store(
                 &o.namespace,
                 &o.id.to_hex(),
                 o.name.as_deref(),
                 due_ms,
                 retry_count,
             ),
-            Persist::Remove => self.alarm_store.remove(&o.namespace, &o.id.to_hex()),
+            Persist::Remove => alarm_store.remove(&o.namespace, &o.id.to_hex()),
         };
         if let Err(err) = result {
             error!(%err, class = %o.class, id = %o.id, "alarm schedule not persisted");
@@ -707,7 +733,10 @@ impl HoldLoop {
         if self.generations.len() <= slot {
             self.generations.resize(slot + 1, 0);
         }
-        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        if self.generations[slot] == 0 {
+            self.generations[slot] = self.generation_base;
+        }
+        self.generations[slot] = self.generations[slot].wrapping_add(1).max(1);
         entry.insert(Socket::reserved(object, self.generations[slot]));
         slot
     }
@@ -915,7 +944,7 @@ impl HoldLoop {
             .filter(|o| o.worker as usize == worker)
         {
             if o.live {
-                o.go_idle(self.now);
+                o.go_idle();
             }
         }
         let lost: Vec<u64> = self
@@ -1031,6 +1060,7 @@ impl HoldLoop {
             }
             ToEdge::SetAutoResponse { object, pair } => {
                 if let Some(o) = self.objects.get_mut(object as usize) {
+                    o.auto_reply_known = true;
                     o.auto_reply = pair.map(|pair: AutoResponse| {
                         let frame = data_frame(!pair.binary, &pair.response);
                         Box::new(AutoReply { pair, frame })
@@ -1043,8 +1073,10 @@ impl HoldLoop {
                 rows_read,
                 rows_written,
                 stored_bytes,
+                active_us,
             } => {
                 if let Some(o) = self.objects.get_mut(object as usize) {
+                    o.add_active(active_us);
                     o.usage.rows_read += rows_read;
                     o.usage.rows_written += rows_written;
                     if stored_bytes.is_some() {
@@ -1053,23 +1085,76 @@ impl HoldLoop {
                 }
                 self.done(object, events);
             }
-            ToEdge::Idle { object, handled } => {
+            ToEdge::Idle {
+                object,
+                handled,
+                active_us,
+            } => {
                 let Some(o) = self.objects.get_mut(object as usize) else {
                     return;
                 };
+                o.add_active(active_us);
                 if o.live && o.sent == handled && o.worker as usize == worker {
-                    o.go_idle(self.now);
+                    o.go_idle();
                     let link = &mut self.links[worker];
                     link.live_objects = link.live_objects.saturating_sub(1);
                     ToWorker::Evict { object }.encode(&mut link.out);
                     debug!(object, "object hibernated");
                 }
             }
-            ToEdge::SetAlarm { object, at_ms } => {
+            ToEdge::SetAlarm {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
+                let class = self.options.namespaces.get(namespace.as_str()).cloned();
+                let (Some(class), Some(id), true) =
+                    (class, ObjectId::from_hex(&id), self.alarm_store.is_some())
+                else {
+                    warn!(%namespace, %id, "alarm for an unknown object or the wrong edge, dropped");
+                    return;
+                };
+                let object =
+                    self.object_for(Arc::from(namespace.as_str()), class, id, name.as_deref());
                 debug!(object, ?at_ms, "alarm set");
-                if (object as usize) < self.objects.len() {
-                    let change = self.alarms.set(object, at_ms);
-                    self.persist_alarm(object, change);
+                let change = self.alarms.set(object, at_ms);
+                self.persist_alarm(object, change);
+            }
+            ToEdge::Woke { object } => {
+                if let Some(o) = self.objects.get_mut(object as usize) {
+                    o.usage.wakes += 1;
+                    self.counters.wakes += 1;
+                }
+            }
+            ToEdge::Gather {
+                namespace,
+                class,
+                id,
+                name,
+            } => {
+                let Some(id) = ObjectId::from_hex(&id) else {
+                    warn!(%id, "gather for a malformed id");
+                    return;
+                };
+                let class = self
+                    .options
+                    .namespaces
+                    .get(namespace.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(class.as_str()));
+                let object =
+                    self.object_for(Arc::from(namespace.as_str()), class, id, name.as_deref());
+                // Already live from here: our Activate is on its way.
+                if !self.objects[object as usize].live {
+                    self.activate(object);
+                }
+            }
+            ToEdge::StayUp => {
+                let link = &mut self.links[worker];
+                if link.exiting {
+                    link.exiting = false;
+                    self.flush_link(worker);
                 }
             }
             ToEdge::AlarmDone { object, ok } => {
@@ -1644,6 +1729,15 @@ impl HoldLoop {
             }
         }
     }
+}
+
+fn random_u32() -> u32 {
+    let mut bytes = [0; 4];
+    // Without randomness, the clock still differs between two lives.
+    if getrandom::fill(&mut bytes).is_err() {
+        return unix_ms() as u32;
+    }
+    u32::from_le_bytes(bytes)
 }
 
 fn unix_ms() -> u64 {

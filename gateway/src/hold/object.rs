@@ -3,9 +3,9 @@
 
 use crate::ledger::UsageDelta;
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use torpor_objects::ids::ObjectId;
 use torpor_proto::ipc::AutoResponse;
 
@@ -16,7 +16,7 @@ pub(crate) struct AutoReply {
 }
 
 /// Exact usage counts of one object, since the node started.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Times an instance was created (`new` ran).
     pub wakes: u64,
@@ -48,7 +48,7 @@ pub struct Usage {
 }
 
 /// One object as the admin API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ObjectReport {
     /// Namespace.
     pub namespace: String,
@@ -88,7 +88,9 @@ pub(crate) struct Object {
     /// Sockets whose reading waits for `in_flight` to fall.
     pub(crate) paused: Vec<u32>,
     pub(crate) auto_reply: Option<Box<AutoReply>>,
-    pub(crate) live_since: Option<Instant>,
+    /// Whether the worker has told this edge the auto-response (set or
+    /// cleared) at least once.
+    pub(crate) auto_reply_known: bool,
     pub(crate) usage: Usage,
     /// Size of the object's database when last reported.
     pub(crate) stored_bytes: Option<u64>,
@@ -117,7 +119,7 @@ impl Object {
             in_flight: 0,
             paused: Vec::new(),
             auto_reply: None,
-            live_since: None,
+            auto_reply_known: false,
             usage: Usage::default(),
             stored_bytes: None,
             recorded: crate::ledger::Usage::default(),
@@ -125,21 +127,20 @@ impl Object {
         }
     }
 
-    pub(crate) fn go_idle(&mut self, now: Instant) {
+    pub(crate) fn go_idle(&mut self) {
         self.live = false;
         self.in_flight = 0;
-        if let Some(since) = self.live_since.take() {
-            self.usage.active += now.saturating_duration_since(since);
-        }
+    }
+
+    /// Live time the worker reports; the node's edges together hold the
+    /// whole of it.
+    pub(crate) fn add_active(&mut self, micros: u64) {
+        self.usage.active += Duration::from_micros(micros);
     }
 
     /// What the object used since the last call, for the ledger; `None` if
-    /// nothing changed. Live time is counted up to `now`.
-    pub(crate) fn take_ledger_delta(&mut self, now: Instant) -> Option<UsageDelta> {
-        if let Some(since) = self.live_since {
-            self.usage.active += now.saturating_duration_since(since);
-            self.live_since = Some(now);
-        }
+    /// nothing changed.
+    pub(crate) fn take_ledger_delta(&mut self) -> Option<UsageDelta> {
         let u = &self.usage;
         let total = crate::ledger::Usage {
             requests: u.requests,
@@ -194,10 +195,7 @@ impl Object {
             .map_or_else(|| self.id.to_hex(), str::to_owned)
     }
 
-    pub(crate) fn report(&self, now: Instant) -> ObjectReport {
-        let live_now = self
-            .live_since
-            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+    pub(crate) fn report(&self) -> ObjectReport {
         let usage = self.usage.clone();
         ObjectReport {
             namespace: self.namespace.to_string(),
@@ -206,7 +204,7 @@ impl Object {
             name: self.name.as_deref().map(str::to_owned),
             connections: self.sockets.len(),
             active: self.live,
-            active_seconds: (usage.active + live_now).as_secs_f64(),
+            active_seconds: usage.active.as_secs_f64(),
             billable_requests: (usage.requests + usage.alarms + usage.rpc_calls) as f64
                 + usage.ws_messages_in as f64 / 20.0,
             stored_bytes: self.stored_bytes,

@@ -233,6 +233,7 @@ impl ToWorker {
                 id,
                 name,
                 auto_response,
+                auto_response_known,
                 sockets,
             } => {
                 let mut w = Writer::new(out, 1);
@@ -244,6 +245,7 @@ impl ToWorker {
                         w.str(n);
                     })
                     .auto_response(auto_response.as_ref())
+                    .bool(*auto_response_known)
                     .list(sockets, |w, s| {
                         w.handle(s.handle)
                             .list(&s.tags, |w, t| {
@@ -371,6 +373,7 @@ impl ToWorker {
                 id: r.str()?,
                 name: r.opt(Reader::str)?,
                 auto_response: r.auto_response()?,
+                auto_response_known: r.bool()?,
                 sockets: r.list(|r| {
                     Ok(SocketInfo {
                         handle: r.handle()?,
@@ -508,6 +511,7 @@ impl ToEdge {
                 rows_read,
                 rows_written,
                 stored_bytes,
+                active_us,
             } => {
                 let mut w = Writer::new(out, 7);
                 w.u32(*object)
@@ -516,22 +520,58 @@ impl ToEdge {
                     .u64(*rows_written)
                     .opt(*stored_bytes, |w, b| {
                         w.u64(b);
-                    });
+                    })
+                    .u64(*active_us);
                 w.finish();
             }
-            ToEdge::Idle { object, handled } => {
+            ToEdge::Idle {
+                object,
+                handled,
+                active_us,
+            } => {
                 let mut w = Writer::new(out, 8);
-                w.u32(*object).u64(*handled);
+                w.u32(*object).u64(*handled).u64(*active_us);
                 w.finish();
             }
             ToEdge::IdleExit => Writer::new(out, 9).finish(),
-            ToEdge::SetAlarm { object, at_ms } => {
+            ToEdge::SetAlarm {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
                 let mut w = Writer::new(out, 11);
-                w.u32(*object).opt(*at_ms, |w, at| {
-                    w.u64(at);
-                });
+                w.str(namespace)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    })
+                    .opt(*at_ms, |w, at| {
+                        w.u64(at);
+                    });
                 w.finish();
             }
+            ToEdge::Woke { object } => {
+                let mut w = Writer::new(out, 14);
+                w.u32(*object);
+                w.finish();
+            }
+            ToEdge::Gather {
+                namespace,
+                class,
+                id,
+                name,
+            } => {
+                let mut w = Writer::new(out, 15);
+                w.str(namespace)
+                    .str(class)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    });
+                w.finish();
+            }
+            ToEdge::StayUp => Writer::new(out, 16).finish(),
             ToEdge::Call {
                 caller,
                 call_id,
@@ -619,10 +659,12 @@ impl ToEdge {
                 rows_read: r.u64()?,
                 rows_written: r.u64()?,
                 stored_bytes: r.opt(Reader::u64)?,
+                active_us: r.u64()?,
             },
             8 => ToEdge::Idle {
                 object: r.u32()?,
                 handled: r.u64()?,
+                active_us: r.u64()?,
             },
             9 => ToEdge::IdleExit,
             10 => ToEdge::Accept {
@@ -630,7 +672,9 @@ impl ToEdge {
                 tags: r.list(Reader::str)?,
             },
             11 => ToEdge::SetAlarm {
-                object: r.u32()?,
+                namespace: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
                 at_ms: r.opt(Reader::u64)?,
             },
             12 => ToEdge::AlarmDone {
@@ -650,6 +694,14 @@ impl ToEdge {
                 headers: r.headers()?,
                 body: r.bytes()?,
             },
+            14 => ToEdge::Woke { object: r.u32()? },
+            15 => ToEdge::Gather {
+                namespace: r.str()?,
+                class: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
+            },
+            16 => ToEdge::StayUp,
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -700,8 +752,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000600020004030201");
-        assert_eq!(VERSION, 6);
+        assert_eq!(hex(&out), "09000000000700020004030201");
+        assert_eq!(VERSION, 7);
     }
 
     #[test]
@@ -744,6 +796,7 @@ mod tests {
                 request: Bytes::from_static(b"ping"),
                 response: Bytes::from_static(b"pong"),
             }),
+            auto_response_known: true,
             sockets: vec![SocketInfo {
                 handle: H,
                 tags: vec!["a".into(), "b".into()],
@@ -806,13 +859,25 @@ mod tests {
             retry_count: 2,
         });
         round_trip_edge(ToEdge::SetAlarm {
-            object: 4,
+            namespace: "BENCH".into(),
+            id: "ab".repeat(32),
+            name: Some("b".into()),
             at_ms: Some(1_700_000_000_000),
         });
         round_trip_edge(ToEdge::SetAlarm {
-            object: 4,
+            namespace: "BENCH".into(),
+            id: "ab".repeat(32),
+            name: None,
             at_ms: None,
         });
+        round_trip_edge(ToEdge::Woke { object: 4 });
+        round_trip_edge(ToEdge::Gather {
+            namespace: "BENCH".into(),
+            class: "Bench".into(),
+            id: "ab".repeat(32),
+            name: None,
+        });
+        round_trip_edge(ToEdge::StayUp);
         round_trip_edge(ToEdge::AlarmDone {
             object: 4,
             ok: false,
@@ -860,10 +925,12 @@ mod tests {
             rows_read: 10,
             rows_written: 3,
             stored_bytes: Some(4096),
+            active_us: 1_500,
         });
         round_trip_edge(ToEdge::Idle {
             object: 1,
             handled: 12,
+            active_us: 10_000_000,
         });
         round_trip_edge(ToEdge::IdleExit);
     }

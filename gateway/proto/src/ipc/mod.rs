@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -48,11 +48,14 @@ pub struct SocketInfo {
 }
 
 /// Messages from an edge to a worker. `object` is the edge's number for an
-/// object, valid from its `Activate` until the worker is sent `Evict`.
+/// object, valid for the edge process's life. A worker talks to every edge
+/// of the node; an object's sockets may sit on several edges, each with its
+/// own number for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToWorker {
     /// Sent before the first event to an object that is not live in the
-    /// worker: its identity and the sockets it holds.
+    /// worker from this edge's side, and as the answer to a `Gather`: its
+    /// identity and the sockets this edge holds for it.
     Activate {
         /// Edge-local object number.
         object: u32,
@@ -66,6 +69,9 @@ pub enum ToWorker {
         name: Option<String>,
         /// The auto-response pair, if set.
         auto_response: Option<AutoResponse>,
+        /// Whether this edge has been told the pair at all; an edge that
+        /// never held the object's sockets while it was set has not.
+        auto_response_known: bool,
         /// Every socket of the object on this edge.
         sockets: Vec<SocketInfo>,
     },
@@ -198,7 +204,8 @@ pub enum ToEdge {
         /// Close reason.
         reason: String,
     },
-    /// Send one message to every socket of an object on this edge.
+    /// Send one message to every socket of an object on this edge (the
+    /// worker sends one to each edge that holds sockets of the object).
     Broadcast {
         /// Edge-local object number.
         object: u32,
@@ -238,22 +245,54 @@ pub enum ToEdge {
         rows_written: u64,
         /// The database's size after them, if it was open.
         stored_bytes: Option<u64>,
+        /// Microseconds the instance was live since the worker last
+        /// reported it (to any edge); billed as duration.
+        active_us: u64,
     },
     /// The object has been idle for the hibernation timeout after handling
-    /// `handled` events in all; the edge answers `Evict` if it sent no more.
+    /// `handled` events from this edge; the edge answers `Evict` if it sent
+    /// no more. Sent to every edge bound to the object; the instance is
+    /// dropped when all have answered.
     Idle {
         /// Edge-local object number.
         object: u32,
-        /// Events handled since `Activate`.
+        /// Events from this edge handled since its `Activate`.
         handled: u64,
+        /// Live time not yet reported, as in `Done`.
+        active_us: u64,
     },
+    /// A new instance of the object was created (`new` ran): one wake.
+    /// Sent before the event that caused it is handled.
+    Woke {
+        /// Edge-local object number.
+        object: u32,
+    },
+    /// The object woke from another edge: answer with an `Activate`
+    /// listing this edge's sockets of it (possibly none).
+    Gather {
+        /// Namespace.
+        namespace: String,
+        /// Class.
+        class: String,
+        /// Id, 64 hex characters.
+        id: String,
+        /// The name the id came from, if known.
+        name: Option<String>,
+    },
+    /// The worker takes back an `IdleExit`: an event came from another edge.
+    StayUp,
     /// The worker has had no live object for its idle-exit timeout.
     IdleExit,
     /// The object set (`Some`) or deleted (`None`) its alarm; sent after the
-    /// event that did it committed.
+    /// event that did it committed, always to edge 0, which keeps the
+    /// node's alarm schedule.
     SetAlarm {
-        /// Edge-local object number.
-        object: u32,
+        /// Namespace.
+        namespace: String,
+        /// Id, 64 hex characters.
+        id: String,
+        /// The name the id came from, if known.
+        name: Option<String>,
         /// Unix milliseconds.
         at_ms: Option<u64>,
     },

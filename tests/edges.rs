@@ -1,0 +1,209 @@
+//! Several edges: the sockets of one object spread over edge processes that
+//! share the port, and the object still sees, counts and reaches all of
+//! them; an edge that dies takes only its own sockets with it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support::{assert_eventually, unique_name, wait_for_exit, Client, Node};
+
+const CLIENTS: usize = 40;
+
+/// Connects `count` clients to `path`. With this many connections from
+/// distinct source ports both edges of a two-edge node get some (the
+/// kernel hashes the 4-tuple); the tests check that they did.
+async fn connect_many(node: &Node, path: &str, count: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(Client::connect(&node.ws_url(path)).await);
+    }
+    clients
+}
+
+/// Connections per edge of an object, from the node's admin API.
+async fn connections_by_edge(node: &Node, class: &str, name: &str) -> Vec<u64> {
+    let stats = node.object_stats(class, name).await;
+    let edges = stats
+        .get("edges")
+        .and_then(serde_json::Value::as_array)
+        .unwrap_or_else(|| panic!("no per-edge list in {stats}"));
+    let mut counts = vec![0; 2];
+    for entry in edges {
+        let edge = entry["edge"].as_u64().unwrap() as usize;
+        counts[edge] = entry["connections"].as_u64().unwrap();
+    }
+    counts
+}
+
+async fn edge_pids(node: &Node) -> Vec<Option<u32>> {
+    let info = node.node_info().await;
+    info["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no edges in {info}"))
+        .iter()
+        .map(|e| e["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_objects_sockets_on_two_edges_are_counted_and_reached_once_each() {
+    let node = Node::builder().edges(2).start();
+    let name = unique_name("spread");
+    let path = format!("/bench/{name}");
+    let mut clients = connect_many(&node, &path, CLIENTS).await;
+
+    let by_edge = connections_by_edge(&node, "Bench", &name).await;
+    assert_eq!(by_edge.iter().sum::<u64>(), CLIENTS as u64, "{by_edge:?}");
+    assert!(
+        by_edge.iter().all(|&n| n > 0),
+        "the kernel put every socket on one edge: {by_edge:?}"
+    );
+
+    // get_websockets sees the sockets of both edges.
+    assert_eq!(clients[0].request("count").await, CLIENTS.to_string());
+
+    // A broadcast reaches each socket on either edge exactly once.
+    clients[CLIENTS - 1].send_text("bcast:hello-all").await;
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.recv_text().await, "hello-all", "client {i}");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert!(
+            client.try_recv(Duration::from_millis(20)).await.is_none(),
+            "client {i} got a second copy"
+        );
+    }
+    let stats = node.stats("Bench", &name).await;
+    assert_eq!(stats.ws_messages_out, CLIENTS as u64 + 1, "{stats:?}");
+    assert_eq!(stats.connections, CLIENTS as u64, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_on_both_edges_are_answered_without_waking_and_the_object_wakes_once() {
+    let node = Node::builder().edges(2).hibernate_after("300ms").start();
+    let name = unique_name("spread-ping");
+    let mut clients = connect_many(&node, &format!("/bench/{name}"), CLIENTS).await;
+    assert_eq!(clients[0].request("echo:up").await, "up");
+    let hibernated = node
+        .wait_hibernated("Bench", &name, Duration::from_secs(10))
+        .await;
+
+    for client in clients.iter_mut() {
+        assert_eq!(client.request("ping").await, "pong");
+    }
+    let after_pings = node.stats("Bench", &name).await;
+    assert_eq!(after_pings.wakes, hibernated.wakes, "{after_pings:?}");
+    assert_eq!(after_pings.events, hibernated.events, "{after_pings:?}");
+    assert_eq!(
+        after_pings.auto_responses,
+        hibernated.auto_responses + CLIENTS as u64
+    );
+    assert!(!after_pings.active, "{after_pings:?}");
+
+    // The message wakes one instance, which gathers both edges' sockets.
+    assert_eq!(
+        clients[CLIENTS / 2].request("count").await,
+        CLIENTS.to_string()
+    );
+    let woken = node.stats("Bench", &name).await;
+    assert_eq!(woken.wakes, hibernated.wakes + 1, "{woken:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_set_from_any_edge_fires_and_reaches_both() {
+    let node = Node::builder().edges(2).start();
+    let name = unique_name("spread-alarm");
+    let mut clients = connect_many(&node, &format!("/bench/{name}"), 12).await;
+    let by_edge = connections_by_edge(&node, "Bench", &name).await;
+    assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+    // Every client sets it in turn, so both edges' sockets have set one.
+    for client in clients.iter_mut() {
+        assert_eq!(client.request("alarm:300").await, "ok");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.recv_text().await, "alarm:0", "client {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
+    let node = Node::builder().edges(2).start();
+    let room = unique_name("spread-room");
+    let mut members = Vec::new();
+    for i in 0..16 {
+        let user = format!("u{i:02}");
+        let mut client =
+            Client::connect(&node.ws_url(&format!("/presence/{room}?user={user}"))).await;
+        // Each join pushes the list to everyone; read this one's own copy.
+        let joined = client.recv_text().await;
+        assert!(joined.contains(&user), "{joined}");
+        members.push((user, client));
+    }
+    // Drain the join lists the earlier members got.
+    for (_, client) in members.iter_mut() {
+        while client.try_recv(Duration::from_millis(50)).await.is_some() {}
+    }
+    let by_edge = connections_by_edge(&node, "Presence", &room).await;
+    assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+
+    let pids = edge_pids(&node).await;
+    let victim = pids[1].expect("edge 1 is running");
+    assert!(node.kill_descendant(victim), "edge 1 is not the node's");
+    assert!(wait_for_exit(victim, Duration::from_secs(5)));
+
+    // Sockets of edge 1 end; those of edge 0 stay open and hear the
+    // leaves: the workers told the room its sockets on edge 1 closed.
+    let mut survivors = Vec::new();
+    let mut lost = BTreeSet::new();
+    for (user, mut client) in members {
+        let (heard, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(700))
+            .await;
+        if ended {
+            lost.insert(user);
+        } else {
+            survivors.push((user, client, heard));
+        }
+    }
+    assert_eq!(lost.len() as u64, by_edge[1], "lost {lost:?}");
+    assert_eq!(survivors.len() as u64, by_edge[0]);
+
+    let expected: BTreeSet<String> = survivors.iter().map(|(u, _, _)| u.clone()).collect();
+    for (user, client, heard) in survivors.iter_mut() {
+        let (more, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(300))
+            .await;
+        assert!(!ended, "{user} was dropped too");
+        heard.extend(more);
+        let latest = heard
+            .last()
+            .map(|m| m.to_text().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{user} heard no leave"));
+        let online: serde_json::Value = serde_json::from_str(&latest).unwrap();
+        let online: BTreeSet<String> = online["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(online, expected, "{user} sees {latest}");
+    }
+
+    // A new edge takes the dead one's place and serves new sockets.
+    assert_eventually!(
+        edge_pids(&node).await[1].is_some_and(|pid| pid != victim),
+        Duration::from_secs(10),
+        "edge 1 restarted"
+    );
+    let mut late = connect_many(&node, &format!("/presence/{room}?user=late"), 8).await;
+    for client in late.iter_mut() {
+        let list = client.recv_text().await;
+        assert!(list.contains("late"), "{list}");
+    }
+    let by_edge = connections_by_edge(&node, "Presence", &room).await;
+    assert_eq!(
+        by_edge.iter().sum::<u64>(),
+        (survivors.len() + late.len()) as u64,
+        "{by_edge:?}"
+    );
+}
