@@ -207,3 +207,29 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
         "{by_edge:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_with_sockets_past_one_ipc_frame_wakes_with_all_of_them() {
+    // 1,100 sockets with 2,000-byte attachments: the edge's activation
+    // spans three frames.
+    const SOCKETS: usize = 1_100;
+    let node = Node::builder().hibernate_after("300ms").start();
+    let name = unique_name("many");
+    let mut clients = connect_many(&node, &format!("/bench/{name}"), SOCKETS).await;
+    for (i, client) in clients.iter_mut().enumerate() {
+        let attachment = format!("{i:04}{}", "a".repeat(1_996));
+        assert_eq!(client.request(&format!("attach:{attachment}")).await, "ok");
+    }
+    let before = node
+        .wait_hibernated("Bench", &name, Duration::from_secs(10))
+        .await;
+    assert_eq!(clients[7].request("count").await, SOCKETS.to_string());
+    let woken = node.stats("Bench", &name).await;
+    assert_eq!(woken.wakes, before.wakes + 1, "{woken:?}");
+    let last = clients[SOCKETS - 1].request("getattach").await;
+    assert!(
+        last.starts_with(&format!("{:04}a", SOCKETS - 1)),
+        "{last:.20}"
+    );
+    assert_eq!(last.len(), 2_000);
+}

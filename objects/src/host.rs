@@ -204,16 +204,12 @@ impl ObjectHost {
                 handled: 0,
             });
         }
+        self.mirror
+            .borrow_mut()
+            .sockets
+            .retain(|id, _| id.parts().0 != edge);
+        self.add_sockets(sockets);
         let mut mirror = self.mirror.borrow_mut();
-        mirror.sockets.retain(|id, _| id.parts().0 != edge);
-        for s in sockets {
-            let entry = SocketEntry {
-                tags: s.tags,
-                attachment: s.attachment,
-                auto_response_at_ms: s.auto_response_at_ms,
-            };
-            mirror.sockets.insert(to_id(s.handle), entry);
-        }
         let reported = auto_response.map(from_wire);
         if !self.auto_response_known.get() {
             if auto_response_known {
@@ -227,6 +223,19 @@ impl ObjectHost {
             let pair = mirror.auto_response.clone().map(to_wire);
             self.outbox
                 .push(edge, &ToEdge::SetAutoResponse { object, pair });
+        }
+    }
+
+    /// More sockets of an edge's `Activate`.
+    pub(crate) fn add_sockets(&self, sockets: Vec<SocketInfo>) {
+        let mut mirror = self.mirror.borrow_mut();
+        for s in sockets {
+            let entry = SocketEntry {
+                tags: s.tags,
+                attachment: s.attachment,
+                auto_response_at_ms: s.auto_response_at_ms,
+            };
+            mirror.sockets.insert(to_id(s.handle), entry);
         }
     }
 

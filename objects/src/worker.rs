@@ -424,6 +424,7 @@ impl Worker {
                 auto_response,
                 auto_response_known,
                 sockets,
+                more,
             } => {
                 self.stay_up();
                 let slot = self.live_slot(edge, namespace, class, id, name);
@@ -431,9 +432,28 @@ impl Worker {
                 if let Some(live) = objects.lives.get(slot) {
                     live.host
                         .bind_edge(edge, object, auto_response, auto_response_known, sockets);
-                    live.gathering.answered(edge);
+                    if !more {
+                        live.gathering.answered(edge);
+                    }
                 }
                 objects.by_edge[usize::from(edge)].insert(object, slot);
+                return false;
+            }
+            ToWorker::Sockets {
+                object,
+                sockets,
+                more,
+            } => {
+                let objects = self.objects.borrow();
+                let live = objects
+                    .slot(edge, object)
+                    .and_then(|s| objects.lives.get(s));
+                if let Some(live) = live {
+                    live.host.add_sockets(sockets);
+                    if !more {
+                        live.gathering.answered(edge);
+                    }
+                }
                 return false;
             }
             ToWorker::Fetch {

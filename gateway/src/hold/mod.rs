@@ -44,6 +44,9 @@ const PENDING_BASE: usize = 1 << 49;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How often usage goes to the ledger: what a kill -9 can lose.
 const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Sockets per `Activate` or `Sockets` frame: with the largest attachments
+/// (16 KiB) a frame stays near 8 MiB, far below the IPC frame limit.
+const ACTIVATE_CHUNK: usize = 512;
 /// How long a closing socket may take to answer our Close and take what is
 /// queued for it before the edge drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -505,23 +508,23 @@ impl HoldLoop {
     fn activate(&mut self, object: u32) {
         let o = &mut self.objects[object as usize];
         let link = &mut self.links[o.worker as usize];
-        let sockets = o
-            .sockets
-            .iter()
-            .filter_map(|&slot| {
-                let s = self.sockets.get(slot as usize)?;
-                Some(SocketInfo {
-                    handle: SocketHandle {
-                        edge: self.options.edge,
-                        slot,
-                        generation: s.generation,
-                    },
-                    tags: s.tags.iter().map(|t| t.to_string()).collect(),
-                    attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
-                    auto_response_at_ms: s.auto_response_at_ms,
-                })
+        let edge = self.options.edge;
+        let info = |slot: &u32| {
+            let s = self.sockets.get(*slot as usize)?;
+            Some(SocketInfo {
+                handle: SocketHandle {
+                    edge,
+                    slot: *slot,
+                    generation: s.generation,
+                },
+                tags: s.tags.iter().map(|t| t.to_string()).collect(),
+                attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
+                auto_response_at_ms: s.auto_response_at_ms,
             })
-            .collect();
+        };
+        let mut chunks = o.sockets.chunks(ACTIVATE_CHUNK);
+        let first = chunks.next().unwrap_or_default();
+        let more = o.sockets.len() > first.len();
         ToWorker::Activate {
             object,
             namespace: o.namespace.to_string(),
@@ -530,9 +533,19 @@ impl HoldLoop {
             name: o.name.as_deref().map(str::to_owned),
             auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
             auto_response_known: o.auto_reply_known,
-            sockets,
+            sockets: first.iter().filter_map(info).collect(),
+            more,
         }
         .encode(&mut link.out);
+        let mut rest = chunks.peekable();
+        while let Some(chunk) = rest.next() {
+            ToWorker::Sockets {
+                object,
+                sockets: chunk.iter().filter_map(info).collect(),
+                more: rest.peek().is_some(),
+            }
+            .encode(&mut link.out);
+        }
         o.live = true;
         o.sent = 0;
         link.live_objects += 1;

@@ -123,6 +123,18 @@ impl<'a> Writer<'a> {
             w.str(name).bytes(value);
         })
     }
+    fn sockets(&mut self, sockets: &[SocketInfo]) -> &mut Self {
+        self.list(sockets, |w, s| {
+            w.handle(s.handle)
+                .list(&s.tags, |w, t| {
+                    w.str(t);
+                })
+                .opt(s.attachment.as_ref(), |w, a| {
+                    w.bytes(a);
+                })
+                .u64(s.auto_response_at_ms);
+        })
+    }
     fn auto_response(&mut self, pair: Option<&AutoResponse>) -> &mut Self {
         self.opt(pair, |w, p| {
             w.bool(p.binary).bytes(&p.request).bytes(&p.response);
@@ -205,6 +217,16 @@ impl Reader {
     fn headers(&mut self) -> Result<Vec<(String, Bytes)>, DecodeError> {
         self.list(|r| Ok((r.str()?, r.bytes()?)))
     }
+    fn sockets(&mut self) -> Result<Vec<SocketInfo>, DecodeError> {
+        self.list(|r| {
+            Ok(SocketInfo {
+                handle: r.handle()?,
+                tags: r.list(Reader::str)?,
+                attachment: r.opt(Reader::bytes)?,
+                auto_response_at_ms: r.u64()?,
+            })
+        })
+    }
     fn auto_response(&mut self) -> Result<Option<AutoResponse>, DecodeError> {
         self.opt(|r| {
             Ok(AutoResponse {
@@ -235,6 +257,7 @@ impl ToWorker {
                 auto_response,
                 auto_response_known,
                 sockets,
+                more,
             } => {
                 let mut w = Writer::new(out, 1);
                 w.u32(*object)
@@ -246,16 +269,17 @@ impl ToWorker {
                     })
                     .auto_response(auto_response.as_ref())
                     .bool(*auto_response_known)
-                    .list(sockets, |w, s| {
-                        w.handle(s.handle)
-                            .list(&s.tags, |w, t| {
-                                w.str(t);
-                            })
-                            .opt(s.attachment.as_ref(), |w, a| {
-                                w.bytes(a);
-                            })
-                            .u64(s.auto_response_at_ms);
-                    });
+                    .sockets(sockets)
+                    .bool(*more);
+                w.finish();
+            }
+            ToWorker::Sockets {
+                object,
+                sockets,
+                more,
+            } => {
+                let mut w = Writer::new(out, 9);
+                w.u32(*object).sockets(sockets).bool(*more);
                 w.finish();
             }
             ToWorker::Fetch {
@@ -374,14 +398,8 @@ impl ToWorker {
                 name: r.opt(Reader::str)?,
                 auto_response: r.auto_response()?,
                 auto_response_known: r.bool()?,
-                sockets: r.list(|r| {
-                    Ok(SocketInfo {
-                        handle: r.handle()?,
-                        tags: r.list(Reader::str)?,
-                        attachment: r.opt(Reader::bytes)?,
-                        auto_response_at_ms: r.u64()?,
-                    })
-                })?,
+                sockets: r.sockets()?,
+                more: r.bool()?,
             },
             2 => ToWorker::Fetch {
                 object: r.u32()?,
@@ -415,6 +433,11 @@ impl ToWorker {
                 was_clean: r.bool()?,
             },
             5 => ToWorker::Evict { object: r.u32()? },
+            9 => ToWorker::Sockets {
+                object: r.u32()?,
+                sockets: r.sockets()?,
+                more: r.bool()?,
+            },
             6 => ToWorker::Shutdown,
             7 => ToWorker::Alarm {
                 object: r.u32()?,
@@ -803,6 +826,17 @@ mod tests {
                 attachment: Some(Bytes::from_static(b"{\"name\":\"ada\"}")),
                 auto_response_at_ms: 17,
             }],
+            more: true,
+        });
+        round_trip_worker(ToWorker::Sockets {
+            object: 9,
+            sockets: vec![SocketInfo {
+                handle: H,
+                tags: vec![],
+                attachment: None,
+                auto_response_at_ms: 0,
+            }],
+            more: false,
         });
         round_trip_worker(ToWorker::Fetch {
             object: 1,

@@ -72,8 +72,22 @@ pub enum ToWorker {
         /// Whether this edge has been told the pair at all; an edge that
         /// never held the object's sockets while it was set has not.
         auto_response_known: bool,
-        /// Every socket of the object on this edge.
+        /// The object's sockets on this edge, or the first of them when
+        /// `more` is set.
         sockets: Vec<SocketInfo>,
+        /// `Sockets` messages follow with the rest: a frame stays far below
+        /// [`MAX_FRAME_BYTES`] even for 32,768 sockets with 16 KiB
+        /// attachments.
+        more: bool,
+    },
+    /// More sockets of an `Activate`, sent right after it.
+    Sockets {
+        /// Edge-local object number.
+        object: u32,
+        /// The next sockets.
+        sockets: Vec<SocketInfo>,
+        /// Yet more follow.
+        more: bool,
     },
     /// An HTTP request to the object; `upgrade` is the socket reserved for it
     /// if it is a WebSocket upgrade the object may accept.
