@@ -136,7 +136,14 @@ pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, payload_len: 
 
 /// One complete unmasked server frame.
 pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
+    // Exactly the frame's size: `Bytes::from` takes a full Vec as it is,
+    // but gives one with spare capacity a second allocation.
+    let header = match payload.len() {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    };
+    let mut out = Vec::with_capacity(header + payload.len());
     encode_header(&mut out, true, opcode, payload.len());
     out.extend_from_slice(payload);
     out
@@ -181,6 +188,14 @@ pub fn is_valid_close_code(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_frame_has_no_spare_capacity() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let frame = encode_frame(OpCode::Binary, &vec![7; len]);
+            assert_eq!(frame.capacity(), frame.len(), "payload of {len} bytes");
+        }
+    }
 
     #[test]
     fn header_lengths_round_trip_through_all_three_encodings() {
