@@ -234,6 +234,7 @@ pub fn spawn(
         fetches: HashMap::new(),
         calls: HashMap::new(),
         per_address: HashMap::new(),
+        peers: HashMap::new(),
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
         targets: Vec::new(),
@@ -325,6 +326,10 @@ struct HoldLoop {
     calls: HashMap<u64, PendingCall>,
     /// Listed sockets per client address, for the per-address limit.
     per_address: HashMap<std::net::IpAddr, u32>,
+    /// Each socket's client address, kept only while a per-address limit
+    /// is set: most nodes run without one, and an idle socket should not
+    /// carry 20 bytes it never uses.
+    peers: HashMap<u32, std::net::IpAddr>,
     next_request_id: u64,
     scratch: Vec<u8>,
     /// Reused list of broadcast targets.
@@ -636,7 +641,7 @@ impl HoldLoop {
             let slot = self.reserve_socket(object);
             // Only tracked when limited: otherwise no map work per socket.
             if per_address > 0 {
-                self.sockets[slot].peer = Some(request.peer);
+                self.peers.insert(slot as u32, request.peer);
             }
             Some(slot)
         } else {
@@ -1692,6 +1697,9 @@ impl HoldLoop {
             return;
         }
         let mut socket = self.sockets.remove(slot);
+        if !self.peers.is_empty() {
+            self.peers.remove(&(slot as u32));
+        }
         if let Some(stream) = socket.stream.as_mut() {
             let _ = self.poll.registry().deregister(stream);
         }
@@ -1712,7 +1720,7 @@ impl HoldLoop {
         let sockets = &mut self.objects[socket.object as usize].sockets;
         socket.position = Some(sockets.len() as u32);
         sockets.push(slot as u32);
-        if let Some(peer) = socket.peer {
+        if let Some(&peer) = self.peers.get(&(slot as u32)) {
             *self.per_address.entry(peer).or_insert(0) += 1;
         }
     }
@@ -1724,7 +1732,7 @@ impl HoldLoop {
         let Some(position) = socket.position.take() else {
             return;
         };
-        if let Some(peer) = socket.peer {
+        if let Some(&peer) = self.peers.get(&(slot as u32)) {
             if let std::collections::hash_map::Entry::Occupied(mut held) =
                 self.per_address.entry(peer)
             {

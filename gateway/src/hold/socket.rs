@@ -35,8 +35,6 @@ pub(crate) struct Socket {
     pub(crate) tags: Box<[Box<str>]>,
     pub(crate) attachment: Option<Box<[u8]>>,
     pub(crate) auto_response_at_ms: u64,
-    /// The client's address, for the per-address limit.
-    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 impl Socket {
@@ -54,7 +52,6 @@ impl Socket {
             tags: Box::default(),
             attachment: None,
             auto_response_at_ms: 0,
-            peer: None,
         }
     }
 
