@@ -41,3 +41,45 @@ async fn a_binary_auto_response_is_answered_without_waking_the_object() {
     );
     assert_eq!(node.stats("Bench", &name).await.wakes, before.wakes + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_pings_are_answered_in_order_before_the_close() {
+    use crate::support::{Frame, RawClient, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+    let node = Node::start();
+    let name = unique_name("pipelined");
+    let path = format!("/bench/{name}");
+    let mut client = Client::connect(&node.ws_url(&path)).await;
+    // Bench sets its auto-response on the first message.
+    assert_eq!(client.request("echo:x").await, "x");
+
+    let mut raw = RawClient::connect(node.http_addr(), &path);
+    let mut bytes = Vec::new();
+    for i in 0..300 {
+        bytes.extend(Frame::text("ping").encode());
+        if i == 150 {
+            bytes.extend(Frame::new(OP_PING, b"mid".to_vec()).encode());
+        }
+    }
+    bytes.extend(Frame::close(1000, "").encode());
+    raw.write_bytes(&bytes);
+    for i in 0..301 {
+        let frame = raw.expect_frame();
+        if i == 151 {
+            assert_eq!(
+                (frame.opcode, &frame.payload[..]),
+                (OP_PONG, &b"mid"[..]),
+                "frame {i}"
+            );
+        } else {
+            assert_eq!(
+                (frame.opcode, &frame.payload[..]),
+                (OP_TEXT, &b"pong"[..]),
+                "frame {i}"
+            );
+        }
+    }
+    assert_eq!(raw.expect_frame().opcode, OP_CLOSE);
+    raw.expect_eof();
+    let stats = node.stats("Bench", &name).await;
+    assert_eq!(stats.auto_responses, 300, "{stats:?}");
+}

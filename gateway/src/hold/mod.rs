@@ -44,6 +44,9 @@ const PENDING_BASE: usize = 1 << 49;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How often usage goes to the ledger: what a kill -9 can lose.
 const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Batched answers to one socket past this are written at once, and what
+/// does not fit the socket then goes through its bounded queue.
+const REPLY_BATCH_BYTES: usize = 64 * 1024;
 /// Sockets per `Activate` or `Sockets` frame: with the largest attachments
 /// (16 KiB) a frame stays near 8 MiB, far below the IPC frame limit.
 const ACTIVATE_CHUNK: usize = 512;
@@ -237,6 +240,8 @@ pub fn spawn(
         peers: HashMap::new(),
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
+        replies: Vec::new(),
+        replying: None,
         targets: Vec::new(),
         close_deadlines: VecDeque::new(),
         now: Instant::now(),
@@ -332,6 +337,12 @@ struct HoldLoop {
     peers: HashMap<u32, std::net::IpAddr>,
     next_request_id: u64,
     scratch: Vec<u8>,
+    /// Frames for the socket whose bytes are being handled (auto-responses,
+    /// pongs), written with one syscall once the read is handled: a client
+    /// that pipelines sixty pings gets its sixty answers in one write.
+    replies: Vec<u8>,
+    /// The socket `replies` is for, while its bytes are handled.
+    replying: Option<(usize, u32)>,
     /// Reused list of broadcast targets.
     targets: Vec<u32>,
     /// Closing sockets by deadline; one timeout for all keeps it sorted.
@@ -1429,10 +1440,13 @@ impl HoldLoop {
         let limits = ws::Limits {
             max_message_bytes: self.options.max_message_bytes,
         };
+        self.replying = Some((slot, generation));
         let result = conn.handle_bytes(&mut scratch[..n], &limits, &mut |event| {
             self.on_ws_event(slot, generation, event)
         });
         self.scratch = scratch;
+        self.write_replies();
+        self.replying = None;
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
         };
@@ -1519,8 +1533,64 @@ impl HoldLoop {
         }
     }
 
+    /// Writes what was batched for the socket being handled.
+    fn write_replies(&mut self) {
+        let Some((slot, generation)) = self.replying else {
+            return;
+        };
+        if self.replies.is_empty() {
+            return;
+        }
+        let mut replies = std::mem::take(&mut self.replies);
+        if let Some(socket) = self
+            .sockets
+            .get_mut(slot)
+            .filter(|s| s.generation == generation)
+        {
+            match (socket.out.as_mut(), socket.stream.as_mut()) {
+                (None, Some(stream)) => match write_now(stream, &replies) {
+                    Ok(n) if n == replies.len() => {}
+                    Ok(n) => {
+                        let mut queue = Box::<OutQueue>::default();
+                        queue.push(Bytes::copy_from_slice(&replies[n..]));
+                        socket.out = Some(queue);
+                        self.want_writable(slot, true);
+                    }
+                    Err(_) => {
+                        replies.clear();
+                        self.replies = replies;
+                        self.replying = None;
+                        self.drop_socket(slot, Some((1006, "")));
+                        self.replying = Some((slot, generation));
+                        return;
+                    }
+                },
+                (Some(queue), _) => queue.push(Bytes::copy_from_slice(&replies)),
+                (None, None) => {}
+            }
+        }
+        replies.clear();
+        if replies.capacity() > 4 * REPLY_BATCH_BYTES {
+            replies.shrink_to(REPLY_BATCH_BYTES);
+        }
+        self.replies = replies;
+    }
+
     /// Queues a frame for a client, writing at once when nothing is queued.
     fn queue_frame(&mut self, slot: usize, frame: Bytes) {
+        if let Some((replying, _)) = self.replying {
+            let batchable = replying == slot
+                && self.sockets.get(slot).is_some_and(|s| {
+                    s.phase == Phase::Open && s.out.is_none() && s.stream.is_some()
+                });
+            if batchable {
+                self.replies.extend_from_slice(&frame);
+                if self.replies.len() >= REPLY_BATCH_BYTES {
+                    self.write_replies();
+                }
+                return;
+            }
+        }
         let limit = self.options.max_outbound_queue_bytes;
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
@@ -1611,6 +1681,10 @@ impl HoldLoop {
     /// is written and the client's Close has been read (at once if it has
     /// been already), or at the close deadline.
     fn close_gracefully(&mut self, slot: usize, frame: Bytes) {
+        // Answers batched before the close go out before it.
+        if self.replying.is_some_and(|(s, _)| s == slot) {
+            self.write_replies();
+        }
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
         };
@@ -1695,6 +1769,9 @@ impl HoldLoop {
     fn finish_socket(&mut self, slot: usize) {
         if !self.sockets.contains(slot) {
             return;
+        }
+        if self.replying.is_some_and(|(s, _)| s == slot) {
+            self.replies.clear();
         }
         let mut socket = self.sockets.remove(slot);
         if !self.peers.is_empty() {
