@@ -1,5 +1,5 @@
-//! A minimal blocking HTTP/1.1 GET for the server's admin API: the edge pid
-//! (`/admin/node`) and an object's socket count (`/admin/objects/...`).
+//! A minimal blocking HTTP/1.1 GET for the server's admin API: the node's
+//! processes (`/admin/node`) and an object's counters (`/admin/objects/...`).
 //!
 //! Not an HTTP client: one request per connection (`Connection: close`), body
 //! by `Content-Length`, chunks, or end of stream, and a few KiB at most. The
@@ -51,27 +51,125 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     Ok(body)
 }
 
-/// The edge process's pid from `GET /admin/node`.
-pub fn edge_pid(addr: SocketAddr) -> Result<u32, String> {
-    let body = get(addr, "/admin/node")?;
-    let node: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("/admin/node is not JSON: {e}: {body}"))?;
-    node.get("edge_pid")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|pid| u32::try_from(pid).ok())
-        .ok_or_else(|| format!("/admin/node has no numeric edge_pid: {body}"))
+/// The node's processes as `GET /admin/node` lists them. A pid is `None`
+/// while that process is not running (a worker that exited when idle).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Node {
+    /// Absent on nodes that do not report it.
+    pub supervisor_pid: Option<u32>,
+    pub edges: Vec<Option<u32>>,
+    pub workers: Vec<Option<u32>>,
 }
 
-/// The `connections` count of one object, from `GET /admin/objects/{class}/{name}`.
-pub fn object_connections(addr: SocketAddr, class: &str, name: &str) -> Result<u64, String> {
+impl Node {
+    /// The running edges' pids.
+    pub fn edge_pids(&self) -> Vec<u32> {
+        self.edges.iter().flatten().copied().collect()
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().flatten().copied().collect()
+    }
+
+    pub fn workers_down(&self) -> bool {
+        self.workers.iter().all(Option::is_none)
+    }
+}
+
+/// `GET /admin/node`.
+pub fn node(addr: SocketAddr) -> Result<Node, String> {
+    parse_node(&get(addr, "/admin/node")?)
+}
+
+/// Both shapes: `{"edge_pid", "workers"}` from a node with one edge, and
+/// `{"supervisor_pid", "edge_pid", "edges": [{index, pid}], "workers"}` from
+/// one with several (where `edges` wins over `edge_pid`).
+pub fn parse_node(body: &str) -> Result<Node, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("/admin/node is not JSON: {e}: {body}"))?;
+    let pid = |v: &serde_json::Value| v.as_u64().and_then(|p| u32::try_from(p).ok());
+    // `[{"index": i, "pid": p|null}, ...]`, ordered by index.
+    let list = |key: &str| -> Result<Option<Vec<Option<u32>>>, String> {
+        let Some(items) = json.get(key) else {
+            return Ok(None);
+        };
+        let items = items
+            .as_array()
+            .ok_or_else(|| format!("/admin/node {key} is not an array: {body}"))?;
+        let mut out: Vec<(u64, Option<u32>)> = Vec::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let index = item
+                .get("index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(position as u64);
+            let p = match item.get("pid") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => {
+                    Some(pid(v).ok_or_else(|| format!("/admin/node {key}: bad pid: {body}"))?)
+                }
+            };
+            out.push((index, p));
+        }
+        out.sort_by_key(|(index, _)| *index);
+        Ok(Some(out.into_iter().map(|(_, p)| p).collect()))
+    };
+    let edges = match list("edges")? {
+        Some(edges) => edges,
+        None => vec![Some(json.get("edge_pid").and_then(pid).ok_or_else(
+            || format!("/admin/node has neither edges nor a numeric edge_pid: {body}"),
+        )?)],
+    };
+    Ok(Node {
+        supervisor_pid: json.get("supervisor_pid").and_then(pid),
+        edges,
+        workers: list("workers")?.unwrap_or_default(),
+    })
+}
+
+/// An object's counters as `GET /admin/objects/{class}/{name}` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectUsage {
+    pub connections: u64,
+    pub active: bool,
+    pub wakes: u64,
+    pub events: u64,
+    pub auto_responses: u64,
+}
+
+impl ObjectUsage {
+    /// Counters summed (for several rooms); `active` is whether any is.
+    pub fn add(&mut self, other: &ObjectUsage) {
+        self.connections += other.connections;
+        self.active |= other.active;
+        self.wakes += other.wakes;
+        self.events += other.events;
+        self.auto_responses += other.auto_responses;
+    }
+}
+
+pub fn object_usage(addr: SocketAddr, class: &str, name: &str) -> Result<ObjectUsage, String> {
     let path = format!("/admin/objects/{class}/{name}");
-    let body = get(addr, &path)?;
-    let object: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("{path} is not JSON: {e}"))?;
-    object
-        .get("connections")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| format!("{path} has no numeric connections: {body}"))
+    parse_object_usage(&get(addr, &path)?).map_err(|e| format!("{path}: {e}"))
+}
+
+pub fn parse_object_usage(body: &str) -> Result<ObjectUsage, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not JSON: {e}: {body}"))?;
+    let number = |key: &str| {
+        json.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("no numeric {key}: {body}"))
+    };
+    Ok(ObjectUsage {
+        connections: number("connections")?,
+        active: json
+            .get("active")
+            .and_then(serde_json::Value::as_bool)
+            .ok_or_else(|| format!("no boolean active: {body}"))?,
+        wakes: number("wakes")?,
+        events: number("events")?,
+        auto_responses: number("auto_responses")?,
+    })
 }
 
 /// Splits a whole response into status and body (de-chunked if need be).
@@ -159,6 +257,68 @@ mod tests {
     fn status_is_reported() {
         let raw = b"HTTP/1.1 404 Not Found\r\n\r\nno such object";
         assert_eq!(parse_response(raw).unwrap(), (404, "no such object".into()));
+    }
+
+    #[test]
+    fn node_with_one_edge_uses_edge_pid() {
+        let node =
+            parse_node(r#"{"edge_pid":7,"workers":[{"index":0,"pid":8},{"index":1,"pid":null}]}"#)
+                .unwrap();
+        assert_eq!(
+            node,
+            Node {
+                supervisor_pid: None,
+                edges: vec![Some(7)],
+                workers: vec![Some(8), None],
+            }
+        );
+        assert_eq!(node.worker_pids(), [8]);
+        assert!(!node.workers_down());
+    }
+
+    #[test]
+    fn node_with_several_edges_lists_them_in_index_order() {
+        let node = parse_node(
+            r#"{"supervisor_pid":1,"edge_pid":null,
+                "edges":[{"index":1,"pid":12},{"index":0,"pid":11},{"index":2,"pid":null}],
+                "workers":[{"index":0,"pid":null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(node.supervisor_pid, Some(1));
+        assert_eq!(node.edges, [Some(11), Some(12), None]);
+        assert_eq!(node.edge_pids(), [11, 12]);
+        assert!(node.workers_down());
+    }
+
+    #[test]
+    fn node_without_any_edge_is_an_error() {
+        assert!(parse_node(r#"{"workers":[]}"#).is_err());
+        assert!(parse_node(r#"{"edges":{"0":1}}"#).is_err());
+        assert!(parse_node("nope").is_err());
+    }
+
+    #[test]
+    fn object_usage_reads_the_counters() {
+        let body = r#"{"namespace":"BENCH","class":"Bench","connections":3,"active":false,
+            "wakes":2,"events":9,"auto_responses":40,"requests":0}"#;
+        let mut usage = parse_object_usage(body).unwrap();
+        assert_eq!(
+            usage,
+            ObjectUsage {
+                connections: 3,
+                active: false,
+                wakes: 2,
+                events: 9,
+                auto_responses: 40
+            }
+        );
+        usage.add(&ObjectUsage {
+            wakes: 1,
+            active: true,
+            ..ObjectUsage::default()
+        });
+        assert_eq!((usage.wakes, usage.active), (3, true));
+        assert!(parse_object_usage(r#"{"connections":1}"#).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! where the condition was not reached before its first due time is counted
 //! in `rounds_not_ready`.
 
-use std::fmt;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,7 +29,10 @@ use tokio::task::JoinSet;
 
 use crate::admin;
 use crate::client::Target;
-use crate::latency::Summary;
+use crate::latency::Recorder;
+use crate::results::{Phase, Report, TargetRun};
+use crate::scenario;
+use crate::server::TargetKind;
 use crate::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
@@ -60,6 +63,14 @@ impl Variant {
             _ => Err(format!("variant {text:?} is not live, hibernated or cold")),
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Live => "live",
+            Variant::Hibernated => "hibernated",
+            Variant::Cold => "cold",
+        }
+    }
 }
 
 /// `loadtest alarms` flags.
@@ -75,31 +86,6 @@ pub struct AlarmOptions {
     pub json: Option<PathBuf>,
 }
 
-/// One `loadtest alarms` run.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlarmReport {
-    pub scenario: &'static str,
-    pub url: String,
-    pub objects: u32,
-    pub count: u32,
-    pub delay_ms: u64,
-    pub variant: Variant,
-    pub rounds: u32,
-    /// Rounds whose variant condition was not seen before the first alarm
-    /// of the round came due (always 0 for `live`).
-    pub rounds_not_ready: u32,
-    /// How long before the first due time the condition was seen, per round
-    /// (the margin; `hibernated` and `cold` only).
-    pub ready_margin: Summary,
-    /// Alarm message read minus (send time + delay).
-    pub lateness: Summary,
-    /// Alarms read before send time + delay (clock skew between the object's
-    /// wall clock and our monotonic one); counted as 0 late.
-    pub early: u32,
-    /// `alarm:<delay>` sent to `ok` read.
-    pub set_rtt: Summary,
-}
-
 /// One alarm's timing.
 struct Sample {
     set_rtt: Duration,
@@ -107,7 +93,7 @@ struct Sample {
     fired: Instant,
 }
 
-pub fn run(opts: &AlarmOptions) -> Result<AlarmReport, String> {
+pub fn run(opts: &AlarmOptions) -> Result<Report, String> {
     if opts.objects == 0 || opts.count == 0 {
         return Err("--objects and --count must be at least 1".into());
     }
@@ -160,26 +146,77 @@ pub fn run(opts: &AlarmOptions) -> Result<AlarmReport, String> {
         std::thread::sleep(ROUND_GAP);
     }
 
-    let early = samples.iter().filter(|s| s.fired < s.due).count() as u32;
-    let lateness: Vec<Duration> = samples
-        .iter()
-        .map(|s| s.fired.saturating_duration_since(s.due))
-        .collect();
-    let set_rtt: Vec<Duration> = samples.iter().map(|s| s.set_rtt).collect();
-    Ok(AlarmReport {
-        scenario: "alarms",
-        url: opts.url.clone(),
-        objects: opts.objects,
-        count: opts.count,
-        delay_ms: opts.delay.as_millis() as u64,
-        variant: opts.variant,
-        rounds,
-        rounds_not_ready,
-        ready_margin: Summary::of(&margins).unwrap_or_default(),
-        lateness: Summary::of(&lateness).ok_or("no alarms fired")?,
-        early,
-        set_rtt: Summary::of(&set_rtt).ok_or("no alarms set")?,
-    })
+    let early = samples.iter().filter(|s| s.fired < s.due).count();
+    let mut lateness = Recorder::new();
+    let mut set_rtt = Recorder::new();
+    for s in &samples {
+        // An alarm read before its due time (clock skew between the object's
+        // wall clock and our monotonic one) counts as 0 late.
+        lateness.record(s.fired.saturating_duration_since(s.due));
+        set_rtt.record(s.set_rtt);
+    }
+    if lateness.count() == 0 {
+        return Err("no alarms fired".into());
+    }
+    let mut ready_margin = Recorder::new();
+    for m in &margins {
+        ready_margin.record(*m);
+    }
+    let mut counters = BTreeMap::new();
+    counters.insert("rounds".to_string(), f64::from(rounds));
+    counters.insert("rounds_not_ready".to_string(), f64::from(rounds_not_ready));
+    counters.insert("early".to_string(), early as f64);
+    let mut fired = Phase {
+        name: "lateness".into(),
+        description: format!(
+            "{} alarms {} ms ahead over {} objects, variant {}",
+            opts.count,
+            opts.delay.as_millis(),
+            opts.objects,
+            opts.variant.name()
+        ),
+        unit: "alarms".into(),
+        operations: lateness.count(),
+        latency_label: "due (send time + delay) → `alarm:0` read".into(),
+        latency: lateness.latency(),
+        counters,
+        ..Phase::default()
+    };
+    if let Some(l) = ready_margin.latency() {
+        fired
+            .more_latencies
+            .insert("condition seen → first due time (margin)".into(), l);
+    }
+    let set = Phase {
+        name: "set".into(),
+        description: "setting the alarm".into(),
+        unit: "alarms".into(),
+        operations: set_rtt.count(),
+        latency_label: "`alarm:<ms>` written → `ok` read".into(),
+        latency: set_rtt.latency(),
+        ..Phase::default()
+    };
+    Ok(Report {
+        scenario: "alarms".into(),
+        title: format!("alarm lateness ({})", opts.variant.name()),
+        unix_time: scenario::unix_time(),
+        settings: vec![
+            ("objects".into(), opts.objects.to_string()),
+            ("count".into(), opts.count.to_string()),
+            ("delay".into(), format!("{} ms", opts.delay.as_millis())),
+            ("variant".into(), opts.variant.name().into()),
+        ],
+        host: crate::results::Host::here(None, None),
+        targets: vec![TargetRun {
+            target: TargetKind::Torpor,
+            url: opts.url.clone(),
+            server: "torpor".into(),
+            phases: vec![fired, set],
+            ..TargetRun::default()
+        }],
+        ..Report::default()
+    }
+    .finish())
 }
 
 /// Sets one alarm per session, waits for the variant's condition, and
@@ -314,46 +351,5 @@ fn object_active(admin: SocketAddr, name: &str) -> Result<bool, String> {
 
 /// Whether `/admin/node` shows every worker without a process.
 fn workers_down(admin: SocketAddr) -> Result<bool, String> {
-    let body = admin::get(admin, "/admin/node")?;
-    let json: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("/admin/node is not JSON: {e}"))?;
-    let workers = json
-        .get("workers")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| format!("/admin/node has no workers array: {body}"))?;
-    Ok(workers
-        .iter()
-        .all(|w| w.get("pid").is_some_and(serde_json::Value::is_null)))
-}
-
-impl AlarmReport {
-    pub fn write_json(&self, path: &std::path::Path) -> Result<(), String> {
-        let mut json = serde_json::to_string_pretty(self)
-            .map_err(|e| format!("cannot serialize report: {e}"))?;
-        json.push('\n');
-        std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))
-    }
-}
-
-impl fmt::Display for AlarmReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "alarm lateness against {}", self.url)?;
-        writeln!(
-            f,
-            "  alarms        {} over {} objects in {} rounds, {} ms ahead, variant {:?}",
-            self.count, self.objects, self.rounds, self.delay_ms, self.variant
-        )?;
-        if self.variant != Variant::Live {
-            writeln!(
-                f,
-                "  ready         {} of {} rounds before due; margin {}",
-                self.rounds - self.rounds_not_ready,
-                self.rounds,
-                self.ready_margin
-            )?;
-        }
-        writeln!(f, "  lateness      {}", self.lateness)?;
-        writeln!(f, "  early         {}", self.early)?;
-        write!(f, "  set rtt       {}", self.set_rtt)
-    }
+    Ok(admin::node(admin)?.workers_down())
 }

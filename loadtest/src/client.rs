@@ -302,36 +302,98 @@ pub fn close_code(payload: &[u8]) -> Option<u16> {
 /// port on every call and prefers half the ephemeral range, so past ~14000
 /// sockets on one address each bind scans thousands of ports (measured: 19000
 /// connections took 60 s from one address, 3 s spread over four). A counter
-/// over 10000..=65535 costs one syscall per port, and one already taken (a
-/// listener, a TIME_WAIT left by an earlier run) just fails its bind and is
-/// skipped.
+/// costs one syscall per port, and one already taken (a listener, a
+/// TIME_WAIT left by an earlier run) just fails its bind and is skipped.
+///
+/// The counter walks 10000..=65535 *minus the kernel's ephemeral range*
+/// (`ip_local_port_range`): a port number bound explicitly on any address is
+/// one the kernel will not pick for an ordinary `connect()` on any other, so
+/// 100,000 client sockets inside that range leave every other program on the
+/// machine (the admin calls here, other people's tests) without ports.
 #[derive(Debug)]
 pub struct Source {
     pub ip: Ipv4Addr,
     next: AtomicU32,
+    /// Inclusive port ranges, ascending, and their total size.
+    ranges: Vec<(u16, u16)>,
+    total: u32,
 }
 
 impl Source {
     pub const FIRST_PORT: u16 = 10_000;
-    const PORTS: u32 = 65_535 - Self::FIRST_PORT as u32 + 1;
     /// Ports tried for one connection before giving up (then it is retried
     /// after a backoff like any transient failure).
     pub const MAX_BIND_TRIES: u32 = 4096;
+    /// Fewer ports than this outside the ephemeral range (a machine that made
+    /// it huge), and the whole of 10000..=65535 is used after all.
+    const MIN_PORTS: u32 = 20_000;
 
     /// `seed` picks where in the range counting starts, so that consecutive
     /// runs (seeded by pid) do not all walk into the previous run's TIME_WAIT ports.
     pub fn new(ip: Ipv4Addr, seed: u32) -> Source {
+        Source::with_ranges(ip, seed, client_port_ranges())
+    }
+
+    fn with_ranges(ip: Ipv4Addr, seed: u32, ranges: Vec<(u16, u16)>) -> Source {
+        let size = |r: &[(u16, u16)]| -> u32 {
+            r.iter()
+                .map(|(lo, hi)| u32::from(*hi) - u32::from(*lo) + 1)
+                .sum()
+        };
+        let ranges = if size(&ranges) >= Self::MIN_PORTS {
+            ranges
+        } else {
+            vec![(Self::FIRST_PORT, u16::MAX)]
+        };
+        let total = size(&ranges);
         Source {
             ip,
-            next: AtomicU32::new(seed % Self::PORTS),
+            next: AtomicU32::new(seed % total),
+            ranges,
+            total,
         }
     }
 
     pub fn next_port(&self) -> u16 {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % Self::PORTS;
-        // n < PORTS, so the sum is at most 65535.
-        Self::FIRST_PORT + n as u16
+        let mut n = self.next.fetch_add(1, Ordering::Relaxed) % self.total;
+        for (lo, hi) in &self.ranges {
+            let len = u32::from(*hi) - u32::from(*lo) + 1;
+            if n < len {
+                // n < len, so lo + n is at most hi.
+                return lo + n as u16;
+            }
+            n -= len;
+        }
+        // n < total, the sum of the lengths, so the loop always returns.
+        Self::FIRST_PORT
     }
+}
+
+/// 10000..=65535 without the ephemeral range this machine's kernel uses.
+pub fn client_port_ranges() -> Vec<(u16, u16)> {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut words = text.split_whitespace().map(str::parse::<u16>);
+            Some((words.next()?.ok()?, words.next()?.ok()?))
+        });
+    match ephemeral {
+        Some((lo, hi)) if lo <= hi => without(Source::FIRST_PORT, u16::MAX, lo, hi),
+        _ => vec![(Source::FIRST_PORT, u16::MAX)],
+    }
+}
+
+/// `first..=last` minus `lo..=hi`.
+fn without(first: u16, last: u16, lo: u16, hi: u16) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    if lo > first {
+        out.push((first, last.min(lo - 1)));
+    }
+    if hi < last {
+        out.push((first.max(hi + 1), last));
+    }
+    out.retain(|(a, b)| a <= b);
+    out
 }
 
 /// What one connection does once upgraded.
@@ -350,15 +412,29 @@ pub struct Open<'a> {
 /// `open.timeout`. Returns the bare socket: nothing of this connection stays
 /// in memory but the file descriptor.
 pub async fn open(target: &Target, open: Open<'_>) -> Result<std::net::TcpStream, ClientError> {
-    let stream = tokio::time::timeout(open.timeout, upgrade(target, open))
-        .await
-        .map_err(|_| ClientError::Timeout(open.timeout))??;
+    let stream = open_stream(target, open).await?;
+    // Closed with a reset, not a FIN: whoever closes first keeps the
+    // connection in TIME_WAIT for a minute, and here that would be the
+    // client's explicitly bound port, so the next target or run would find
+    // tens of thousands of its ports taken. The measurement is over by then.
+    stream.set_zero_linger().map_err(|err| ClientError::Io {
+        stage: "linger",
+        err,
+    })?;
     // Leaving the runtime's reactor: the connection is never read again, so an
     // epoll registration per connection would be pure overhead.
     stream.into_std().map_err(|err| ClientError::Io {
         stage: "release",
         err,
     })
+}
+
+/// Like [`open`], but the socket stays a tokio stream, for a caller that
+/// goes on talking on it at once and closes it cleanly itself (churn).
+pub async fn open_stream(target: &Target, open: Open<'_>) -> Result<TcpStream, ClientError> {
+    tokio::time::timeout(open.timeout, upgrade(target, open))
+        .await
+        .map_err(|_| ClientError::Timeout(open.timeout))?
 }
 
 /// A socket bound to the next free port of `source`.
@@ -614,15 +690,53 @@ mod tests {
     }
 
     #[test]
-    fn source_ports_cycle_through_the_range() {
-        let source = Source::new(Ipv4Addr::LOCALHOST, Source::PORTS - 1);
-        assert_eq!(source.next_port(), 65_535);
-        assert_eq!(source.next_port(), Source::FIRST_PORT);
-        assert_eq!(source.next_port(), Source::FIRST_PORT + 1);
-        assert_eq!(
-            Source::new(Ipv4Addr::LOCALHOST, 7).next_port(),
-            Source::FIRST_PORT + 7
+    fn source_ports_cycle_through_the_ranges() {
+        let source = Source::with_ranges(
+            Ipv4Addr::LOCALHOST,
+            22_767,
+            vec![(10_000, 32_767), (61_000, 65_535)],
         );
+        assert_eq!(source.total, 22_768 + 4_536);
+        assert_eq!(source.next_port(), 32_767);
+        assert_eq!(source.next_port(), 61_000);
+        assert_eq!(source.next_port(), 61_001);
+        let wrap = Source::with_ranges(
+            Ipv4Addr::LOCALHOST,
+            27_303,
+            vec![(10_000, 32_767), (61_000, 65_535)],
+        );
+        assert_eq!(wrap.next_port(), 65_535);
+        assert_eq!(wrap.next_port(), 10_000);
+    }
+
+    #[test]
+    fn the_ephemeral_range_is_left_to_the_kernel() {
+        assert_eq!(
+            without(10_000, 65_535, 32_768, 60_999),
+            [(10_000, 32_767), (61_000, 65_535)]
+        );
+        assert_eq!(without(10_000, 65_535, 1_024, 65_535), []);
+        assert_eq!(without(10_000, 65_535, 40_000, 65_535), [(10_000, 39_999)]);
+        // Too few ports left: the whole range after all.
+        let source = Source::with_ranges(
+            Ipv4Addr::LOCALHOST,
+            0,
+            without(10_000, 65_535, 1_024, 60_000),
+        );
+        assert_eq!(source.total, 65_535 - 10_000 + 1);
+        // On this machine, whatever its range, no port handed out is in it.
+        let ranges = client_port_ranges();
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let bounds: Vec<u16> = text
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        for (lo, hi) in ranges {
+            assert!(
+                hi < bounds[0] || lo > bounds[1],
+                "{lo}..={hi} overlaps {bounds:?}"
+            );
+        }
     }
 
     #[test]

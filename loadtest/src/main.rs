@@ -1,76 +1,177 @@
-//! `loadtest`: Torpor's load generator. Scenarios: `idle` opens many
-//! WebSockets, leaves them idle, and measures the edge's memory per
-//! connection (`idle-client` is the hidden child process it spawns); `wake`
-//! times the first message to a hibernated object; `alarms` times how late
-//! alarms fire, with objects live, hibernated, or their worker exited.
+//! `loadtest`: Torpor's load generator, and the baseline servers it is
+//! measured against. Scenarios: `idle` (memory per idle connection), `ping`
+//! (auto-response round trips), `echo` (round trips through a live object),
+//! `broadcast` (one message to every socket of an object), `churn`
+//! (connects and disconnects per second), `wake` (a hibernated object's
+//! first reply) and `alarms` (how late alarms fire). `baseline-server` is the
+//! plain tokio-tungstenite server the scenarios compare Torpor with, and
+//! `idle-client`/`traffic-client` are the hidden child processes the
+//! scenarios spawn.
 //!
-//! This file only parses flags and dispatches; the work is in `idle.rs`,
-//! `wake.rs` and `alarms.rs`. Flags
-//! are parsed by hand: a dozen `--name value` pairs do not justify a parser
-//! crate.
+//! This file only parses flags and dispatches; each scenario has its own
+//! file, the shared parent side is `scenario.rs`, and the report model is
+//! `results.rs`.
 // A load generator's results are its output, and stdout is also how a client
 // process reports to its parent, so printing is the point here.
 #![allow(clippy::print_stdout)]
 
 mod admin;
 mod alarms;
+mod baseline;
+mod broadcast;
+mod churn;
 mod client;
+mod cpu;
+mod flags;
+mod fleet;
+mod frames;
+mod html;
 mod idle;
+mod kernel;
 mod latency;
-mod report;
+mod medians;
+mod open;
+mod progress;
+mod results;
 mod rss;
+mod rtt;
+mod scenario;
+mod server;
 mod session;
+mod svg;
+mod traffic;
 mod wake;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
 use alarms::{AlarmOptions, Variant};
+use broadcast::BroadcastOptions;
+use churn::ChurnOptions;
+use flags::Flags;
 use idle::{ClientOptions, IdleOptions};
+use results::Report;
+use rtt::RttOptions;
+use scenario::Common;
+use traffic::{Kind, TrafficOptions};
 use wake::{Probe, WakeOptions};
 
 const USAGE: &str = "\
-usage: loadtest idle [flags]
+usage: loadtest <scenario> [flags]
 
-Opens idle WebSockets to Bench objects (/bench/idle-<room>) from several client
-processes and reports the edge's RSS growth per connection.
+Scenarios run against a Torpor node that is already running (--url, --admin)
+and, with --baselines, also against two baseline servers that loadtest starts
+itself (`loadtest baseline-server --mode default|tuned`: tokio-tungstenite,
+one task per connection, default config and a 4 KiB read buffer), so every
+figure has the baselines' beside it from the same run. Results go to stdout
+as a summary (p50, p90, p99, p99.9, max, throughput, server CPU-seconds per
+million operations, Torpor/baseline ratios) and, with --json PATH, to PATH
+and a self-contained HTML report beside it (PATH with .html).
 
-  --url URL             ws://host:port of the server [ws://127.0.0.1:8787]
-  --admin ADDR          admin host:port [127.0.0.1:9090]
-  --connections N       connections in total [15000]
+Flags of every traffic scenario (idle, ping, echo, broadcast, churn):
+  --url URL             Torpor's ws://host:port [ws://127.0.0.1:8787]
+  --admin ADDR          Torpor's admin host:port [127.0.0.1:9090]
+  --baselines           run against torpor, then the default and the tuned
+                        baseline (the same as --target all)
+  --target T            torpor, default, tuned or all [torpor]
+  --processes N|auto    client processes, process i connecting from
+                        127.0.0.(10+i); each holds under 19000 sockets (20000
+                        fds per process) [auto: one per 15000 connections;
+                        churn: 1]
+  --concurrency N       connections being opened at once per process [256]
+  --server-cpu CPUS     taskset -c list for the baseline servers, or none [0]
+  --client-cpu CPUS     taskset -c list for the client processes, or none [1]
+                        (pin Torpor yourself: taskset -c 0 torpor ...)
+  --baseline-threads N  tokio worker threads of the baselines [their default, 1]
+  --json PATH           write the report as JSON, and PATH.html beside it
+A baseline is one process, so it gets at most 19000 connections (noted).
+Server CPU is utime+stime from /proc: Torpor's supervisor, edges and workers
+(from /admin/node, re-read every second), or the baseline's one process.
+
+loadtest idle [flags]
+  Opens idle WebSockets to /bench/idle-<room>, holds them without a byte
+  sent, and reports server RSS per connection (Torpor: all edges summed),
+  kernel Slab and TCP buffer memory per connection (/proc/meminfo,
+  /proc/net/sockstat), time to open them all, and RSS against connections
+  (sampled every 10 %).
+  --connections N       in total [15000]
   --rooms N             Bench objects to spread them over [100]
   --attach-bytes N      send attach:<N x 'a'> on each and await ok; 0 = none [0]
-  --processes N         client processes, each from its own 127.0.0.(10+i) [4]
-  --hold DURATION       how long to hold after measuring, e.g. 10s, 500ms, 2m [10s]
-  --edge-pid N          the edge's pid; read from /admin/node when absent
-  --json PATH           also write the report as JSON
-  --concurrency N       connections in flight per process [256]
+  --hold DURATION       hold after measuring, e.g. 10s, 500ms, 2m [10s]
 
-usage: loadtest wake [flags]
+loadtest ping [flags]
+  C connections over R rooms (/bench/ping-<room>) send `ping`; Torpor answers
+  with the object's auto-response at the edge (no wake: the objects' wakes
+  and events are read before and after, and must not move), a baseline with a
+  plain `pong`. After a warm-up, phase `max`: a closed loop, --window pings
+  outstanding per connection, for --duration (pings/s). Phase `half`: an
+  open loop at half that rate (each target at half its own max), paced
+  evenly over the connections, for --duration (latency); with --rate, phase
+  `rate` at that rate for every target instead.
+  --connections N       [1000]
+  --rooms N             [10]
+  --duration DURATION   of each phase [10s]
+  --warmup DURATION     unmeasured closed loop first; 0 for none [1s]
+  --window N            requests outstanding per connection in `max` [1]
+  --rate N              requests per second of the open loop [half of max]
+  (--message-bytes does not apply: the message is `ping`.)
 
-Fills Bench objects (/bench/<prefix>-<i>) with --db-mb MiB each, then times
-the first message to each after it hibernates (polling the admin API), and the
-same message again right after (warm).
+loadtest echo [flags]
+  As ping, with `echo:<N x 'x'>` answered by the object (live after the
+  warm-up) through its worker; rooms are /bench/echo-<room>.
+  --connections, --rooms, --duration, --warmup, --window, --rate as ping
+  --message-bytes N     echo payload [32]
 
-  --url URL             ws://host:port of the server [ws://127.0.0.1:8787]
-  --admin ADDR          admin host:port [127.0.0.1:9090]
+loadtest broadcast [flags]
+  One object (/bench/bcast-0) with all C sockets; one of them sends
+  `bcast:<seq>:<padding>`, the object sends it to every socket, sender
+  included. Phase `max`: at most --window messages not yet on every socket
+  (acknowledged through the parent), for --duration: deliveries/s
+  (sockets x messages / first send to last receipt). Phase `fanout`: one
+  message at a time (or --rate messages/s): latency from send to the last
+  socket's receipt, and to the first.
+  --connections N       sockets of the object [1000]
+  --duration DURATION   of each phase [10s]
+  --window N            messages in flight in `max` [8]
+  --rate N              messages per second in `fanout` [one at a time]
+  --message-bytes N     payload (at least the sequence number) [32]
+  (--rooms does not apply: one object.)
+
+loadtest churn [flags]
+  For --duration, --rate connects per second (over the processes), each
+  opening /bench/churn-<room>, optionally echoing once, then closing cleanly
+  (close frame, the server's close frame, the server's end of the stream).
+  Reports connects/s and disconnects/s achieved, handshake latency (connect
+  to 101), echo and close latencies, and failures; a connect past
+  --concurrency in flight in its process is skipped and counted.
+  --rate N              connects per second [500]
+  --duration DURATION   [10s]
+  --rooms N             [10]
+  --message-bytes N     one echo of N bytes per connection; 0 = none [0]
+  (--connections does not apply: --rate x --duration connections are made.)
+
+loadtest wake [flags]
+  Fills Bench objects (/bench/<prefix>-<i>) with --db-mb MiB each, then times
+  the first message to each after it hibernates (polling the admin API), and
+  the same message again right after (warm). Torpor only.
+  --url URL, --admin ADDR, --json PATH as above
+  --variant V           live-worker: the worker process stays up (run the node
+                        with a long worker_idle_exit); exited-worker: every
+                        worker has exited (pid null in /admin/node) before
+                        each wake (run it with a short one) [live-worker]
   --objects N           objects, each with one socket [1]
   --db-mb N             MiB stored in each object first, as 100 KiB puts [100]
   --samples N           wakes timed in all, round-robin over the objects [100]
   --probe echo|get      echo:x, or get:probe which also opens the database [echo]
   --prefix NAME         object name prefix [wake]
-  --json PATH           also write the report as JSON
 
-usage: loadtest alarms [flags]
-
-Sets --count alarms --delay-ms ahead, at most one per object at a time (in
-rounds), and reports how late each alarm:0 arrives after send time + delay.
-
-  --url URL             ws://host:port of the server [ws://127.0.0.1:8787]
-  --admin ADDR          admin host:port [127.0.0.1:9090]
+loadtest alarms [flags]
+  Sets --count alarms --delay-ms ahead, at most one per object at a time (in
+  rounds), and reports how late each alarm:0 arrives after send time + delay.
+  Torpor only.
+  --url URL, --admin ADDR, --json PATH as above
   --objects N           objects, each with one socket [10]
   --count N             alarms in all [100]
   --delay-ms N          how far ahead each alarm is set [1000]
@@ -78,8 +179,28 @@ rounds), and reports how late each alarm:0 arrives after send time + delay.
                         active=false before due; cold: every worker has exited
                         (pid null in /admin/node) before due [live]
   --prefix NAME         object name prefix [alarm]
-  --json PATH           also write the report as JSON
+
+loadtest report RESULT.json
+  Prints the summary of a saved run and writes its HTML report again.
+
+loadtest medians RESULT.json...
+  The median of every figure (and ratio) over several runs of one scenario,
+  with each run's value beside it (loadtest/bench.sh prints these).
+
+loadtest baseline-server [flags]
+  The baseline server on its own; see `loadtest baseline-server --help`.
+
+Exit status: 0 clean; 1 a run failed or lost connections (the report is
+still written); 64 bad flags.
 ";
+
+/// Prints to stdout. A reader that went away (`| head`) is not a failure of
+/// the run, whose report may still be going to a file, so write errors are
+/// dropped rather than panicking as `println!` would.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
 
 /// Exit code for bad flags (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -92,6 +213,10 @@ fn main() -> ExitCode {
             eprintln!("loadtest: {msg}\n\n{USAGE}");
             ExitCode::from(EXIT_USAGE)
         }
+        Err(Failure::BaselineUsage(msg)) => {
+            eprintln!("loadtest baseline-server: {msg}\n\n{}", baseline::USAGE);
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(Failure::Run(msg)) => {
             eprintln!("loadtest: {msg}");
             ExitCode::FAILURE
@@ -99,8 +224,10 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Debug)]
 enum Failure {
     Usage(String),
+    BaselineUsage(String),
     Run(String),
 }
 
@@ -108,96 +235,255 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let Some((command, rest)) = args.split_first() else {
         return Err(Failure::Usage("no command given".into()));
     };
+    let usage = Failure::Usage;
     match command.as_str() {
         "idle" => {
-            let opts = idle_options(rest).map_err(Failure::Usage)?;
+            let opts = idle_options(rest).map_err(usage)?;
             // A run that cannot be split over the processes is a flag problem.
-            idle::plan(&opts).map_err(Failure::Usage)?;
-            let report = idle::run(&opts).map_err(Failure::Run)?;
-            println!("{report}");
-            if let Some(path) = &opts.json {
-                report.write_json(path).map_err(Failure::Run)?;
-                println!("json written to {}", path.display());
-            }
-            // The figures are still reported, but a run with failures is not a
-            // clean measurement, and scripts should be able to tell.
-            if report.connections_failed > 0 {
-                return Err(Failure::Run(format!(
-                    "{} of {} connections failed",
-                    report.connections_failed, report.connections_requested
-                )));
-            }
-            Ok(())
+            idle::plan(&opts, &opts.common.url, opts.connections).map_err(Failure::Usage)?;
+            finish(
+                idle::run(&opts).map_err(Failure::Run)?,
+                opts.common.json.as_deref(),
+            )
+        }
+        "ping" | "echo" => {
+            let kind = if command == "ping" {
+                Kind::Ping
+            } else {
+                Kind::Echo
+            };
+            let opts = rtt_options(kind, rest).map_err(usage)?;
+            fleet::split(
+                opts.connections,
+                opts.common.processes_for(opts.connections),
+            )
+            .map_err(Failure::Usage)?;
+            finish(
+                rtt::run(&opts).map_err(Failure::Run)?,
+                opts.common.json.as_deref(),
+            )
+        }
+        "broadcast" => {
+            let opts = broadcast_options(rest).map_err(usage)?;
+            fleet::split(
+                opts.connections,
+                opts.common.processes_for(opts.connections),
+            )
+            .map_err(Failure::Usage)?;
+            finish(
+                broadcast::run(&opts).map_err(Failure::Run)?,
+                opts.common.json.as_deref(),
+            )
+        }
+        "churn" => {
+            let opts = churn_options(rest).map_err(usage)?;
+            finish(
+                churn::run(&opts).map_err(Failure::Run)?,
+                opts.common.json.as_deref(),
+            )
         }
         "wake" => {
-            let opts = wake_options(rest).map_err(Failure::Usage)?;
-            let report = wake::run(&opts).map_err(Failure::Run)?;
-            println!("{report}");
-            if let Some(path) = &opts.json {
-                report.write_json(path).map_err(Failure::Run)?;
-                println!("json written to {}", path.display());
-            }
-            Ok(())
+            let opts = wake_options(rest).map_err(usage)?;
+            finish(
+                wake::run(&opts).map_err(Failure::Run)?,
+                opts.json.as_deref(),
+            )
         }
         "alarms" => {
-            let opts = alarm_options(rest).map_err(Failure::Usage)?;
+            let opts = alarm_options(rest).map_err(usage)?;
             let report = alarms::run(&opts).map_err(Failure::Run)?;
-            println!("{report}");
-            if let Some(path) = &opts.json {
-                report.write_json(path).map_err(Failure::Run)?;
-                println!("json written to {}", path.display());
-            }
+            let not_ready = report
+                .targets
+                .first()
+                .and_then(|t| t.phase("lateness"))
+                .and_then(|p| p.counters.get("rounds_not_ready").copied())
+                .unwrap_or(0.0);
+            finish(report, opts.json.as_deref())?;
             // As with idle: the figures stand, but a round that was not in
             // the state it claims to measure is not a clean run.
-            if report.rounds_not_ready > 0 {
+            if not_ready > 0.0 {
                 return Err(Failure::Run(format!(
-                    "{} of {} rounds were not {:?} before their alarms came due",
-                    report.rounds_not_ready, report.rounds, report.variant
+                    "{not_ready} rounds were not {} before their alarms came due",
+                    opts.variant.name()
                 )));
             }
             Ok(())
         }
+        "report" => {
+            let [path] = rest else {
+                return Err(Failure::Usage("report takes one JSON file".into()));
+            };
+            let path = Path::new(path);
+            let report = Report::read(path).map_err(Failure::Run)?;
+            say(&report.to_string());
+            let html = path.with_extension("html");
+            std::fs::write(&html, html::render(&report))
+                .map_err(|e| Failure::Run(format!("write {}: {e}", html.display())))?;
+            say(&format!("html written to {}", html.display()));
+            Ok(())
+        }
+        "medians" => {
+            if rest.is_empty() {
+                return Err(Failure::Usage(
+                    "medians takes one or more JSON files".into(),
+                ));
+            }
+            let reports = rest
+                .iter()
+                .map(|p| Report::read(Path::new(p)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Failure::Run)?;
+            say(&medians::render(&reports));
+            Ok(())
+        }
+        "baseline-server" => baseline::run(rest).map_err(|e| match e {
+            baseline::BaselineError::Usage(msg) => Failure::BaselineUsage(msg),
+            baseline::BaselineError::Run(msg) => Failure::Run(msg),
+        }),
         "idle-client" => {
-            let opts = client_options(rest).map_err(Failure::Usage)?;
+            let opts = client_options(rest).map_err(usage)?;
             idle::run_client(&opts).map_err(Failure::Run)
         }
+        "traffic-client" => {
+            let opts = traffic_options(rest).map_err(usage)?;
+            traffic::run_child(&opts).map_err(Failure::Run)
+        }
         "help" | "-h" | "--help" => {
-            print!("{USAGE}");
+            say(USAGE.trim_end());
             Ok(())
         }
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }
 
+/// Prints the summary, writes JSON and HTML if asked, and fails the exit
+/// status if the run had problems.
+fn finish(report: Report, json: Option<&Path>) -> Result<(), Failure> {
+    say(&report.to_string());
+    if let Some(path) = json {
+        let html = report.write(path).map_err(Failure::Run)?;
+        say(&format!(
+            "json written to {}, html to {}",
+            path.display(),
+            html.display()
+        ));
+    }
+    // The figures are still reported, but a run with failures is not a
+    // clean measurement, and scripts should be able to tell.
+    let problems = report.problems();
+    if !problems.is_empty() {
+        return Err(Failure::Run(problems.join("; ")));
+    }
+    Ok(())
+}
+
 fn idle_options(args: &[String]) -> Result<IdleOptions, String> {
     let mut flags = Flags::parse(args)?;
+    for flag in ["duration", "rate", "message-bytes"] {
+        flags.refuse(flag, "idle connections send nothing")?;
+    }
     let opts = IdleOptions {
-        url: flags.string("url", "ws://127.0.0.1:8787"),
-        admin: flags.string("admin", "127.0.0.1:9090"),
-        connections: flags.number("connections", 15_000)?,
-        rooms: flags.number("rooms", 100)?,
+        common: Common::parse(&mut flags)?,
+        connections: flags.positive("connections", 15_000)?,
+        rooms: flags.positive("rooms", 100)?,
         attach_bytes: flags.number("attach-bytes", 0)?,
-        processes: flags.number("processes", 4)?,
         hold: flags.duration("hold", Duration::from_secs(10))?,
-        edge_pid: flags.optional_number("edge-pid")?,
-        json: flags.take("json").map(PathBuf::from),
-        concurrency: flags.number("concurrency", 256)?,
     };
     flags.finish()?;
+    Ok(opts)
+}
+
+fn rate(flags: &mut Flags, name: &str) -> Result<Option<f64>, String> {
+    flags
+        .optional_number::<f64>(name)?
+        .map(|r| {
+            if r > 0.0 && r.is_finite() {
+                Ok(r)
+            } else {
+                Err(format!("--{name} must be a positive number"))
+            }
+        })
+        .transpose()
+}
+
+fn rtt_options(kind: Kind, args: &[String]) -> Result<RttOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    if kind == Kind::Ping {
+        flags.refuse(
+            "message-bytes",
+            "ping's message is always `ping` (the auto-response matches it exactly)",
+        )?;
+    }
+    let opts = RttOptions {
+        common: Common::parse(&mut flags)?,
+        kind,
+        connections: flags.positive("connections", 1000)?,
+        rooms: flags.positive("rooms", 10)?,
+        duration: flags.duration("duration", Duration::from_secs(10))?,
+        warmup: flags.duration("warmup", Duration::from_secs(1))?,
+        window: flags.positive("window", 1)?,
+        rate: rate(&mut flags, "rate")?,
+        message_bytes: flags.number("message-bytes", 32)?,
+    };
+    flags.finish()?;
+    if opts.duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
+    Ok(opts)
+}
+
+fn broadcast_options(args: &[String]) -> Result<BroadcastOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    flags.refuse("rooms", "a broadcast goes to the sockets of one object")?;
+    let opts = BroadcastOptions {
+        common: Common::parse(&mut flags)?,
+        connections: flags.positive("connections", 1000)?,
+        duration: flags.duration("duration", Duration::from_secs(10))?,
+        window: flags.positive("window", 8)?,
+        rate: rate(&mut flags, "rate")?,
+        message_bytes: flags.number("message-bytes", 32)?,
+    };
+    flags.finish()?;
+    if opts.duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
+    Ok(opts)
+}
+
+fn churn_options(args: &[String]) -> Result<ChurnOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    flags.refuse(
+        "connections",
+        "churn makes --rate x --duration connections, a few at a time",
+    )?;
+    let opts = ChurnOptions {
+        common: Common::parse(&mut flags)?,
+        rooms: flags.positive("rooms", 10)?,
+        duration: flags.duration("duration", Duration::from_secs(10))?,
+        rate: rate(&mut flags, "rate")?.unwrap_or(500.0),
+        message_bytes: flags.number("message-bytes", 0)?,
+    };
+    flags.finish()?;
+    if opts.duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
     Ok(opts)
 }
 
 fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
     let mut flags = Flags::parse(args)?;
     let opts = WakeOptions {
-        url: flags.string("url", "ws://127.0.0.1:8787"),
-        admin: flags.string("admin", "127.0.0.1:9090"),
+        url: flags.string("url", "ws://127.0.0.1:8787")?,
+        admin: flags.string("admin", "127.0.0.1:9090")?,
         objects: flags.number("objects", 1)?,
         db_mb: flags.number("db-mb", 100)?,
         samples: flags.number("samples", 100)?,
-        probe: Probe::parse(&flags.string("probe", "echo")).map_err(|e| format!("--probe: {e}"))?,
-        prefix: flags.string("prefix", "wake"),
-        json: flags.take("json").map(PathBuf::from),
+        probe: Probe::parse(&flags.string("probe", "echo")?)
+            .map_err(|e| format!("--probe: {e}"))?,
+        variant: wake::Variant::parse(&flags.string("variant", "live-worker")?)
+            .map_err(|e| format!("--variant: {e}"))?,
+        prefix: flags.string("prefix", "wake")?,
+        json: flags.path("json")?,
     };
     flags.finish()?;
     Ok(opts)
@@ -206,15 +492,15 @@ fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
 fn alarm_options(args: &[String]) -> Result<AlarmOptions, String> {
     let mut flags = Flags::parse(args)?;
     let opts = AlarmOptions {
-        url: flags.string("url", "ws://127.0.0.1:8787"),
-        admin: flags.string("admin", "127.0.0.1:9090"),
+        url: flags.string("url", "ws://127.0.0.1:8787")?,
+        admin: flags.string("admin", "127.0.0.1:9090")?,
         objects: flags.number("objects", 10)?,
         count: flags.number("count", 100)?,
         delay: Duration::from_millis(flags.number("delay-ms", 1000)?),
-        variant: Variant::parse(&flags.string("variant", "live"))
+        variant: Variant::parse(&flags.string("variant", "live")?)
             .map_err(|e| format!("--variant: {e}"))?,
-        prefix: flags.string("prefix", "alarm"),
-        json: flags.take("json").map(PathBuf::from),
+        prefix: flags.string("prefix", "alarm")?,
+        json: flags.path("json")?,
     };
     flags.finish()?;
     Ok(opts)
@@ -237,102 +523,21 @@ fn client_options(args: &[String]) -> Result<ClientOptions, String> {
     Ok(opts)
 }
 
-/// `--name value` and `--name=value` pairs, taken out one by one so that
-/// whatever is left over at the end is an unknown flag.
-struct Flags(BTreeMap<String, String>);
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Flags, String> {
-        let mut map = BTreeMap::new();
-        let mut iter = args.iter();
-        while let Some(arg) = iter.next() {
-            let name = arg
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {arg:?}"))?;
-            let (name, value) = match name.split_once('=') {
-                Some((name, value)) => (name.to_string(), value.to_string()),
-                None => {
-                    let value = iter
-                        .next()
-                        .ok_or_else(|| format!("--{name} needs a value"))?;
-                    (name.to_string(), value.clone())
-                }
-            };
-            if map.insert(name.clone(), value).is_some() {
-                return Err(format!("--{name} given twice"));
-            }
-        }
-        Ok(Flags(map))
-    }
-
-    fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
-    }
-
-    fn string(&mut self, name: &str, default: &str) -> String {
-        self.take(name).unwrap_or_else(|| default.to_string())
-    }
-
-    fn required(&mut self, name: &str) -> Result<String, String> {
-        self.take(name)
-            .ok_or_else(|| format!("--{name} is required"))
-    }
-
-    fn optional_number<T: FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
-        self.take(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| format!("--{name} {v:?} is not a valid value"))
-            })
-            .transpose()
-    }
-
-    fn number<T: FromStr>(&mut self, name: &str, default: T) -> Result<T, String> {
-        Ok(self.optional_number(name)?.unwrap_or(default))
-    }
-
-    fn required_number<T: FromStr>(&mut self, name: &str) -> Result<T, String> {
-        self.optional_number(name)?
-            .ok_or_else(|| format!("--{name} is required"))
-    }
-
-    fn duration(&mut self, name: &str, default: Duration) -> Result<Duration, String> {
-        match self.take(name) {
-            Some(v) => parse_duration(&v).map_err(|e| format!("--{name}: {e}")),
-            None => Ok(default),
-        }
-    }
-
-    fn finish(self) -> Result<(), String> {
-        match self.0.keys().next() {
-            Some(name) => Err(format!("unknown flag --{name}")),
-            None => Ok(()),
-        }
-    }
-}
-
-/// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
-    let seconds = |factor: u64| {
-        value
-            .checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long"))
+fn traffic_options(args: &[String]) -> Result<TrafficOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    let opts = TrafficOptions {
+        url: flags.required("url")?,
+        kind: Kind::parse(&flags.required("kind")?)?,
+        room_prefix: flags.required("room-prefix")?,
+        rooms: flags.required_number("rooms")?,
+        first_index: flags.required_number("first-index")?,
+        connections: flags.required_number("connections")?,
+        source_ip: flags.required_number("source-ip")?,
+        concurrency: flags.required_number("concurrency")?,
+        message_bytes: flags.required_number("message-bytes")?,
     };
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        _ => Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
-    }
+    flags.finish()?;
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -341,17 +546,6 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]
@@ -367,26 +561,86 @@ mod tests {
         assert_eq!(opts.connections, 2000);
         assert_eq!(opts.attach_bytes, 2000);
         assert_eq!(opts.hold, Duration::from_secs(1));
-        assert_eq!(opts.processes, 4);
+        assert_eq!(opts.common.processes, None);
         assert_eq!(opts.rooms, 100);
-        assert_eq!(opts.edge_pid, None);
+        assert_eq!(opts.common.targets, [server::TargetKind::Torpor]);
     }
 
     #[test]
     fn bad_flags_are_usage_errors() {
         assert!(idle_options(&args(&["--conections", "5"])).is_err());
         assert!(idle_options(&args(&["--connections", "many"])).is_err());
-        assert!(idle_options(&args(&["--connections"])).is_err());
+        assert!(idle_options(&args(&["--connections", "0"])).is_err());
         assert!(idle_options(&args(&["--rooms", "1", "--rooms", "2"])).is_err());
         assert!(idle_options(&args(&["stray"])).is_err());
+        let err = idle_options(&args(&["--duration", "5s"])).unwrap_err();
+        assert!(err.contains("idle connections send nothing"), "{err}");
+    }
+
+    #[test]
+    fn ping_refuses_a_message_size_and_echo_takes_one() {
+        let err = rtt_options(Kind::Ping, &args(&["--message-bytes", "64"])).unwrap_err();
+        assert!(err.contains("always `ping`"), "{err}");
+        let echo = rtt_options(
+            Kind::Echo,
+            &args(&[
+                "--message-bytes",
+                "64",
+                "--rate",
+                "5000",
+                "--baselines",
+                "--window",
+                "4",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(echo.message_bytes, 64);
+        assert_eq!(echo.rate, Some(5000.0));
+        assert_eq!(echo.window, 4);
+        assert_eq!(echo.common.targets.len(), 3);
+        let ping = rtt_options(Kind::Ping, &[]).unwrap();
+        assert_eq!((ping.connections, ping.rooms, ping.rate), (1000, 10, None));
+        assert_eq!(ping.duration, Duration::from_secs(10));
+        assert!(rtt_options(Kind::Ping, &args(&["--rate", "0"])).is_err());
+        assert!(rtt_options(Kind::Ping, &args(&["--rate", "-3"])).is_err());
+        assert!(rtt_options(Kind::Ping, &args(&["--duration", "0s"])).is_err());
+    }
+
+    #[test]
+    fn broadcast_and_churn_refuse_what_they_do_not_use() {
+        let err = broadcast_options(&args(&["--rooms", "2"])).unwrap_err();
+        assert!(err.contains("one object"), "{err}");
+        let b = broadcast_options(&args(&["--connections", "10000", "--processes", "2"])).unwrap();
+        assert_eq!((b.connections, b.window, b.rate), (10_000, 8, None));
+        assert_eq!(b.common.processes, Some(2));
+        let err = churn_options(&args(&["--connections", "5"])).unwrap_err();
+        assert!(err.contains("--rate x --duration"), "{err}");
+        let c = churn_options(&args(&["--rate", "200", "--message-bytes", "16"])).unwrap();
+        assert_eq!((c.rate, c.message_bytes, c.rooms), (200.0, 16, 10));
     }
 
     #[test]
     fn wake_and_alarm_flags_parse() {
-        let wake = wake_options(&args(&["--db-mb", "0", "--probe=get", "--samples", "7"])).unwrap();
+        let wake = wake_options(&args(&[
+            "--db-mb",
+            "0",
+            "--probe=get",
+            "--samples",
+            "7",
+            "--variant",
+            "exited-worker",
+        ]))
+        .unwrap();
         assert_eq!((wake.db_mb, wake.samples, wake.objects), (0, 7, 1));
         assert_eq!(wake.probe, Probe::Get);
+        assert_eq!(wake.variant, wake::Variant::ExitedWorker);
+        assert_eq!(
+            wake_options(&[]).unwrap().variant,
+            wake::Variant::LiveWorker
+        );
         assert!(wake_options(&args(&["--probe", "ping"])).is_err());
+        assert!(wake_options(&args(&["--variant", "cold"])).is_err());
+        assert!(wake_options(&args(&["--json"])).is_err());
 
         let alarms = alarm_options(&args(&["--delay-ms", "250", "--variant", "cold"])).unwrap();
         assert_eq!(alarms.delay, Duration::from_millis(250));
@@ -397,21 +651,62 @@ mod tests {
     }
 
     #[test]
-    fn client_flags_parse_what_the_parent_writes() {
-        let parent = IdleOptions {
-            url: "ws://127.0.0.1:8787".into(),
-            admin: "127.0.0.1:9090".into(),
-            connections: 1001,
+    fn child_flags_parse_what_the_parent_writes() {
+        let idle = IdleOptions {
+            common: Common::parse(&mut Flags::parse(&args(&["--processes", "3"])).unwrap())
+                .unwrap(),
+            connections: 3000,
             rooms: 7,
-            attach_bytes: 2000,
-            processes: 2,
-            hold: Duration::from_secs(10),
-            edge_pid: None,
-            json: None,
-            concurrency: 64,
+            attach_bytes: 100,
+            hold: Duration::from_secs(1),
         };
-        for child in idle::plan(&parent).unwrap() {
-            assert_eq!(client_options(&child.to_args()).unwrap(), child);
+        let child = idle::plan(&idle, "ws://127.0.0.1:18787", 3000)
+            .unwrap()
+            .remove(2);
+        assert_eq!(client_options(&child.to_args()), Ok(child));
+
+        let traffic = TrafficOptions {
+            url: "ws://127.0.0.1:18787".into(),
+            kind: Kind::Broadcast,
+            room_prefix: "bcast-".into(),
+            rooms: 1,
+            first_index: 5000,
+            connections: 5000,
+            source_ip: std::net::Ipv4Addr::new(127, 0, 0, 11),
+            concurrency: 256,
+            message_bytes: 32,
+        };
+        assert_eq!(traffic_options(&traffic.to_args()), Ok(traffic));
+    }
+
+    #[test]
+    fn commands_and_usage_errors() {
+        assert!(matches!(run(&[]), Err(Failure::Usage(_))));
+        assert!(matches!(run(&args(&["fly"])), Err(Failure::Usage(_))));
+        assert!(matches!(run(&args(&["report"])), Err(Failure::Usage(_))));
+        assert!(matches!(run(&args(&["medians"])), Err(Failure::Usage(_))));
+        assert!(matches!(
+            run(&args(&["ping", "--connections", "100000", "--processes", "2"])),
+            Err(Failure::Usage(m)) if m.contains("raise --processes")
+        ));
+        assert!(matches!(
+            run(&args(&["baseline-server", "--mode", "fast"])),
+            Err(Failure::BaselineUsage(_))
+        ));
+        for scenario in [
+            "idle",
+            "ping",
+            "echo",
+            "broadcast",
+            "churn",
+            "wake",
+            "alarms",
+            "baseline-server",
+        ] {
+            assert!(
+                USAGE.contains(&format!("loadtest {scenario}")),
+                "{scenario}"
+            );
         }
     }
 }

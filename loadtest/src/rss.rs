@@ -3,8 +3,6 @@
 //! open-files limit (`/proc/self/limits`). Reading files keeps this free of
 //! `unsafe` libc calls; it is Linux-only, as the whole load test is.
 
-use std::time::Duration;
-
 /// The resident set size of `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
@@ -23,19 +21,6 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
         "kB" => value.checked_mul(1024),
         _ => None,
     }
-}
-
-/// `count` samples of `pid`'s RSS, `gap` apart; returns them and their median.
-pub fn sample_rss(pid: u32, count: usize, gap: Duration) -> Result<(Vec<u64>, u64), String> {
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..count {
-        if i > 0 {
-            std::thread::sleep(gap);
-        }
-        samples.push(rss_bytes(pid)?);
-    }
-    let median = median(&samples).ok_or_else(|| "asked for 0 RSS samples".to_string())?;
-    Ok((samples, median))
 }
 
 /// The median (the lower middle for an even count), `None` when empty.

@@ -4,19 +4,22 @@
 //! Preparation fills each of `--objects` Bench objects (`/bench/<prefix>-<i>`)
 //! with about `--db-mb` MiB of storage (`put:k<j>=<100 KiB>`, one durable
 //! commit per message) plus a small key `probe`. Then, for each sample, it
-//! polls the admin API until the object is hibernated (`active: false`),
-//! sends the probe on the socket it holds (`echo:x`, or `get:probe`, which
-//! also opens the object's database) and times the reply: that is the wake
-//! latency. The same probe sent again right after, to the now live object,
-//! is the warm round trip for comparison. The worker process stays up (run
-//! the node with a long `worker_idle_exit`); a cold worker start is the
-//! `alarms --variant cold` scenario's business.
+//! polls the admin API until the object is hibernated (`active: false`) and,
+//! for `--variant exited-worker`, until every worker process has exited
+//! (`/admin/node` lists no pid: run the node with a short `worker_idle_exit`);
+//! then it sends the probe on the socket it holds (`echo:x`, or `get:probe`,
+//! which also opens the object's database) and times the reply: that is the
+//! wake latency. The same probe sent again right after, to the now live
+//! object, is the warm round trip for comparison. For `live-worker` (the
+//! default) the worker stays up: run the node with a long
+//! `worker_idle_exit`, or a sample waits on a worker start it did not ask
+//! for (counted in `worker_restarts`).
 //!
 //! Everything is sequential, one object at a time, so no wake waits behind
 //! another. Each wake is confirmed by the object's `wakes` counter having
 //! gone up by exactly one between two hibernated polls.
 
-use std::fmt;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,7 +28,10 @@ use serde::Serialize;
 
 use crate::admin;
 use crate::client::Target;
-use crate::latency::Summary;
+use crate::latency::Recorder;
+use crate::results::{mib, Phase, Report, TargetRun};
+use crate::scenario;
+use crate::server::TargetKind;
 use crate::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
@@ -38,6 +44,37 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an object may take to hibernate after its last event.
 const HIBERNATE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(20);
+/// How long every worker may take to exit after its objects hibernate.
+const WORKER_EXIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What must hold before each wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The object is hibernated; its worker process is running.
+    LiveWorker,
+    /// The object is hibernated and every worker process has exited.
+    ExitedWorker,
+}
+
+impl Variant {
+    pub fn parse(text: &str) -> Result<Variant, String> {
+        match text {
+            "live-worker" => Ok(Variant::LiveWorker),
+            "exited-worker" => Ok(Variant::ExitedWorker),
+            _ => Err(format!(
+                "variant {text:?} is not live-worker or exited-worker"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::LiveWorker => "live-worker",
+            Variant::ExitedWorker => "exited-worker",
+        }
+    }
+}
 
 /// What the timed message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,31 +114,9 @@ pub struct WakeOptions {
     /// Wake samples in all, taken round-robin over the objects.
     pub samples: u32,
     pub probe: Probe,
+    pub variant: Variant,
     pub prefix: String,
     pub json: Option<PathBuf>,
-}
-
-/// One `loadtest wake` run.
-#[derive(Debug, Clone, Serialize)]
-pub struct WakeReport {
-    pub scenario: &'static str,
-    pub url: String,
-    pub objects: u32,
-    pub db_mb: u64,
-    pub puts_per_object: u64,
-    /// Database size per object as the admin API last saw it.
-    pub stored_bytes: Vec<Option<u64>>,
-    pub prepare_seconds: f64,
-    pub probe: Probe,
-    /// Hibernated object: send to reply.
-    pub wake: Summary,
-    /// The same probe to the live object right after.
-    pub warm: Summary,
-    /// Samples where the `wakes` counter did not go up by exactly one.
-    pub unconfirmed_wakes: u32,
-    /// Time from a sample's reply until the admin API showed the object
-    /// hibernated again (upper bound: polled every 20 ms).
-    pub hibernate_wait: Summary,
 }
 
 struct ObjectState {
@@ -149,7 +164,29 @@ pub fn puts_per_object(db_mb: u64) -> u64 {
     (db_mb * 1024 * 1024).div_ceil(VALUE_BYTES as u64)
 }
 
-pub fn run(opts: &WakeOptions) -> Result<WakeReport, String> {
+/// Polls until no worker process runs; returns how long that took.
+fn wait_workers_down(admin: SocketAddr) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        if admin::node(admin)?.workers_down() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > WORKER_EXIT_TIMEOUT {
+            return Err(format!(
+                "a worker is still running after {} s; run the node with a short worker_idle_exit",
+                WORKER_EXIT_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// The workers' pids now, to tell whether one was restarted.
+fn worker_pids(admin: SocketAddr) -> Result<Vec<u32>, String> {
+    Ok(admin::node(admin)?.worker_pids())
+}
+
+pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     if opts.objects == 0 || opts.samples == 0 {
         return Err("--objects and --samples must be at least 1".into());
     }
@@ -180,10 +217,12 @@ pub fn run(opts: &WakeOptions) -> Result<WakeReport, String> {
     );
 
     let (probe, want) = opts.probe.message();
-    let mut wake = Vec::new();
-    let mut warm = Vec::new();
-    let mut hibernate_wait = Vec::new();
+    let mut wake = Recorder::new();
+    let mut warm = Recorder::new();
+    let mut hibernate_wait = Recorder::new();
+    let mut worker_exit_wait = Recorder::new();
     let mut unconfirmed_wakes = 0;
+    let mut worker_restarts = 0;
     let mut last_wakes: Vec<Option<u64>> = vec![None; names.len()];
     let mut last_reply: Vec<Option<Instant>> = vec![None; names.len()];
     let mut stored_bytes = vec![None; names.len()];
@@ -193,10 +232,20 @@ pub fn run(opts: &WakeOptions) -> Result<WakeReport, String> {
             if taken == opts.samples {
                 break 'rounds;
             }
-            let state = wait_hibernated(admin, name)?;
+            let mut state = wait_hibernated(admin, name)?;
             if let Some(replied) = last_reply[i] {
-                hibernate_wait.push(replied.elapsed());
+                hibernate_wait.record(replied.elapsed());
             }
+            let workers_before = match opts.variant {
+                Variant::ExitedWorker => {
+                    worker_exit_wait.record(wait_workers_down(admin)?);
+                    // Still hibernated (nothing can wake it meanwhile), and
+                    // its counters as of now.
+                    state = wait_hibernated(admin, name)?;
+                    Vec::new()
+                }
+                Variant::LiveWorker => worker_pids(admin)?,
+            };
             if let Some(before) = last_wakes[i] {
                 if state.wakes != before + 1 {
                     unconfirmed_wakes += 1;
@@ -204,8 +253,16 @@ pub fn run(opts: &WakeOptions) -> Result<WakeReport, String> {
             }
             last_wakes[i] = Some(state.wakes);
             stored_bytes[i] = state.stored_bytes;
-            wake.push(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
-            warm.push(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            wake.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            warm.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            if opts.variant == Variant::LiveWorker {
+                // A worker that was not running, or a new pid, means this
+                // wake included a worker start after all.
+                let after = worker_pids(admin)?;
+                if workers_before.is_empty() || after.iter().any(|p| !workers_before.contains(p)) {
+                    worker_restarts += 1;
+                }
+            }
             last_reply[i] = Some(Instant::now());
             taken += 1;
         }
@@ -219,22 +276,82 @@ pub fn run(opts: &WakeOptions) -> Result<WakeReport, String> {
         stored_bytes[i] = state.stored_bytes;
     }
 
-    let summary = |samples: &[Duration]| Summary::of(samples).ok_or("no samples".to_string());
-    Ok(WakeReport {
-        scenario: "wake",
-        url: opts.url.clone(),
-        objects: opts.objects,
-        db_mb: opts.db_mb,
-        puts_per_object: puts,
-        stored_bytes,
-        prepare_seconds,
-        probe: opts.probe,
-        wake: summary(&wake)?,
-        warm: summary(&warm)?,
-        unconfirmed_wakes,
-        // Empty with one object and one sample: nothing re-hibernated twice.
-        hibernate_wait: Summary::of(&hibernate_wait).unwrap_or_default(),
-    })
+    let mut counters = BTreeMap::new();
+    counters.insert(
+        "unconfirmed_wakes".to_string(),
+        f64::from(unconfirmed_wakes),
+    );
+    counters.insert("worker_restarts".to_string(), f64::from(worker_restarts));
+    let phase = |name: &str, description: String, label: &str, r: &Recorder| Phase {
+        name: name.to_string(),
+        description,
+        unit: "messages".into(),
+        operations: r.count(),
+        latency_label: label.to_string(),
+        latency: r.latency(),
+        ..Phase::default()
+    };
+    let mut wake_phase = phase(
+        "wake",
+        format!(
+            "first message to a hibernated object, worker {}",
+            match opts.variant {
+                Variant::LiveWorker => "running",
+                Variant::ExitedWorker => "exited (each wake starts one)",
+            }
+        ),
+        &format!("`{}` written → reply read", String::from_utf8_lossy(probe)),
+        &wake,
+    );
+    wake_phase.counters = counters;
+    if let Some(l) = hibernate_wait.latency() {
+        wake_phase.more_latencies.insert(
+            "reply → seen hibernated again (polled every 20 ms)".into(),
+            l,
+        );
+    }
+    if let Some(l) = worker_exit_wait.latency() {
+        wake_phase
+            .more_latencies
+            .insert("hibernated → every worker exited".into(), l);
+    }
+    let warm_phase = phase(
+        "warm",
+        "the same message again, to the object now live".into(),
+        "written → reply read",
+        &warm,
+    );
+    let sizes: Vec<String> = stored_bytes
+        .iter()
+        .map(|b| b.map_or("?".into(), |b| format!("{:.1} MiB", mib(b))))
+        .collect();
+    Ok(Report {
+        scenario: "wake".into(),
+        title: format!("wake of a hibernated object ({})", opts.variant.name()),
+        unix_time: scenario::unix_time(),
+        settings: vec![
+            ("objects".into(), opts.objects.to_string()),
+            (
+                "db".into(),
+                format!("{} MiB ({puts} puts of {VALUE_BYTES} B)", opts.db_mb),
+            ),
+            ("samples".into(), opts.samples.to_string()),
+            ("probe".into(), format!("{:?}", opts.probe).to_lowercase()),
+            ("variant".into(), opts.variant.name().into()),
+            ("fill time".into(), format!("{prepare_seconds:.1} s")),
+        ],
+        host: crate::results::Host::here(None, None),
+        targets: vec![TargetRun {
+            target: TargetKind::Torpor,
+            url: opts.url.clone(),
+            server: "torpor".into(),
+            phases: vec![wake_phase, warm_phase],
+            notes: vec![format!("stored per object: {}", sizes.join(", "))],
+            ..TargetRun::default()
+        }],
+        ..Report::default()
+    }
+    .finish())
 }
 
 /// `puts` values of [`VALUE_BYTES`] under keys `k0..`, then `probe=1`.
@@ -251,37 +368,4 @@ async fn fill(session: &mut Session, puts: u64) -> Result<(), String> {
         .request(b"put:probe=1", b"ok", REPLY_TIMEOUT)
         .await?;
     Ok(())
-}
-
-impl WakeReport {
-    pub fn write_json(&self, path: &std::path::Path) -> Result<(), String> {
-        let mut json = serde_json::to_string_pretty(self)
-            .map_err(|e| format!("cannot serialize report: {e}"))?;
-        json.push('\n');
-        std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))
-    }
-}
-
-impl fmt::Display for WakeReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "wake latency against {}", self.url)?;
-        let sizes: Vec<String> = self
-            .stored_bytes
-            .iter()
-            .map(|b| b.map_or("?".into(), |b| format!("{:.1} MiB", crate::report::mib(b))))
-            .collect();
-        writeln!(
-            f,
-            "  objects       {} x {} puts of {VALUE_BYTES} B (db {}), filled in {:.1} s",
-            self.objects,
-            self.puts_per_object,
-            sizes.join(", "),
-            self.prepare_seconds
-        )?;
-        writeln!(f, "  probe         {:?}", self.probe)?;
-        writeln!(f, "  wake          {}", self.wake)?;
-        writeln!(f, "  warm          {}", self.warm)?;
-        writeln!(f, "  re-hibernate  {}", self.hibernate_wait)?;
-        write!(f, "  unconfirmed   {} wakes", self.unconfirmed_wakes)
-    }
 }

@@ -1,0 +1,943 @@
+//! What a run found, in one shape for every scenario: per target (Torpor and
+//! the baselines) the opening of its connections, its measured phases
+//! (throughput, latency histogram, CPU), and for `idle` its memory. Derived
+//! here: CPU-seconds per million operations, and the Torpor/baseline ratios.
+//! Rendered here for people (the summary on stdout) and written as JSON with
+//! the HTML report beside it. No measuring happens here.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::{CpuUsage, Role};
+use crate::kernel::KernelMemory;
+use crate::latency::{human_ms, Latency};
+use crate::server::TargetKind;
+
+/// One run of one scenario against one or more targets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Report {
+    pub scenario: String,
+    /// What the scenario measures, in a line.
+    pub title: String,
+    pub unix_time: u64,
+    /// The flags that shaped the run, as `[name, value]`, in display order.
+    pub settings: Vec<(String, String)>,
+    pub host: Host,
+    pub targets: Vec<TargetRun>,
+    /// Torpor against each baseline, per phase and figure.
+    pub comparisons: Vec<Comparison>,
+    pub notes: Vec<String>,
+}
+
+/// Where it ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Host {
+    pub cpus: usize,
+    pub clock_ticks_per_second: u64,
+    /// `taskset -c` lists, when pinned.
+    pub server_cpus: Option<String>,
+    pub client_cpus: Option<String>,
+    pub taskset: bool,
+    pub kernel: String,
+}
+
+impl Host {
+    pub fn here(server_cpus: Option<String>, client_cpus: Option<String>) -> Host {
+        Host {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            clock_ticks_per_second: crate::cpu::clock_ticks_per_second(),
+            taskset: crate::server::have_taskset(),
+            server_cpus,
+            client_cpus,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything measured against one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetRun {
+    pub target: TargetKind,
+    pub url: String,
+    /// Which processes were measured.
+    pub server: String,
+    /// Set when the run against this target failed part way; what was
+    /// measured before stays.
+    pub error: Option<String>,
+    pub open: Option<OpenFigures>,
+    pub phases: Vec<Phase>,
+    pub memory: Option<Memory>,
+    pub notes: Vec<String>,
+}
+
+impl Default for TargetRun {
+    fn default() -> TargetRun {
+        TargetRun {
+            target: TargetKind::Torpor,
+            url: String::new(),
+            server: String::new(),
+            error: None,
+            open: None,
+            phases: Vec::new(),
+            memory: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl TargetRun {
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}
+
+/// Opening the connections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpenFigures {
+    pub requested: u64,
+    pub opened: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub processes: u32,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub server_cpu: Option<CpuFigures>,
+    /// The load generator's RSS over all its processes once open.
+    pub client_rss_bytes: u64,
+}
+
+/// One measured phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Phase {
+    /// `max`, `half`, `rate`, `fanout`, `churn`, `wake`, ...
+    pub name: String,
+    pub description: String,
+    /// What an operation is, plural: `pings`, `echoes`, `deliveries`.
+    pub unit: String,
+    pub seconds: f64,
+    pub operations: u64,
+    pub per_second: f64,
+    /// The rate asked for, for paced phases.
+    pub offered_per_second: Option<f64>,
+    pub errors: u64,
+    pub failures: BTreeMap<String, u64>,
+    /// What the latency is from and to ("send → pong").
+    pub latency_label: String,
+    pub latency: Option<Latency>,
+    /// More latencies of the same phase (churn's echo and close), by label.
+    pub more_latencies: BTreeMap<String, Latency>,
+    pub server_cpu: Option<CpuFigures>,
+    pub client_cpu: Option<ClientCpu>,
+    /// Scenario-specific counts: `wakes`, `auto_responses`, `lost`, ...
+    pub counters: BTreeMap<String, f64>,
+}
+
+/// Server CPU in one phase, with per-operation figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuFigures {
+    pub usage: CpuUsage,
+    /// Everything but the load generator.
+    pub seconds: f64,
+    /// CPU-seconds per million operations, all server processes.
+    pub per_million: Option<f64>,
+    /// The same by role (`edge`, `worker`, `supervisor`, `server`).
+    pub per_million_by_role: BTreeMap<Role, f64>,
+}
+
+impl CpuFigures {
+    pub fn new(usage: CpuUsage, operations: u64) -> CpuFigures {
+        let per_million =
+            |seconds: f64| (operations > 0).then(|| seconds * 1_000_000.0 / operations as f64);
+        let seconds = usage.server_seconds();
+        let per_million_by_role = usage
+            .by_role
+            .iter()
+            .filter(|(role, _)| **role != Role::Client)
+            .filter_map(|(role, s)| Some((*role, per_million(*s)?)))
+            .collect();
+        CpuFigures {
+            per_million: per_million(seconds),
+            seconds,
+            per_million_by_role,
+            usage,
+        }
+    }
+}
+
+/// The load generator's own CPU: near one whole core means it, not the
+/// server, may have been the limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientCpu {
+    pub seconds: f64,
+    /// CPU-seconds per wall second (1.0 = one core busy).
+    pub cores: f64,
+}
+
+impl ClientCpu {
+    pub fn from_usage(usage: &CpuUsage) -> ClientCpu {
+        let seconds = usage.seconds(Role::Client);
+        ClientCpu {
+            seconds,
+            cores: if usage.wall_seconds > 0.0 {
+                seconds / usage.wall_seconds
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Memory of idle connections (`idle`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    /// The pids whose RSS is summed (Torpor's edges, or the baseline).
+    pub pids: Vec<u32>,
+    pub attach_bytes: usize,
+    pub rss_before_bytes: u64,
+    /// The median of `rss_after_samples_bytes`.
+    pub rss_after_bytes: u64,
+    pub rss_after_samples_bytes: Vec<u64>,
+    /// Once more when the hold ends, to show the figure is stable.
+    pub rss_end_of_hold_bytes: u64,
+    /// May be negative if the server returned memory meanwhile.
+    pub rss_growth_bytes: i64,
+    pub rss_per_connection: f64,
+    pub rss_per_connection_beyond_attachment: f64,
+    pub kernel_before: KernelMemory,
+    pub kernel_after: KernelMemory,
+    /// Kernel figures count both ends of each loopback connection.
+    pub tcp_mem_per_connection: f64,
+    pub slab_per_connection: f64,
+    /// RSS and Slab while opening, about every 10 %.
+    pub curve: Vec<MemoryPoint>,
+    /// The server's own count of sockets, if it can say.
+    pub server_connections: Option<u64>,
+    pub hold_seconds: f64,
+}
+
+/// One sample taken while opening.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryPoint {
+    pub connections: u64,
+    pub rss_bytes: u64,
+    pub slab_bytes: u64,
+}
+
+impl Memory {
+    /// Fills in the per-connection figures from the measured ones.
+    pub fn derive(&mut self, opened: u64) {
+        let growth = i128::from(self.rss_after_bytes) - i128::from(self.rss_before_bytes);
+        self.rss_growth_bytes = i64::try_from(growth).unwrap_or(i64::MAX);
+        let per = |delta: f64| {
+            if opened == 0 {
+                0.0
+            } else {
+                delta / opened as f64
+            }
+        };
+        self.rss_per_connection = per(self.rss_growth_bytes as f64);
+        self.rss_per_connection_beyond_attachment =
+            self.rss_per_connection - self.attach_bytes as f64;
+        self.tcp_mem_per_connection =
+            per(self.kernel_after.tcp_mem_bytes as f64 - self.kernel_before.tcp_mem_bytes as f64);
+        self.slab_per_connection =
+            per(self.kernel_after.slab_bytes as f64 - self.kernel_before.slab_bytes as f64);
+    }
+
+    /// `(connections, RSS growth per connection)` along the curve.
+    pub fn per_connection_curve(&self) -> Vec<(u64, f64)> {
+        self.curve
+            .iter()
+            .filter(|p| p.connections > 0)
+            .map(|p| {
+                let growth = p.rss_bytes as f64 - self.rss_before_bytes as f64;
+                (p.connections, growth / p.connections as f64)
+            })
+            .collect()
+    }
+}
+
+/// Torpor's figure against a baseline's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The phase name, or `open`/`memory`.
+    pub phase: String,
+    pub metric: String,
+    pub baseline: TargetKind,
+    pub torpor: f64,
+    pub other: f64,
+    /// torpor / other.
+    pub ratio: f64,
+    pub higher_is_better: bool,
+}
+
+/// The figures compared, per phase: name, how to read it off, and which way
+/// is better.
+type Metric = (&'static str, fn(&Phase) -> Option<f64>, bool);
+
+const PHASE_METRICS: [Metric; 5] = [
+    (
+        "per_second",
+        |p| Some(p.per_second).filter(|v| *v > 0.0),
+        true,
+    ),
+    (
+        "p50_ms",
+        |p| p.latency.as_ref().map(|l| l.summary.p50_ms),
+        false,
+    ),
+    (
+        "p99_ms",
+        |p| p.latency.as_ref().map(|l| l.summary.p99_ms),
+        false,
+    ),
+    (
+        "max_ms",
+        |p| p.latency.as_ref().map(|l| l.summary.max_ms),
+        false,
+    ),
+    (
+        "cpu_seconds_per_million",
+        |p| p.server_cpu.as_ref().and_then(|c| c.per_million),
+        false,
+    ),
+];
+
+/// Torpor / baseline for every figure both have.
+pub fn compare(targets: &[TargetRun]) -> Vec<Comparison> {
+    let Some(torpor) = targets.iter().find(|t| t.target == TargetKind::Torpor) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut push = |phase: &str, metric: &str, baseline: TargetKind, t: f64, o: f64, up: bool| {
+        if o != 0.0 && t.is_finite() && o.is_finite() {
+            out.push(Comparison {
+                phase: phase.to_string(),
+                metric: metric.to_string(),
+                baseline,
+                torpor: t,
+                other: o,
+                ratio: t / o,
+                higher_is_better: up,
+            });
+        }
+    };
+    for other in targets.iter().filter(|t| t.target.is_baseline()) {
+        for phase in &torpor.phases {
+            let Some(theirs) = other.phase(&phase.name) else {
+                continue;
+            };
+            for (metric, read, up) in PHASE_METRICS {
+                if let (Some(t), Some(o)) = (read(phase), read(theirs)) {
+                    push(&phase.name, metric, other.target, t, o, up);
+                }
+            }
+        }
+        if let (Some(t), Some(o)) = (&torpor.open, &other.open) {
+            push(
+                "open",
+                "per_second",
+                other.target,
+                t.per_second,
+                o.per_second,
+                true,
+            );
+        }
+        if let (Some(t), Some(o)) = (&torpor.memory, &other.memory) {
+            push(
+                "memory",
+                "rss_per_connection",
+                other.target,
+                t.rss_per_connection,
+                o.rss_per_connection,
+                false,
+            );
+            push(
+                "memory",
+                "slab_per_connection",
+                other.target,
+                t.slab_per_connection,
+                o.slab_per_connection,
+                false,
+            );
+        }
+    }
+    out
+}
+
+impl Report {
+    /// The comparisons, recomputed from the targets.
+    pub fn finish(mut self) -> Report {
+        self.comparisons = compare(&self.targets);
+        self
+    }
+
+    /// Whether any target failed or lost operations: the figures stand, but
+    /// scripts should be able to tell a clean run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            if let Some(e) = &t.error {
+                out.push(format!("{}: {e}", t.target.name()));
+            }
+            if let Some(open) = &t.open {
+                if open.failed > 0 {
+                    out.push(format!(
+                        "{}: {} of {} connections failed",
+                        t.target.name(),
+                        open.failed,
+                        open.requested
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes the JSON to `path` and the HTML report beside it (same name,
+    /// `.html`). Returns the HTML's path.
+    pub fn write(&self, path: &Path) -> Result<PathBuf, String> {
+        let mut json = serde_json::to_string_pretty(self)
+            .map_err(|e| format!("cannot serialize report: {e}"))?;
+        json.push('\n');
+        std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
+        let html_path = path.with_extension("html");
+        std::fs::write(&html_path, crate::html::render(self))
+            .map_err(|e| format!("write {}: {e}", html_path.display()))?;
+        Ok(html_path)
+    }
+
+    pub fn read(path: &Path) -> Result<Report, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a report: {e}", path.display()))
+    }
+}
+
+/// `12345.6` → `12,346`.
+pub fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let rounded = value.round().abs() as u128;
+    let digits = rounded.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if value < 0.0 && rounded > 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Bytes as MiB, for the human lines.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// A ratio for people: `1.25x`, or `1/4395` when two decimals would say 0.
+pub fn ratio(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}x")
+    } else if value >= 10.0 {
+        format!("{value:.1}x")
+    } else if value >= 0.01 {
+        format!("{value:.2}x")
+    } else if value > 0.0 {
+        format!("1/{:.0}", 1.0 / value)
+    } else {
+        format!("{value:.2}x")
+    }
+}
+
+fn cpu_text(cpu: &CpuFigures) -> String {
+    let role = |r: Role| cpu.per_million_by_role.get(&r).copied();
+    let mut parts = Vec::new();
+    for (r, name) in [
+        (Role::Edge, "edge"),
+        (Role::Worker, "worker"),
+        (Role::Supervisor, "sup"),
+    ] {
+        if let Some(v) = role(r) {
+            parts.push(format!("{name} {v:.2}"));
+        }
+    }
+    match cpu.per_million {
+        Some(total) if parts.is_empty() => format!("{total:.2}"),
+        Some(total) => format!("{total:.2} ({})", parts.join(", ")),
+        None => format!("{:.2} s", cpu.seconds),
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}", self.scenario, self.title)?;
+        if !self.settings.is_empty() {
+            let settings: Vec<String> = self
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            writeln!(f, "  {}", settings.join(", "))?;
+        }
+        writeln!(
+            f,
+            "  host: {} CPUs; server on CPUs {}, load generator on {}{}",
+            self.host.cpus,
+            self.host.server_cpus.as_deref().unwrap_or("any"),
+            self.host.client_cpus.as_deref().unwrap_or("any"),
+            if self.host.taskset {
+                ""
+            } else {
+                " (no taskset: not pinned)"
+            }
+        )?;
+        for t in &self.targets {
+            writeln!(f)?;
+            writeln!(f, "[{}] {} — {}", t.target.name(), t.url, t.server)?;
+            if let Some(e) = &t.error {
+                writeln!(f, "  FAILED: {e}")?;
+            }
+            if let Some(open) = &t.open {
+                write!(
+                    f,
+                    "  open      {} of {} in {:.2} s ({}/s) from {} processes, {} failed",
+                    thousands(open.opened as f64),
+                    thousands(open.requested as f64),
+                    open.seconds,
+                    thousands(open.per_second),
+                    open.processes,
+                    open.failed
+                )?;
+                if open.retries > 0 {
+                    write!(f, ", {} retries", open.retries)?;
+                }
+                if let Some(cpu) = &open.server_cpu {
+                    write!(f, "; server CPU {:.2} s", cpu.seconds)?;
+                }
+                writeln!(f)?;
+                for (reason, count) in &open.failures {
+                    writeln!(f, "    {count:>8} x {reason}")?;
+                }
+            }
+            if let Some(m) = &t.memory {
+                write_memory(f, m)?;
+            }
+            for note in &t.notes {
+                writeln!(f, "  note: {note}")?;
+            }
+        }
+        self.write_phase_tables(f)?;
+        if !self.comparisons.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "torpor / baseline (same run):")?;
+            for c in &self.comparisons {
+                writeln!(
+                    f,
+                    "  {:<8} {:<24} {:>12} vs {:<8} {:>12} = {:>7}  ({} is better)",
+                    c.phase,
+                    c.metric,
+                    metric_text(&c.metric, c.torpor),
+                    c.baseline.name(),
+                    metric_text(&c.metric, c.other),
+                    ratio(c.ratio),
+                    if c.higher_is_better {
+                        "higher"
+                    } else {
+                        "lower"
+                    }
+                )?;
+            }
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+fn write_memory(f: &mut fmt::Formatter<'_>, m: &Memory) -> fmt::Result {
+    writeln!(
+        f,
+        "  rss       before {:.1} MiB, after {:.1} MiB (median of {}), end of hold {:.1} MiB",
+        mib(m.rss_before_bytes),
+        mib(m.rss_after_bytes),
+        m.rss_after_samples_bytes.len(),
+        mib(m.rss_end_of_hold_bytes)
+    )?;
+    writeln!(
+        f,
+        "  per conn  {:.0} bytes RSS ({:.0} beyond a {} byte attachment); kernel: {:.0} bytes slab, {:.0} bytes TCP buffers (both ends)",
+        m.rss_per_connection,
+        m.rss_per_connection_beyond_attachment,
+        m.attach_bytes,
+        m.slab_per_connection,
+        m.tcp_mem_per_connection
+    )?;
+    if let Some(n) = m.server_connections {
+        writeln!(f, "  server says {n} connections")?;
+    }
+    Ok(())
+}
+
+impl Report {
+    /// One table per phase name, a row per target.
+    fn write_phase_tables(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = Vec::new();
+        for t in &self.targets {
+            for p in &t.phases {
+                if !names.contains(&p.name.as_str()) {
+                    names.push(&p.name);
+                }
+            }
+        }
+        for name in names {
+            let rows: Vec<(&TargetRun, &Phase)> = self
+                .targets
+                .iter()
+                .filter_map(|t| Some((t, t.phase(name)?)))
+                .collect();
+            let Some((_, first)) = rows.first() else {
+                continue;
+            };
+            writeln!(f)?;
+            writeln!(f, "phase {name}: {}", first.description)?;
+            if !first.latency_label.is_empty() {
+                writeln!(f, "  latency is {}", first.latency_label)?;
+            }
+            let mut table = String::new();
+            let _ = writeln!(
+                table,
+                "  {:<8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}  server CPU-s per million",
+                "target",
+                format!("{}/s", first.unit),
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+            );
+            for (t, p) in &rows {
+                let l = p.latency.as_ref().map(|l| &l.summary);
+                let cell = |v: Option<f64>| v.map_or("-".to_string(), human_ms);
+                let _ = writeln!(
+                    table,
+                    "  {:<8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+                    t.target.name(),
+                    // Latency-only phases (wake, alarms) have no rate.
+                    if p.per_second > 0.0 {
+                        thousands(p.per_second)
+                    } else {
+                        "-".to_string()
+                    },
+                    cell(l.map(|l| l.p50_ms)),
+                    cell(l.map(|l| l.p90_ms)),
+                    cell(l.map(|l| l.p99_ms)),
+                    cell(l.map(|l| l.p999_ms)),
+                    cell(l.map(|l| l.max_ms)),
+                    p.server_cpu.as_ref().map_or("-".to_string(), cpu_text)
+                );
+            }
+            f.write_str(&table)?;
+            for (t, p) in &rows {
+                let mut extras = Vec::new();
+                if let Some(rate) = p.offered_per_second {
+                    extras.push(format!("offered {}/s", thousands(rate)));
+                }
+                extras.push(if p.seconds > 0.0 {
+                    format!(
+                        "{} {} in {:.1} s",
+                        thousands(p.operations as f64),
+                        p.unit,
+                        p.seconds
+                    )
+                } else {
+                    format!("{} {}", thousands(p.operations as f64), p.unit)
+                });
+                if p.errors > 0 {
+                    extras.push(format!("{} errors", p.errors));
+                }
+                for (k, v) in &p.counters {
+                    extras.push(format!("{k} {}", trim_number(*v)));
+                }
+                if let Some(c) = &p.client_cpu {
+                    extras.push(format!("client {:.0}% of a core", c.cores * 100.0));
+                }
+                if let Some(cpu) = &p.server_cpu {
+                    if !cpu.usage.vanished.is_empty() {
+                        extras.push(format!(
+                            "exited mid-phase (CPU after last 100 ms sample lost): {}",
+                            cpu.usage.vanished.join(", ")
+                        ));
+                    }
+                }
+                writeln!(f, "    {:<8} {}", t.target.name(), extras.join("; "))?;
+                for (label, l) in &p.more_latencies {
+                    writeln!(f, "    {:<8} {label}: {}", "", l.summary)?;
+                }
+                for (reason, count) in &p.failures {
+                    writeln!(f, "    {:<8} {count:>8} x {reason}", "")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A compared figure in its own unit.
+pub fn metric_text(metric: &str, v: f64) -> String {
+    if metric.ends_with("_ms") {
+        human_ms(v)
+    } else if metric.starts_with("cpu") {
+        format!("{v:.2}")
+    } else {
+        thousands(v)
+    }
+}
+
+/// Integers without `.0`, fractions with two places.
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::latency::Recorder;
+
+    fn latency(us: &[u64]) -> Latency {
+        let mut r = Recorder::new();
+        for v in us {
+            r.record_us(*v);
+        }
+        r.latency().unwrap()
+    }
+
+    fn phase(name: &str, per_second: f64, p_us: u64, cpu_s: f64) -> Phase {
+        let mut usage = CpuUsage {
+            wall_seconds: 10.0,
+            ..CpuUsage::default()
+        };
+        usage.by_role.insert(Role::Edge, cpu_s);
+        usage.by_role.insert(Role::Client, 9.0);
+        let operations = (per_second * 10.0) as u64;
+        Phase {
+            name: name.into(),
+            description: "closed loop".into(),
+            unit: "pings".into(),
+            seconds: 10.0,
+            operations,
+            per_second,
+            latency_label: "send → pong".into(),
+            latency: Some(latency(&[p_us; 100])),
+            server_cpu: Some(CpuFigures::new(usage.clone(), operations)),
+            client_cpu: Some(ClientCpu::from_usage(&usage)),
+            ..Phase::default()
+        }
+    }
+
+    /// A two-target report used by the HTML tests too.
+    pub fn sample_report() -> Report {
+        let torpor = TargetRun {
+            target: TargetKind::Torpor,
+            url: "ws://127.0.0.1:18787".into(),
+            server: "torpor".into(),
+            phases: vec![phase("max", 100_000.0, 40, 5.0)],
+            open: Some(OpenFigures {
+                requested: 1000,
+                opened: 1000,
+                seconds: 0.5,
+                per_second: 2000.0,
+                processes: 1,
+                ..OpenFigures::default()
+            }),
+            ..TargetRun::default()
+        };
+        let default = TargetRun {
+            target: TargetKind::Default,
+            url: "ws://127.0.0.1:40000".into(),
+            server: "baseline".into(),
+            phases: vec![phase("max", 50_000.0, 80, 10.0)],
+            ..TargetRun::default()
+        };
+        Report {
+            scenario: "ping".into(),
+            title: "auto-response round trips".into(),
+            settings: vec![("connections".into(), "1000".into())],
+            targets: vec![torpor, default],
+            ..Report::default()
+        }
+        .finish()
+    }
+
+    #[test]
+    fn cpu_per_million_divides_by_operations() {
+        let p = phase("max", 100_000.0, 40, 5.0);
+        let cpu = p.server_cpu.unwrap();
+        // 5 CPU-s over 1,000,000 pings.
+        assert_eq!(cpu.seconds, 5.0);
+        assert_eq!(cpu.per_million, Some(5.0));
+        assert_eq!(cpu.per_million_by_role.get(&Role::Edge), Some(&5.0));
+        assert!(!cpu.per_million_by_role.contains_key(&Role::Client));
+        assert_eq!(p.client_cpu.unwrap().cores, 0.9);
+        assert_eq!(CpuFigures::new(CpuUsage::default(), 0).per_million, None);
+    }
+
+    #[test]
+    fn comparisons_are_torpor_over_baseline() {
+        let report = sample_report();
+        let get = |metric: &str| {
+            report
+                .comparisons
+                .iter()
+                .find(|c| c.metric == metric && c.phase == "max")
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(get("per_second").ratio, 2.0);
+        assert!(get("per_second").higher_is_better);
+        assert_eq!(get("p99_ms").ratio, 0.5);
+        // 5 CPU-s per million pings against 10 per 500,000.
+        assert_eq!(get("cpu_seconds_per_million").ratio, 0.25);
+        assert_eq!(get("per_second").baseline, TargetKind::Default);
+    }
+
+    #[test]
+    fn summary_has_a_table_row_per_target_and_the_ratios() {
+        let text = sample_report().to_string();
+        assert!(
+            text.starts_with("ping: auto-response round trips\n"),
+            "{text}"
+        );
+        assert!(text.contains("phase max: closed loop"), "{text}");
+        assert!(text.contains("pings/s"), "{text}");
+        assert!(text.contains("torpor        100,000"), "{text}");
+        assert!(text.contains("default        50,000"), "{text}");
+        assert!(text.contains("40 µs"), "{text}");
+        assert!(text.contains("5.00 (edge 5.00)"), "{text}");
+        assert!(text.contains("client 90% of a core"), "{text}");
+        assert!(
+            text.contains(
+                "max      per_second                    100,000 vs default        50,000 =   2.00x  (higher is better)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("open      1,000 of 1,000 in 0.50 s (2,000/s)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn memory_is_divided_per_connection() {
+        let mut m = Memory {
+            attach_bytes: 2000,
+            rss_before_bytes: 10_000_000,
+            rss_after_bytes: 13_000_000,
+            kernel_before: KernelMemory {
+                tcp_sockets: 0,
+                tcp_mem_bytes: 0,
+                slab_bytes: 1_000_000,
+            },
+            kernel_after: KernelMemory {
+                tcp_sockets: 2000,
+                tcp_mem_bytes: 40_960,
+                slab_bytes: 5_000_000,
+            },
+            curve: vec![
+                MemoryPoint {
+                    connections: 0,
+                    rss_bytes: 10_000_000,
+                    slab_bytes: 0,
+                },
+                MemoryPoint {
+                    connections: 500,
+                    rss_bytes: 11_000_000,
+                    slab_bytes: 0,
+                },
+            ],
+            ..Memory::default()
+        };
+        m.derive(1000);
+        assert_eq!(m.rss_growth_bytes, 3_000_000);
+        assert_eq!(m.rss_per_connection, 3000.0);
+        assert_eq!(m.rss_per_connection_beyond_attachment, 1000.0);
+        assert_eq!(m.slab_per_connection, 4000.0);
+        assert_eq!(m.tcp_mem_per_connection, 40.96);
+        assert_eq!(m.per_connection_curve(), [(500, 2000.0)]);
+        m.rss_after_bytes = 9_000_000;
+        m.derive(1000);
+        assert_eq!(m.rss_growth_bytes, -1_000_000);
+        m.derive(0);
+        assert_eq!(m.rss_per_connection, 0.0);
+    }
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1500.0), "-1,500");
+        assert_eq!(ratio(1.234), "1.23x");
+        assert_eq!(ratio(12.34), "12.3x");
+        assert_eq!(ratio(1234.0), "1234x");
+        assert_eq!(ratio(32.0 / 140_638.0), "1/4395");
+        assert_eq!(ratio(-0.5), "-0.50x");
+        assert_eq!(trim_number(3.0), "3");
+        assert_eq!(trim_number(0.126), "0.13");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let report = sample_report();
+        let json = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.targets.len(), 2);
+        assert_eq!(back.comparisons, report.comparisons);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["targets"][0]["target"], "torpor");
+        assert_eq!(
+            value["targets"][0]["phases"][0]["latency"]["buckets"][0][1],
+            100
+        );
+        assert_eq!(
+            value["targets"][0]["phases"][0]["server_cpu"]["per_million_by_role"]["edge"],
+            5.0
+        );
+    }
+
+    #[test]
+    fn failed_targets_and_connections_are_problems() {
+        let mut report = sample_report();
+        assert!(report.problems().is_empty());
+        report.targets[1].error = Some("baseline exited".into());
+        if let Some(open) = report.targets[0].open.as_mut() {
+            open.failed = 3;
+        }
+        let problems = report.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("3 of 1000"), "{problems:?}");
+    }
+}

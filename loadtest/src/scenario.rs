@@ -1,0 +1,349 @@
+//! The parent's side of every traffic scenario: the flags they share, running
+//! a body against each target (starting and stopping the baselines), opening
+//! a fleet of client processes, and running one measured phase over it with
+//! the server's and the clients' CPU metered.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cpu::{CpuMeter, CpuUsage, Role, Watch};
+use crate::flags::Flags;
+use crate::fleet::{self, Event, Fleet};
+use crate::progress;
+use crate::results::{ClientCpu, CpuFigures, Host, OpenFigures, TargetRun};
+use crate::server::{parse_targets, Placement, Server, TargetKind, BASELINE_MAX_CONNECTIONS};
+use crate::traffic::{ChildResult, Command};
+
+/// How long every child gets to say `ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// A phase's results may come this long after its duration (draining).
+const RESULT_SLACK: Duration = Duration::from_secs(30);
+
+/// Flags every traffic scenario takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    pub url: String,
+    pub admin: String,
+    pub targets: Vec<TargetKind>,
+    pub placement: Placement,
+    /// `None`: as many as the connections need (`auto`).
+    pub processes: Option<u32>,
+    pub concurrency: usize,
+    pub json: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn parse(flags: &mut Flags) -> Result<Common, String> {
+        let target = flags.optional_string("target")?;
+        let baselines = flags.boolean("baselines", false)?;
+        let processes = match flags.optional_string("processes")?.as_deref() {
+            None | Some("auto") => None,
+            Some(n) => Some(
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("--processes {n:?} is not auto or a number from 1"))?,
+            ),
+        };
+        Ok(Common {
+            url: flags.string("url", "ws://127.0.0.1:8787")?,
+            admin: flags.string("admin", "127.0.0.1:9090")?,
+            targets: parse_targets(target.as_deref(), baselines)?,
+            placement: Placement {
+                server_cpus: flags.cpus("server-cpu", "0")?,
+                client_cpus: flags.cpus("client-cpu", "1")?,
+                baseline_threads: flags.optional_number("baseline-threads")?,
+            },
+            processes,
+            concurrency: flags.positive("concurrency", 256)?,
+            json: flags.path("json")?,
+        })
+    }
+
+    /// The processes for `connections` (auto unless given).
+    pub fn processes_for(&self, connections: u64) -> u32 {
+        self.processes
+            .unwrap_or_else(|| fleet::auto_processes(connections))
+    }
+
+    pub fn host(&self) -> Host {
+        Host::here(
+            self.placement.server_cpus.clone(),
+            self.placement.client_cpus.clone(),
+        )
+    }
+
+    /// The connections a target gets: all of them, except that a baseline is
+    /// one process and cannot hold more than its descriptors allow.
+    pub fn connections_for(&self, kind: TargetKind, connections: u64) -> (u64, Option<String>) {
+        if kind.is_baseline() && connections > BASELINE_MAX_CONNECTIONS {
+            return (
+                BASELINE_MAX_CONNECTIONS,
+                Some(format!(
+                    "capped at {BASELINE_MAX_CONNECTIONS} connections, not {connections}: \
+                     the baseline is one process and may hold 20000 file descriptors"
+                )),
+            );
+        }
+        (connections, None)
+    }
+}
+
+pub fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs `body` against each target in turn. A target that fails (cannot
+/// start, dies mid-run) is recorded with its error and the rest still run.
+pub fn for_each_target(
+    common: &Common,
+    mut body: impl FnMut(&mut Server, &mut TargetRun) -> Result<(), String>,
+) -> Vec<TargetRun> {
+    let mut runs = Vec::new();
+    for kind in &common.targets {
+        let mut run = TargetRun {
+            target: *kind,
+            ..TargetRun::default()
+        };
+        eprintln!("loadtest: target {}", kind.name());
+        match Server::start(*kind, &common.url, &common.admin, &common.placement) {
+            Ok(mut server) => {
+                run.url = server.url.clone();
+                run.server = server.describe();
+                let result = body(&mut server, &mut run);
+                // A baseline that died explains a failure better than the
+                // failure's own words do.
+                let died = server.check_alive().err();
+                if let Err(e) = result {
+                    run.error = Some(match died {
+                        Some(d) => format!("{e} ({d})"),
+                        None => e,
+                    });
+                } else if let Some(d) = died {
+                    run.error = Some(d);
+                }
+                // Dropping the server stops a baseline.
+            }
+            Err(e) => run.error = Some(e),
+        }
+        if let Some(e) = &run.error {
+            eprintln!("loadtest: target {} failed: {e}", kind.name());
+        }
+        runs.push(run);
+    }
+    runs
+}
+
+/// Waits for the fleet to open its connections, with a progress bar and the
+/// server's CPU metered while it does.
+pub fn open_fleet(
+    fleet: &mut Fleet,
+    requested: u64,
+    server: &Server,
+    mut on_progress: impl FnMut(u64),
+) -> Result<OpenFigures, String> {
+    let meter = CpuMeter::start(server.watch())?;
+    let bar = progress::counter(requested, "opening");
+    let tally = fleet.wait_ready(READY_TIMEOUT, |opened, failed| {
+        bar.set_position(opened + failed);
+        on_progress(opened);
+    });
+    bar.finish_and_clear();
+    let usage = meter.stop()?;
+    let tally = tally?;
+    Ok(OpenFigures {
+        requested,
+        opened: tally.opened,
+        failed: tally.failed,
+        retries: tally.retries,
+        failures: tally.failures,
+        processes: fleet.len() as u32,
+        seconds: tally.seconds,
+        per_second: if tally.seconds > 0.0 {
+            tally.opened as f64 / tally.seconds
+        } else {
+            0.0
+        },
+        server_cpu: Some(CpuFigures::new(usage, tally.opened)),
+        client_rss_bytes: fleet.rss_total(),
+    })
+}
+
+/// One phase's results from the children, with CPU.
+pub struct Measured {
+    pub results: Vec<ChildResult>,
+    pub server: CpuUsage,
+    pub client: ClientCpu,
+}
+
+/// Sends each `(child, command)`, then waits for `results` `result` lines
+/// (one per child asked, unless said otherwise), metering CPU meanwhile.
+/// Other lines go to `on_line`.
+pub fn measure(
+    fleet: &mut Fleet,
+    server: &Server,
+    label: &str,
+    duration: Duration,
+    commands: &[(usize, Command)],
+    results: usize,
+    mut on_line: impl FnMut(&mut Fleet, usize, &str) -> Result<(), String>,
+) -> Result<Measured, String> {
+    let server_meter = CpuMeter::start(server.watch())?;
+    let client_meter = CpuMeter::start(Watch::Pids(
+        fleet
+            .pids()
+            .into_iter()
+            .map(|p| (Role::Client, p))
+            .collect(),
+    ))?;
+    let started = Instant::now();
+    for (child, command) in commands {
+        fleet.send(*child, &command.to_line())?;
+    }
+    let collected = collect(fleet, label, duration, results, started, &mut on_line);
+    // The meters stop whatever happened, so their threads end.
+    let server_usage = server_meter.stop()?;
+    let client_usage = client_meter.stop()?;
+    Ok(Measured {
+        results: collected?,
+        server: server_usage,
+        client: ClientCpu::from_usage(&client_usage),
+    })
+}
+
+fn collect(
+    fleet: &mut Fleet,
+    label: &str,
+    duration: Duration,
+    want: usize,
+    started: Instant,
+    on_line: &mut impl FnMut(&mut Fleet, usize, &str) -> Result<(), String>,
+) -> Result<Vec<ChildResult>, String> {
+    let deadline = started + duration + RESULT_SLACK;
+    let bar = progress::timer(duration, label);
+    let mut results = Vec::with_capacity(want);
+    let outcome = loop {
+        if results.len() >= want {
+            break Ok(());
+        }
+        progress::tick(&bar, started.elapsed().min(duration));
+        if Instant::now() > deadline {
+            break Err(format!(
+                "{label}: {} of {want} results after {} s",
+                results.len(),
+                (duration + RESULT_SLACK).as_secs()
+            ));
+        }
+        match fleet.recv(Duration::from_millis(100)) {
+            Ok(None) => {}
+            Ok(Some((i, Event::Closed))) => {
+                let status = fleet.exit_status(i);
+                break Err(format!(
+                    "client process {i} exited during {label} ({status})"
+                ));
+            }
+            Ok(Some((i, Event::Line(line)))) => {
+                if let Some(json) = line.strip_prefix("result ") {
+                    match serde_json::from_str::<ChildResult>(json) {
+                        Ok(result) => results.push(result),
+                        Err(e) => break Err(format!("client process {i}: bad result: {e}")),
+                    }
+                } else if let Some(e) = line.strip_prefix("error ") {
+                    break Err(format!("client process {i}: {e}"));
+                } else if let Err(e) = on_line(fleet, i, &line) {
+                    break Err(e);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    bar.finish_and_clear();
+    outcome.map(|()| results)
+}
+
+/// Each child's share of a total rate, by its share of the open connections.
+pub fn split_rate(total: f64, opened: &[u64]) -> Vec<f64> {
+    let sum: u64 = opened.iter().sum();
+    opened
+        .iter()
+        .map(|n| {
+            if sum == 0 {
+                0.0
+            } else {
+                total * *n as f64 / sum as f64
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn common_flags_have_defaults() {
+        let mut flags = Flags::parse(&[]).unwrap();
+        let c = Common::parse(&mut flags).unwrap();
+        assert_eq!(c.url, "ws://127.0.0.1:8787");
+        assert_eq!(c.targets, [TargetKind::Torpor]);
+        assert_eq!(c.placement.server_cpus.as_deref(), Some("0"));
+        assert_eq!(c.placement.client_cpus.as_deref(), Some("1"));
+        assert_eq!(c.processes, None);
+        assert_eq!(c.processes_for(40_000), 3);
+        flags.finish().unwrap();
+    }
+
+    #[test]
+    fn common_flags_parse_targets_processes_and_cpus() {
+        let mut flags = Flags::parse(&args(&[
+            "--baselines",
+            "true",
+            "--processes",
+            "3",
+            "--client-cpu",
+            "none",
+            "--baseline-threads",
+            "2",
+        ]))
+        .unwrap();
+        let c = Common::parse(&mut flags).unwrap();
+        assert_eq!(c.targets.len(), 3);
+        assert_eq!(c.processes, Some(3));
+        assert_eq!(c.placement.client_cpus, None);
+        assert_eq!(c.placement.baseline_threads, Some(2));
+        for bad in [
+            ["--processes", "0"],
+            ["--target", "x"],
+            ["--server-cpu", "a"],
+        ] {
+            let mut flags = Flags::parse(&args(&bad)).unwrap();
+            assert!(Common::parse(&mut flags).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn baselines_are_capped_at_their_descriptor_limit() {
+        let mut flags = Flags::parse(&[]).unwrap();
+        let c = Common::parse(&mut flags).unwrap();
+        assert_eq!(
+            c.connections_for(TargetKind::Torpor, 100_000),
+            (100_000, None)
+        );
+        let (n, note) = c.connections_for(TargetKind::Tuned, 100_000);
+        assert_eq!(n, BASELINE_MAX_CONNECTIONS);
+        assert!(note.unwrap().contains("20000 file descriptors"));
+        assert_eq!(c.connections_for(TargetKind::Default, 1000), (1000, None));
+    }
+
+    #[test]
+    fn rates_split_by_connections() {
+        assert_eq!(split_rate(1000.0, &[300, 100]), [750.0, 250.0]);
+        assert_eq!(split_rate(1000.0, &[0, 0]), [0.0, 0.0]);
+    }
+}

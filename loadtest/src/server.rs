@@ -1,0 +1,372 @@
+//! The servers a scenario runs against: Torpor (already running, started by
+//! the user, reached through `--url` and `--admin`) and the two baselines,
+//! which loadtest starts itself as `loadtest baseline-server` child processes
+//! and stops by pid when done, on failure too (the guard's `Drop`).
+//!
+//! Also where processes get pinned to CPUs (`taskset -c`), so that the server
+//! and the load generator do not share a core and CPU-seconds mean something.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Target;
+use crate::cpu::{Role, Watch};
+use crate::{admin, rss};
+
+/// How long a baseline may take to print its ready line.
+const BASELINE_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a baseline gets to exit after SIGTERM before SIGKILL.
+const BASELINE_EXIT_GRACE: Duration = Duration::from_secs(5);
+/// One process may hold 20000 descriptors on the machines this runs on; a
+/// baseline is one process, so this is as many connections as it can take.
+pub const BASELINE_MAX_CONNECTIONS: u64 = 19_000;
+
+/// Which server a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Torpor,
+    /// The baseline with tokio-tungstenite's default config.
+    Default,
+    /// The baseline with a 4 KiB read buffer.
+    Tuned,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Torpor => "torpor",
+            TargetKind::Default => "default",
+            TargetKind::Tuned => "tuned",
+        }
+    }
+
+    pub fn is_baseline(self) -> bool {
+        self != TargetKind::Torpor
+    }
+}
+
+/// `--target torpor|default|tuned|all` and `--baselines` (the same as
+/// `--target all`) to the list of servers, Torpor first.
+pub fn parse_targets(target: Option<&str>, baselines: bool) -> Result<Vec<TargetKind>, String> {
+    use TargetKind::*;
+    let list = match target {
+        None if baselines => vec![Torpor, Default, Tuned],
+        None => vec![Torpor],
+        Some("all") => vec![Torpor, Default, Tuned],
+        Some(_) if baselines => {
+            return Err(
+                "--baselines runs every target; leave out --target or use --target all".into(),
+            )
+        }
+        Some("torpor") => vec![Torpor],
+        Some("default") => vec![Default],
+        Some("tuned") => vec![Tuned],
+        Some(other) => {
+            return Err(format!(
+                "--target {other:?} is not torpor, default, tuned or all"
+            ))
+        }
+    };
+    Ok(list)
+}
+
+/// Where processes run: `taskset -c` lists, `None` for wherever.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub server_cpus: Option<String>,
+    pub client_cpus: Option<String>,
+    /// `--threads` for the baselines' tokio runtime (its own default if unset).
+    pub baseline_threads: Option<usize>,
+}
+
+/// Whether `taskset` can be run here (checked once).
+pub fn have_taskset() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        Command::new("taskset")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// A command for `program`, under `taskset -c CPUS` when pinning is asked for
+/// and possible. `taskset` execs the program, so the child's pid is the
+/// program's.
+pub fn pinned_command(program: &std::path::Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) if have_taskset() => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(program);
+            command
+        }
+        _ => Command::new(program),
+    }
+}
+
+/// A baseline server child. Dropping it ends the process.
+pub struct BaselineProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+impl BaselineProcess {
+    pub fn start(kind: TargetKind, placement: &Placement) -> Result<BaselineProcess, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let mut command = pinned_command(&exe, placement.server_cpus.as_deref());
+        command
+            .arg("baseline-server")
+            .arg("--listen")
+            // Port 0: the kernel picks a free one and the ready line says which.
+            .arg("127.0.0.1:0")
+            .arg("--mode")
+            .arg(kind.name());
+        if let Some(threads) = placement.baseline_threads {
+            command.arg("--threads").arg(threads.to_string());
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("start baseline-server --mode {}: {e}", kind.name()))?;
+        let stdout = child.stdout.take();
+        // From here on, an early return drops the guard, which kills the child.
+        let mut guard = BaselineProcess {
+            pid: child.id(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = stdout.ok_or("baseline-server has no stdout pipe")?;
+        let (tx, lines) = mpsc::channel();
+        // Reads the ready line, then keeps draining so that the server never
+        // blocks on a full pipe; ends with the process.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep reading to drain.
+                    continue;
+                }
+            }
+        });
+        let deadline = Instant::now() + BASELINE_READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((addr, pid)) = parse_ready(&line) {
+                        guard.addr = addr;
+                        if pid != guard.pid {
+                            return Err(format!(
+                                "baseline-server says pid {pid}, but its process is {}",
+                                guard.pid
+                            ));
+                        }
+                        return Ok(guard);
+                    }
+                    eprintln!("baseline-server: {line}");
+                }
+                Err(_) => {
+                    let status = guard.child.try_wait().ok().flatten();
+                    return Err(match status {
+                        Some(status) => format!("baseline-server exited before ready ({status})"),
+                        None => format!(
+                            "baseline-server not ready within {} s",
+                            BASELINE_READY_TIMEOUT.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for BaselineProcess {
+    fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        // SIGTERM first, by pid: the server closes its sockets and exits.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + BASELINE_EXIT_GRACE;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `baseline ready addr=127.0.0.1:4711 pid=99 mode=tuned` → address and pid.
+pub fn parse_ready(line: &str) -> Option<(SocketAddr, u32)> {
+    let rest = line.strip_prefix("baseline ready ")?;
+    let mut addr = None;
+    let mut pid = None;
+    for word in rest.split_whitespace() {
+        if let Some(v) = word.strip_prefix("addr=") {
+            addr = v.parse().ok();
+        } else if let Some(v) = word.strip_prefix("pid=") {
+            pid = v.parse().ok();
+        }
+    }
+    Some((addr?, pid?))
+}
+
+/// One server under test, with how to measure it.
+pub struct Server {
+    pub kind: TargetKind,
+    pub url: String,
+    /// Torpor's admin API; `None` for a baseline.
+    pub admin: Option<SocketAddr>,
+    process: Option<BaselineProcess>,
+}
+
+impl Server {
+    /// Torpor as the user runs it, or a freshly started baseline.
+    pub fn start(
+        kind: TargetKind,
+        torpor_url: &str,
+        torpor_admin: &str,
+        placement: &Placement,
+    ) -> Result<Server, String> {
+        if kind == TargetKind::Torpor {
+            let admin = admin::parse_addr(torpor_admin)?;
+            // Fails early, with the admin's own words, if Torpor is not up.
+            admin::node(admin)?;
+            // A bad url fails here, once, not in every client process.
+            Target::parse(torpor_url)?;
+            return Ok(Server {
+                kind,
+                url: torpor_url.to_string(),
+                admin: Some(admin),
+                process: None,
+            });
+        }
+        let process = BaselineProcess::start(kind, placement)?;
+        let url = format!("ws://{}", process.addr);
+        Ok(Server {
+            kind,
+            url,
+            admin: None,
+            process: Some(process),
+        })
+    }
+
+    /// What a CPU meter should watch for this server.
+    pub fn watch(&self) -> Watch {
+        match (&self.admin, &self.process) {
+            (Some(admin), _) => Watch::Torpor(*admin),
+            (None, Some(p)) => Watch::Pids(vec![(Role::Server, p.pid)]),
+            (None, None) => Watch::Pids(Vec::new()),
+        }
+    }
+
+    /// The processes whose memory is the server's: Torpor's edges (workers
+    /// hold objects, not connections), or the baseline.
+    pub fn memory_pids(&self) -> Result<Vec<u32>, String> {
+        match (&self.admin, &self.process) {
+            (Some(admin), _) => Ok(admin::node(*admin)?.edge_pids()),
+            (None, Some(p)) => Ok(vec![p.pid]),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// RSS summed over [`Server::memory_pids`].
+    pub fn rss_bytes(&self, pids: &[u32]) -> Result<u64, String> {
+        pids.iter().map(|pid| rss::rss_bytes(*pid)).sum()
+    }
+
+    /// An error if a baseline has died (Torpor is not ours to check).
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.process.as_mut().and_then(BaselineProcess::exited) {
+            Some(status) => Err(format!(
+                "the {} baseline server exited ({status})",
+                self.kind.name()
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// What to call the server's processes in the report.
+    pub fn describe(&self) -> String {
+        match &self.process {
+            Some(p) => format!(
+                "baseline-server --mode {} (pid {})",
+                self.kind.name(),
+                p.pid
+            ),
+            None => "torpor (supervisor, edges and workers from /admin/node)".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TargetKind::*;
+
+    #[test]
+    fn targets_follow_the_flags() {
+        assert_eq!(parse_targets(None, false), Ok(vec![Torpor]));
+        assert_eq!(parse_targets(None, true), Ok(vec![Torpor, Default, Tuned]));
+        assert_eq!(
+            parse_targets(Some("all"), true),
+            Ok(vec![Torpor, Default, Tuned])
+        );
+        assert_eq!(parse_targets(Some("tuned"), false), Ok(vec![Tuned]));
+        assert!(parse_targets(Some("tuned"), true).is_err());
+        assert!(parse_targets(Some("nginx"), false).is_err());
+    }
+
+    #[test]
+    fn ready_line_gives_address_and_pid() {
+        assert_eq!(
+            parse_ready("baseline ready addr=127.0.0.1:4711 pid=99 mode=tuned"),
+            Some(("127.0.0.1:4711".parse().unwrap(), 99))
+        );
+        assert_eq!(parse_ready("baseline ready addr=127.0.0.1:1"), None);
+        assert_eq!(parse_ready("listening on 127.0.0.1:1"), None);
+    }
+
+    #[test]
+    fn pinned_commands_go_through_taskset_when_asked() {
+        let program = std::path::Path::new("/bin/true");
+        let plain = pinned_command(program, None);
+        assert_eq!(plain.get_program(), "/bin/true");
+        let pinned = pinned_command(program, Some("1"));
+        if have_taskset() {
+            assert_eq!(pinned.get_program(), "taskset");
+            let args: Vec<_> = pinned.get_args().collect();
+            assert_eq!(args, ["-c", "1", "/bin/true"]);
+        } else {
+            assert_eq!(pinned.get_program(), "/bin/true");
+        }
+    }
+}
