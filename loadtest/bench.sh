@@ -6,7 +6,8 @@
 # Usage: loadtest/bench.sh [OUT_DIR]              (default target/bench/<time>)
 # Environment (defaults in brackets):
 #   SCENARIOS   which to run, in order [idle ping echo broadcast-1k broadcast-10k churn wake-live wake-exited]
-#               (also idle-attach: idle with a 2000-byte attachment per socket)
+#               (also idle-attach: idle with a 2000-byte attachment per socket;
+#               ping-pipelined: ping with 16 pings outstanding per connection)
 #   RUNS [3]  EDGES [6]  WORKERS [2]  BASELINES [1] (0: Torpor alone)
 #   SERVER_CPU [0]  CLIENT_CPU [1]    taskset -c lists: Torpor and the baselines
 #                                     on one core, the load generator on another
@@ -122,6 +123,7 @@ run_scenario() { # NAME RUN
     idle) args=(idle --connections "$IDLE_CONNECTIONS" --hold 5s ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     idle-attach) args=(idle --connections "$IDLE_CONNECTIONS" --attach-bytes 2000 --hold 5s ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     ping) args=(ping --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
+    ping-pipelined) args=(ping --connections "$CONNECTIONS" --window 16 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     echo) args=(echo --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     broadcast-1k) args=(broadcast --connections 1000 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     broadcast-10k) args=(broadcast --connections 10000 --processes 2 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
