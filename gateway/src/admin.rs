@@ -48,7 +48,7 @@ pub async fn serve(listener: UnixListener, admin: Arc<Admin>) {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -62,7 +62,7 @@ fn respond(
     response
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
     respond(status, "application/json", value.to_string())
 }
 

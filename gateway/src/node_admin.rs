@@ -3,6 +3,7 @@
 //! an object's counts summed over the edges that hold its sockets, the
 //! metrics summed series by series, and the pids of every process.
 
+use crate::admin::{json, respond};
 use crate::supervisor::Pids;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -57,24 +58,6 @@ pub async fn serve(listener: TcpListener, admin: Arc<NodeAdmin>) {
                 .await;
         });
     }
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    response
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    respond(status, "application/json", value.to_string())
 }
 
 async fn handle<B>(

@@ -613,7 +613,12 @@ impl Host for ObjectHost {
         let (is_text, payload) = split(message);
         // One command per edge holding sockets of the object; each edge
         // frames the message once for all of its sockets.
-        for (edge, binding) in self.bound() {
+        let bindings = self.bindings.borrow();
+        let bound = bindings
+            .iter()
+            .enumerate()
+            .filter_map(|(edge, b)| Some((edge as u16, (*b)?)));
+        for (edge, binding) in bound {
             self.outbox.push_gated(
                 edge,
                 ToEdge::Broadcast {
