@@ -83,3 +83,71 @@ async fn broadcasts_from_two_senders_each_arrive_once_everywhere() {
         "sockets got more than two messages: {extra:?}"
     );
 }
+
+/// Pipelined broadcasts from every socket reach the edge in batches, where
+/// each socket's frames are gathered into one write: every socket must still
+/// see every broadcast once, all in the one order the object sent them, with
+/// a direct reply in its place among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_broadcasts_reaches_every_socket_in_the_objects_order() {
+    const SENDERS: usize = 10;
+    const PER_SENDER: usize = 30;
+    const MIDDLE: usize = PER_SENDER / 2;
+    let node = Node::start();
+    let name = unique_name("burst");
+    let mut clients = connect_all(&node, &format!("/bench/{name}"), SENDERS).await;
+
+    for (sender, client) in clients.iter_mut().enumerate() {
+        for i in 0..PER_SENDER {
+            client.send_text(&format!("bcast:{sender}-{i}")).await;
+            if i == MIDDLE {
+                client.send_text(&format!("echo:reply-{sender}")).await;
+            }
+        }
+    }
+    let received = join_all(clients.iter_mut().map(|c| async {
+        let mut got = Vec::with_capacity(SENDERS * PER_SENDER + 1);
+        for _ in 0..SENDERS * PER_SENDER + 1 {
+            got.push(c.recv_text().await);
+        }
+        got
+    }))
+    .await;
+
+    let broadcasts = |got: &[String]| -> Vec<String> {
+        got.iter()
+            .filter(|m| !m.starts_with("reply-"))
+            .cloned()
+            .collect()
+    };
+    let order = broadcasts(&received[0]);
+    for sender in 0..SENDERS {
+        let mine: Vec<&String> = order
+            .iter()
+            .filter(|m| m.starts_with(&format!("{sender}-")))
+            .collect();
+        let expected: Vec<String> = (0..PER_SENDER).map(|i| format!("{sender}-{i}")).collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "sender {sender}");
+    }
+    for (socket, got) in received.iter().enumerate() {
+        assert_eq!(broadcasts(got), order, "socket {socket} saw another order");
+        let at = |text: &str| got.iter().position(|m| m == text);
+        let reply = at(&format!("reply-{socket}"));
+        assert!(
+            reply.is_some()
+                && at(&format!("{socket}-{MIDDLE}")) < reply
+                && reply < at(&format!("{socket}-{}", MIDDLE + 1)),
+            "socket {socket}: its echo reply is out of place in {got:?}"
+        );
+    }
+    let extra = join_all(
+        clients
+            .iter_mut()
+            .map(|c| c.try_recv(Duration::from_millis(300))),
+    )
+    .await;
+    assert!(
+        extra.iter().all(Option::is_none),
+        "sockets got more than they were sent: {extra:?}"
+    );
+}

@@ -50,6 +50,10 @@ const REPLY_BATCH_BYTES: usize = 64 * 1024;
 /// Sockets per `Activate` or `Sockets` frame: with the largest attachments
 /// (16 KiB) a frame stays near 8 MiB, far below the IPC frame limit.
 const ACTIVATE_CHUNK: usize = 512;
+/// A corked queue this full is written at once rather than at the batch end.
+const CORK_BYTES: usize = 64 * 1024;
+/// Emptied out-queues kept for the next batch.
+const SPARE_QUEUES: usize = 4096;
 /// How long a closing socket may take to answer our Close and take what is
 /// queued for it before the edge drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,6 +247,9 @@ pub fn spawn(
         replies: Vec::new(),
         replying: None,
         targets: Vec::new(),
+        corking: false,
+        corked: Vec::new(),
+        spare_queues: Vec::new(),
         close_deadlines: VecDeque::new(),
         now: Instant::now(),
         now_ms: 0,
@@ -345,6 +352,16 @@ struct HoldLoop {
     replying: Option<(usize, u32)>,
     /// Reused list of broadcast targets.
     targets: Vec<u32>,
+    /// True while a worker's frames are handled: frames for a socket are
+    /// gathered in its queue and written with one syscall when the batch
+    /// is done, so eight broadcasts in one read cost each socket one
+    /// write, not eight.
+    corking: bool,
+    /// Sockets (slot, generation) with a corked queue to write.
+    corked: Vec<(u32, u32)>,
+    /// Emptied queues kept for reuse: corking makes one per socket per batch.
+    #[expect(clippy::vec_box, reason = "the boxes are what is reused")]
+    spare_queues: Vec<Box<OutQueue>>,
     /// Closing sockets by deadline; one timeout for all keeps it sorted.
     close_deadlines: VecDeque<(Instant, usize, u32)>,
     now: Instant,
@@ -905,6 +922,12 @@ impl HoldLoop {
     }
 
     fn handle_link_frames(&mut self, worker: usize) {
+        self.corking = true;
+        self.handle_link_frames_corked(worker);
+        self.uncork();
+    }
+
+    fn handle_link_frames_corked(&mut self, worker: usize) {
         loop {
             let frame = match ipc::split_frame(&mut self.links[worker].rbuf) {
                 Ok(Some(frame)) => frame,
@@ -1599,6 +1622,21 @@ impl HoldLoop {
             Phase::Closing => return,
             Phase::Reserved | Phase::Accepted => {}
             Phase::Open => {
+                if let Some(queue) = socket.out.as_mut().filter(|q| q.corked) {
+                    queue.push(frame);
+                    if queue.bytes() >= CORK_BYTES {
+                        self.flush_socket(slot);
+                    }
+                    return;
+                }
+                if socket.out.is_none() && self.corking && socket.stream.is_some() {
+                    let mut queue = self.spare_queues.pop().unwrap_or_default();
+                    queue.corked = true;
+                    queue.push(frame);
+                    socket.out = Some(queue);
+                    self.corked.push((slot as u32, socket.generation));
+                    return;
+                }
                 if socket.out.is_none() {
                     let Some(stream) = socket.stream.as_mut() else {
                         return;
@@ -1606,7 +1644,7 @@ impl HoldLoop {
                     match write_now(stream, &frame) {
                         Ok(n) if n == frame.len() => return,
                         Ok(n) => {
-                            let mut queue = Box::<OutQueue>::default();
+                            let mut queue = self.spare_queues.pop().unwrap_or_default();
                             queue.push(frame.slice(n..));
                             socket.out = Some(queue);
                             self.want_writable(slot, true);
@@ -1638,6 +1676,8 @@ impl HoldLoop {
         socket.out.get_or_insert_with(Default::default).push(frame);
     }
 
+    /// Writes a socket's queue; a corked one was never registered for
+    /// writability, so emptying it costs no `epoll_ctl`.
     fn flush_socket(&mut self, slot: usize) {
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
@@ -1645,18 +1685,41 @@ impl HoldLoop {
         let (Some(stream), Some(queue)) = (socket.stream.as_mut(), socket.out.as_mut()) else {
             return;
         };
+        let was_waiting = !queue.corked;
+        queue.corked = false;
         match queue.flush(stream) {
             Ok(true) => {
-                socket.out = None;
+                if let Some(mut queue) = socket.out.take() {
+                    queue.clear();
+                    self.spare_queues.push(queue);
+                }
                 if socket.phase == Phase::Closing {
                     self.finish_if_closed(slot);
-                } else {
+                } else if was_waiting {
                     self.want_writable(slot, false);
                 }
             }
             Ok(false) => self.want_writable(slot, true),
             Err(_) => self.drop_socket(slot, Some((1006, ""))),
         }
+    }
+
+    /// Ends a batch of worker frames: each socket written to gets its
+    /// frames in one write.
+    fn uncork(&mut self) {
+        self.corking = false;
+        let mut corked = std::mem::take(&mut self.corked);
+        for &(slot, generation) in &corked {
+            let still_corked = self.sockets.get(slot as usize).is_some_and(|s| {
+                s.generation == generation && s.out.as_ref().is_some_and(|q| q.corked)
+            });
+            if still_corked {
+                self.flush_socket(slot as usize);
+            }
+        }
+        corked.clear();
+        self.corked = corked;
+        self.spare_queues.truncate(SPARE_QUEUES);
     }
 
     fn want_writable(&mut self, slot: usize, writable: bool) {

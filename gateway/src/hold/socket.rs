@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use torpor_proto::ws::Conn;
 
 /// Where a socket is in its life.
@@ -60,7 +60,7 @@ impl Socket {
     }
 
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.out.as_ref().map_or(0, |q| q.bytes)
+        self.out.as_ref().map_or(0, |q| q.bytes())
     }
 }
 
@@ -70,7 +70,13 @@ impl Socket {
 pub(crate) struct OutQueue {
     chunks: VecDeque<Bytes>,
     bytes: usize,
+    /// Gathered while worker frames are handled, not yet tried on the
+    /// socket: the socket is not waiting for writability.
+    pub(crate) corked: bool,
 }
+
+/// Frames handed to one `writev`; Linux takes up to 1024.
+const IOV_PER_WRITE: usize = 64;
 
 impl OutQueue {
     pub(crate) fn push(&mut self, chunk: Bytes) {
@@ -78,25 +84,54 @@ impl OutQueue {
         self.chunks.push_back(chunk);
     }
 
-    /// Writes until done or the socket would block; true when empty.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Writes until done or the socket would block, up to 64 frames per
+    /// syscall; true when empty.
     pub(crate) fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
-        while let Some(front) = self.chunks.front_mut() {
-            match stream.write(front) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.bytes -= n;
-                    if n == front.len() {
-                        self.chunks.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
-                    }
+        while !self.chunks.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); IOV_PER_WRITE];
+                let mut count = 0;
+                for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
+                    *slice = IoSlice::new(chunk);
+                    count += 1;
                 }
+                stream.write_vectored(&slices[..count])
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(true)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while let Some(front) = self.chunks.front_mut() {
+            if n < front.len() {
+                let _ = front.split_to(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Empties the queue for reuse, keeping its allocation.
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        if self.chunks.capacity() > 64 {
+            self.chunks.shrink_to(16);
+        }
+        self.bytes = 0;
+        self.corked = false;
     }
 }
 
@@ -113,4 +148,102 @@ pub(crate) fn write_now(stream: &mut impl Write, data: &[u8]) -> io::Result<usiz
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `per_call` bytes per write and `budget` bytes in all,
+    /// then would block, as a full socket does.
+    struct Trickle {
+        taken: Vec<u8>,
+        per_call: usize,
+        budget: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let room = self.per_call.min(self.budget - self.taken.len());
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let before = self.taken.len();
+            for buf in bufs {
+                let take = buf.len().min(room - (self.taken.len() - before));
+                self.taken.extend_from_slice(&buf[..take]);
+            }
+            Ok(self.taken.len() - before)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn queue_of(frames: &[&[u8]]) -> OutQueue {
+        let mut queue = OutQueue::default();
+        for frame in frames {
+            queue.push(Bytes::copy_from_slice(frame));
+        }
+        queue
+    }
+
+    #[test]
+    fn frames_leave_in_order_across_short_writes_and_a_full_socket() {
+        let mut queue = queue_of(&[b"abc", b"defgh", b"", b"ij"]);
+        let mut socket = Trickle {
+            taken: Vec::new(),
+            per_call: 4,
+            budget: 6,
+            calls: 0,
+        };
+        assert!(!queue.flush(&mut socket).unwrap());
+        assert_eq!(socket.taken, b"abcdef");
+        assert_eq!(queue.bytes(), 4);
+
+        socket.budget = usize::MAX;
+        assert!(queue.flush(&mut socket).unwrap());
+        assert_eq!(socket.taken, b"abcdefghij");
+        assert_eq!(queue.bytes(), 0);
+    }
+
+    #[test]
+    fn many_frames_go_in_one_write_each_sixty_four() {
+        let frames: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 3]).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mut queue = queue_of(&refs);
+        let mut socket = Trickle {
+            taken: Vec::new(),
+            per_call: usize::MAX,
+            budget: usize::MAX,
+            calls: 0,
+        };
+        assert!(queue.flush(&mut socket).unwrap());
+        assert_eq!(socket.calls, 2);
+        assert_eq!(socket.taken, frames.concat());
+    }
+
+    #[test]
+    fn a_cleared_queue_is_empty_and_uncorked() {
+        let mut queue = queue_of(&[b"abc"]);
+        queue.corked = true;
+        queue.clear();
+        assert_eq!(queue.bytes(), 0);
+        assert!(!queue.corked);
+        let mut socket = Trickle {
+            taken: Vec::new(),
+            per_call: 1,
+            budget: 0,
+            calls: 0,
+        };
+        assert!(queue.flush(&mut socket).unwrap());
+        assert_eq!(socket.calls, 0);
+    }
 }
