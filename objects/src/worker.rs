@@ -252,7 +252,12 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
         } else {
             Duration::from_secs(1)
         };
-        let input = match tokio::time::timeout(wait, inputs.recv()).await {
+        // What is already queued needs no timer: under load that is most.
+        let next = match inputs.try_recv() {
+            Ok(input) => Ok(Some(input)),
+            Err(_) => tokio::time::timeout(wait, inputs.recv()).await,
+        };
+        let input = match next {
             Ok(Some(input)) => input,
             Ok(None) => return Ok(()),
             Err(_) => {
@@ -692,7 +697,11 @@ async fn object_task(task: ObjectTask) {
     let mut instance: Option<Box<dyn DynObject>> = None;
     let active = ActiveClock::default();
     loop {
-        let delivery = match tokio::time::timeout(options.hibernate_after, mailbox.recv()).await {
+        let next = match mailbox.try_recv() {
+            Ok(delivery) => Ok(Some(delivery)),
+            Err(_) => tokio::time::timeout(options.hibernate_after, mailbox.recv()).await,
+        };
+        let delivery = match next {
             Ok(Some(delivery)) => delivery,
             Ok(None) => break,
             Err(_) => {
@@ -1066,12 +1075,15 @@ async fn guarded<T>(
     options: &WorkerOptions,
     future: impl std::future::Future<Output = torpor_sdk::HandlerResult<T>>,
 ) -> Outcome<T> {
-    match tokio::time::timeout(
-        options.handler_timeout,
-        AssertUnwindSafe(future).catch_unwind(),
-    )
-    .await
-    {
+    let mut future = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
+    // Most handlers finish without waiting: those need no timer armed. One
+    // that waits is polled again at once, under the timeout, with the real
+    // waker.
+    let finished = match future.as_mut().now_or_never() {
+        Some(result) => Ok(result),
+        None => tokio::time::timeout(options.handler_timeout, future).await,
+    };
+    match finished {
         Ok(Ok(Ok(value))) => Outcome::Ok(value),
         Ok(Ok(Err(err))) => Outcome::Err(err),
         Ok(Err(_)) => Outcome::Panicked,
