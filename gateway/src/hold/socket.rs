@@ -92,7 +92,10 @@ impl OutQueue {
     /// syscall; true when empty.
     pub(crate) fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
         while !self.chunks.is_empty() {
-            let written = {
+            let written = if self.chunks.len() == 1 {
+                // The common case; plain write is the cheaper syscall.
+                stream.write(&self.chunks[0])
+            } else {
                 let mut slices = [IoSlice::new(&[]); IOV_PER_WRITE];
                 let mut count = 0;
                 for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
