@@ -208,6 +208,78 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
     );
 }
 
+/// The room is hibernated when edge 1 dies: no worker mirrors its sockets,
+/// only the dead edge knew them. Its successor reads the list the dead
+/// process kept on disk and wakes the room with a close (1006) for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hibernated_room_hears_of_the_sockets_a_killed_edge_held() {
+    let node = Node::builder().edges(2).hibernate_after("300ms").start();
+    let room = unique_name("sleeping-room");
+    let mut members = Vec::new();
+    for i in 0..16 {
+        let user = format!("u{i:02}");
+        let mut client =
+            Client::connect(&node.ws_url(&format!("/presence/{room}?user={user}"))).await;
+        let joined = client.recv_text().await;
+        assert!(joined.contains(&user), "{joined}");
+        members.push((user, client));
+    }
+    for (_, client) in members.iter_mut() {
+        while client.try_recv(Duration::from_millis(50)).await.is_some() {}
+    }
+    let by_edge = connections_by_edge(&node, "Presence", &room).await;
+    assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+    node.wait_hibernated("Presence", &room, Duration::from_secs(10))
+        .await;
+    // The edges write their socket lists once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let victim = edge_pids(&node).await[1].expect("edge 1 is running");
+    assert!(node.kill_descendant(victim), "edge 1 is not the node's");
+    assert!(wait_for_exit(victim, Duration::from_secs(5)));
+
+    let mut survivors = Vec::new();
+    let mut lost = 0;
+    for (user, mut client) in members {
+        let (heard, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(700))
+            .await;
+        if ended {
+            lost += 1;
+        } else {
+            survivors.push((user, client, heard));
+        }
+    }
+    assert_eq!(lost, by_edge[1]);
+    let expected: BTreeSet<String> = survivors.iter().map(|(u, _, _)| u.clone()).collect();
+    for (user, client, heard) in survivors.iter_mut() {
+        let (more, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(1000))
+            .await;
+        assert!(!ended, "{user} was dropped too");
+        heard.extend(more);
+        let latest = heard
+            .last()
+            .map(|m| m.to_text().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{user} heard no leave: the hibernated room was not told"));
+        let online: serde_json::Value = serde_json::from_str(&latest).unwrap();
+        let online: BTreeSet<String> = online["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(online, expected, "{user} sees {latest}");
+    }
+    assert_eq!(
+        connections_by_edge(&node, "Presence", &room)
+            .await
+            .iter()
+            .sum::<u64>(),
+        expected.len() as u64
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_with_sockets_past_one_ipc_frame_wakes_with_all_of_them() {
     // 1,100 sockets with 2,000-byte attachments: the edge's activation

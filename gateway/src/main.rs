@@ -189,6 +189,7 @@ fn run_node(config: Config, args: &[String]) -> Result<(), BoxError> {
         .map_err(context(format!("cannot create {}", run_dir.display())))?;
     let run_dir = std::path::absolute(&run_dir)
         .map_err(context("cannot resolve the run directory".into()))?;
+    hold::membership::clear(&run_dir);
     let data_dir =
         std::path::absolute(&config.data_dir).map_err(context("cannot resolve data_dir".into()))?;
     // Before any child starts, so that they all read the same one.
@@ -375,6 +376,7 @@ fn run_edge(config: Config, index: u16) -> Result<(), BoxError> {
             // alarm change there.
             alarm_store_path: (index == 0).then(|| data_dir.join("alarms.sqlite")),
             ledger: Some(ledger),
+            sockets_file: Some(hold::membership::path(&run_dir, index)),
             namespaces: config
                 .namespaces
                 .iter()

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
-use torpor_proto::ipc::{self, ToEdge, ToWorker};
+use torpor_proto::ipc::{self, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
 use tracing::{debug, info, warn};
@@ -104,6 +104,11 @@ enum Event {
     },
     /// An edge went away with these sockets of the object.
     EdgeLost {
+        sockets: Vec<SocketHandle>,
+    },
+    /// A restarted edge lists sockets its previous process held: those the
+    /// worker did not already close with `EdgeLost`.
+    Lost {
         sockets: Vec<SocketHandle>,
     },
 }
@@ -197,6 +202,9 @@ struct Worker {
     /// Edges that answered our `IdleExit` with `Shutdown`, while we wait
     /// for the rest.
     exit_answers: Option<Vec<bool>>,
+    /// Per edge, the objects that were live when it was last lost: they
+    /// heard of its sockets then, so its successor's `Lost` is not for them.
+    told_on_loss: Vec<HashSet<(String, String)>>,
 }
 
 async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), WorkerError> {
@@ -234,6 +242,7 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
     let mut worker = Worker {
         registry,
         connected: vec![false; usize::from(options.edges)],
+        told_on_loss: vec![HashSet::new(); usize::from(options.edges)],
         options,
         outbox,
         shared,
@@ -516,6 +525,7 @@ impl Worker {
                 object,
                 retry_count,
             } => (object, Event::Alarm { retry_count }),
+            ToWorker::Lost { object, handles } => (object, Event::Lost { sockets: handles }),
         };
         self.stay_up();
         let (object, event) = event;
@@ -527,6 +537,17 @@ impl Worker {
             warn!(edge, object, "event for an object that was not activated");
             return false;
         };
+        let mut event = event;
+        if let Event::Lost { sockets } = &mut event {
+            let told = self
+                .told_on_loss
+                .get(usize::from(edge))
+                .is_some_and(|told| told.contains(&live.key));
+            if told {
+                // Still delivered, empty: the edge counts it as an event.
+                sockets.clear();
+            }
+        }
         let delivery = Delivery {
             edge: Some(edge),
             event,
@@ -626,6 +647,9 @@ impl Worker {
     fn edge_lost(&mut self, edge: u16) {
         self.shared.calls.fail_edge(edge);
         let mut objects = self.objects.borrow_mut();
+        if let Some(told) = self.told_on_loss.get_mut(usize::from(edge)) {
+            *told = objects.lives.iter().map(|(_, l)| l.key.clone()).collect();
+        }
         objects.by_edge[usize::from(edge)].clear();
         let mut hibernated = Vec::new();
         for (slot, live) in &objects.lives {
@@ -758,28 +782,43 @@ async fn object_task(task: ObjectTask) {
                 }
             }
         }
-        if let Event::EdgeLost { sockets } = delivery.event {
-            for handle in sockets {
-                let closed = Event::Closed {
-                    handle,
-                    code: 1006,
-                    reason: "edge went away".to_owned(),
-                    was_clean: false,
-                };
-                if !handle_event(&mut instance, &host, closed, None, &options).await {
-                    instance = None;
-                }
+        let event = match delivery.event {
+            Event::EdgeLost { sockets } => {
+                close_abruptly(&mut instance, &host, sockets, &options).await;
+                continue;
             }
-            continue;
-        }
-        let survived = handle_event(
-            &mut instance,
-            &host,
-            delivery.event,
-            source.map(|(e, b)| (e, b.object)),
-            &options,
-        )
-        .await;
+            Event::Lost { sockets } => {
+                // Listed (with no tags or attachment: those died with the
+                // edge) until each close is handled, as `EdgeLost`'s are.
+                host.add_sockets(
+                    sockets
+                        .iter()
+                        .map(|&handle| SocketInfo {
+                            handle,
+                            tags: Vec::new(),
+                            attachment: None,
+                            auto_response_at_ms: 0,
+                        })
+                        .collect(),
+                );
+                close_abruptly(&mut instance, &host, sockets, &options).await;
+                None
+            }
+            event => Some(event),
+        };
+        let survived = match event {
+            Some(event) => {
+                handle_event(
+                    &mut instance,
+                    &host,
+                    event,
+                    source.map(|(e, b)| (e, b.object)),
+                    &options,
+                )
+                .await
+            }
+            None => true,
+        };
         if !survived {
             // A panicked or timed-out handler may have left the instance
             // half-updated; the next event starts from a fresh one.
@@ -802,6 +841,26 @@ async fn object_task(task: ObjectTask) {
         }
     }
     debug!(class = host.class_name(), "object hibernated");
+}
+
+/// Runs `websocket_close(1006, not clean)` for each socket, one event each.
+async fn close_abruptly(
+    instance: &mut Option<Box<dyn DynObject>>,
+    host: &Rc<ObjectHost>,
+    sockets: Vec<SocketHandle>,
+    options: &WorkerOptions,
+) {
+    for handle in sockets {
+        let closed = Event::Closed {
+            handle,
+            code: 1006,
+            reason: "edge went away".to_owned(),
+            was_clean: false,
+        };
+        if !handle_event(instance, host, closed, None, options).await {
+            *instance = None;
+        }
+    }
 }
 
 /// Live time of an instance not yet reported to an edge.
@@ -1040,7 +1099,7 @@ async fn run_event(
             ran.alarm = true;
             ran
         }
-        Event::EdgeLost { .. } => Ran::quiet(),
+        Event::EdgeLost { .. } | Event::Lost { .. } => Ran::quiet(),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod alarm_store;
 mod alarms;
+pub mod membership;
 mod object;
 mod socket;
 mod trim;
@@ -88,6 +89,9 @@ pub struct HoldOptions {
     pub namespaces: HashMap<String, Arc<str>>,
     /// Where usage deltas go, once a second.
     pub ledger: Option<Sender<Vec<crate::ledger::UsageDelta>>>,
+    /// Where this edge keeps the list of sockets it holds, for its next
+    /// process (`membership::path`); `None` keeps none.
+    pub sockets_file: Option<PathBuf>,
 }
 
 /// An HTTP request (or upgrade) for an object.
@@ -253,6 +257,7 @@ pub fn spawn(
         corked: Vec::new(),
         spare_queues: Vec::new(),
         trimmer: trim::Trimmer::new(Instant::now()),
+        membership_changed: false,
         close_deadlines: VecDeque::new(),
         now: Instant::now(),
         now_ms: 0,
@@ -278,6 +283,7 @@ pub fn spawn(
     if let Some(next) = hold.alarms.next_due_ms() {
         info!(next_due_ms = next, "alarm schedule loaded");
     }
+    hold.report_predecessors_sockets();
     let thread = std::thread::Builder::new()
         .name("torpor-hold".into())
         .spawn(move || hold.run())?;
@@ -366,6 +372,8 @@ struct HoldLoop {
     #[expect(clippy::vec_box, reason = "the boxes are what is reused")]
     spare_queues: Vec<Box<OutQueue>>,
     trimmer: trim::Trimmer,
+    /// A socket was listed or unlisted since the sockets file was written.
+    membership_changed: bool,
     /// Closing sockets by deadline; one timeout for all keeps it sorted.
     close_deadlines: VecDeque<(Instant, usize, u32)>,
     now: Instant,
@@ -434,6 +442,9 @@ impl HoldLoop {
                 self.next_ledger_flush = self.now + LEDGER_FLUSH_INTERVAL;
                 if self.trimmer.tick(self.now) {
                     trim::release_free_memory();
+                }
+                if self.membership_changed {
+                    self.write_sockets_file();
                 }
             }
             self.flush_links();
@@ -624,6 +635,81 @@ impl HoldLoop {
         if !deltas.is_empty() && ledger.send(deltas).is_err() {
             error!("the ledger thread is gone; usage is no longer recorded");
             self.options.ledger = None;
+        }
+    }
+
+    /// Sockets the previous process of this edge held died with it: each
+    /// of their objects gets a `Lost` event (a wake, if it hibernated).
+    fn report_predecessors_sockets(&mut self) {
+        let Some(path) = self.options.sockets_file.clone() else {
+            return;
+        };
+        let held = match membership::take(&path) {
+            Ok(held) => held,
+            Err(err) => {
+                warn!(%err, "the previous edge's sockets are unknown; their objects are not told");
+                return;
+            }
+        };
+        let edge = self.options.edge;
+        let mut lost = 0;
+        for held in held {
+            let class = match self.options.namespaces.get(held.namespace.as_str()) {
+                Some(class) => class.clone(),
+                None => Arc::from(held.class.as_str()),
+            };
+            let Some(id) = ObjectId::from_hex(&held.id) else {
+                warn!(id = %held.id, "malformed id in the sockets file, skipped");
+                continue;
+            };
+            let namespace = Arc::from(held.namespace.as_str());
+            let object = self.object_for(namespace, class, id, held.name.as_deref());
+            let handles: Vec<SocketHandle> = held
+                .handles
+                .iter()
+                .map(|&(slot, generation)| SocketHandle {
+                    edge,
+                    slot,
+                    generation,
+                })
+                .collect();
+            lost += handles.len();
+            self.send_event(object, &ToWorker::Lost { object, handles });
+        }
+        if lost > 0 {
+            info!(
+                lost,
+                "told the objects of the sockets the previous edge process held"
+            );
+        }
+    }
+
+    fn write_sockets_file(&mut self) {
+        let Some(path) = self.options.sockets_file.as_ref() else {
+            return;
+        };
+        let held = self
+            .objects
+            .iter()
+            .filter(|o| !o.sockets.is_empty())
+            .map(|o| membership::HeldObject {
+                namespace: o.namespace.to_string(),
+                class: o.class.to_string(),
+                id: o.id.to_hex(),
+                name: o.name.as_deref().map(str::to_owned),
+                handles: o
+                    .sockets
+                    .iter()
+                    .filter_map(|&slot| {
+                        let socket = self.sockets.get(slot as usize)?;
+                        Some((slot, socket.generation))
+                    })
+                    .collect(),
+            })
+            .collect();
+        match membership::write(path, held) {
+            Ok(()) => self.membership_changed = false,
+            Err(err) => warn!(%err, path = %path.display(), "cannot write the sockets file"),
         }
     }
 
@@ -1869,6 +1955,7 @@ impl HoldLoop {
         let sockets = &mut self.objects[socket.object as usize].sockets;
         socket.position = Some(sockets.len() as u32);
         sockets.push(slot as u32);
+        self.membership_changed = true;
         if let Some(&peer) = self.peers.get(&(slot as u32)) {
             *self.per_address.entry(peer).or_insert(0) += 1;
         }
@@ -1891,6 +1978,7 @@ impl HoldLoop {
                 }
             }
         }
+        self.membership_changed = true;
         let sockets = &mut self.objects[socket.object as usize].sockets;
         sockets.swap_remove(position as usize);
         if let Some(&moved) = sockets.get(position as usize) {

@@ -282,6 +282,13 @@ impl ToWorker {
                 w.u32(*object).sockets(sockets).bool(*more);
                 w.finish();
             }
+            ToWorker::Lost { object, handles } => {
+                let mut w = Writer::new(out, 10);
+                w.u32(*object).list(handles, |w, h| {
+                    w.handle(*h);
+                });
+                w.finish();
+            }
             ToWorker::Fetch {
                 object,
                 request_id,
@@ -437,6 +444,10 @@ impl ToWorker {
                 object: r.u32()?,
                 sockets: r.sockets()?,
                 more: r.bool()?,
+            },
+            10 => ToWorker::Lost {
+                object: r.u32()?,
+                handles: r.list(Reader::handle)?,
             },
             6 => ToWorker::Shutdown,
             7 => ToWorker::Alarm {
@@ -775,8 +786,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000700020004030201");
-        assert_eq!(VERSION, 7);
+        assert_eq!(hex(&out), "09000000000800020004030201");
+        assert_eq!(VERSION, 8);
     }
 
     #[test]
@@ -827,6 +838,17 @@ mod tests {
                 auto_response_at_ms: 17,
             }],
             more: true,
+        });
+        round_trip_worker(ToWorker::Lost {
+            object: 3,
+            handles: vec![
+                H,
+                SocketHandle {
+                    edge: 1,
+                    slot: 9,
+                    generation: 4,
+                },
+            ],
         });
         round_trip_worker(ToWorker::Sockets {
             object: 9,

@@ -18,7 +18,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 7;
+pub const VERSION: u16 = 8;
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -164,6 +164,15 @@ pub enum ToWorker {
         object: u32,
         /// 0 on the first attempt, then 1, 2, … on retries.
         retry_count: u32,
+    },
+    /// Sockets of the object that this edge's previous process held when
+    /// it died: each closed abruptly (1006). Sent by the restarted edge,
+    /// after an `Activate`, for objects that may have been hibernated then.
+    Lost {
+        /// Edge-local object number.
+        object: u32,
+        /// The dead process's handles (this edge's index, its generations).
+        handles: Vec<SocketHandle>,
     },
 }
 

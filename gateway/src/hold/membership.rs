@@ -1,0 +1,125 @@
+//! Which objects' sockets an edge holds, kept on disk so that its next
+//! process can tell those objects their sockets are gone.
+//!
+//! An edge that dies takes its sockets with it. A live object hears of it
+//! from its worker, which mirrors its sockets; a hibernated object has no
+//! mirror, and what it had on the dead edge is known only to the edge. So
+//! each edge rewrites `run/edge-<i>.sockets` (at most once a second, when
+//! the set changed) with the handles it holds per object, and a restarted
+//! edge reads its predecessor's file and sends each object a `Lost` event.
+//!
+//! A socket that joined or left within the last second may be missing or
+//! stale here, but its object was live then (an upgrade and a close are
+//! events), and live objects are told by their worker instead.
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One object's sockets on this edge.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldObject {
+    pub(crate) namespace: String,
+    pub(crate) class: String,
+    /// Hex object id.
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    /// (slot, generation) of each socket; the edge index is the file's.
+    pub(crate) handles: Vec<(u32, u32)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    objects: Vec<HeldObject>,
+}
+
+/// `run/edge-<index>.sockets`.
+pub fn path(run_dir: &Path, edge: u16) -> PathBuf {
+    run_dir.join(format!("edge-{edge}.sockets"))
+}
+
+/// Replaces the file with `objects`, atomically (write, then rename).
+pub(crate) fn write(path: &Path, objects: Vec<HeldObject>) -> io::Result<()> {
+    let bytes = serde_json::to_vec(&File { objects })?;
+    let partial = path.with_extension("sockets.partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+/// Reads and removes the file a previous process of this edge left; none
+/// (first start) or an unreadable one gives nothing.
+pub(crate) fn take(path: &Path) -> Result<Vec<HeldObject>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    let _ = std::fs::remove_file(path);
+    serde_json::from_slice::<File>(&bytes)
+        .map(|file| file.objects)
+        .map_err(|err| format!("{} is not a socket list: {err}", path.display()))
+}
+
+/// Removes every edge's file: a node that starts has no sockets from
+/// before, and its objects are not told of a previous node's.
+pub fn clear(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("edge-") && name.contains(".sockets") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(handles: Vec<(u32, u32)>) -> HeldObject {
+        HeldObject {
+            namespace: "ROOMS".into(),
+            class: "ChatRoom".into(),
+            id: "ab".repeat(32),
+            name: Some("lobby".into()),
+            handles,
+        }
+    }
+
+    #[test]
+    fn what_one_process_writes_the_next_takes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path(), 1);
+        write(&file, vec![room(vec![(3, 7), (9, 8)])]).unwrap();
+        write(&file, vec![room(vec![(3, 7)])]).unwrap();
+        assert_eq!(take(&file).unwrap(), vec![room(vec![(3, 7)])]);
+        assert_eq!(take(&file).unwrap(), vec![], "taken, so gone");
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = path(dir.path(), 0);
+        std::fs::write(&file, b"{\"objects\": [").unwrap();
+        assert!(take(&file).unwrap_err().contains("not a socket list"));
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_starting_node_clears_every_edges_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for edge in 0..3 {
+            write(&path(dir.path(), edge), vec![room(vec![(1, 1)])]).unwrap();
+        }
+        std::fs::write(dir.path().join("supervisor.sock"), b"").unwrap();
+        clear(dir.path());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("supervisor.sock")]);
+    }
+}
