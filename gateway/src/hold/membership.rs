@@ -40,9 +40,11 @@ pub fn path(run_dir: &Path, edge: u16) -> PathBuf {
 
 /// Replaces the file with `objects`, atomically (write, then rename).
 pub(crate) fn write(path: &Path, objects: Vec<HeldObject>) -> io::Result<()> {
-    let bytes = serde_json::to_vec(&File { objects })?;
     let partial = path.with_extension("sockets.partial");
-    std::fs::write(&partial, bytes)?;
+    // Streamed: a whole edge's list is a few hundred KB the heap need not hold.
+    let mut out = io::BufWriter::new(std::fs::File::create(&partial)?);
+    serde_json::to_writer(&mut out, &File { objects })?;
+    out.into_inner().map_err(io::IntoInnerError::into_error)?;
     std::fs::rename(&partial, path)
 }
 
