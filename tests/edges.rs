@@ -125,10 +125,9 @@ async fn an_alarm_set_from_any_edge_fires_and_reaches_both() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
-    let node = Node::builder().edges(2).start();
-    let room = unique_name("spread-room");
+/// Joins 16 users to a Presence room spread over both edges and reads
+/// away the join lists; returns them and the room's sockets per edge.
+async fn join_room_on_both_edges(node: &Node, room: &str) -> (Vec<(String, Client)>, Vec<u64>) {
     let mut members = Vec::new();
     for i in 0..16 {
         let user = format!("u{i:02}");
@@ -143,16 +142,23 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
     for (_, client) in members.iter_mut() {
         while client.try_recv(Duration::from_millis(50)).await.is_some() {}
     }
-    let by_edge = connections_by_edge(&node, "Presence", &room).await;
+    let by_edge = connections_by_edge(node, "Presence", room).await;
     assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+    (members, by_edge)
+}
 
-    let pids = edge_pids(&node).await;
-    let victim = pids[1].expect("edge 1 is running");
+/// Kills edge 1 and checks the room: exactly edge 1's members are dropped,
+/// and every survivor's last presence list is exactly the survivors.
+/// Returns the survivors and edge 1's old pid.
+async fn kill_edge_1_and_check_the_room(
+    node: &Node,
+    members: Vec<(String, Client)>,
+    by_edge: &[u64],
+) -> (Vec<Client>, u32) {
+    let victim = edge_pids(node).await[1].expect("edge 1 is running");
     assert!(node.kill_descendant(victim), "edge 1 is not the node's");
     assert!(wait_for_exit(victim, Duration::from_secs(5)));
 
-    // Sockets of edge 1 end; those of edge 0 stay open and hear the
-    // leaves: the workers told the room its sockets on edge 1 closed.
     let mut survivors = Vec::new();
     let mut lost = BTreeSet::new();
     for (user, mut client) in members {
@@ -171,14 +177,14 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
     let expected: BTreeSet<String> = survivors.iter().map(|(u, _, _)| u.clone()).collect();
     for (user, client, heard) in survivors.iter_mut() {
         let (more, ended) = client
-            .drain_until_quiet_or_end(Duration::from_millis(300))
+            .drain_until_quiet_or_end(Duration::from_millis(1000))
             .await;
         assert!(!ended, "{user} was dropped too");
         heard.extend(more);
         let latest = heard
             .last()
             .map(|m| m.to_text().unwrap().to_owned())
-            .unwrap_or_else(|| panic!("{user} heard no leave"));
+            .unwrap_or_else(|| panic!("{user} heard no leave: the room was not told"));
         let online: serde_json::Value = serde_json::from_str(&latest).unwrap();
         let online: BTreeSet<String> = online["online"]
             .as_array()
@@ -188,6 +194,17 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
             .collect();
         assert_eq!(online, expected, "{user} sees {latest}");
     }
+    (survivors.into_iter().map(|(_, c, _)| c).collect(), victim)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
+    let node = Node::builder().edges(2).start();
+    let room = unique_name("spread-room");
+    let (members, by_edge) = join_room_on_both_edges(&node, &room).await;
+    // Sockets of edge 1 end; those of edge 0 stay open and hear the
+    // leaves: the workers told the live room its sockets on edge 1 closed.
+    let (survivors, victim) = kill_edge_1_and_check_the_room(&node, members, &by_edge).await;
 
     // A new edge takes the dead one's place and serves new sockets.
     assert_eventually!(
@@ -215,68 +232,19 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
 async fn a_hibernated_room_hears_of_the_sockets_a_killed_edge_held() {
     let node = Node::builder().edges(2).hibernate_after("300ms").start();
     let room = unique_name("sleeping-room");
-    let mut members = Vec::new();
-    for i in 0..16 {
-        let user = format!("u{i:02}");
-        let mut client =
-            Client::connect(&node.ws_url(&format!("/presence/{room}?user={user}"))).await;
-        let joined = client.recv_text().await;
-        assert!(joined.contains(&user), "{joined}");
-        members.push((user, client));
-    }
-    for (_, client) in members.iter_mut() {
-        while client.try_recv(Duration::from_millis(50)).await.is_some() {}
-    }
-    let by_edge = connections_by_edge(&node, "Presence", &room).await;
-    assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+    let (members, by_edge) = join_room_on_both_edges(&node, &room).await;
     node.wait_hibernated("Presence", &room, Duration::from_secs(10))
         .await;
     // The edges write their socket lists once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let victim = edge_pids(&node).await[1].expect("edge 1 is running");
-    assert!(node.kill_descendant(victim), "edge 1 is not the node's");
-    assert!(wait_for_exit(victim, Duration::from_secs(5)));
-
-    let mut survivors = Vec::new();
-    let mut lost = 0;
-    for (user, mut client) in members {
-        let (heard, ended) = client
-            .drain_until_quiet_or_end(Duration::from_millis(700))
-            .await;
-        if ended {
-            lost += 1;
-        } else {
-            survivors.push((user, client, heard));
-        }
-    }
-    assert_eq!(lost, by_edge[1]);
-    let expected: BTreeSet<String> = survivors.iter().map(|(u, _, _)| u.clone()).collect();
-    for (user, client, heard) in survivors.iter_mut() {
-        let (more, ended) = client
-            .drain_until_quiet_or_end(Duration::from_millis(1000))
-            .await;
-        assert!(!ended, "{user} was dropped too");
-        heard.extend(more);
-        let latest = heard
-            .last()
-            .map(|m| m.to_text().unwrap().to_owned())
-            .unwrap_or_else(|| panic!("{user} heard no leave: the hibernated room was not told"));
-        let online: serde_json::Value = serde_json::from_str(&latest).unwrap();
-        let online: BTreeSet<String> = online["online"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u.as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(online, expected, "{user} sees {latest}");
-    }
+    let (survivors, _) = kill_edge_1_and_check_the_room(&node, members, &by_edge).await;
     assert_eq!(
         connections_by_edge(&node, "Presence", &room)
             .await
             .iter()
             .sum::<u64>(),
-        expected.len() as u64
+        survivors.len() as u64
     );
 }
 
