@@ -1784,8 +1784,10 @@ impl HoldLoop {
         match queue.flush(stream) {
             Ok(true) => {
                 if let Some(mut queue) = socket.out.take() {
-                    queue.clear();
-                    self.spare_queues.push(queue);
+                    if self.spare_queues.len() < SPARE_QUEUES {
+                        queue.clear();
+                        self.spare_queues.push(queue);
+                    }
                 }
                 if socket.phase == Phase::Closing {
                     self.finish_if_closed(slot);
@@ -1813,7 +1815,6 @@ impl HoldLoop {
         }
         corked.clear();
         self.corked = corked;
-        self.spare_queues.truncate(SPARE_QUEUES);
     }
 
     fn want_writable(&mut self, slot: usize, writable: bool) {
