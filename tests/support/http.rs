@@ -84,7 +84,7 @@ fn read_response(stream: &mut TcpStream, head_only: bool) -> std::io::Result<Htt
             break pos + 4;
         }
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk)?;
+        let n = read_some(stream, &mut chunk)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -124,7 +124,7 @@ fn read_response(stream: &mut TcpStream, head_only: bool) -> std::io::Result<Htt
     if let Some(length) = length.filter(|_| !chunked) {
         while response.body.len() < length {
             let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk)?;
+            let n = read_some(stream, &mut chunk)?;
             if n == 0 {
                 break;
             }
@@ -158,6 +158,17 @@ fn dechunk(mut raw: &[u8]) -> std::io::Result<Vec<u8>> {
         }
         out.extend_from_slice(&raw[..size]);
         raw = &raw[size + 2..];
+    }
+}
+
+/// `read`, again when a signal interrupted it: a CI run once failed
+/// `protocol::unmasked_client_frame_is_closed_with_1002` on EINTR.
+pub(crate) fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use super::http::{find, http_request_head, HttpResponse};
+use super::http::{find, http_request_head, read_some, HttpResponse};
 use super::NETWORK_TIMEOUT;
 
 /// The RFC 6455 sample key and its accept value (section 1.3).
@@ -143,8 +143,7 @@ impl RawClient {
                 break pos + 4;
             }
             let mut chunk = [0u8; 4096];
-            let n = stream
-                .read(&mut chunk)
+            let n = read_some(&mut stream, &mut chunk)
                 .unwrap_or_else(|e| panic!("reading the handshake answer for {path} failed: {e}"));
             assert!(
                 n > 0,
