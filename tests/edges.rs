@@ -248,6 +248,62 @@ async fn a_hibernated_room_hears_of_the_sockets_a_killed_edge_held() {
     );
 }
 
+/// The live object's close handler panics for half of the dead edge's
+/// sockets; each of the others still reaches an instance (a fresh one
+/// after a panic) and is announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_handler_that_panics_does_not_keep_the_other_closes_from_the_object() {
+    let node = Node::builder().edges(2).start();
+    let name = unique_name("panicky-closes");
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let tag = if i % 2 == 0 {
+            "panic-on-close"
+        } else {
+            "announce-close"
+        };
+        let url = node.ws_url(&format!("/bench/{name}?tag={tag}"));
+        clients.push((tag, Client::connect(&url).await));
+    }
+    let by_edge = connections_by_edge(&node, "Bench", &name).await;
+    assert!(by_edge.iter().all(|&n| n > 0), "{by_edge:?}");
+    assert_eq!(clients[0].1.request("count").await, CLIENTS.to_string());
+
+    let victim = edge_pids(&node).await[1].expect("edge 1 is running");
+    assert!(node.kill_descendant(victim), "edge 1 is not the node's");
+    assert!(wait_for_exit(victim, Duration::from_secs(5)));
+
+    let mut survivors = Vec::new();
+    let mut announced_lost = 0;
+    for (tag, mut client) in clients {
+        let (heard, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(700))
+            .await;
+        if ended {
+            announced_lost += usize::from(tag == "announce-close");
+        } else {
+            survivors.push((client, heard));
+        }
+    }
+    assert_eq!(survivors.len() as u64, by_edge[0]);
+    assert!(announced_lost > 0, "edge 1 held no announced socket");
+    for (i, (client, heard)) in survivors.iter_mut().enumerate() {
+        let (more, ended) = client
+            .drain_until_quiet_or_end(Duration::from_millis(500))
+            .await;
+        assert!(!ended, "survivor {i} was dropped too");
+        heard.extend(more);
+        let closes: Vec<_> = heard.iter().map(|m| m.to_text().unwrap()).collect();
+        assert_eq!(
+            closes,
+            vec!["closed:1006"; announced_lost],
+            "survivor {i}: edge 1 held {announced_lost} announced sockets"
+        );
+    }
+    let (first, _) = &mut survivors[0];
+    assert_eq!(first.request("count").await, by_edge[0].to_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_with_sockets_past_one_ipc_frame_wakes_with_all_of_them() {
     // 1,100 sockets with 2,000-byte attachments: the edge's activation

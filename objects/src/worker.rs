@@ -766,25 +766,16 @@ async fn object_task(task: ObjectTask) {
             }
         };
         let source = delivery.edge.and_then(|e| host.binding(e).map(|b| (e, b)));
-        if instance.is_none() {
-            if let Some(factory) = factory {
-                let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
-                instance = Some(factory(State::new(sdk_host.clone()), Env::new(sdk_host)));
-                active.start();
-                let woke_on = source.or_else(|| host.bound().into_iter().next());
-                if let Some((edge, binding)) = woke_on {
-                    outbox.push(
-                        edge,
-                        &ToEdge::Woke {
-                            object: binding.object,
-                        },
-                    );
-                }
-            }
-        }
+        let life = ObjectLife {
+            factory,
+            host: &host,
+            active: &active,
+            options: &options,
+        };
+        life.wake(&mut instance, source);
         let event = match delivery.event {
             Event::EdgeLost { sockets } => {
-                close_abruptly(&mut instance, &host, sockets, &options).await;
+                life.close_abruptly(&mut instance, sockets).await;
                 continue;
             }
             Event::Lost { sockets } => {
@@ -801,7 +792,7 @@ async fn object_task(task: ObjectTask) {
                         })
                         .collect(),
                 );
-                close_abruptly(&mut instance, &host, sockets, &options).await;
+                life.close_abruptly(&mut instance, sockets).await;
                 None
             }
             event => Some(event),
@@ -843,22 +834,57 @@ async fn object_task(task: ObjectTask) {
     debug!(class = host.class_name(), "object hibernated");
 }
 
-/// Runs `websocket_close(1006, not clean)` for each socket, one event each.
-async fn close_abruptly(
-    instance: &mut Option<Box<dyn DynObject>>,
-    host: &Rc<ObjectHost>,
-    sockets: Vec<SocketHandle>,
-    options: &WorkerOptions,
-) {
-    for handle in sockets {
-        let closed = Event::Closed {
-            handle,
-            code: 1006,
-            reason: "edge went away".to_owned(),
-            was_clean: false,
+/// What an object task needs to bring its instance to life (again).
+struct ObjectLife<'a> {
+    factory: Option<Factory>,
+    host: &'a Rc<ObjectHost>,
+    active: &'a ActiveClock,
+    options: &'a WorkerOptions,
+}
+
+impl ObjectLife<'_> {
+    /// Creates the instance if there is none (first event, or the last
+    /// handler panicked or timed out) and tells an edge it woke.
+    fn wake(
+        &self,
+        instance: &mut Option<Box<dyn DynObject>>,
+        source: Option<(u16, crate::host::Binding)>,
+    ) {
+        let (None, Some(factory)) = (instance.as_ref(), self.factory) else {
+            return;
         };
-        if !handle_event(instance, host, closed, None, options).await {
-            *instance = None;
+        let sdk_host: Rc<dyn torpor_sdk::host::Host> = self.host.clone();
+        *instance = Some(factory(State::new(sdk_host.clone()), Env::new(sdk_host)));
+        self.active.start();
+        if let Some((edge, binding)) = source.or_else(|| self.host.bound().into_iter().next()) {
+            self.host.outbox().push(
+                edge,
+                &ToEdge::Woke {
+                    object: binding.object,
+                },
+            );
+        }
+    }
+
+    /// Runs `websocket_close(1006, not clean)` for each socket, one event
+    /// each; a close whose handler failed does not keep the rest from an
+    /// instance.
+    async fn close_abruptly(
+        &self,
+        instance: &mut Option<Box<dyn DynObject>>,
+        sockets: Vec<SocketHandle>,
+    ) {
+        for handle in sockets {
+            self.wake(instance, None);
+            let closed = Event::Closed {
+                handle,
+                code: 1006,
+                reason: "edge went away".to_owned(),
+                was_clean: false,
+            };
+            if !handle_event(instance, self.host, closed, None, self.options).await {
+                *instance = None;
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! socket's tags joined by `,`. Binary messages are echoed. `?tag=T` on
 //! connect (repeatable) tags the socket. To exercise failure paths,
 //! `fail:X` makes the handler return an error and `panic:X` makes it panic;
-//! either fails that event only. `close:CODE` closes the socket from the
+//! either fails that event only; a socket tagged `panic-on-close` makes its
+//! close handler panic, one tagged `announce-close` has it broadcast
+//! `closed:CODE`. `close:CODE` closes the socket from the
 //! server side; `autobinary` replaces the auto-response with the binary pair
 //! `C0 00` → `D0 00` (MQTT PINGREQ → PINGRESP). Storage: `put:K=V` stores
 //! V under K and replies `ok`; `get:K` → the value, or nothing; `putfail:K=V`
@@ -173,6 +175,23 @@ impl DurableObject for Bench {
             }
             other => Err(format!("no rpc method {other:?}").into()),
         }
+    }
+
+    async fn websocket_close(
+        &mut self,
+        ws: WebSocket,
+        code: u16,
+        _reason: String,
+        _was_clean: bool,
+    ) -> HandlerResult<()> {
+        let tags = ws.tags()?;
+        if tags.iter().any(|t| t == "panic-on-close") {
+            panic!("panicked on close, as the socket's tag asks");
+        }
+        if tags.iter().any(|t| t == "announce-close") {
+            self.state.broadcast(format!("closed:{code}"), None, None);
+        }
+        Ok(())
     }
 
     async fn websocket_error(&mut self, _ws: WebSocket, error: String) -> HandlerResult<()> {
