@@ -14,6 +14,7 @@
 #   HTTP_PORT [18787]  ADMIN_PORT [19090]
 #   IDLE_CONNECTIONS [100000]  CONNECTIONS [1000] (ping, echo)
 #   DURATION [10s] (each measured phase)  CHURN_RATE [1000]  WAKE_SAMPLES [50]
+#   BROADCAST_WINDOW [8] (broadcasts in flight in the max phase)
 #
 # Results: OUT_DIR/<scenario>-run<N>.json (+ .html, .txt), medians in
 # OUT_DIR/<scenario>-medians.txt. Only the processes this script starts are
@@ -35,6 +36,7 @@ CONNECTIONS=${CONNECTIONS:-1000}
 DURATION=${DURATION:-10s}
 CHURN_RATE=${CHURN_RATE:-1000}
 WAKE_SAMPLES=${WAKE_SAMPLES:-50}
+BROADCAST_WINDOW=${BROADCAST_WINDOW:-8}
 out=${1:-target/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
@@ -125,8 +127,8 @@ run_scenario() { # NAME RUN
     ping) args=(ping --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     ping-pipelined) args=(ping --connections "$CONNECTIONS" --window 16 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     echo) args=(echo --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
-    broadcast-1k) args=(broadcast --connections 1000 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
-    broadcast-10k) args=(broadcast --connections 10000 --processes 2 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
+    broadcast-1k) args=(broadcast --connections 1000 --window "$BROADCAST_WINDOW" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
+    broadcast-10k) args=(broadcast --connections 10000 --processes 2 --window "$BROADCAST_WINDOW" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     churn) args=(churn --rate "$CHURN_RATE" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     wake-live) args=(wake --variant live-worker --db-mb 1 --samples "$WAKE_SAMPLES") ;;
     wake-exited) args=(wake --variant exited-worker --db-mb 1 --samples "$WAKE_SAMPLES") ;;

@@ -373,14 +373,15 @@ impl Conn {
         self.dead.load(Ordering::Relaxed)
     }
 
-    /// Writes `frame` (or queues what the socket will not take yet). With
-    /// `track`, the send time is queued for the reply's latency. The
-    /// timestamp is taken under the lock, just before the write, so that the
-    /// reader cannot see the reply before its entry.
-    fn send(&self, frame: &[u8], phase: u32, track: bool) -> std::io::Result<()> {
+    /// Writes `frame` (or queues what the socket will not take yet), which
+    /// holds `tracked` requests whose send time is queued for their replies'
+    /// latency. The timestamp is taken under the lock, just before the
+    /// write, so that the reader cannot see a reply before its entry.
+    fn send(&self, frame: &[u8], phase: u32, tracked: usize) -> std::io::Result<()> {
         let mut out = lock(&self.out);
-        if track {
-            out.sent.push_back((Instant::now(), phase));
+        if tracked > 0 {
+            let now = Instant::now();
+            out.sent.extend(std::iter::repeat_n((now, phase), tracked));
         }
         if !out.pending.is_empty() {
             out.pending.extend_from_slice(frame);
@@ -495,6 +496,11 @@ struct Engine {
     ack_notify: Notify,
     /// The last text frame that was not a broadcast (a `count` reply).
     other_reply: RefCell<Option<Vec<u8>>>,
+    /// Closed loop: requests owed to the connection being read, one per
+    /// reply; they go out together once the read is handled, so that a
+    /// read of k replies costs one write, not k.
+    owed: Cell<usize>,
+    burst: RefCell<Vec<u8>>,
 }
 
 impl Engine {
@@ -564,10 +570,24 @@ impl Engine {
         }
         if self.mode.get() == Mode::Closed && now < self.deadline.get() {
             stats.sent += 1;
-            drop(stats);
-            if let Err(e) = conn.send(&self.request, phase, true) {
-                self.fail_conn(conn, format!("write: {e}"));
-            }
+            self.owed.set(self.owed.get() + 1);
+        }
+    }
+
+    /// Sends the requests the last read's replies owe, in one write.
+    fn send_owed(&self, conn: &Conn) {
+        let owed = self.owed.replace(0);
+        if owed == 0 {
+            return;
+        }
+        let mut burst = self.burst.borrow_mut();
+        burst.clear();
+        for _ in 0..owed {
+            burst.extend_from_slice(&self.request);
+        }
+        if let Err(e) = conn.send(&burst, self.phase.get(), owed) {
+            drop(burst);
+            self.fail_conn(conn, format!("write: {e}"));
         }
     }
 
@@ -745,6 +765,8 @@ async fn serve(target: Arc<Target>, opts: TrafficOptions) -> Result<(), String> 
         acked: Cell::new(0),
         ack_notify: Notify::new(),
         other_reply: RefCell::new(None),
+        owed: Cell::new(0),
+        burst: RefCell::new(Vec::new()),
     });
     for conn in &engine.conns {
         tokio::task::spawn_local(read_loop(Arc::clone(conn), Rc::clone(&engine)));
@@ -893,6 +915,7 @@ async fn read_loop(conn: Arc<Conn>, engine: Rc<Engine>) {
                                 // Pings, pongs and binary frames are none of ours.
                                 _ => {}
                             });
+                            engine.send_owed(&conn);
                             match (fed, closed) {
                                 (Err(e), _) => Err(format!("frame: {e}")),
                                 (Ok(()), Some(code)) => Err(format!(
@@ -952,17 +975,7 @@ async fn closed_phase(engine: &Engine, duration: Duration, window: u32, phase: u
     // The whole window goes out in one write per connection.
     let burst: Vec<u8> = engine.request.repeat(window.max(1) as usize);
     for conn in engine.live_conns() {
-        let sent = {
-            // One timestamp entry per request in the burst, then the write.
-            let mut out = lock(&conn.out);
-            let now = Instant::now();
-            for _ in 0..window.max(1) {
-                out.sent.push_back((now, phase));
-            }
-            drop(out);
-            conn.send(&burst, phase, false)
-        };
-        match sent {
+        match conn.send(&burst, phase, window.max(1) as usize) {
             Ok(()) => engine.stats.borrow_mut().sent += u64::from(window.max(1)),
             Err(e) => {
                 engine.stats.borrow_mut().sent += u64::from(window.max(1));
@@ -1038,7 +1051,7 @@ fn pace(conns: &[Arc<Conn>], frame: &[u8], rate: f64, duration: Duration, phase:
         let at = (i % conns.len() as u64) as usize;
         let conn = &conns[at];
         if !conn.is_dead() && !failed[at] {
-            match conn.send(frame, phase, true) {
+            match conn.send(frame, phase, 1) {
                 Ok(()) => {
                     paced.sent += 1;
                     paced.lag.record(now.saturating_duration_since(due));
@@ -1107,7 +1120,7 @@ async fn broadcast_phase(
         text.extend_from_slice(&broadcast_payload(seq, engine.message_bytes));
         let frame = encode_frame(OPCODE_TEXT, &text, MASK);
         let at = engine.clock.unix_us(Instant::now());
-        if let Err(e) = conn.send(&frame, phase, false) {
+        if let Err(e) = conn.send(&frame, phase, 0) {
             result.failures.insert(format!("write: {e}"), 1);
             engine.fail_conn(&conn, format!("write: {e}"));
             break;
@@ -1137,7 +1150,7 @@ async fn count_sockets(engine: &Engine) -> String {
         return "count error the sending socket is closed".into();
     };
     *engine.other_reply.borrow_mut() = None;
-    if let Err(e) = conn.send(&encode_frame(OPCODE_TEXT, b"count", MASK), 0, false) {
+    if let Err(e) = conn.send(&encode_frame(OPCODE_TEXT, b"count", MASK), 0, 0) {
         return format!("count error {e}");
     }
     let give_up = Instant::now() + Duration::from_secs(10);
