@@ -7,7 +7,7 @@
 # Environment (defaults in brackets):
 #   SCENARIOS   which to run, in order [idle ping echo broadcast-1k broadcast-10k churn wake-live wake-exited]
 #               (also idle-attach: idle with a 2000-byte attachment per socket;
-#               ping-pipelined: ping with 16 pings outstanding per connection)
+#               ping-pipelined, echo-pipelined: 16 requests outstanding per connection)
 #   RUNS [3]  EDGES [6]  WORKERS [2]  BASELINES [1] (0: Torpor alone)
 #   SERVER_CPU [0]  CLIENT_CPU [1]    taskset -c lists: Torpor and the baselines
 #                                     on one core, the load generator on another
@@ -127,6 +127,7 @@ run_scenario() { # NAME RUN
     ping) args=(ping --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     ping-pipelined) args=(ping --connections "$CONNECTIONS" --window 16 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     echo) args=(echo --connections "$CONNECTIONS" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
+    echo-pipelined) args=(echo --connections "$CONNECTIONS" --window 16 --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     broadcast-1k) args=(broadcast --connections 1000 --window "$BROADCAST_WINDOW" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     broadcast-10k) args=(broadcast --connections 10000 --processes 2 --window "$BROADCAST_WINDOW" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
     churn) args=(churn --rate "$CHURN_RATE" --duration "$DURATION" ${baselines[@]+"${baselines[@]}"} "${common[@]}") ;;
