@@ -108,13 +108,14 @@ loadtest ping [flags]
   plain `pong`. After a warm-up, phase `max`: a closed loop, --window pings
   outstanding per connection, for --duration (pings/s). Phase `half`: an
   open loop at half that rate (each target at half its own max), paced
-  evenly over the connections, for --duration (latency); with --rate, phase
-  `rate` at that rate for every target instead.
+  evenly over the connections, --window pings per write, for --duration
+  (latency); with --rate, phase `rate` at that rate for every target instead.
   --connections N       [1000]
   --rooms N             [10]
   --duration DURATION   of each phase [10s]
   --warmup DURATION     unmeasured closed loop first; 0 for none [1s]
-  --window N            requests outstanding per connection in `max` [1]
+  --window N            requests outstanding per connection in `max`, and
+                        per write in the open loop [1]
   --rate N              requests per second of the open loop [half of max]
   (--message-bytes does not apply: the message is `ping`.)
 

@@ -227,6 +227,9 @@ fn run_target(opts: &RttOptions, server: &mut Server, run: &mut TargetRun) -> Re
                 i,
                 Command::Open {
                     rate: *r,
+                    // Half rate keeps the max phase's shape: a client with
+                    // `window` in flight writes them together.
+                    burst: opts.window,
                     duration: opts.duration,
                     phase: 3,
                 },
@@ -244,11 +247,17 @@ fn run_target(opts: &RttOptions, server: &mut Server, run: &mut TargetRun) -> Re
         ignore,
     )?;
     let after = usage(server, opts);
+    let paced = if opts.window > 1 {
+        format!(
+            "paced evenly over all connections, {} per write",
+            opts.window
+        )
+    } else {
+        "paced evenly over all connections".to_string()
+    };
     let description = match opts.rate {
-        Some(_) => "open loop at --rate, paced evenly over all connections".to_string(),
-        None => {
-            "open loop at half this target's max, paced evenly over all connections".to_string()
-        }
+        Some(_) => format!("open loop at --rate, {paced}"),
+        None => format!("open loop at half this target's max, {paced}"),
     };
     let mut phase = phase_from(name, description, opts, &measured, Some(rate));
     add_usage(&mut phase, before, after, run);

@@ -17,8 +17,9 @@
 //! Commands (one line each), and what answers them:
 //! - `closed <ms> <window> <phase>`: every connection keeps `window` requests
 //!   outstanding for `ms` → `result`.
-//! - `open <rate/s> <ms> <phase>`: requests paced at `rate` per second over
-//!   all connections (round robin), whatever the replies do → `result`.
+//! - `open <rate/s> <burst> <ms> <phase>`: requests paced at `rate` per
+//!   second over all connections (round robin), `burst` to a connection per
+//!   write, whatever the replies do → `result`.
 //! - `bcast <ms> <window> <rate/s or 0> <phase>`: the sender process sends
 //!   `bcast:<seq>:<padding>` with at most `window` not yet acknowledged
 //!   (`ack <seq>` from the parent), printing `sent <seq> <unix µs>` for each
@@ -157,7 +158,10 @@ pub enum Command {
         phase: u32,
     },
     Open {
+        /// Requests per second.
         rate: f64,
+        /// Requests per write: a pipelining client's shape.
+        burst: u32,
         duration: Duration,
         phase: u32,
     },
@@ -189,9 +193,10 @@ impl Command {
             } => format!("closed {} {window} {phase}", ms(duration)),
             Command::Open {
                 rate,
+                burst,
                 duration,
                 phase,
-            } => format!("open {rate} {} {phase}", ms(duration)),
+            } => format!("open {rate} {burst} {} {phase}", ms(duration)),
             Command::Bcast {
                 duration,
                 window,
@@ -234,10 +239,11 @@ impl Command {
                 window: small(2)?,
                 phase: small(3)?,
             },
-            Some("open") if words.len() == 4 => Command::Open {
+            Some("open") if words.len() == 5 => Command::Open {
                 rate: rate(1)?,
-                duration: ms(2)?,
-                phase: small(3)?,
+                burst: small(2)?.max(1),
+                duration: ms(3)?,
+                phase: small(4)?,
             },
             Some("bcast") if words.len() == 5 => Command::Bcast {
                 duration: ms(1)?,
@@ -835,11 +841,17 @@ async fn serve(target: Arc<Target>, opts: TrafficOptions) -> Result<(), String> 
             }
             Command::Open {
                 rate,
+                burst,
                 duration,
                 phase,
             } => {
                 tokio::task::spawn_local(async move {
-                    report(&open_phase(&engine, rate, duration, phase).await);
+                    let pacing = Pacing {
+                        rate,
+                        burst,
+                        duration,
+                    };
+                    report(&open_phase(&engine, pacing, phase).await);
                 });
             }
             Command::Bcast {
@@ -994,16 +1006,25 @@ struct Paced {
     failures: Vec<(Arc<Conn>, String)>,
 }
 
-async fn open_phase(engine: &Engine, rate: f64, duration: Duration, phase: u32) -> ChildResult {
+/// What the open phase sends: `rate` requests per second, `burst` of them
+/// per write, for `duration`.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    rate: f64,
+    burst: u32,
+    duration: Duration,
+}
+
+async fn open_phase(engine: &Engine, pacing: Pacing, phase: u32) -> ChildResult {
+    let duration = pacing.duration;
     let started = Instant::now();
     engine.begin(phase, Mode::Open, started + duration);
     let conns = engine.live_conns();
-    if conns.is_empty() || rate <= 0.0 {
+    if conns.is_empty() || pacing.rate <= 0.0 {
         return engine.finish(duration.as_secs_f64(), None).await;
     }
-    let frame = engine.request.clone();
-    let paced =
-        tokio::task::spawn_blocking(move || pace(&conns, &frame, rate, duration, phase)).await;
+    let frames = engine.request.repeat(pacing.burst.max(1) as usize);
+    let paced = tokio::task::spawn_blocking(move || pace(&conns, &frames, pacing, phase)).await;
     let paced = match paced {
         Ok(paced) => paced,
         Err(e) => {
@@ -1018,10 +1039,17 @@ async fn open_phase(engine: &Engine, rate: f64, duration: Duration, phase: u32) 
     engine.finish(duration.as_secs_f64(), Some(paced.lag)).await
 }
 
-/// Sends `frame` at `rate` per second for `duration`, round robin over
-/// `conns`. Send `i` is due at `start + i / rate`; a late send goes at once
-/// and its lateness is recorded.
-fn pace(conns: &[Arc<Conn>], frame: &[u8], rate: f64, duration: Duration, phase: u32) -> Paced {
+/// Writes `frames` (`pacing.burst` requests) round robin over `conns`, at
+/// `pacing.rate` requests per second. Request `i` is due at
+/// `start + i / rate`; a late write goes at once and its lateness is
+/// recorded.
+fn pace(conns: &[Arc<Conn>], frames: &[u8], pacing: Pacing, phase: u32) -> Paced {
+    let Pacing {
+        rate,
+        burst,
+        duration,
+    } = pacing;
+    let burst = u64::from(burst.max(1));
     let mut paced = Paced {
         sent: 0,
         lag: Recorder::new(),
@@ -1048,18 +1076,18 @@ fn pace(conns: &[Arc<Conn>], frame: &[u8], rate: f64, duration: Duration, phase:
                 continue;
             }
         }
-        let at = (i % conns.len() as u64) as usize;
+        let at = ((i / burst) % conns.len() as u64) as usize;
         let conn = &conns[at];
         if !conn.is_dead() && !failed[at] {
-            match conn.send(frame, phase, 1) {
+            match conn.send(frames, phase, burst as usize) {
                 Ok(()) => {
-                    paced.sent += 1;
+                    paced.sent += burst;
                     paced.lag.record(now.saturating_duration_since(due));
                 }
                 Err(e) => {
-                    // The entry pushed for it is counted as sent, and lost
-                    // when the reading thread fails the connection.
-                    paced.sent += 1;
+                    // The entries pushed for it are counted as sent, and
+                    // lost when the reading thread fails the connection.
+                    paced.sent += burst;
                     failed[at] = true;
                     paced
                         .failures
@@ -1067,7 +1095,7 @@ fn pace(conns: &[Arc<Conn>], frame: &[u8], rate: f64, duration: Duration, phase:
                 }
             }
         }
-        i += 1;
+        i += burst;
     }
     paced
 }
@@ -1177,6 +1205,7 @@ mod tests {
             },
             Command::Open {
                 rate: 12_500.5,
+                burst: 16,
                 duration: Duration::from_millis(1500),
                 phase: 3,
             },
@@ -1211,8 +1240,9 @@ mod tests {
         for line in [
             "",
             "closed 10 1",
-            "open -5 100 1",
-            "open NaN 100 1",
+            "open -5 1 100 1",
+            "open NaN 1 100 1",
+            "open 100 100 1",
             "ack x",
             "bcast 1 2 3",
             "stats 99999999999",
