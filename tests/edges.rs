@@ -148,8 +148,9 @@ async fn join_room_on_both_edges(node: &Node, room: &str) -> (Vec<(String, Clien
 }
 
 /// Kills edge 1 and checks the room: exactly edge 1's members are dropped,
-/// and every survivor's last presence list is exactly the survivors.
-/// Returns the survivors and edge 1's old pid.
+/// every survivor hears one leave per dropped member (each close reached
+/// the room) and its last presence list is exactly the survivors. Returns
+/// the survivors and edge 1's old pid.
 async fn kill_edge_1_and_check_the_room(
     node: &Node,
     members: Vec<(String, Client)>,
@@ -181,6 +182,13 @@ async fn kill_edge_1_and_check_the_room(
             .await;
         assert!(!ended, "{user} was dropped too");
         heard.extend(more);
+        assert_eq!(
+            heard.len() as u64,
+            by_edge[1],
+            "{user} heard {} leaves for {} sockets on edge 1",
+            heard.len(),
+            by_edge[1]
+        );
         let latest = heard
             .last()
             .map(|m| m.to_text().unwrap().to_owned())
@@ -225,6 +233,35 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
     );
 }
 
+/// Joins late users to the room until one lands on edge 1; each goes into
+/// `members`, and `by_edge` follows.
+async fn join_until_one_is_on_edge_1(
+    node: &Node,
+    room: &str,
+    members: &mut Vec<(String, Client)>,
+    by_edge: &mut Vec<u64>,
+) {
+    for _ in 0..64 {
+        let user = format!("late{:02}", members.len());
+        let mut client =
+            Client::connect(&node.ws_url(&format!("/presence/{room}?user={user}"))).await;
+        let joined = client.recv_text().await;
+        assert!(joined.contains(&user), "{joined}");
+        members.push((user, client));
+        let now = connections_by_edge(node, "Presence", room).await;
+        let landed_on_1 = now[1] > by_edge[1];
+        *by_edge = now;
+        if landed_on_1 {
+            return;
+        }
+    }
+    panic!("the kernel put 64 joins on edge 0");
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// The room is hibernated when edge 1 dies: no worker mirrors its sockets,
 /// only the dead edge knew them. Its successor reads the list the dead
 /// process kept on disk and wakes the room with a close (1006) for each.
@@ -232,11 +269,26 @@ async fn a_killed_edge_drops_only_its_sockets_and_the_room_hears_them_leave() {
 async fn a_hibernated_room_hears_of_the_sockets_a_killed_edge_held() {
     let node = Node::builder().edges(2).hibernate_after("300ms").start();
     let room = unique_name("sleeping-room");
-    let (members, by_edge) = join_room_on_both_edges(&node, &room).await;
+    let (mut members, mut by_edge) = join_room_on_both_edges(&node, &room).await;
+    // A join just after edge 1 rewrote its list, then the room sleeps and
+    // edge 1 is killed at once: that join is on the list only because
+    // lists are rewritten within half of `hibernate_after`.
+    let list = node.data_path("run/edge-1.sockets");
+    let before = modified(&list);
+    join_until_one_is_on_edge_1(&node, &room, &mut members, &mut by_edge).await;
+    assert_eventually!(
+        modified(&list) != before,
+        Duration::from_secs(5),
+        "edge 1 rewrote its sockets list"
+    );
+    join_until_one_is_on_edge_1(&node, &room, &mut members, &mut by_edge).await;
     node.wait_hibernated("Presence", &room, Duration::from_secs(10))
         .await;
-    // The edges write their socket lists once a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The late joins' notices arrived before the room slept: read them
+    // away quickly, so that only leaves are heard after the kill.
+    for (_, client) in members.iter_mut() {
+        while client.try_recv(Duration::from_millis(5)).await.is_some() {}
+    }
 
     let (survivors, _) = kill_edge_1_and_check_the_room(&node, members, &by_edge).await;
     assert_eq!(

@@ -377,6 +377,7 @@ fn run_edge(config: Config, index: u16) -> Result<(), BoxError> {
             alarm_store_path: (index == 0).then(|| data_dir.join("alarms.sqlite")),
             ledger: Some(ledger),
             sockets_file: Some(hold::membership::path(&run_dir, index)),
+            sockets_file_every: (config.hibernate_after / 2).min(Duration::from_secs(1)),
             namespaces: config
                 .namespaces
                 .iter()

@@ -174,6 +174,7 @@ impl NodeBuilder {
         let mut node = Node {
             child,
             dir,
+            data_dir,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
@@ -203,6 +204,7 @@ impl NodeBuilder {
 pub struct Node {
     child: Child,
     dir: PathBuf,
+    data_dir: PathBuf,
     http_addr: SocketAddr,
     admin_addr: SocketAddr,
 }
@@ -275,6 +277,11 @@ impl Node {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A path inside the node's data directory.
+    pub fn data_path(&self, relative: &str) -> PathBuf {
+        self.data_dir.join(relative)
     }
 
     /// `ws://HTTP_ADDR{path}`; `path` starts with `/`.

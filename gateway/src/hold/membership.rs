@@ -4,13 +4,15 @@
 //! An edge that dies takes its sockets with it. A live object hears of it
 //! from its worker, which mirrors its sockets; a hibernated object has no
 //! mirror, and what it had on the dead edge is known only to the edge. So
-//! each edge rewrites `run/edge-<i>.sockets` (at most once a second, when
-//! the set changed) with the handles it holds per object, and a restarted
-//! edge reads its predecessor's file and sends each object a `Lost` event.
+//! each edge rewrites `run/edge-<i>.sockets` when the set changed (within
+//! a second, or half of `hibernate_after` if that is shorter) with the
+//! handles it holds per object, and a restarted edge reads its
+//! predecessor's file and sends each object a `Lost` event.
 //!
-//! A socket that joined or left within the last second may be missing or
+//! A socket that joined or left since the last write may be missing or
 //! stale here, but its object was live then (an upgrade and a close are
-//! events), and live objects are told by their worker instead.
+//! events) and stays live past the next write, and live objects are told
+//! by their worker instead.
 
 use serde::{Deserialize, Serialize};
 use std::io;

@@ -92,6 +92,11 @@ pub struct HoldOptions {
     /// Where this edge keeps the list of sockets it holds, for its next
     /// process (`membership::path`); `None` keeps none.
     pub sockets_file: Option<PathBuf>,
+    /// The most often that list is rewritten while sockets come and go.
+    /// Under half the node's `hibernate_after`, so that no object
+    /// hibernates with a socket the list lacks (while an object is live,
+    /// its worker knows its sockets).
+    pub sockets_file_every: Duration,
 }
 
 /// An HTTP request (or upgrade) for an object.
@@ -265,6 +270,7 @@ pub fn spawn(
         alarms: AlarmSchedule::default(),
         alarm_store,
         next_ledger_flush: Instant::now() + LEDGER_FLUSH_INTERVAL,
+        next_sockets_write: Instant::now(),
         options,
     };
     for alarm in stored_alarms {
@@ -382,6 +388,8 @@ struct HoldLoop {
     alarms: AlarmSchedule,
     alarm_store: Option<AlarmStore>,
     next_ledger_flush: Instant,
+    /// The sockets file may be rewritten from then on.
+    next_sockets_write: Instant,
 }
 
 impl HoldLoop {
@@ -400,7 +408,11 @@ impl HoldLoop {
             let flush = self
                 .next_ledger_flush
                 .saturating_duration_since(Instant::now());
-            let timeout = [close, alarm]
+            let sockets_write = self.membership_changed.then(|| {
+                self.next_sockets_write
+                    .saturating_duration_since(Instant::now())
+            });
+            let timeout = [close, alarm, sockets_write]
                 .into_iter()
                 .flatten()
                 .fold(flush, Duration::min);
@@ -443,9 +455,10 @@ impl HoldLoop {
                 if self.trimmer.tick(self.now) {
                     trim::release_free_memory();
                 }
-                if self.membership_changed {
-                    self.write_sockets_file();
-                }
+            }
+            if self.membership_changed && self.now >= self.next_sockets_write {
+                self.write_sockets_file();
+                self.next_sockets_write = self.now + self.options.sockets_file_every;
             }
             self.flush_links();
             self.counters.connections = self.sockets.len() as u64;
