@@ -20,9 +20,11 @@ use std::time::Duration;
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
 use crate::results::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{self, for_each_target, measure, open_fleet, Common, Measured};
+use crate::scenario::{
+    self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
+};
 use crate::server::Server;
-use crate::traffic::{Command, Kind, TrafficOptions};
+use crate::traffic::{Command, Kind};
 
 const ROOM_PREFIX: &str = "bcast-";
 /// How long the sender's `count` may take.
@@ -157,28 +159,13 @@ fn run_target(
     let (connections, note) = opts.common.connections_for(server.kind, opts.connections);
     run.notes.extend(note);
     let shares = fleet::split(connections, opts.common.processes_for(connections))?;
-    let args: Vec<Vec<String>> = shares
-        .iter()
-        .map(|share| {
-            TrafficOptions {
-                url: server.url.clone(),
-                kind: Kind::Broadcast,
-                room_prefix: ROOM_PREFIX.to_string(),
-                rooms: 1,
-                first_index: share.first_index,
-                connections: share.connections,
-                source_ip: share.source_ip,
-                concurrency: opts.common.concurrency,
-                message_bytes: opts.message_bytes,
-            }
-            .to_args()
-        })
-        .collect();
-    let mut fleet = Fleet::spawn(
-        "traffic-client",
-        &args,
-        opts.common.placement.client_cpus.as_deref(),
-    )?;
+    let traffic = Traffic {
+        kind: Kind::Broadcast,
+        room_prefix: ROOM_PREFIX,
+        rooms: 1,
+        message_bytes: opts.message_bytes,
+    };
+    let mut fleet = spawn_traffic(server, &opts.common, &traffic, &shares)?;
     let open = open_fleet(&mut fleet, connections, server, |_| {})?;
     let opened = open.opened;
     run.open = Some(open);

@@ -25,13 +25,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::{
     self, decode_frame, encode_frame, Open, Source, Target, OPCODE_CLOSE, OPCODE_TEXT,
 };
-use crate::fleet::{self, Fleet};
+use crate::fleet;
 use crate::latency::Recorder;
 use crate::open::{mask_for, room_path};
 use crate::results::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{self, for_each_target, measure, open_fleet, Common, Measured};
+use crate::scenario::{
+    self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
+};
 use crate::server::Server;
-use crate::traffic::{ChildResult, Command, Kind, TrafficOptions};
+use crate::traffic::{ChildResult, Command, Kind};
 
 const ROOM_PREFIX: &str = "churn-";
 /// Connect and upgrade.
@@ -310,27 +312,21 @@ fn run_target(
     server: &mut Server,
     run: &mut TargetRun,
 ) -> Result<(), String> {
-    let args: Vec<Vec<String>> = (0..processes)
-        .map(|i| {
-            TrafficOptions {
-                url: server.url.clone(),
-                kind: Kind::Churn,
-                room_prefix: ROOM_PREFIX.to_string(),
-                rooms: opts.rooms,
-                first_index: u64::from(i) * INDEX_STRIDE,
-                connections: 0,
-                source_ip: fleet::source_ip(i),
-                concurrency: opts.common.concurrency,
-                message_bytes: opts.message_bytes,
-            }
-            .to_args()
+    // Churn clients open their own connections: none up front.
+    let shares: Vec<fleet::Share> = (0..processes)
+        .map(|i| fleet::Share {
+            first_index: u64::from(i) * INDEX_STRIDE,
+            connections: 0,
+            source_ip: fleet::source_ip(i),
         })
         .collect();
-    let mut fleet = Fleet::spawn(
-        "traffic-client",
-        &args,
-        opts.common.placement.client_cpus.as_deref(),
-    )?;
+    let traffic = Traffic {
+        kind: Kind::Churn,
+        room_prefix: ROOM_PREFIX,
+        rooms: opts.rooms,
+        message_bytes: opts.message_bytes,
+    };
+    let mut fleet = spawn_traffic(server, &opts.common, &traffic, &shares)?;
     open_fleet(&mut fleet, 0, server, |_| {})?;
     let share = opts.rate / f64::from(processes);
     let commands: Vec<(usize, Command)> = (0..fleet.len())

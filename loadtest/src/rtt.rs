@@ -24,9 +24,12 @@ use crate::admin::{self, ObjectUsage};
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
 use crate::results::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{self, for_each_target, measure, open_fleet, split_rate, Common, Measured};
+use crate::scenario::{
+    self, for_each_target, measure, open_fleet, spawn_traffic, split_rate, Common, Measured,
+    Traffic,
+};
 use crate::server::Server;
-use crate::traffic::{ChildResult, Command, Kind, TrafficOptions};
+use crate::traffic::{ChildResult, Command, Kind};
 
 const CLASS: &str = "Bench";
 
@@ -125,28 +128,13 @@ fn run_target(opts: &RttOptions, server: &mut Server, run: &mut TargetRun) -> Re
     let (connections, note) = opts.common.connections_for(server.kind, opts.connections);
     run.notes.extend(note);
     let shares = fleet::split(connections, opts.common.processes_for(connections))?;
-    let args: Vec<Vec<String>> = shares
-        .iter()
-        .map(|share| {
-            TrafficOptions {
-                url: server.url.clone(),
-                kind: opts.kind,
-                room_prefix: opts.room_prefix().to_string(),
-                rooms: opts.rooms,
-                first_index: share.first_index,
-                connections: share.connections,
-                source_ip: share.source_ip,
-                concurrency: opts.common.concurrency,
-                message_bytes: opts.message_bytes,
-            }
-            .to_args()
-        })
-        .collect();
-    let mut fleet = Fleet::spawn(
-        "traffic-client",
-        &args,
-        opts.common.placement.client_cpus.as_deref(),
-    )?;
+    let traffic = Traffic {
+        kind: opts.kind,
+        room_prefix: opts.room_prefix(),
+        rooms: opts.rooms,
+        message_bytes: opts.message_bytes,
+    };
+    let mut fleet = spawn_traffic(server, &opts.common, &traffic, &shares)?;
     let open = open_fleet(&mut fleet, connections, server, |_| {})?;
     let opened = open.opened;
     run.open = Some(open);

@@ -12,7 +12,7 @@ use crate::fleet::{self, Event, Fleet};
 use crate::progress;
 use crate::results::{ClientCpu, CpuFigures, Host, OpenFigures, TargetRun};
 use crate::server::{parse_targets, Placement, Server, TargetKind, BASELINE_MAX_CONNECTIONS};
-use crate::traffic::{ChildResult, Command};
+use crate::traffic::{ChildResult, Command, Kind, TrafficOptions};
 
 /// How long every child gets to say `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -276,6 +276,45 @@ pub fn split_rate(total: f64, opened: &[u64]) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// What every traffic client of one run shares.
+pub struct Traffic<'a> {
+    pub kind: Kind,
+    pub room_prefix: &'a str,
+    pub rooms: u32,
+    pub message_bytes: usize,
+}
+
+/// Starts one `traffic-client` per share, on the load generator's CPUs.
+pub fn spawn_traffic(
+    server: &Server,
+    common: &Common,
+    traffic: &Traffic,
+    shares: &[fleet::Share],
+) -> Result<Fleet, String> {
+    let args: Vec<Vec<String>> = shares
+        .iter()
+        .map(|share| {
+            TrafficOptions {
+                url: server.url.clone(),
+                kind: traffic.kind,
+                room_prefix: traffic.room_prefix.to_string(),
+                rooms: traffic.rooms,
+                first_index: share.first_index,
+                connections: share.connections,
+                source_ip: share.source_ip,
+                concurrency: common.concurrency,
+                message_bytes: traffic.message_bytes,
+            }
+            .to_args()
+        })
+        .collect();
+    Fleet::spawn(
+        "traffic-client",
+        &args,
+        common.placement.client_cpus.as_deref(),
+    )
 }
 
 #[cfg(test)]
