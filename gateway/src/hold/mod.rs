@@ -397,20 +397,21 @@ impl HoldLoop {
         info!(edge = self.options.edge, "hold loop running");
         let mut events = Events::with_capacity(1024);
         loop {
+            let before_poll = Instant::now();
             let close = self
                 .close_deadlines
                 .front()
-                .map(|(deadline, _, _)| deadline.saturating_duration_since(Instant::now()));
+                .map(|(deadline, _, _)| deadline.saturating_duration_since(before_poll));
             let alarm = self
                 .alarms
                 .next_due_ms()
                 .map(|due| Duration::from_millis(due.saturating_sub(unix_ms())));
             let flush = self
                 .next_ledger_flush
-                .saturating_duration_since(Instant::now());
+                .saturating_duration_since(before_poll);
             let sockets_write = self.membership_changed.then(|| {
                 self.next_sockets_write
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(before_poll)
             });
             let timeout = [close, alarm, sockets_write]
                 .into_iter()
