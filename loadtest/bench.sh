@@ -40,7 +40,7 @@ BROADCAST_WINDOW=${BROADCAST_WINDOW:-8}
 out=${1:-target/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
-cargo build --release --locked -p torpor-gateway -p torpor-loadtest >&2
+cargo build --release --locked -p torpor -p torpor-loadtest >&2
 
 pin() { # CPUS COMMAND...: pinned when taskset exists
   local cpus=$1; shift

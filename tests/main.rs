@@ -10,6 +10,7 @@ mod auth;
 mod auto_response;
 mod broadcast;
 mod chat;
+mod cli;
 mod closing;
 mod crash;
 mod echo;

@@ -23,69 +23,43 @@ use std::process::ExitCode;
 /// The ledger's file name inside `data_dir`.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
-/// Shown with `--help` and on bad arguments.
-pub const USAGE: &str = "\
-usage: torpor bill [--from WHEN] [--to WHEN] [--class NAME] [--json] [--by-object]
-
+/// Shown after the flags in `torpor bill --help`.
+pub const AFTER_HELP: &str = "\
 Prints what the usage recorded in data_dir/ledger.sqlite costs at the
 [prices] of the config (defaults: today's Durable Objects prices).
-
-  --from WHEN    start of the window, included (default: the first record)
-  --to WHEN      end of the window, excluded (default: now)
-  --class NAME   only objects of this class
-  --json         one JSON document instead of tables
-  --by-object    also list every object's raw counts
-  -h, --help     this text
 
 WHEN is a UTC date (2026-11-01, meaning its midnight) or an RFC 3339 time
 (2026-11-01T00:00:00Z, 2026-11-01T09:30:00+02:00). Usage is kept in hourly
 buckets: a window takes every hour it overlaps. Included amounts (1M
 requests, 400,000 GB-s, ...) are subtracted once from the whole window, so
-bill one calendar month at a time: --from 2026-11-01 --to 2026-12-01.
-";
+bill one calendar month at a time: --from 2026-11-01 --to 2026-12-01.";
 
 const EXIT_USAGE: u8 = 64;
 const EXIT_IO: u8 = 74;
 
 /// What `torpor bill` was asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct BillArgs {
-    /// Window start, unix ms, included.
+    /// Start of the window, included (default: the first record).
+    #[arg(long = "from", value_name = "WHEN", value_parser = parse_when)]
     pub from_ms: Option<u64>,
-    /// Window end, unix ms, excluded.
+    /// End of the window, excluded (default: now).
+    #[arg(long = "to", value_name = "WHEN", value_parser = parse_when)]
     pub to_ms: Option<u64>,
-    /// Only this class.
+    /// Only objects of this class.
+    #[arg(long, value_name = "NAME")]
     pub class: Option<String>,
-    /// JSON instead of tables.
+    /// One JSON document instead of tables.
+    #[arg(long)]
     pub json: bool,
-    /// Also every object's counts.
+    /// Also list every object's raw counts.
+    #[arg(long)]
     pub by_object: bool,
-    /// Print the usage text and stop.
-    pub help: bool,
 }
 
-/// Arguments `torpor bill` cannot use.
+/// Arguments that parse but cannot make a bill.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
-    /// Not a flag of `bill`.
-    #[error("unknown argument {0:?}")]
-    Unknown(String),
-    /// A flag without its value.
-    #[error("{0} needs a value")]
-    MissingValue(&'static str),
-    /// A flag given twice.
-    #[error("{0} is given twice")]
-    Repeated(&'static str),
-    /// A `WHEN` that is not a date or time.
-    #[error("{flag} {value:?}: {reason}")]
-    BadTime {
-        /// `--from` or `--to`.
-        flag: &'static str,
-        /// As given.
-        value: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// `--from` not before `--to`.
     #[error("--from {from} is not before --to {to}")]
     EmptyWindow {
@@ -96,66 +70,19 @@ pub enum ArgError {
     },
 }
 
-/// Parses the arguments after `bill` (`--config` already taken out).
-/// Accepts `--flag VALUE` and `--flag=VALUE`.
-pub fn parse_args(args: &[String]) -> Result<BillArgs, ArgError> {
-    let mut parsed = BillArgs::default();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &'static str| -> Result<String, ArgError> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => args.next().cloned().ok_or(ArgError::MissingValue(name)),
+impl BillArgs {
+    /// Checks what flags alone cannot: the window is not empty.
+    pub fn check(&self) -> Result<(), ArgError> {
+        if let (Some(from), Some(to)) = (self.from_ms, self.to_ms) {
+            if from >= to {
+                return Err(ArgError::EmptyWindow {
+                    from: format_when(from),
+                    to: format_when(to),
+                });
             }
-        };
-        match flag {
-            "--from" => {
-                let v = value("--from")?;
-                set_once(&mut parsed.from_ms, "--from", time_arg("--from", &v)?)?;
-            }
-            "--to" => {
-                let v = value("--to")?;
-                set_once(&mut parsed.to_ms, "--to", time_arg("--to", &v)?)?;
-            }
-            "--class" => {
-                let v = value("--class")?;
-                set_once(&mut parsed.class, "--class", v)?;
-            }
-            "--json" if inline.is_none() => parsed.json = true,
-            "--by-object" if inline.is_none() => parsed.by_object = true,
-            "-h" | "--help" if inline.is_none() => parsed.help = true,
-            _ => return Err(ArgError::Unknown(arg.clone())),
         }
+        Ok(())
     }
-    if let (Some(from), Some(to)) = (parsed.from_ms, parsed.to_ms) {
-        if from >= to {
-            return Err(ArgError::EmptyWindow {
-                from: format_when(from),
-                to: format_when(to),
-            });
-        }
-    }
-    Ok(parsed)
-}
-
-fn set_once<T>(slot: &mut Option<T>, flag: &'static str, value: T) -> Result<(), ArgError> {
-    if slot.is_some() {
-        return Err(ArgError::Repeated(flag));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-fn time_arg(flag: &'static str, value: &str) -> Result<u64, ArgError> {
-    parse_when(value).map_err(|reason| ArgError::BadTime {
-        flag,
-        value: value.to_owned(),
-        reason,
-    })
 }
 
 /// Parses `2026-11-01` (UTC midnight) or RFC 3339
@@ -327,10 +254,9 @@ struct JsonBill<'a> {
     by_object: Option<&'a [ObjectTotals]>,
 }
 
-/// Runs `torpor bill` with the arguments after `bill` (the caller has taken
-/// `--config` out and loaded `config`); output on stdout, notes and errors
-/// on stderr.
-pub fn run(args: &[String], config: &Config) -> ExitCode {
+/// Runs `torpor bill` on a loaded, validated config; output on stdout,
+/// notes and errors on stderr.
+pub fn run(args: &BillArgs, config: &Config) -> ExitCode {
     let stdout = io::stdout();
     let stderr = io::stderr();
     let code = run_with(args, config, &mut stdout.lock(), &mut stderr.lock());
@@ -338,24 +264,15 @@ pub fn run(args: &[String], config: &Config) -> ExitCode {
 }
 
 /// [`run`] with the output streams given; returns the exit code.
-pub fn run_with(args: &[String], config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+pub fn run_with(args: &BillArgs, config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     // A failed write to stderr leaves nothing better to do; the exit code
     // still tells.
-    let args = match parse_args(args) {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = writeln!(err, "torpor bill: {e}\n\n{USAGE}");
-            return EXIT_USAGE;
-        }
-    };
-    if args.help {
-        return match out.write_all(USAGE.as_bytes()) {
-            Ok(()) => 0,
-            Err(_) => EXIT_IO,
-        };
+    if let Err(e) = args.check() {
+        let _ = writeln!(err, "torpor bill: {e}");
+        return EXIT_USAGE;
     }
     let path = config.data_dir.join(LEDGER_FILE);
-    let (objects, byte_hours) = match read_ledger(&path, &args) {
+    let (objects, byte_hours) = match read_ledger(&path, args) {
         Ok(Some(read)) => read,
         Ok(None) => {
             let _ = writeln!(
@@ -372,9 +289,9 @@ pub fn run_with(args: &[String], config: &Config, out: &mut dyn Write, err: &mut
     };
     let bill = billing::bill(&objects, byte_hours, &config.prices);
     let written = if args.json {
-        write_json(&args, &path, &bill, &objects, out)
+        write_json(args, &path, &bill, &objects, out)
     } else {
-        write_tables(&args, &bill, &objects, out)
+        write_tables(args, &bill, &objects, out)
     };
     match written.and_then(|()| out.flush()) {
         Ok(()) => 0,
@@ -449,10 +366,6 @@ mod tests {
     use super::*;
     use crate::ledger::{Usage, UsageDelta};
 
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|a| (*a).to_owned()).collect()
-    }
-
     /// 2024-11-01T00:00:00Z
     const NOV_1: u64 = 1_730_419_200_000;
     const DAY_MS: u64 = 86_400_000;
@@ -495,9 +408,21 @@ mod tests {
         }
     }
 
+    /// `torpor bill`'s flags alone, as the node's command line takes them.
+    #[derive(Debug, clap::Parser)]
+    struct Bill {
+        #[command(flatten)]
+        args: BillArgs,
+    }
+
+    fn parse_args(args: &[&str]) -> Result<BillArgs, clap::Error> {
+        use clap::Parser;
+        Bill::try_parse_from(std::iter::once("bill").chain(args.iter().copied())).map(|b| b.args)
+    }
+
     #[test]
     fn arguments_parse_in_either_form() {
-        let args = parse_args(&strings(&[
+        let args = parse_args(&[
             "--from",
             "2024-11-01",
             "--to=2024-12-01",
@@ -505,7 +430,7 @@ mod tests {
             "ChatRoom",
             "--json",
             "--by-object",
-        ]))
+        ])
         .unwrap();
         assert_eq!(
             args,
@@ -515,29 +440,28 @@ mod tests {
                 class: Some("ChatRoom".into()),
                 json: true,
                 by_object: true,
-                help: false,
             }
         );
         assert_eq!(parse_args(&[]).unwrap(), BillArgs::default());
-        assert!(parse_args(&strings(&["-h"])).unwrap().help);
     }
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        let err = |args: &[&str]| parse_args(&strings(args)).unwrap_err();
-        assert_eq!(err(&["--frm", "x"]), ArgError::Unknown("--frm".into()));
-        assert_eq!(err(&["bill"]), ArgError::Unknown("bill".into()));
-        assert_eq!(err(&["--json=yes"]), ArgError::Unknown("--json=yes".into()));
-        assert_eq!(err(&["--from"]), ArgError::MissingValue("--from"));
-        assert_eq!(
-            err(&["--class", "a", "--class", "b"]),
-            ArgError::Repeated("--class")
+        let err = |args: &[&str]| parse_args(args).unwrap_err().to_string();
+        assert!(err(&["--frm", "x"]).contains("'--frm'"));
+        assert!(err(&["bill"]).contains("'bill'"));
+        assert!(err(&["--json=yes"]).contains("--json"));
+        assert!(err(&["--from"]).contains("--from <WHEN>"));
+        assert!(err(&["--class", "a", "--class", "b"]).contains("--class"));
+        let bad_month = err(&["--to", "2024-13-01"]);
+        assert!(
+            bad_month.contains("2024-13-01") && bad_month.contains("month 13"),
+            "{bad_month}"
         );
-        assert!(matches!(
-            err(&["--to", "tomorrow"]),
-            ArgError::BadTime { flag: "--to", .. }
-        ));
-        let e = err(&["--from", "2024-12-01", "--to", "2024-11-01"]);
+        let e = parse_args(&["--from", "2024-12-01", "--to", "2024-11-01"])
+            .unwrap()
+            .check()
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "--from 2024-12-01T00:00:00Z is not before --to 2024-11-01T00:00:00Z"
@@ -553,7 +477,7 @@ mod tests {
 
     fn run_capture(args: &[&str], config: &Config) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run_with(&strings(args), config, &mut out, &mut err);
+        let code = run_with(&parse_args(args).unwrap(), config, &mut out, &mut err);
         (
             code,
             String::from_utf8(out).unwrap(),
@@ -672,16 +596,13 @@ mod tests {
     }
 
     #[test]
-    fn bad_arguments_exit_64_with_the_usage() {
+    fn an_empty_window_exits_64() {
         let dir = tempfile::tempdir().unwrap();
-        let (code, out, err) = run_capture(&["--to", "2024-13-01"], &config_in(dir.path()));
+        let args = ["--from", "2024-12-01", "--to", "2024-11-01"];
+        let (code, out, err) = run_capture(&args, &config_in(dir.path()));
         assert_eq!(code, 64);
         assert!(out.is_empty());
-        assert!(err.contains("--to \"2024-13-01\": month 13"), "{err}");
-        assert!(err.contains("usage: torpor bill"), "{err}");
-        let (code, out, _) = run_capture(&["--help"], &config_in(dir.path()));
-        assert_eq!(code, 0);
-        assert!(out.starts_with("usage: torpor bill"));
+        assert!(err.contains("is not before"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// Environment variables that override the file, before flags do.
 pub mod env {
+    /// The config file (`--config`)
+    pub const CONFIG: &str = "TORPOR_CONFIG";
     /// `listen.http`
     pub const HTTP: &str = "TORPOR_HTTP";
     /// `listen.admin`
@@ -22,7 +24,7 @@ pub mod env {
     pub const WORKERS: &str = "TORPOR_WORKERS";
     /// `edges`
     pub const EDGES: &str = "TORPOR_EDGES";
-    /// Log filter, e.g. `info` or `torpor_gateway=debug`.
+    /// Log filter, e.g. `info` or `torpor=debug`.
     pub const LOG: &str = "TORPOR_LOG";
 }
 

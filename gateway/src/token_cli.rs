@@ -16,68 +16,46 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use torpor_objects::ids::{load_or_create_secret, NamespaceKey, SECRET_FILE};
 
-/// Shown with `--help` and on bad arguments.
-pub const USAGE: &str = "\
-usage: torpor token --route PATH --ttl DURATION [--name NAME] [--config PATH]
-
-Prints a token for the object PATH reaches on an auth = \"hmac\" route,
-valid for DURATION (30s, 10m, 1h). Clients present it as
-`Authorization: Bearer TOKEN`, as the WebSocket subprotocol
-`torpor-token.TOKEN`, or as the query parameter `token=TOKEN`.
-
-  --route PATH      a request path, e.g. /rooms/lobby or /chat?room=lobby
-  --ttl DURATION    how long the token stays valid
-  --name NAME       the object's name on a query:PARAM or header:NAME route
-                    (instead of putting it in PATH's query)
-  --config PATH     the node's config (default config/torpor.toml); the
-                    route's secret and data_dir (for the node secret) come
-                    from it
-  -h, --help        this text
-
-The object id is derived from the node secret in data_dir, as the front
-door derives it, so run this where the node's data_dir is.
-";
+/// Shown after the flags in `torpor token --help`.
+pub const AFTER_HELP: &str = "\
+Clients present the token as `Authorization: Bearer TOKEN`, as the
+WebSocket subprotocol `torpor-token.TOKEN`, or as the query parameter
+`token=TOKEN`. The route's secret and data_dir (for the node secret) come
+from the config. The object id is derived from the node secret in
+data_dir, as the front door derives it, so run this where the node's
+data_dir is.";
 
 const EXIT_USAGE: u8 = 64;
 const EXIT_IO: u8 = 74;
 const EXIT_CONFIG: u8 = 78;
 
 /// What `torpor token` was asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct TokenArgs {
-    /// The request path, query allowed.
+    /// A request path, e.g. /rooms/lobby or /chat?room=lobby.
+    #[arg(long, value_name = "PATH")]
     pub route: String,
-    /// Seconds the token stays valid, at least 1.
+    /// How long the token stays valid (30s, 10m, 1h).
+    #[arg(long = "ttl", value_name = "DURATION", value_parser = ttl_secs)]
     pub ttl_secs: u64,
-    /// The object name for query and header routes.
+    /// The object's name on a query:PARAM or header:NAME route (instead of
+    /// putting it in PATH's query).
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Print the usage text and stop.
-    pub help: bool,
+}
+
+/// A duration of at least a second, in whole seconds.
+fn ttl_secs(text: &str) -> Result<u64, String> {
+    let duration = parse_duration(text)?;
+    if duration.as_secs() == 0 {
+        return Err("must be at least 1s (expiry is in whole seconds)".to_owned());
+    }
+    Ok(duration.as_secs())
 }
 
 /// Why `torpor token` cannot mint.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenCliError {
-    /// Not a flag of `token`.
-    #[error("unknown argument {0:?}")]
-    Unknown(String),
-    /// A flag without its value.
-    #[error("{0} needs a value")]
-    MissingValue(&'static str),
-    /// A flag given twice.
-    #[error("{0} is given twice")]
-    Repeated(&'static str),
-    /// A required flag is absent.
-    #[error("{0} is required")]
-    Required(&'static str),
-    /// `--ttl` is not a duration of at least a second.
-    #[error("--ttl {value:?}: {reason}")]
-    Ttl {
-        /// As given.
-        value: String,
-        /// Why.
-        reason: String,
-    },
     /// No route matches the path.
     #[error("no route matches {0}")]
     NoRoute(String),
@@ -101,46 +79,6 @@ impl TokenCliError {
             _ => EXIT_USAGE,
         }
     }
-}
-
-/// Parses the arguments after `torpor token` (`--config` already taken).
-pub fn parse_args(args: &[String]) -> Result<TokenArgs, TokenCliError> {
-    let mut parsed = TokenArgs::default();
-    let (mut route, mut ttl) = (None, None);
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let (name, slot) = match flag.as_str() {
-            "-h" | "--help" => {
-                parsed.help = true;
-                continue;
-            }
-            "--route" => ("--route", &mut route),
-            "--ttl" => ("--ttl", &mut ttl),
-            "--name" => ("--name", &mut parsed.name),
-            other => return Err(TokenCliError::Unknown(other.to_owned())),
-        };
-        let value = rest.next().ok_or(TokenCliError::MissingValue(name))?;
-        if slot.replace(value.clone()).is_some() {
-            return Err(TokenCliError::Repeated(name));
-        }
-    }
-    if parsed.help {
-        return Ok(parsed);
-    }
-    parsed.route = route.ok_or(TokenCliError::Required("--route"))?;
-    let ttl = ttl.ok_or(TokenCliError::Required("--ttl"))?;
-    let duration = parse_duration(&ttl).map_err(|reason| TokenCliError::Ttl {
-        value: ttl.clone(),
-        reason,
-    })?;
-    if duration.as_secs() == 0 {
-        return Err(TokenCliError::Ttl {
-            value: ttl,
-            reason: "must be at least 1s (expiry is in whole seconds)".to_owned(),
-        });
-    }
-    parsed.ttl_secs = duration.as_secs();
-    Ok(parsed)
 }
 
 /// The route `path` reaches, and the name or hex id it names the object by,
@@ -198,18 +136,8 @@ enum ObjectName {
 }
 
 /// Runs `torpor token` on a loaded, validated config.
-pub fn run(args: &[String], config: &Config) -> ExitCode {
-    let args = match parse_args(args) {
-        Ok(args) => args,
-        Err(err) => {
-            eprintln!("torpor token: {err}\n\n{USAGE}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    if args.help {
-        return write_out(USAGE.trim_end());
-    }
-    let (route, name) = match resolve(config, &args) {
+pub fn run(args: &TokenArgs, config: &Config) -> ExitCode {
+    let (route, name) = match resolve(config, args) {
         Ok(resolved) => resolved,
         Err(err) => return fail(&err),
     };
@@ -273,42 +201,36 @@ fn write_out(text: &str) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    /// `torpor token`'s flags alone, as the node's command line takes them.
+    #[derive(Debug, clap::Parser)]
+    struct Token {
+        #[command(flatten)]
+        args: TokenArgs,
+    }
+
+    fn parse_args(args: &[&str]) -> Result<TokenArgs, clap::Error> {
+        use clap::Parser;
+        Token::try_parse_from(std::iter::once("token").chain(args.iter().copied())).map(|t| t.args)
     }
 
     #[test]
     fn arguments_parse_and_bad_ones_name_the_flag() {
-        let parsed = parse_args(&args(&["--route", "/rooms/lobby", "--ttl", "1h"])).unwrap();
+        let parsed = parse_args(&["--route", "/rooms/lobby", "--ttl", "1h"]).unwrap();
         assert_eq!(parsed.route, "/rooms/lobby");
         assert_eq!(parsed.ttl_secs, 3600);
-        assert_eq!(
-            parse_args(&args(&["--route", "/r"])),
-            Err(TokenCliError::Required("--ttl"))
-        );
-        assert_eq!(
-            parse_args(&args(&["--route"])),
-            Err(TokenCliError::MissingValue("--route"))
-        );
-        assert_eq!(
-            parse_args(&args(&["--route", "/a", "--route", "/b"])),
-            Err(TokenCliError::Repeated("--route"))
-        );
-        assert!(matches!(
-            parse_args(&args(&["--route", "/a", "--ttl", "500ms"])),
-            Err(TokenCliError::Ttl { .. })
-        ));
-        assert!(matches!(
-            parse_args(&args(&["--route", "/a", "--ttl", "10"])),
-            Err(TokenCliError::Ttl { .. })
-        ));
+        let err = |args: &[&str]| parse_args(args).unwrap_err().to_string();
+        assert!(err(&["--route", "/r"]).contains("--ttl"));
+        assert!(err(&["--route"]).contains("--route <PATH>"));
+        assert!(err(&["--route", "/a", "--route", "/b", "--ttl", "1h"]).contains("--route"));
+        assert!(err(&["--route", "/a", "--ttl", "500ms"]).contains("at least 1s"));
+        assert!(err(&["--route", "/a", "--ttl", "10"]).contains("--ttl"));
     }
 
     #[test]
     fn routes_resolve_as_the_front_door_does_and_unique_ones_are_refused() {
         let config = Config::default();
         let resolve_name = |list: &[&str]| {
-            let parsed = parse_args(&args(list)).unwrap();
+            let parsed = parse_args(list).unwrap();
             resolve(&config, &parsed).map(|(route, name)| {
                 let name = match name {
                     ObjectName::Name(n) | ObjectName::Hex(n) => n,

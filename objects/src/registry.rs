@@ -26,6 +26,16 @@ impl Registry {
         self
     }
 
+    /// Whether a class is registered under `class`.
+    pub fn contains(&self, class: &str) -> bool {
+        self.classes.contains_key(class)
+    }
+
+    /// The names of the registered classes, in no particular order.
+    pub fn classes(&self) -> impl Iterator<Item = &str> {
+        self.classes.keys().map(String::as_str)
+    }
+
     pub(crate) fn factory(&self, class: &str) -> Option<Factory> {
         self.classes.get(class).copied()
     }

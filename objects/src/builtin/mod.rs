@@ -13,17 +13,3 @@ pub use counter::Counter;
 pub use echo::Echo;
 pub use game_relay::GameRelay;
 pub use presence::Presence;
-
-use crate::Registry;
-
-/// The registry of the default worker: `ChatRoom`, `Bench`, `Echo`, `Counter`,
-/// `Presence`, `GameRelay`.
-pub fn registry() -> Registry {
-    Registry::new()
-        .with::<ChatRoom>("ChatRoom")
-        .with::<Counter>("Counter")
-        .with::<Bench>("Bench")
-        .with::<Echo>("Echo")
-        .with::<Presence>("Presence")
-        .with::<GameRelay>("GameRelay")
-}

@@ -1,0 +1,215 @@
+//! [`Node`]: what turns a binary into a whole Torpor node. The binary's
+//! `main` names its object classes and hands over; the same program then
+//! runs as the supervisor, as each of its edges and workers (the supervisor
+//! starts copies of itself), and as the `bill` and `token` commands.
+//!
+//! Not here: what each role does (`supervise`, `edge`, `worker` beside
+//! this file, and the modules they drive).
+
+mod cli;
+mod edge;
+mod supervise;
+mod worker;
+
+use crate::config::{Config, ConfigError};
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+use torpor_objects::Registry;
+use torpor_sdk::DurableObject;
+
+/// Exit code for a bad command line (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+/// Exit code for a mistake in the program itself (sysexits EX_SOFTWARE).
+const EXIT_SOFTWARE: u8 = 70;
+/// Exit code for a bad config (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+/// A node binary: its object classes, by the names configs give them.
+///
+/// ```no_run
+/// use torpor::{DurableObject, Env, HandlerResult, Request, Response, State};
+///
+/// struct Hello;
+///
+/// impl DurableObject for Hello {
+///     fn new(_state: State, _env: Env) -> Hello {
+///         Hello
+///     }
+///
+///     async fn fetch(&mut self, _request: Request) -> HandlerResult<Response> {
+///         Ok(Response::text("hello"))
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     torpor::Node::new().class::<Hello>("Hello").main()
+/// }
+/// ```
+#[derive(Default)]
+pub struct Node {
+    registry: Registry,
+    /// Names given to two classes: a mistake reported when `main` starts.
+    duplicates: Vec<String>,
+}
+
+impl Node {
+    /// A node with no classes yet.
+    pub fn new() -> Node {
+        Node::default()
+    }
+
+    /// Adds the class `T` under `name`, the name a config's
+    /// `[[namespaces]] class` refers to.
+    pub fn class<T: DurableObject>(mut self, name: &str) -> Node {
+        if self.registry.contains(name) {
+            self.duplicates.push(name.to_owned());
+        }
+        self.registry = self.registry.with::<T>(name);
+        self
+    }
+
+    /// Adds Torpor's built-in classes: `ChatRoom`, `Counter`, `Presence`,
+    /// `GameRelay`, `Echo` and `Bench`, the classes `config/torpor.toml`
+    /// routes to. The `torpor` binary is this and nothing else.
+    pub fn builtin_classes(self) -> Node {
+        use torpor_objects::builtin::{Bench, ChatRoom, Counter, Echo, GameRelay, Presence};
+        self.class::<ChatRoom>("ChatRoom")
+            .class::<Counter>("Counter")
+            .class::<Bench>("Bench")
+            .class::<Echo>("Echo")
+            .class::<Presence>("Presence")
+            .class::<GameRelay>("GameRelay")
+    }
+
+    /// Runs the program as its command line says, and returns the exit
+    /// code for `main` to return: 0, 64 for a bad command line, 78 for a
+    /// bad config (one naming a class this binary lacks, say), 1 for a
+    /// failure while running.
+    pub fn main(self) -> ExitCode {
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => {
+                // --help and --version are answers, not errors.
+                let _ = err.print();
+                return if err.use_stderr() {
+                    ExitCode::from(EXIT_USAGE)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+        };
+        init_logging();
+        if let Some(name) = self.duplicates.first() {
+            eprintln!("torpor: two classes are named {name:?}: give each its own name");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+        match cli.command {
+            None => match cli.node.load().and_then(|c| self.check_classes(c)) {
+                Ok(config) => report(supervise::run(config, &cli.node), "torpor"),
+                Err(err) => config_failure("torpor", &err),
+            },
+            Some(Command::Edge { index, node }) => match node.load() {
+                Ok(config) => report(edge::run(config, index), &format!("torpor edge {index}")),
+                Err(err) => config_failure("torpor edge", &err),
+            },
+            Some(Command::Worker(args)) => {
+                report(worker::run(self.registry, args), "torpor worker")
+            }
+            Some(Command::Bill { config, args }) => match config.load() {
+                Ok(config) => crate::bill_cli::run(&args, &config),
+                Err(err) => config_failure("torpor bill", &err),
+            },
+            Some(Command::Token { config, args }) => match config.load() {
+                Ok(config) => crate::token_cli::run(&args, &config),
+                Err(err) => config_failure("torpor token", &err),
+            },
+        }
+    }
+
+    /// Refuses a config whose namespaces name a class this binary lacks:
+    /// better at start, by name, than a 500 on the first request.
+    fn check_classes(&self, config: Config) -> Result<Config, ConfigError> {
+        for (i, namespace) in config.namespaces.iter().enumerate() {
+            if !self.registry.contains(&namespace.class) {
+                let mut known: Vec<&str> = self.registry.classes().collect();
+                known.sort_unstable();
+                return Err(ConfigError::Invalid {
+                    key: format!("namespaces[{i}].class"),
+                    message: format!(
+                        "namespace {} is of class {:?}, which this binary does not have \
+                         (it has: {})",
+                        namespace.name,
+                        namespace.class,
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn report(result: Result<(), BoxError>, who: &str) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{who}: {}", chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_failure(who: &str, err: &ConfigError) -> ExitCode {
+    eprintln!("{who}: config: {}", chain(err));
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// An error and its `source()` chain on one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(crate::config::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (a program that set up its own subscriber) keeps the
+    // first one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `context("cannot bind X")` for `map_err` on an I/O result.
+fn context(what: String) -> impl FnOnce(std::io::Error) -> BoxError {
+    move |err| format!("{what}: {err}").into()
+}
+
+/// The supervisor's socket for edges' requests to start a worker.
+const SUPERVISOR_SOCKET: &str = "supervisor.sock";
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
