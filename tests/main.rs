@@ -18,6 +18,7 @@ mod edge_limits;
 mod edges;
 mod failures;
 mod game_relay;
+mod gates;
 mod hibernation;
 mod ids;
 mod ledger;

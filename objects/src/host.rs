@@ -2,6 +2,7 @@
 //! (filled from every edge that holds some when the object wakes) and the
 //! commands its calls turn into, each sent to the edge it concerns.
 
+use crate::gate::OutputGate;
 use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
 use crate::storage::{self, StorageError, StorageLimits};
@@ -122,6 +123,9 @@ pub(crate) struct ObjectHost {
     name: Option<String>,
     max_attachment_bytes: usize,
     outbox: Rc<Outbox>,
+    /// This object's own: the worker runs other objects' events while one
+    /// of this object's waits.
+    gate: OutputGate,
     keys: Rc<HashMap<String, NamespaceKey>>,
     calls: Rc<Calls>,
     /// Ids whose handlers wait on the current event, outermost first.
@@ -162,6 +166,7 @@ impl ObjectHost {
             name,
             max_attachment_bytes,
             outbox: shared.outbox.clone(),
+            gate: OutputGate::default(),
             keys: shared.keys.clone(),
             calls: shared.calls.clone(),
             chain: RefCell::new(Vec::new()),
@@ -317,6 +322,21 @@ impl ObjectHost {
             }
             _ => false,
         }
+    }
+
+    /// Closes the output gate for the event about to run.
+    pub(crate) fn close_gate(&self) {
+        self.gate.close();
+    }
+
+    /// The event committed: what it sent goes, in order.
+    pub(crate) fn release_gate(&self) {
+        self.gate.release(&self.outbox);
+    }
+
+    /// The event failed: what it sent is dropped.
+    pub(crate) fn discard_gate(&self) {
+        self.gate.discard();
     }
 
     /// Opens the event's storage transaction; storage not yet open opens
@@ -478,7 +498,8 @@ impl StorageBackend for ObjectHost {
         self.with_storage(|s| s.set_alarm(at_ms))?;
         // Gated: the edge schedules it only once the event has committed.
         // Edge 0 keeps the node's alarm schedule.
-        self.outbox.push_gated(
+        self.gate.push(
+            &self.outbox,
             0,
             ToEdge::SetAlarm {
                 namespace: self.namespace.clone(),
@@ -584,7 +605,8 @@ impl Host for ObjectHost {
         self.entry(id, |_| ())?;
         let (is_text, payload) = split(message);
         let handle = to_handle(id);
-        self.outbox.push_gated(
+        self.gate.push(
+            &self.outbox,
             handle.edge,
             ToEdge::Send {
                 handle,
@@ -598,7 +620,8 @@ impl Host for ObjectHost {
     fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()> {
         self.entry(id, |_| ())?;
         let handle = to_handle(id);
-        self.outbox.push_gated(
+        self.gate.push(
+            &self.outbox,
             handle.edge,
             ToEdge::Close {
                 handle,
@@ -619,7 +642,8 @@ impl Host for ObjectHost {
             .enumerate()
             .filter_map(|(edge, b)| Some((edge as u16, (*b)?)));
         for (edge, binding) in bound {
-            self.outbox.push_gated(
+            self.gate.push(
+                &self.outbox,
                 edge,
                 ToEdge::Broadcast {
                     object: binding.object,

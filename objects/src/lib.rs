@@ -8,6 +8,7 @@
 //! is `torpor-sdk`).
 
 pub mod builtin;
+mod gate;
 mod host;
 pub mod ids;
 mod instance;

@@ -2,12 +2,10 @@
 //! produced and written by one task per edge, so that their order on each
 //! edge is the order of the calls.
 //!
-//! It is also the output gate: while an event runs, what would reach a
-//! client (sends, broadcasts, closes, the fetch response, alarm changes) is
-//! held in the gate and released only after the event's storage commit is
-//! durable, or dropped if the event fails. Bookkeeping (accepts,
-//! attachments, auto-responses) goes out at once: it reaches no client by
-//! itself.
+//! What an event sends to clients passes its object's output gate
+//! (`gate.rs`) first and reaches the outbox only once the event has
+//! committed; bookkeeping (accepts, attachments, auto-responses) comes
+//! here at once: it reaches no client by itself.
 //!
 //! While an edge is down what is pushed for it is dropped: its sockets died
 //! with it. Alarm changes are the exception, kept for the next connection:
@@ -30,7 +28,6 @@ struct EdgeOut {
 
 pub(crate) struct Outbox {
     edges: Vec<EdgeOut>,
-    gate: RefCell<Option<Vec<(u16, ToEdge)>>>,
 }
 
 impl Outbox {
@@ -45,7 +42,6 @@ impl Outbox {
                     notify: Notify::new(),
                 })
                 .collect(),
-            gate: RefCell::new(None),
         }
     }
 
@@ -69,32 +65,6 @@ impl Outbox {
         } else if matches!(message, ToEdge::SetAlarm { .. }) {
             message.encode(&mut out.retained.borrow_mut());
         }
-    }
-
-    /// Holds `message` behind the gate if one is open.
-    pub(crate) fn push_gated(&self, edge: u16, message: ToEdge) {
-        match self.gate.borrow_mut().as_mut() {
-            Some(held) => held.push((edge, message)),
-            None => self.push(edge, &message),
-        }
-    }
-
-    /// Opens the gate for one event.
-    pub(crate) fn open_gate(&self) {
-        *self.gate.borrow_mut() = Some(Vec::new());
-    }
-
-    /// Lets what the event produced go, in order.
-    pub(crate) fn release_gate(&self) {
-        let held = self.gate.borrow_mut().take();
-        for (edge, message) in held.into_iter().flatten() {
-            self.push(edge, &message);
-        }
-    }
-
-    /// Drops what the event produced: it failed, so none of it happened.
-    pub(crate) fn discard_gate(&self) {
-        self.gate.borrow_mut().take();
     }
 
     /// A new connection to `edge`: `hello` first, then what was kept for it.
@@ -137,5 +107,14 @@ impl Outbox {
             socket.write_all(&spare).await?;
             spare.clear();
         }
+    }
+
+    /// What is waiting to be written to `edge`, taken.
+    #[cfg(test)]
+    pub(crate) fn take_pending(&self, edge: u16) -> Vec<u8> {
+        self.edges
+            .get(usize::from(edge))
+            .map(|out| std::mem::take(&mut *out.buf.borrow_mut()))
+            .unwrap_or_default()
     }
 }

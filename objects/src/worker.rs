@@ -948,15 +948,15 @@ async fn handle_event(
     options: &WorkerOptions,
 ) -> bool {
     let outbox = host.outbox();
-    outbox.open_gate();
+    host.close_gate();
     host.begin_event();
     let ran = run_event(instance, host, event, options).await;
     let committed = ran.ok && host.commit_event();
     if committed {
-        outbox.release_gate();
+        host.release_gate();
     } else {
         host.rollback_event();
-        outbox.discard_gate();
+        host.discard_gate();
     }
     if let Some((request_id, response)) = ran.response {
         let response = if committed || !ran.ok {

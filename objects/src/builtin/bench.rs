@@ -24,7 +24,11 @@
 //! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
 //! result (or `err:…`); `fetchcounter:NAME` POSTs to Counter NAME through a
 //! stub and replies with its answer; `idof:NAME` → the id of Bench NAME as
-//! this worker derives it.
+//! this worker derives it. `aroundcall:NAME` sends `before call`, awaits
+//! Bench NAME's rpc `echo` (an event of another object, often in the same
+//! worker), sends `after call`, stores `aroundcall` = NAME and replies
+//! `done`; `aroundcall:NAME:fail` does the same but fails instead of
+//! replying, so neither message nor the write may take effect.
 
 use std::time::{Duration, SystemTime};
 use torpor_sdk::{
@@ -104,6 +108,19 @@ impl DurableObject for Bench {
                 Ok(value) => value,
                 Err(err) => format!("err:{err}"),
             }
+        } else if let Some(rest) = text.strip_prefix("aroundcall:") {
+            let (to, fail) = match rest.strip_suffix(":fail") {
+                Some(to) => (to, true),
+                None => (rest, false),
+            };
+            ws.send("before call")?;
+            self.call_bench(to, "echo", "\"called\"").await?;
+            ws.send("after call")?;
+            self.state.storage().put("aroundcall", to.as_bytes())?;
+            if fail {
+                return Err(format!("failed on request after calling {to}").into());
+            }
+            "done".to_owned()
         } else if let Some(name) = text.strip_prefix("idof:") {
             self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {
