@@ -27,3 +27,47 @@ async fn an_objects_gate_holds_while_another_object_of_its_worker_runs_an_event(
     // of the first event came twice either.
     assert_eq!(client.request("get:aroundcall").await, b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_runs_inside_the_transaction_and_gate_of_the_event_that_needs_it() {
+    let node = Node::start();
+    let name = unique_name("inits");
+    // While this socket is open, Bench's `new` stores how many instances
+    // were created and broadcasts the count.
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}?tag=count-inits"))).await;
+    client.send_text("panic:reset").await;
+    client.send_text("inits").await;
+    assert_eq!(client.recv_text().await, "constructed:1");
+    assert_eq!(client.recv_text().await, "1/1");
+
+    // This event creates the instance and panics: the count `new` wrote
+    // rolls back and its broadcast never leaves.
+    client.send_text("panic:reset").await;
+    client.send_text("panic:in the event that ran new").await;
+    client.send_text("inits").await;
+    assert_eq!(client.recv_text().await, "constructed:2");
+    assert_eq!(client.recv_text().await, "2/2");
+
+    // A handler error is no different when its event ran `new`: the
+    // instance goes with the rolled-back count instead of keeping it in
+    // memory.
+    client.send_text("panic:reset").await;
+    client.send_text("fail:in the event that ran new").await;
+    client.send_text("inits").await;
+    assert_eq!(client.recv_text().await, "constructed:3");
+    assert_eq!(client.recv_text().await, "3/3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_resets_the_instance() {
+    let node = Node::start();
+    let mut client = bench(&node, &unique_name("commit")).await;
+    assert_eq!(client.request("remember:kept").await, "ok");
+    assert_eq!(client.request("recall").await, "kept");
+    // The handler succeeds; the commit fails on a deferred foreign key.
+    client.send_text("breakcommit:lost").await;
+    // The next message answers this: the failed event sent nothing, and
+    // the instance that remembered "lost" is gone.
+    assert_eq!(client.request("recall").await, "");
+    assert_eq!(client.request("echo:still served").await, "still served");
+}

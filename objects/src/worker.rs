@@ -772,7 +772,7 @@ async fn object_task(task: ObjectTask) {
             active: &active,
             options: &options,
         };
-        life.wake(&mut instance, source);
+        life.wake(&instance, source);
         let event = match delivery.event {
             Event::EdgeLost { sockets } => {
                 life.close_abruptly(&mut instance, sockets).await;
@@ -801,6 +801,7 @@ async fn object_task(task: ObjectTask) {
             Some(event) => {
                 handle_event(
                     &mut instance,
+                    factory,
                     &host,
                     event,
                     source.map(|(e, b)| (e, b.object)),
@@ -812,7 +813,8 @@ async fn object_task(task: ObjectTask) {
         };
         if !survived {
             // A panicked or timed-out handler may have left the instance
-            // half-updated; the next event starts from a fresh one.
+            // half-updated, and one whose event did not commit may hold
+            // state its storage lost; the next event starts from a fresh one.
             instance = None;
         }
         let (rows_read, rows_written, stored_bytes) = host.take_storage_usage();
@@ -843,18 +845,18 @@ struct ObjectLife<'a> {
 }
 
 impl ObjectLife<'_> {
-    /// Creates the instance if there is none (first event, or the last
-    /// handler panicked or timed out) and tells an edge it woke.
+    /// Tells an edge the object woke and starts its clock, if it has no
+    /// instance (first event, or the last one reset it). The instance
+    /// itself is created inside the event that needs it (`handle_event`),
+    /// so that `new` runs in that event's transaction and gate.
     fn wake(
         &self,
-        instance: &mut Option<Box<dyn DynObject>>,
+        instance: &Option<Box<dyn DynObject>>,
         source: Option<(u16, crate::host::Binding)>,
     ) {
-        let (None, Some(factory)) = (instance.as_ref(), self.factory) else {
+        if instance.is_some() || self.factory.is_none() {
             return;
-        };
-        let sdk_host: Rc<dyn torpor_sdk::host::Host> = self.host.clone();
-        *instance = Some(factory(State::new(sdk_host.clone()), Env::new(sdk_host)));
+        }
         self.active.start();
         if let Some((edge, binding)) = source.or_else(|| self.host.bound().into_iter().next()) {
             self.host.outbox().push(
@@ -882,7 +884,16 @@ impl ObjectLife<'_> {
                 reason: "edge went away".to_owned(),
                 was_clean: false,
             };
-            if !handle_event(instance, self.host, closed, None, self.options).await {
+            let survived = handle_event(
+                instance,
+                self.factory,
+                self.host,
+                closed,
+                None,
+                self.options,
+            )
+            .await;
+            if !survived {
                 *instance = None;
             }
         }
@@ -937,11 +948,13 @@ impl Ran {
 }
 
 /// Runs one event inside the output gate and the event's storage
-/// transaction; false if the instance must be dropped. `source` is the
-/// edge the event came from and its number for the object: the fetch
-/// response and the alarm outcome go back there.
+/// transaction, creating the instance first if there is none; false if the
+/// instance must be dropped. `source` is the edge the event came from and
+/// its number for the object: the fetch response and the alarm outcome go
+/// back there.
 async fn handle_event(
     instance: &mut Option<Box<dyn DynObject>>,
+    factory: Option<Factory>,
     host: &Rc<ObjectHost>,
     event: Event,
     source: Option<(u16, u32)>,
@@ -950,7 +963,27 @@ async fn handle_event(
     let outbox = host.outbox();
     host.close_gate();
     host.begin_event();
-    let ran = run_event(instance, host, event, options).await;
+    let mut created = false;
+    let mut new_failed = None;
+    if let (None, Some(factory)) = (instance.as_ref(), factory) {
+        match construct(host, factory) {
+            Outcome::Ok(object) => {
+                *instance = Some(object);
+                created = true;
+            }
+            failed => new_failed = Some(failed),
+        }
+    }
+    let mut ran = run_event(instance, host, event, options).await;
+    if let Some(failed) = new_failed {
+        // The event ran without an instance: it fails as `new` did.
+        let failed = report(host, "new", failed);
+        if let Some((_, response)) = ran.response.as_mut() {
+            *response = Response::error(500, "the object's new failed");
+        }
+        ran.ok = failed.ok;
+        ran.survived = failed.survived;
+    }
     let committed = ran.ok && host.commit_event();
     if committed {
         host.release_gate();
@@ -958,6 +991,10 @@ async fn handle_event(
         host.rollback_event();
         host.discard_gate();
     }
+    // What did not commit did not happen, but the instance's memory holds
+    // it: after a failed commit, or a failed event that ran `new`, memory
+    // and storage differ, so the instance goes.
+    let survived = ran.survived && (committed || (!ran.ok && !created));
     if let Some((request_id, response)) = ran.response {
         let response = if committed || !ran.ok {
             response
@@ -983,7 +1020,19 @@ async fn handle_event(
             },
         );
     }
-    ran.survived
+    survived
+}
+
+/// Runs the class's `new`, catching a panic as a handler's is caught.
+fn construct(host: &Rc<ObjectHost>, factory: Factory) -> Outcome<Box<dyn DynObject>> {
+    let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
+    let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        factory(State::new(sdk_host.clone()), Env::new(sdk_host))
+    }));
+    match created {
+        Ok(object) => Outcome::Ok(object),
+        Err(_) => Outcome::Panicked,
+    }
 }
 
 async fn run_event(
@@ -1176,9 +1225,9 @@ async fn guarded<T>(
     }
 }
 
-fn report(host: &ObjectHost, handler: &str, outcome: Outcome<()>) -> Ran {
+fn report<T>(host: &ObjectHost, handler: &str, outcome: Outcome<T>) -> Ran {
     let (ok, survived) = match outcome {
-        Outcome::Ok(()) => (true, true),
+        Outcome::Ok(_) => (true, true),
         Outcome::Err(err) => {
             warn!(class = host.class_name(), handler, %err, "handler failed");
             (false, true)

@@ -29,6 +29,15 @@
 //! worker), sends `after call`, stores `aroundcall` = NAME and replies
 //! `done`; `aroundcall:NAME:fail` does the same but fails instead of
 //! replying, so neither message nor the write may take effect.
+//!
+//! Instance resets: `remember:X` keeps X in the instance's memory and
+//! replies `ok`; `recall` → it, or nothing in a fresh instance.
+//! `breakcommit:X` remembers X, sends `sent before the commit`, and
+//! inserts a row that breaks a deferred foreign key, so the handler
+//! succeeds and the event's commit fails. While a socket tagged
+//! `count-inits` is open, `new` counts the instances created in storage
+//! (`inits`, +1 each) and broadcasts `constructed:N`; `inits` →
+//! `N/STORED`, the count this instance wrote and the stored one.
 
 use std::time::{Duration, SystemTime};
 use torpor_sdk::{
@@ -36,20 +45,37 @@ use torpor_sdk::{
 };
 
 const ALARM_FAIL_BELOW: &str = "alarm_fail_below";
+/// The tag that makes `new` count instances, and the key it counts under.
+const COUNT_INITS: &str = "count-inits";
+const INITS: &str = "inits";
 
 /// The benchmark object.
 pub struct Bench {
     state: State,
     env: Env,
     last_error: String,
+    remembered: String,
+    /// What `new` stored as `inits`, if it counted.
+    inits: u64,
 }
 
 impl DurableObject for Bench {
     fn new(state: State, env: Env) -> Bench {
+        let mut inits = 0;
+        if !state.get_websockets(Some(COUNT_INITS)).is_empty() {
+            let storage = state.storage();
+            let stored: u64 = storage.get_json(INITS).ok().flatten().unwrap_or(0);
+            if storage.put_json(INITS, &(stored + 1)).is_ok() {
+                inits = stored + 1;
+                state.broadcast(format!("constructed:{inits}"), None, None);
+            }
+        }
         Bench {
             state,
             env,
             last_error: String::new(),
+            remembered: String::new(),
+            inits,
         }
     }
 
@@ -121,6 +147,21 @@ impl DurableObject for Bench {
                 return Err(format!("failed on request after calling {to}").into());
             }
             "done".to_owned()
+        } else if let Some(rest) = text.strip_prefix("remember:") {
+            rest.clone_into(&mut self.remembered);
+            "ok".to_owned()
+        } else if let Some(rest) = text.strip_prefix("breakcommit:") {
+            rest.clone_into(&mut self.remembered);
+            ws.send("sent before the commit")?;
+            // Checked at COMMIT, not at the INSERT: the handler succeeds.
+            self.state.storage().sql().exec(
+                "CREATE TABLE IF NOT EXISTS parents(id INTEGER PRIMARY KEY);
+                 CREATE TABLE IF NOT EXISTS children(
+                     parent INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED);
+                 INSERT INTO children VALUES (1);",
+                &[],
+            )?;
+            "ok".to_owned()
         } else if let Some(name) = text.strip_prefix("idof:") {
             self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {
@@ -144,6 +185,11 @@ impl DurableObject for Bench {
                 "count" => self.state.get_websockets(None).len().to_string(),
                 "tags" => ws.tags()?.join(","),
                 "lasterror" => self.last_error.clone(),
+                "recall" => self.remembered.clone(),
+                "inits" => {
+                    let stored: u64 = self.state.storage().get_json(INITS)?.unwrap_or(0);
+                    format!("{}/{stored}", self.inits)
+                }
                 "autobinary" => {
                     self.state
                         .set_websocket_auto_response_binary(&[0xC0, 0x00], &[0xD0, 0x00])?;

@@ -398,6 +398,29 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_foreign_key_fails_the_commit_and_rolls_the_event_back() {
+        let (_dir, mut s) = open_temp();
+        s.begin_event().unwrap();
+        s.put("k", b"v").unwrap();
+        // Checked at COMMIT: every statement succeeds, the commit does not.
+        s.exec(
+            "CREATE TABLE parents(id INTEGER PRIMARY KEY);
+             CREATE TABLE children(parent REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO children VALUES (1);",
+            &[],
+        )
+        .unwrap();
+        assert!(s.commit_event().is_err());
+        assert_eq!(s.get("k").unwrap(), None);
+        assert!(s.exec("SELECT * FROM children", &[]).is_err());
+        // The next event starts cleanly.
+        s.begin_event().unwrap();
+        s.put("k", b"w").unwrap();
+        s.commit_event().unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"w".to_vec()));
+    }
+
+    #[test]
     fn transaction_sync_rolls_back_alone_while_the_event_commits() {
         let (_dir, mut s) = open_temp();
         s.begin_event().unwrap();
