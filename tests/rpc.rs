@@ -82,3 +82,36 @@ async fn workers_derive_the_same_ids_as_the_edge() {
         assert_eq!(client.request(&format!("idof:{target}")).await, from_edge);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stub_fetch_returns_the_callees_error_responses_and_an_rpc_fails() {
+    let node = Node::start();
+    let mut client = bench(&node, &unique_name("caller")).await;
+    let counter = unique_name("refuses");
+    // Counter refuses the method with its own 405 and message.
+    assert_eq!(
+        client
+            .request(&format!("fetchstatus:COUNTERS:{counter}:DELETE:/"))
+            .await,
+        "405 use GET or POST"
+    );
+    // A fetch handler that fails is the runtime's 500, still a response.
+    let answer = client
+        .request(&format!("fetchstatus:BENCH:{}:GET:/fail", unique_name("b")))
+        .await;
+    assert!(answer.starts_with("500 handler error: "), "{answer}");
+    assert_eq!(
+        client
+            .request(&format!("fetchstatus:COUNTERS:{counter}:GET:/"))
+            .await,
+        "200 0"
+    );
+    // An RPC whose method fails stays an error.
+    let answer = client
+        .request(&format!("rpc:{}:nosuchmethod:null", unique_name("b")))
+        .await;
+    assert!(
+        answer.starts_with("err:call failed with status 500"),
+        "{answer}"
+    );
+}

@@ -65,19 +65,23 @@ pub(crate) struct StorageSpec {
     pub(crate) limits: StorageLimits,
 }
 
+/// Who waits for a call: the callee's response, or why the call could not
+/// be made.
+type Answer = oneshot::Sender<Result<Response>>;
+
 /// Calls this worker's objects have made and not had answered, by the id
 /// the worker gave them.
 #[derive(Default)]
 pub(crate) struct Calls {
     next: Cell<u64>,
     /// The edge each call went through, and who waits for its answer.
-    pending: RefCell<HashMap<u64, (u16, oneshot::Sender<Response>)>>,
+    pending: RefCell<HashMap<u64, (u16, Answer)>>,
 }
 
 impl Calls {
     pub(crate) fn answer(&self, call_id: u64, response: Response) {
         if let Some((_, waiting)) = self.pending.borrow_mut().remove(&call_id) {
-            let _ = waiting.send(response);
+            let _ = waiting.send(Ok(response));
         }
     }
 
@@ -91,7 +95,10 @@ impl Calls {
             .collect();
         for id in lost {
             if let Some((_, waiting)) = pending.remove(&id) {
-                let _ = waiting.send(Response::error(503, "the edge routing the call went away"));
+                let _ = waiting.send(Err(Error::Call {
+                    status: 503,
+                    message: "the edge routing the call went away".to_owned(),
+                }));
             }
         }
     }
@@ -772,12 +779,16 @@ impl Host for ObjectHost {
                 body: request.body().clone(),
             },
         );
+        let is_rpc = rpc.is_some();
         Box::pin(async move {
             let response = rx.await.map_err(|_| Error::Call {
                 status: 503,
                 message: "the edge went away before answering".to_owned(),
-            })?;
-            if response.status >= 400 {
+            })??;
+            // A fetch gets the callee's response whatever its status, as
+            // Durable Objects' `stub.fetch` does; a failed RPC method has
+            // no result to return.
+            if is_rpc && response.status >= 400 {
                 return Err(Error::Call {
                     status: response.status,
                     message: String::from_utf8_lossy(&response.body).into_owned(),

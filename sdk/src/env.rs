@@ -115,7 +115,13 @@ pub struct Stub {
 }
 
 impl Stub {
-    /// Sends an HTTP request to the object's `fetch`.
+    /// Sends an HTTP request to the object's `fetch` and returns its
+    /// response, whatever the status: a 4xx or 5xx the callee answered (or
+    /// the runtime answered for it, such as 500 when its handler failed)
+    /// is a `Response`, as with Durable Objects' `stub.fetch`. An error
+    /// means the call could not be made: [`Error::Call`] with status 503
+    /// when no edge could carry it or the edge went away, or
+    /// [`Error::CallCycle`].
     pub async fn fetch(&self, request: Request) -> Result<Response> {
         let name = self.id.name.as_deref();
         self.host
@@ -124,7 +130,9 @@ impl Stub {
     }
 
     /// Calls the object's [`rpc`](crate::DurableObject::rpc) handler with
-    /// `method` and `args` (as JSON) and returns its result.
+    /// `method` and `args` (as JSON) and returns its result. A method that
+    /// fails is [`Error::Call`] with the status (500 for a handler error)
+    /// and the error's text.
     pub async fn call<A, R>(&self, method: &str, args: &A) -> Result<R>
     where
         A: Serialize + ?Sized,

@@ -48,8 +48,10 @@ pub enum Error {
     /// this call chain: it would wait for itself forever.
     #[error("call cycle: {0}")]
     CallCycle(String),
-    /// The called object answered with an error status (an RPC that
-    /// failed, a fetch that was refused).
+    /// An RPC whose method failed (with the status the callee answered),
+    /// or a call that could not be made at all (503: no edge to carry it,
+    /// or the edge went away). A `Stub::fetch` answered with an error
+    /// status is a response, not this.
     #[error("call failed with status {status}: {message}")]
     Call {
         /// The status.

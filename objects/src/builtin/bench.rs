@@ -23,8 +23,12 @@
 //! instance was live, or nothing. Calls to other objects: `rpc:NAME:METHOD:ARGS`
 //! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
 //! result (or `err:…`); `fetchcounter:NAME` POSTs to Counter NAME through a
-//! stub and replies with its answer; `idof:NAME` → the id of Bench NAME as
-//! this worker derives it. `aroundcall:NAME` sends `before call`, awaits
+//! stub and replies with its answer; `fetchstatus:NS:NAME:METHOD:PATH`
+//! fetches METHOD PATH from object NAME of namespace NS through a stub and
+//! replies `STATUS BODY`, whatever the status (or `err:…` if the call
+//! itself failed); a plain request to Bench whose path ends in `/fail`
+//! makes its `fetch` fail. `idof:NAME` → the id of Bench NAME as this
+//! worker derives it. `aroundcall:NAME` sends `before call`, awaits
 //! Bench NAME's rpc `echo` (an event of another object, often in the same
 //! worker), sends `after call`, stores `aroundcall` = NAME and replies
 //! `done`; `aroundcall:NAME:fail` does the same but fails instead of
@@ -80,6 +84,9 @@ impl DurableObject for Bench {
     }
 
     async fn fetch(&mut self, request: Request) -> HandlerResult<Response> {
+        if request.uri().ends_with("/fail") {
+            return Err(format!("failed on request: {}", request.uri()).into());
+        }
         if !request.is_websocket_upgrade() {
             return Ok(Response::error(426, "connect with a websocket"));
         }
@@ -162,6 +169,14 @@ impl DurableObject for Bench {
                 &[],
             )?;
             "ok".to_owned()
+        } else if let Some(rest) = text.strip_prefix("fetchstatus:") {
+            let mut parts = rest.splitn(4, ':');
+            let mut part = || parts.next().unwrap_or_default();
+            let (namespace, name, method, path) = (part(), part(), part(), part());
+            match self.fetch_status(namespace, name, method, path).await {
+                Ok(answer) => answer,
+                Err(err) => format!("err:{err}"),
+            }
         } else if let Some(name) = text.strip_prefix("idof:") {
             self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {
@@ -281,6 +296,20 @@ impl Bench {
         let stub = counters.get(&counters.id_from_name(name)?);
         let response = stub.fetch(Request::new("POST", "/")).await?;
         Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
+    async fn fetch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        method: &str,
+        path: &str,
+    ) -> HandlerResult<String> {
+        let namespace = self.env.namespace(namespace)?;
+        let stub = namespace.get(&namespace.id_from_name(name)?);
+        let response = stub.fetch(Request::new(method, path)).await?;
+        let body = String::from_utf8_lossy(&response.body);
+        Ok(format!("{} {body}", response.status))
     }
 
     fn set_alarm(&self, fail_below: u32, in_ms: u64) -> HandlerResult<String> {
