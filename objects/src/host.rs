@@ -148,6 +148,9 @@ pub(crate) struct ObjectHost {
     /// dropped), so a hibernated object holds no file descriptor.
     storage: RefCell<Option<storage::Storage>>,
     in_event: Cell<bool>,
+    /// Set by the instance for its WebSocket handlers; cleared for a new
+    /// instance.
+    websocket_event_timeout: Cell<Option<Duration>>,
     /// Row counts already reported to the edge.
     reported_rows: Cell<storage::RowCounts>,
 }
@@ -183,6 +186,7 @@ impl ObjectHost {
             storage_spec,
             storage: RefCell::new(None),
             in_event: Cell::new(false),
+            websocket_event_timeout: Cell::new(None),
             reported_rows: Cell::new(storage::RowCounts::default()),
         }
     }
@@ -796,6 +800,14 @@ impl Host for ObjectHost {
             }
             Ok(response)
         })
+    }
+
+    fn set_websocket_event_timeout(&self, timeout: Option<Duration>) {
+        self.websocket_event_timeout.set(timeout);
+    }
+
+    fn websocket_event_timeout(&self) -> Option<Duration> {
+        self.websocket_event_timeout.get()
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {

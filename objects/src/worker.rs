@@ -30,6 +30,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 use torpor_proto::ipc::{self, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
+use torpor_sdk::host::Abort;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
 use tracing::{debug, info, warn};
 
@@ -1026,12 +1027,14 @@ async fn handle_event(
 /// Runs the class's `new`, catching a panic as a handler's is caught.
 fn construct(host: &Rc<ObjectHost>, factory: Factory) -> Outcome<Box<dyn DynObject>> {
     let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
+    // What the last instance set for itself does not carry over.
+    sdk_host.set_websocket_event_timeout(None);
     let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
         factory(State::new(sdk_host.clone()), Env::new(sdk_host))
     }));
     match created {
         Ok(object) => Outcome::Ok(object),
-        Err(_) => Outcome::Panicked,
+        Err(payload) => Outcome::unwound(payload),
     }
 }
 
@@ -1065,16 +1068,29 @@ async fn run_event(
             host.begin_fetch(upgrade);
             host.set_chain(chain);
             let (response, ok, survived) = match instance.as_mut() {
-                Some(object) => match guarded(options, fetch_or_rpc(object, rpc, request)).await {
-                    Outcome::Ok(response) => (response, true, true),
-                    Outcome::Err(err) => {
-                        warn!(class = host.class_name(), %err, "fetch failed");
-                        let response = Response::error(500, format!("handler error: {err}"));
-                        (response, false, true)
+                Some(object) => {
+                    match guarded(options.handler_timeout, fetch_or_rpc(object, rpc, request)).await
+                    {
+                        Outcome::Ok(response) => (response, true, true),
+                        Outcome::Err(err) => {
+                            warn!(class = host.class_name(), %err, "fetch failed");
+                            let response = Response::error(500, format!("handler error: {err}"));
+                            (response, false, true)
+                        }
+                        Outcome::Panicked => {
+                            (Response::error(500, "handler panicked"), false, false)
+                        }
+                        Outcome::Aborted(reason) => {
+                            warn!(class = host.class_name(), %reason, "object aborted");
+                            let response =
+                                Response::error(500, format!("object aborted: {reason}"));
+                            (response, false, false)
+                        }
+                        Outcome::TimedOut => {
+                            (Response::error(504, "handler timed out"), false, false)
+                        }
                     }
-                    Outcome::Panicked => (Response::error(500, "handler panicked"), false, false),
-                    Outcome::TimedOut => (Response::error(504, "handler timed out"), false, false),
-                },
+                }
                 None => (
                     Response::error(
                         500,
@@ -1114,7 +1130,8 @@ async fn run_event(
                 Message::Binary(payload)
             };
             let ws = WebSocket::new(to_id(handle), sdk_host);
-            let outcome = guarded(options, object.websocket_message(ws, message)).await;
+            let limit = websocket_limit(host, options);
+            let outcome = guarded(limit, object.websocket_message(ws, message)).await;
             report(host, "websocket_message", outcome)
         }
         Event::Closed {
@@ -1132,14 +1149,16 @@ async fn run_event(
                     let failed = !was_clean && code != 1006;
                     let mut ran = Ran::quiet();
                     if failed {
+                        let limit = websocket_limit(host, options);
                         let outcome =
-                            guarded(options, object.websocket_error(ws.clone(), reason.clone()))
+                            guarded(limit, object.websocket_error(ws.clone(), reason.clone()))
                                 .await;
                         ran = report(host, "websocket_error", outcome);
                     }
                     if ran.ok {
+                        let limit = websocket_limit(host, options);
                         let outcome =
-                            guarded(options, object.websocket_close(ws, code, reason, was_clean))
+                            guarded(limit, object.websocket_close(ws, code, reason, was_clean))
                                 .await;
                         ran = report(host, "websocket_close", outcome);
                     }
@@ -1156,9 +1175,11 @@ async fn run_event(
                 is_retry: retry_count > 0,
             };
             let mut ran = match (instance.as_mut(), host.clear_firing_alarm()) {
-                (Some(object), Ok(())) => {
-                    report(host, "alarm", guarded(options, object.alarm(info)).await)
-                }
+                (Some(object), Ok(())) => report(
+                    host,
+                    "alarm",
+                    guarded(options.handler_timeout, object.alarm(info)).await,
+                ),
                 (_, Err(err)) => {
                     warn!(class = host.class_name(), %err, "cannot clear the firing alarm");
                     Ran {
@@ -1176,6 +1197,12 @@ async fn run_event(
         }
         Event::EdgeLost { .. } | Event::Lost { .. } => Ran::quiet(),
     }
+}
+
+/// How long a WebSocket handler may run: the object's own timeout if it
+/// set one, else the node's.
+fn websocket_limit(host: &ObjectHost, options: &WorkerOptions) -> Duration {
+    torpor_sdk::host::Host::websocket_event_timeout(host).unwrap_or(options.handler_timeout)
 }
 
 /// A fetch, or an RPC answered as JSON with status 200.
@@ -1202,11 +1229,24 @@ enum Outcome<T> {
     Ok(T),
     Err(torpor_sdk::HandlerError),
     Panicked,
+    /// `State::abort`, with its reason.
+    Aborted(String),
     TimedOut,
 }
 
+impl<T> Outcome<T> {
+    /// What an unwind caught at the handler boundary was.
+    fn unwound(payload: Box<dyn std::any::Any + Send>) -> Outcome<T> {
+        match payload.downcast::<Abort>() {
+            Ok(abort) => Outcome::Aborted(abort.reason),
+            Err(_) => Outcome::Panicked,
+        }
+    }
+}
+
+/// Runs a handler, catching a panic or an abort, for at most `limit`.
 async fn guarded<T>(
-    options: &WorkerOptions,
+    limit: Duration,
     future: impl std::future::Future<Output = torpor_sdk::HandlerResult<T>>,
 ) -> Outcome<T> {
     let mut future = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
@@ -1215,12 +1255,12 @@ async fn guarded<T>(
     // waker.
     let finished = match future.as_mut().now_or_never() {
         Some(result) => Ok(result),
-        None => tokio::time::timeout(options.handler_timeout, future).await,
+        None => tokio::time::timeout(limit, future).await,
     };
     match finished {
         Ok(Ok(Ok(value))) => Outcome::Ok(value),
         Ok(Ok(Err(err))) => Outcome::Err(err),
-        Ok(Err(_)) => Outcome::Panicked,
+        Ok(Err(payload)) => Outcome::unwound(payload),
         Err(_) => Outcome::TimedOut,
     }
 }
@@ -1234,6 +1274,10 @@ fn report<T>(host: &ObjectHost, handler: &str, outcome: Outcome<T>) -> Ran {
         }
         Outcome::Panicked => {
             warn!(class = host.class_name(), handler, "handler panicked");
+            (false, false)
+        }
+        Outcome::Aborted(reason) => {
+            warn!(class = host.class_name(), handler, %reason, "object aborted");
             (false, false)
         }
         Outcome::TimedOut => {

@@ -59,6 +59,14 @@ pub enum Error {
         /// The body, as text.
         message: String,
     },
+    /// A WebSocket event timeout over 7 days.
+    #[error("websocket event timeout is {ms} ms, limit {limit_ms}")]
+    EventTimeoutTooLong {
+        /// The timeout asked for, in milliseconds.
+        ms: u128,
+        /// The limit, in milliseconds.
+        limit_ms: u128,
+    },
     /// Serializing or deserializing with serde failed.
     #[error("serialization failed: {0}")]
     Serde(#[from] serde_json::Error),

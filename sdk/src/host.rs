@@ -5,10 +5,19 @@ use crate::{AutoResponse, Message, Request, Response, Result, StorageBackend, We
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The answer to a call, on the worker's single-threaded executor.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response>>>>;
+
+/// The unwind payload of [`State::abort`](crate::State::abort): the
+/// runtime catches it at the handler boundary and resets the object,
+/// logging the reason, instead of reporting a panic.
+#[derive(Debug)]
+pub struct Abort {
+    /// Why the object aborted.
+    pub reason: String,
+}
 
 /// What a live object can ask of the node. Calls never block: commands to
 /// the edge are queued and leave in order after the current event.
@@ -45,6 +54,11 @@ pub trait Host {
     fn auto_response(&self) -> Option<AutoResponse>;
     /// The object's storage, opened on first use in an event.
     fn storage(&self) -> Result<&dyn StorageBackend>;
+    /// Sets (`None`: unsets) the longest a WebSocket handler of the object
+    /// may run, already checked against the limit.
+    fn set_websocket_event_timeout(&self, timeout: Option<Duration>);
+    /// The WebSocket handler timeout the object set, if it did.
+    fn websocket_event_timeout(&self) -> Option<Duration>;
     /// When the edge last auto-responded on this socket.
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
     /// Whether the node configures a namespace of this name.

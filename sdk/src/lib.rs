@@ -24,6 +24,9 @@ pub use env::{Env, Namespace, ObjectId, Stub};
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use http::{Request, Response};
 pub use object::{AlarmInfo, DurableObject};
-pub use state::{AutoResponse, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+pub use state::{
+    AutoResponse, State, MAX_AUTO_RESPONSE_BYTES, MAX_TAGS, MAX_TAG_BYTES,
+    MAX_WEBSOCKET_EVENT_TIMEOUT,
+};
 pub use storage::{Cursor, ListOptions, Sql, SqlValue, Storage, StorageBackend};
 pub use websocket::{Message, WebSocket, WebSocketId};

@@ -1,11 +1,11 @@
 //! An object's view of itself: identity, its sockets, its auto-response.
 
-use crate::host::Host;
+use crate::host::{Abort, Host};
 use crate::websocket::{Message, WebSocket};
 use crate::{Error, Request, Result, Storage};
 use bytes::Bytes;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Most tags a socket may carry.
 pub const MAX_TAGS: usize = 10;
@@ -13,6 +13,9 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_BYTES: usize = 256;
 /// Longest auto-response request or response, in bytes.
 pub const MAX_AUTO_RESPONSE_BYTES: usize = 2048;
+/// Longest WebSocket event timeout an object may set: 7 days, as in
+/// Durable Objects.
+pub const MAX_WEBSOCKET_EVENT_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Handed to [`DurableObject::new`](crate::DurableObject::new): the object's
 /// identity and its sockets.
@@ -63,6 +66,52 @@ impl State {
         F: std::future::Future<Output = T>,
     {
         work.await
+    }
+
+    /// Resets the object, as Durable Objects' `ctx.abort()` does: the
+    /// current event fails and rolls back (nothing it sent leaves, a fetch
+    /// is answered 500), the instance is dropped without finishing the
+    /// handler, and the next event runs `new` again. The reason is logged.
+    /// An alarm handler that aborts is retried like one that fails.
+    ///
+    /// Call it from `new` or a handler. It unwinds the stack to the
+    /// runtime's handler boundary (without the panic hook's message), so a
+    /// `catch_unwind` of the object's own in between would stop it; don't
+    /// wrap it in one.
+    pub fn abort(&self, reason: &str) -> ! {
+        std::panic::resume_unwind(Box::new(Abort {
+            reason: reason.to_owned(),
+        }))
+    }
+
+    /// Sets the longest a `websocket_message`, `websocket_close` or
+    /// `websocket_error` handler of this object may run before its event
+    /// fails (and the instance is reset, as after any timeout), instead of
+    /// the node's handler timeout; fetch, RPC and alarm handlers keep the
+    /// node's. `None` or zero unsets it. Beyond
+    /// [`MAX_WEBSOCKET_EVENT_TIMEOUT`] (7 days) it is an error. It holds
+    /// for this instance: a new one (after hibernation or a reset) starts
+    /// without it, so set it in `new`.
+    pub fn set_hibernatable_websocket_event_timeout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let timeout = timeout.filter(|t| !t.is_zero());
+        if let Some(t) = timeout.filter(|&t| t > MAX_WEBSOCKET_EVENT_TIMEOUT) {
+            return Err(Error::EventTimeoutTooLong {
+                ms: t.as_millis(),
+                limit_ms: MAX_WEBSOCKET_EVENT_TIMEOUT.as_millis(),
+            });
+        }
+        self.host.set_websocket_event_timeout(timeout);
+        Ok(())
+    }
+
+    /// The timeout set with
+    /// [`set_hibernatable_websocket_event_timeout`](Self::set_hibernatable_websocket_event_timeout),
+    /// if one is.
+    pub fn get_hibernatable_websocket_event_timeout(&self) -> Option<Duration> {
+        self.host.websocket_event_timeout()
     }
 
     /// Accepts a WebSocket upgrade as hibernatable, with up to 10 tags of up

@@ -141,12 +141,15 @@ impl NodeBuilder {
         let pid = child.id();
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let tail = Arc::clone(&stderr_tail);
+        let lines = Arc::clone(&stderr_lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[torpor {pid} stderr] {line}");
+                lines.lock().unwrap().push(line.clone());
                 let mut tail = tail.lock().unwrap();
                 if tail.len() == STDERR_TAIL_LINES {
                     tail.pop_front();
@@ -173,6 +176,7 @@ impl NodeBuilder {
         // From here on the guard owns the child: a failed start still kills it.
         let mut node = Node {
             child,
+            stderr_lines,
             dir,
             data_dir,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -203,6 +207,8 @@ impl NodeBuilder {
 /// One running `torpor`; killed with everything it started when dropped.
 pub struct Node {
     child: Child,
+    /// Everything the node and its children wrote to stderr so far.
+    stderr_lines: Arc<Mutex<Vec<String>>>,
     dir: PathBuf,
     data_dir: PathBuf,
     http_addr: SocketAddr,
@@ -277,6 +283,12 @@ impl Node {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The stderr lines (logs, panic messages) of the node and everything
+    /// it started, so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr_lines.lock().unwrap().clone()
     }
 
     /// A path inside the node's data directory.

@@ -42,6 +42,11 @@
 //! `count-inits` is open, `new` counts the instances created in storage
 //! (`inits`, +1 each) and broadcasts `constructed:N`; `inits` →
 //! `N/STORED`, the count this instance wrote and the stored one.
+//! `abort:R` stores `aborted` = R, sends `sent before aborting`, then
+//! aborts the object with reason R. `wstimeout:MS` sets the WebSocket
+//! event timeout (0 unsets it) and `wstimeout` alone reads it; both reply
+//! with the timeout in milliseconds or `none` (or `err:…`). `sleep:MS`
+//! waits MS milliseconds, then replies `slept`.
 
 use std::time::{Duration, SystemTime};
 use torpor_sdk::{
@@ -177,6 +182,22 @@ impl DurableObject for Bench {
                 Ok(answer) => answer,
                 Err(err) => format!("err:{err}"),
             }
+        } else if let Some(reason) = text.strip_prefix("abort:") {
+            self.state.storage().put("aborted", reason.as_bytes())?;
+            ws.send("sent before aborting")?;
+            self.state.abort(reason)
+        } else if let Some(ms) = text.strip_prefix("wstimeout:") {
+            let timeout = Duration::from_millis(ms.parse().unwrap_or(0));
+            match self
+                .state
+                .set_hibernatable_websocket_event_timeout(Some(timeout))
+            {
+                Ok(()) => self.websocket_event_timeout(),
+                Err(err) => format!("err:{err}"),
+            }
+        } else if let Some(ms) = text.strip_prefix("sleep:") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+            "slept".to_owned()
         } else if let Some(name) = text.strip_prefix("idof:") {
             self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {
@@ -201,6 +222,7 @@ impl DurableObject for Bench {
                 "tags" => ws.tags()?.join(","),
                 "lasterror" => self.last_error.clone(),
                 "recall" => self.remembered.clone(),
+                "wstimeout" => self.websocket_event_timeout(),
                 "inits" => {
                     let stored: u64 = self.state.storage().get_json(INITS)?.unwrap_or(0);
                     format!("{}/{stored}", self.inits)
@@ -230,7 +252,7 @@ impl DurableObject for Bench {
     }
 
     /// `echo` → its arguments; `whoami` → the object's name; `id` → its
-    /// id; `forward` `{"to", "method", "args"}` → calls another Bench and
+    /// id; `abort` aborts the object with its arguments as the reason; `forward` `{"to", "method", "args"}` → calls another Bench and
     /// returns its answer (what the call-chain tests use).
     async fn rpc(
         &mut self,
@@ -241,6 +263,7 @@ impl DurableObject for Bench {
             "echo" => Ok(args),
             "whoami" => Ok(self.state.name().into()),
             "id" => Ok(self.state.id().into()),
+            "abort" => self.state.abort(&args.to_string()),
             "forward" => {
                 let field = |key: &str| args.get(key).cloned().unwrap_or_default();
                 let to = field("to");
@@ -310,6 +333,13 @@ impl Bench {
         let response = stub.fetch(Request::new(method, path)).await?;
         let body = String::from_utf8_lossy(&response.body);
         Ok(format!("{} {body}", response.status))
+    }
+
+    fn websocket_event_timeout(&self) -> String {
+        match self.state.get_hibernatable_websocket_event_timeout() {
+            Some(timeout) => timeout.as_millis().to_string(),
+            None => "none".to_owned(),
+        }
     }
 
     fn set_alarm(&self, fail_below: u32, in_ms: u64) -> HandlerResult<String> {
