@@ -689,9 +689,9 @@ struct ObjectTask {
 /// `data_dir/<class>/<id>.sqlite`. Ids are hex, but every byte outside
 /// `[A-Za-z0-9_-]` is still written as `%XX`, so that nothing the edge sends
 /// can leave its directory or collide with another.
-fn database_path(data_dir: &std::path::Path, class: &str, name: &str) -> PathBuf {
-    let mut file = String::with_capacity(name.len() + 7);
-    for byte in name.bytes() {
+fn database_path(data_dir: &std::path::Path, class: &str, id: &str) -> PathBuf {
+    let mut file = String::with_capacity(id.len() + 7);
+    for byte in id.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
             file.push(char::from(byte));
         } else {

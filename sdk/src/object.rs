@@ -20,7 +20,10 @@ pub struct AlarmInfo {
 /// need not be `Send`.
 #[allow(async_fn_in_trait)]
 pub trait DurableObject: 'static {
-    /// Creates an instance; runs on every wake.
+    /// Creates an instance; runs on every wake, and again after a reset (a
+    /// panic, a timeout, [`State::abort`], an event that did not commit).
+    /// It runs inside the event that needs the instance: what it writes
+    /// and sends commits, or rolls back, with that event.
     fn new(state: State, env: Env) -> Self
     where
         Self: Sized;

@@ -56,11 +56,26 @@ impl State {
         Storage::new(self.host.clone())
     }
 
-    /// Runs `work` with every other event of this object held back until
-    /// it finishes, as the input gate of Durable Objects does; typically
-    /// used in `new` to load state before the first event. Torpor runs an
-    /// object's events strictly one at a time, so this is the handler's own
-    /// await: nothing else of the object starts while it runs.
+    /// Runs `work` and returns its output, with every other event of this
+    /// object held back until it finishes.
+    ///
+    /// Durable Objects needs this because there a handler awaiting anything
+    /// but storage lets the object's next event in. Torpor never does: an
+    /// object's events run strictly one after another, and while a handler
+    /// awaits anything (a [`Stub`](crate::Stub) call, a timer, `work`
+    /// here) the object's other messages, requests, RPCs and alarms wait
+    /// in its mailbox until that handler returns. So this is `work.await`,
+    /// kept so that code written for Durable Objects reads the same. It
+    /// follows that a call back into this object from further down the
+    /// same call chain fails at once with
+    /// [`Error::CallCycle`](crate::Error::CallCycle) instead of waiting for
+    /// itself, and that nothing needs this to load state: `new` is
+    /// synchronous, and so is storage, so `new` reads it directly.
+    ///
+    /// `work` counts against the handler's timeout. A panic in it fails the
+    /// event and resets the object, as any panic does; an error it returns
+    /// is only its output (Durable Objects resets the object on a throw:
+    /// call [`abort`](Self::abort) for that).
     pub async fn block_concurrency_while<T, F>(&self, work: F) -> T
     where
         F: std::future::Future<Output = T>,

@@ -234,7 +234,11 @@ impl Storage {
         self.backend()?.list(options)
     }
 
-    /// Removes every key (SQL tables are the object's own to drop).
+    /// Removes everything the object stored, atomically: every key, and
+    /// every table, view and trigger its SQL created (indexes go with their
+    /// tables). The alarm is kept; [`delete_alarm`](Self::delete_alarm)
+    /// removes it. Like every write, it takes effect when the event
+    /// commits.
     pub fn delete_all(&self) -> Result<()> {
         self.backend()?.delete_all()
     }
