@@ -25,6 +25,7 @@ mod ledger;
 mod limits;
 mod presence;
 mod protocol;
+mod reload;
 mod rpc;
 mod storage;
 mod workers;

@@ -4,7 +4,7 @@
 //! metrics summed series by series, and the pids of every process.
 
 use crate::admin::{json, respond};
-use crate::supervisor::Pids;
+use crate::supervisor::{Pids, ReloadRequest};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::server::conn::http1;
@@ -37,6 +37,8 @@ pub struct NodeAdmin {
     pub edges: u16,
     /// The children's pids, kept by the supervisor.
     pub pids: Arc<Mutex<Pids>>,
+    /// Where `POST /admin/reload` goes.
+    pub reload: tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
 }
 
 /// Serves the node's admin API until the listener fails.
@@ -64,6 +66,15 @@ async fn handle<B>(
     admin: Arc<NodeAdmin>,
     request: Request<B>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if request.uri().path() == "/admin/reload" {
+        if request.method() != hyper::Method::POST {
+            return Ok(json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({"error": "POST /admin/reload"}),
+            ));
+        }
+        return Ok(reload(&admin).await);
+    }
     if request.method() != hyper::Method::GET {
         return Ok(json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +112,37 @@ async fn handle<B>(
     let (status, body) = answers.into_iter().flatten().next().unwrap_or_default();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     Ok(respond(status, "application/json", body))
+}
+
+/// Reloads and answers with the report: 200 when every worker was
+/// replaced, 409 when the reload was refused (nothing changed), 500 when
+/// it failed part way.
+async fn reload(admin: &NodeAdmin) -> Response<Full<Bytes>> {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let gone = || {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "the supervisor is shutting down"}),
+        )
+    };
+    if admin.reload.send(reply).is_err() {
+        return gone();
+    }
+    match outcome.await {
+        Ok(Ok(report)) => json(StatusCode::OK, &report),
+        Ok(Err(err)) => {
+            let status = if err.refused {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            json(
+                status,
+                &serde_json::json!({"error": err.message, "refused": err.refused}),
+            )
+        }
+        Err(_) => gone(),
+    }
 }
 
 fn node(admin: &NodeAdmin) -> serde_json::Value {

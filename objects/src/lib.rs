@@ -7,6 +7,7 @@
 //! clients (the edge holds them) and anything an object author calls (that
 //! is `torpor-sdk`).
 
+mod build;
 pub mod builtin;
 mod gate;
 mod host;
@@ -17,5 +18,6 @@ mod registry;
 pub mod storage;
 mod worker;
 
+pub use build::build_version;
 pub use registry::Registry;
 pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions};

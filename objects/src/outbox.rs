@@ -13,6 +13,7 @@
 //! restarts.
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
@@ -23,6 +24,8 @@ struct EdgeOut {
     /// Alarm changes pushed while the edge was down.
     retained: RefCell<Vec<u8>>,
     connected: Cell<bool>,
+    /// A buffer taken from `buf` is being written.
+    writing: Cell<bool>,
     notify: Notify,
 }
 
@@ -39,6 +42,7 @@ impl Outbox {
                     buf: RefCell::new(Vec::new()),
                     retained: RefCell::new(Vec::new()),
                     connected: Cell::new(false),
+                    writing: Cell::new(false),
                     notify: Notify::new(),
                 })
                 .collect(),
@@ -87,6 +91,24 @@ impl Outbox {
         }
     }
 
+    /// Waits (a bounded while) until what was pushed for connected edges
+    /// has been written: a worker about to exit must not take its last
+    /// replies with it.
+    pub(crate) async fn flushed(&self) {
+        const LIMIT: Duration = Duration::from_secs(2);
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < LIMIT {
+            let pending = self
+                .edges
+                .iter()
+                .any(|e| e.connected.get() && (e.writing.get() || !e.buf.borrow().is_empty()));
+            if !pending {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Writes everything pushed for `edge`, until writing fails.
     pub(crate) async fn drain_into(
         &self,
@@ -104,7 +126,10 @@ impl Outbox {
                 out.notify.notified().await;
                 continue;
             }
-            socket.write_all(&spare).await?;
+            out.writing.set(true);
+            let written = socket.write_all(&spare).await;
+            out.writing.set(false);
+            written?;
             spare.clear();
         }
     }

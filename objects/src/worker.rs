@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
-use torpor_proto::ipc::{self, SocketInfo, ToEdge, ToWorker};
+use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToSupervisor, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Abort;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
@@ -38,6 +38,60 @@ use tracing::{debug, info, warn};
 const RECONNECT_INTERVAL: Duration = Duration::from_millis(50);
 /// With no edge connected this long the node is gone: the worker exits.
 const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+/// How often a retiring worker looks whether its objects are done.
+const RETIRE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Past `handler_timeout`, how long a retiring worker waits for its last
+/// events before it exits anyway.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// Reads the supervisor's control frames from stdin, on a thread of its
+/// own: a blocking read on tokio's blocking pool would keep the runtime
+/// from shutting down, and this thread must not keep the process up.
+fn read_control(inputs: mpsc::UnboundedSender<Input>) {
+    let spawned = std::thread::Builder::new()
+        .name("torpor-control".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = BytesMut::new();
+            let mut chunk = [0u8; 256];
+            loop {
+                let n = match stdin.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                while let Ok(Some(frame)) = ipc::split_frame(&mut buf) {
+                    match ToChild::decode(frame) {
+                        Ok(message) => {
+                            if inputs.send(Input::Control(message)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(err) => warn!(%err, "bad control frame from the supervisor"),
+                    }
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        warn!(%err, "cannot read control messages; this worker cannot be retired");
+    }
+}
+
+/// Tells the supervisor (our stdout) this worker serves.
+fn announce_ready() {
+    use std::io::Write;
+    let mut frame = Vec::new();
+    ToSupervisor::Ready {
+        version: ipc::VERSION,
+        pid: std::process::id(),
+    }
+    .encode(&mut frame);
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(&frame).and_then(|()| stdout.flush()) {
+        debug!(%err, "cannot tell the supervisor we are ready");
+    }
+}
 
 /// How a worker is set up; the supervisor passes these as flags.
 #[derive(Clone, Debug)]
@@ -176,11 +230,12 @@ impl Objects {
     }
 }
 
-/// What a link task tells the dispatcher.
+/// What a link task (or the supervisor, on stdin) tells the dispatcher.
 enum Input {
     Up(u16),
     Frame(u16, ToWorker),
     Down(u16),
+    Control(ToChild),
 }
 
 /// Runs a worker until the edges agree it may exit (returns `Ok`), or the
@@ -206,6 +261,13 @@ struct Worker {
     /// Per edge, the objects that were live when it was last lost: they
     /// heard of its sockets then, so its successor's `Lost` is not for them.
     told_on_loss: Vec<HashSet<(String, String)>>,
+    /// Object tasks still running.
+    tasks: Rc<Cell<usize>>,
+    /// `Ready` went to the supervisor.
+    announced: bool,
+    /// Retiring (a new process takes this worker's place): the edges that
+    /// answered `Retired`, and when it began.
+    retiring: Option<(Vec<bool>, Instant)>,
 }
 
 async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), WorkerError> {
@@ -235,7 +297,6 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
             input_tx.clone(),
         ));
     }
-    drop(input_tx);
     let objects = Objects {
         by_edge: vec![HashMap::new(); usize::from(options.edges)],
         ..Objects::default()
@@ -249,15 +310,27 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
         shared,
         objects: Rc::new(RefCell::new(objects)),
         exit_answers: None,
+        tasks: Rc::new(Cell::new(0)),
+        announced: false,
+        retiring: None,
     };
+    read_control(input_tx);
     let parent = std::os::unix::process::parent_id();
     let mut last_connected = Instant::now();
     info!(index = worker.options.index, "worker running");
     loop {
+        if worker.retirement_done() {
+            worker.outbox.flushed().await;
+            info!("retired, exiting");
+            return Ok(());
+        }
         let quiet = worker.objects.borrow().lives.is_empty()
             && worker.exit_answers.is_none()
+            && worker.retiring.is_none()
             && worker.connected.iter().any(|&c| c);
-        let wait = if quiet {
+        let wait = if worker.retiring.is_some() {
+            RETIRE_CHECK_INTERVAL
+        } else if quiet {
             worker.options.idle_exit
         } else {
             Duration::from_secs(1)
@@ -363,7 +436,21 @@ impl Worker {
             Input::Up(edge) => {
                 info!(edge, "edge connected");
                 self.connected[usize::from(edge)] = true;
-                self.stay_up();
+                if !self.announced && self.connected.iter().all(|&c| c) {
+                    self.announced = true;
+                    announce_ready();
+                }
+                if self.retiring.is_some() {
+                    // A restarted edge: it holds nothing for us, so there
+                    // is nothing to wait for from it.
+                    self.outbox.push(edge, &ToEdge::Retire);
+                } else {
+                    self.stay_up();
+                }
+                false
+            }
+            Input::Control(ToChild::Retire) => {
+                self.retire();
                 false
             }
             Input::Down(edge) => {
@@ -373,6 +460,56 @@ impl Worker {
             }
             Input::Frame(edge, message) => self.message(edge, message),
         }
+    }
+
+    /// Stops taking new events: every edge holds them for the process that
+    /// replaces this one.
+    fn retire(&mut self) {
+        if self.retiring.is_some() {
+            return;
+        }
+        info!("retiring: finishing the events already sent");
+        self.exit_answers = None;
+        for edge in 0..self.options.edges {
+            self.outbox.push(edge, &ToEdge::Retire);
+        }
+        self.retiring = Some((vec![false; self.connected.len()], Instant::now()));
+    }
+
+    /// Whether a retiring worker is done: every edge has answered, every
+    /// object has finished what it was sent (or the grace period is over).
+    fn retirement_done(&mut self) -> bool {
+        let Some((answered, since)) = &self.retiring else {
+            return false;
+        };
+        if since.elapsed() > self.options.handler_timeout + RETIRE_GRACE {
+            warn!(
+                live = self.objects.borrow().lives.len(),
+                "retiring worker still busy, exiting anyway"
+            );
+            return true;
+        }
+        let all_answered = answered
+            .iter()
+            .zip(&self.connected)
+            .all(|(&answered, &connected)| answered || !connected);
+        if !all_answered {
+            return false;
+        }
+        // No new event can come: dropping an object's mailbox lets its task
+        // finish what is queued and end. One still gathering its sockets
+        // waits for the answers (they follow `Retired`).
+        let mut objects = self.objects.borrow_mut();
+        let finished: Vec<usize> = objects
+            .lives
+            .iter()
+            .filter(|(_, live)| !live.gathering.is_pending())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in finished {
+            objects.remove(slot);
+        }
+        objects.lives.is_empty() && self.tasks.get() == 0
     }
 
     fn ask_to_exit(&mut self) {
@@ -402,6 +539,14 @@ impl Worker {
 
     fn message(&mut self, edge: u16, message: ToWorker) -> bool {
         let event = match message {
+            ToWorker::Retired => {
+                if let Some((answered, _)) = self.retiring.as_mut() {
+                    if let Some(answer) = answered.get_mut(usize::from(edge)) {
+                        *answer = true;
+                    }
+                }
+                return false;
+            }
             ToWorker::Shutdown => {
                 match self.exit_answers.as_mut() {
                     Some(answers) => answers[usize::from(edge)] = true,
@@ -614,7 +759,9 @@ impl Worker {
             gathering: gathering.clone(),
         });
         objects.index.insert(key, slot);
+        let running = TaskCount::start(&self.tasks);
         tokio::task::spawn_local(object_task(ObjectTask {
+            running,
             slot,
             mailbox: rx,
             host,
@@ -675,8 +822,26 @@ impl Worker {
     }
 }
 
+/// Counts a running object task until dropped.
+struct TaskCount(Rc<Cell<usize>>);
+
+impl TaskCount {
+    fn start(count: &Rc<Cell<usize>>) -> TaskCount {
+        count.set(count.get() + 1);
+        TaskCount(count.clone())
+    }
+}
+
+impl Drop for TaskCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// What one object's task needs.
 struct ObjectTask {
+    /// Held for the task's life.
+    running: TaskCount,
     slot: usize,
     mailbox: mpsc::UnboundedReceiver<Delivery>,
     host: Rc<ObjectHost>,
@@ -707,6 +872,7 @@ fn database_path(data_dir: &std::path::Path, class: &str, id: &str) -> PathBuf {
 /// edges agree to evict the object.
 async fn object_task(task: ObjectTask) {
     let ObjectTask {
+        running: _running,
         slot,
         mut mailbox,
         host,

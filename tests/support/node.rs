@@ -38,6 +38,9 @@ pub struct NodeBuilder {
     extra_config: Vec<String>,
     /// Environment variables set on the `torpor` process.
     env: Vec<(String, String)>,
+    /// The binary to run instead of the built `torpor` (a copy a test
+    /// replaces to rehearse a deploy).
+    program: Option<PathBuf>,
 }
 
 impl NodeBuilder {
@@ -92,6 +95,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs `program` instead of the built `torpor`.
+    pub fn program(mut self, program: &Path) -> Self {
+        self.program = Some(program.to_owned());
+        self
+    }
+
     fn config_text(&self, data_dir: &Path) -> String {
         let mut text = format!("data_dir = {}\n", toml_string(&data_dir.to_string_lossy()));
         if let Some(workers) = self.workers {
@@ -129,7 +138,11 @@ impl NodeBuilder {
         let config = self.config_text(&data_dir);
         std::fs::write(&config_path, &config).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_torpor"))
+        let program = self
+            .program
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_torpor")));
+        let mut child = Command::new(&program)
             .arg("--config")
             .arg(&config_path)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -137,7 +150,7 @@ impl NodeBuilder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", env!("CARGO_BIN_EXE_torpor")));
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.display()));
         let pid = child.id();
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -309,6 +322,27 @@ impl Node {
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("admin GET {path} failed: {e}"))
+    }
+
+    /// Runs `torpor reload` against this node; (exit code, stdout, stderr).
+    pub async fn reload(&self) -> (i32, String, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_torpor"));
+        command
+            .arg("reload")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--admin")
+            .arg(self.admin_addr.to_string())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("torpor reload answers within 60 s")
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// `GET /admin/objects/{class}/{name}` as JSON; an unknown object (404) reads as all zeros.

@@ -307,7 +307,21 @@ struct Link {
     starting: bool,
     /// `Shutdown` was sent: hold what comes next until a new worker connects.
     exiting: bool,
+    /// The worker retires (a deploy): events for its successor, held while
+    /// `out` still carries what the retiring process must get.
+    held: Option<Vec<u8>>,
+    /// Bumped at each retirement: requests remember the one they were sent
+    /// in, so the retiring process's unanswered ones fail and the held
+    /// ones do not.
+    epoch: u32,
     live_objects: u32,
+}
+
+impl Link {
+    /// Where events go: the successor's buffer while the worker retires.
+    fn events(&mut self) -> &mut Vec<u8> {
+        self.held.as_mut().unwrap_or(&mut self.out)
+    }
 }
 
 struct PendingLink {
@@ -322,12 +336,16 @@ struct PendingCall {
     worker: usize,
     call_id: u64,
     callee: u32,
+    /// The callee's worker's link epoch when the call was sent.
+    epoch: u32,
 }
 
 struct PendingFetch {
     reply: oneshot::Sender<FetchReply>,
     object: u32,
     upgrade: Option<usize>,
+    /// The object's worker's link epoch when the request was sent.
+    epoch: u32,
 }
 
 struct HoldLoop {
@@ -560,7 +578,7 @@ impl HoldLoop {
         o.sent += 1;
         o.in_flight += 1;
         o.usage.events += 1;
-        encode(&mut link.out);
+        encode(link.events());
         if link.stream.is_none() && !link.starting {
             link.starting = true;
             let _ = self.start_worker.send(o.worker);
@@ -571,8 +589,29 @@ impl HoldLoop {
     /// with this edge's sockets of it. Whether that is a wake (a new
     /// instance) only the worker knows; it says so with `Woke`.
     fn activate(&mut self, object: u32) {
+        self.encode_activate(object, false);
         let o = &mut self.objects[object as usize];
         let link = &mut self.links[o.worker as usize];
+        o.live = true;
+        o.sent = 0;
+        link.live_objects += 1;
+        if link.stream.is_none() && !link.starting {
+            link.starting = true;
+            let _ = self.start_worker.send(o.worker);
+        }
+    }
+
+    /// Appends the object's `Activate` (and `Sockets`) for its worker: to
+    /// the process that retires (`to_retiring`, answering its `Gather`) or
+    /// to the one that serves the object's next events.
+    fn encode_activate(&mut self, object: u32, to_retiring: bool) {
+        let o = &self.objects[object as usize];
+        let link = &mut self.links[o.worker as usize];
+        let out = if to_retiring {
+            &mut link.out
+        } else {
+            link.events()
+        };
         let edge = self.options.edge;
         let info = |slot: &u32| {
             let s = self.sockets.get(*slot as usize)?;
@@ -601,7 +640,7 @@ impl HoldLoop {
             sockets: first.iter().filter_map(info).collect(),
             more,
         }
-        .encode(&mut link.out);
+        .encode(out);
         let mut rest = chunks.peekable();
         while let Some(chunk) = rest.next() {
             ToWorker::Sockets {
@@ -609,14 +648,7 @@ impl HoldLoop {
                 sockets: chunk.iter().filter_map(info).collect(),
                 more: rest.peek().is_some(),
             }
-            .encode(&mut link.out);
-        }
-        o.live = true;
-        o.sent = 0;
-        link.live_objects += 1;
-        if link.stream.is_none() && !link.starting {
-            link.starting = true;
-            let _ = self.start_worker.send(o.worker);
+            .encode(out);
         }
     }
 
@@ -785,12 +817,14 @@ impl HoldLoop {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         let handle = upgrade.map(|slot| self.handle_of(slot));
+        let epoch = self.links[self.objects[object as usize].worker as usize].epoch;
         self.fetches.insert(
             request_id,
             PendingFetch {
                 reply: request.reply,
                 object,
                 upgrade,
+                epoch,
             },
         );
         self.send_event(
@@ -843,6 +877,7 @@ impl HoldLoop {
         }
         let request_id = self.next_request_id;
         self.next_request_id += 1;
+        let epoch = self.links[self.objects[object as usize].worker as usize].epoch;
         self.calls.insert(
             request_id,
             PendingCall {
@@ -850,6 +885,7 @@ impl HoldLoop {
                 worker,
                 call_id,
                 callee: object,
+                epoch,
             },
         );
         self.send_event(
@@ -1070,6 +1106,10 @@ impl HoldLoop {
         }
         link.rbuf.clear();
         link.starting = false;
+        if link.held.is_some() {
+            self.retired(worker);
+            return;
+        }
         if link.exiting {
             // An idle exit we agreed to: what was queued since is for the
             // next worker, objects activated since included.
@@ -1082,17 +1122,7 @@ impl HoldLoop {
             return;
         }
         warn!(worker, "worker connection lost; its live objects are reset");
-        // An alarm whose handler was running there failed: retry it.
-        let firing: Vec<u32> = self
-            .alarms
-            .firing()
-            .filter(|&o| self.objects[o as usize].worker as usize == worker)
-            .collect();
-        for object in firing {
-            if let Some(change) = self.alarms.done(object, false, self.now_ms) {
-                self.persist_alarm(object, change);
-            }
-        }
+        self.retry_firing_alarms(worker);
         let link = &mut self.links[worker];
         link.out.clear();
         link.written = 0;
@@ -1106,17 +1136,43 @@ impl HoldLoop {
                 o.go_idle();
             }
         }
+        self.fail_requests(worker, u32::MAX);
+    }
+
+    /// An alarm whose handler was running in the worker's process that
+    /// went away failed: retry it.
+    fn retry_firing_alarms(&mut self, worker: usize) {
+        let firing: Vec<u32> = self
+            .alarms
+            .firing()
+            .filter(|&o| self.objects[o as usize].worker as usize == worker)
+            .collect();
+        for object in firing {
+            if let Some(change) = self.alarms.done(object, false, self.now_ms) {
+                self.persist_alarm(object, change);
+            }
+        }
+    }
+
+    /// The worker's process went away: its requests sent before link epoch
+    /// `before` are lost (503), and calls its handlers made will find no
+    /// one to answer.
+    fn fail_requests(&mut self, worker: usize, before: u32) {
         let lost: Vec<u64> = self
             .fetches
             .iter()
-            .filter(|(_, f)| self.objects[f.object as usize].worker as usize == worker)
+            .filter(|(_, f)| {
+                self.objects[f.object as usize].worker as usize == worker && f.epoch < before
+            })
             .map(|(id, _)| *id)
             .collect();
         let lost_calls: Vec<u64> = self
             .calls
             .iter()
             .filter(|(_, c)| {
-                c.worker == worker || self.objects[c.callee as usize].worker as usize == worker
+                c.worker == worker
+                    || (self.objects[c.callee as usize].worker as usize == worker
+                        && c.epoch < before)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1305,7 +1361,11 @@ impl HoldLoop {
                 let object =
                     self.object_for(Arc::from(namespace.as_str()), class, id, name.as_deref());
                 // Already live from here: our Activate is on its way.
-                if !self.objects[object as usize].live {
+                if self.links[worker].held.is_some() {
+                    // For an event the retiring process still handles; its
+                    // successor gets an Activate of its own.
+                    self.encode_activate(object, true);
+                } else if !self.objects[object as usize].live {
                     self.activate(object);
                 }
             }
@@ -1324,6 +1384,8 @@ impl HoldLoop {
                 }
             }
             call @ ToEdge::Call { .. } => self.call(worker, call),
+            ToEdge::Retire => self.retire(worker),
+            ToEdge::IdleExit if self.links[worker].held.is_some() => {}
             ToEdge::IdleExit => {
                 self.flush_link(worker);
                 let link = &mut self.links[worker];
@@ -1337,6 +1399,61 @@ impl HoldLoop {
                     self.links[worker].exiting = true;
                 }
             }
+        }
+    }
+
+    /// The worker's process retires: `Retired` closes what it gets, and
+    /// its objects are no longer live from here, so that their next events
+    /// go, behind an `Activate`, to the process that replaces it.
+    fn retire(&mut self, worker: usize) {
+        let link = &mut self.links[worker];
+        if link.held.is_some() {
+            return;
+        }
+        info!(
+            worker,
+            "worker retiring; holding its events for its successor"
+        );
+        ToWorker::Retired.encode(&mut link.out);
+        link.held = Some(Vec::new());
+        link.epoch += 1;
+        link.live_objects = 0;
+        for o in self
+            .objects
+            .iter_mut()
+            .filter(|o| o.worker as usize == worker && o.live)
+        {
+            // Its events in flight are still answered (`Done`) by the
+            // retiring process; `sent` counts its successor's from 0.
+            o.live = false;
+            o.sent = 0;
+        }
+        self.flush_link(worker);
+    }
+
+    /// The retiring process is gone: what was held is its successor's.
+    fn retired(&mut self, worker: usize) {
+        self.retry_firing_alarms(worker);
+        let link = &mut self.links[worker];
+        let held = link.held.take().unwrap_or_default();
+        let unsent = link.out.len() - link.written;
+        if unsent > 0 {
+            warn!(
+                worker,
+                unsent, "a retiring worker left before reading everything"
+            );
+        }
+        link.out = held;
+        link.written = 0;
+        link.exiting = false;
+        let epoch = link.epoch;
+        let waiting = !link.out.is_empty();
+        info!(worker, "worker retired");
+        self.fail_requests(worker, epoch);
+        let link = &mut self.links[worker];
+        if waiting && !link.starting {
+            link.starting = true;
+            let _ = self.start_worker.send(worker as u16);
         }
     }
 

@@ -55,6 +55,24 @@ pub enum Command {
         #[command(flatten)]
         args: TokenArgs,
     },
+    /// Replace the workers of the running node with the binary now on disk
+    /// and the config as it is now; no client socket closes.
+    #[command(
+        after_help = "Asks the node's admin listener (listen.admin of the config) and \
+                            prints its report. Sending SIGHUP to the supervisor does the same."
+    )]
+    Reload {
+        /// The node's config file: where its admin listener is.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The admin listener, if not the config's (`listen.admin`).
+        #[arg(long, value_name = "ADDR", env = config::env::ADMIN)]
+        admin: Option<std::net::SocketAddr>,
+    },
+    /// Print what this binary is (its version, IPC version and classes) as
+    /// JSON: what a reload checks before it deploys the binary.
+    #[command(hide = true)]
+    Describe,
     /// One edge process (started by the supervisor).
     #[command(hide = true)]
     Edge {
@@ -80,7 +98,7 @@ pub struct ConfigArg {
 
 /// The config file and the values that override it. Flags win over
 /// environment variables, which win over the file.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct NodeArgs {
     /// The node's config file.
     #[arg(long, value_name = "PATH", env = config::env::CONFIG, default_value = DEFAULT_CONFIG)]

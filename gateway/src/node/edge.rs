@@ -4,10 +4,11 @@
 
 use super::{context, shutdown_signal, BoxError, SUPERVISOR_SOCKET};
 use crate::config::Config;
-use crate::{admin, frontdoor, hold, node_admin, supervisor};
+use crate::{admin, frontdoor, hold, node_admin};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use torpor_proto::ipc::ToSupervisor;
 
 pub(super) fn run(config: Config, index: u16) -> Result<(), BoxError> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
@@ -67,11 +68,11 @@ pub(super) fn run(config: Config, index: u16) -> Result<(), BoxError> {
                 tracing::error!("cannot ask for workers: no datagram socket");
                 return;
             };
+            let mut frame = Vec::new();
             while let Some(worker) = start_rx.recv().await {
-                if let Err(err) = socket
-                    .send_to(&worker.to_le_bytes(), &supervisor_socket)
-                    .await
-                {
+                frame.clear();
+                ToSupervisor::StartWorker { index: worker }.encode(&mut frame);
+                if let Err(err) = socket.send_to(&frame, &supervisor_socket).await {
                     tracing::warn!(%err, worker, "cannot ask the supervisor to start a worker");
                 }
             }
@@ -100,10 +101,7 @@ pub(super) fn run(config: Config, index: u16) -> Result<(), BoxError> {
             }),
         ));
         tracing::info!(edge = index, "edge ready");
-        #[allow(clippy::print_stdout)] // what the supervisor waits for
-        {
-            println!("{}", supervisor::EDGE_READY);
-        }
+        super::announce_ready();
         let parent = std::os::unix::process::parent_id();
         let orphaned = async {
             loop {

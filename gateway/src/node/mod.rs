@@ -8,6 +8,7 @@
 
 mod cli;
 mod edge;
+mod reload;
 mod supervise;
 mod worker;
 
@@ -120,11 +121,32 @@ impl Node {
                 Ok(config) => crate::bill_cli::run(&args, &config),
                 Err(err) => config_failure("torpor bill", &err),
             },
+            Some(Command::Reload { config, admin }) => match config.load() {
+                Ok(config) => reload::run(&config, admin),
+                Err(err) => config_failure("torpor reload", &err),
+            },
+            Some(Command::Describe) => self.describe(),
             Some(Command::Token { config, args }) => match config.load() {
                 Ok(config) => crate::token_cli::run(&args, &config),
                 Err(err) => config_failure("torpor token", &err),
             },
         }
+    }
+
+    /// `describe`: what a reload learns of this binary before deploying it.
+    fn describe(&self) -> ExitCode {
+        let mut classes: Vec<&str> = self.registry.classes().collect();
+        classes.sort_unstable();
+        let described = serde_json::json!({
+            "version": torpor_objects::build_version(),
+            "ipc_version": torpor_proto::ipc::VERSION,
+            "classes": classes,
+        });
+        #[allow(clippy::print_stdout)] // the answer, read by the supervisor
+        {
+            println!("{described}");
+        }
+        ExitCode::SUCCESS
     }
 
     /// Refuses a config whose namespaces name a class this binary lacks:
@@ -193,6 +215,21 @@ fn init_logging() {
 /// `context("cannot bind X")` for `map_err` on an I/O result.
 fn context(what: String) -> impl FnOnce(std::io::Error) -> BoxError {
     move |err| format!("{what}: {err}").into()
+}
+
+/// Tells the supervisor (our stdout) this child serves.
+fn announce_ready() {
+    use std::io::Write;
+    let mut frame = Vec::new();
+    torpor_proto::ipc::ToSupervisor::Ready {
+        version: torpor_proto::ipc::VERSION,
+        pid: std::process::id(),
+    }
+    .encode(&mut frame);
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(&frame).and_then(|()| stdout.flush()) {
+        tracing::warn!(%err, "cannot tell the supervisor this process is ready");
+    }
 }
 
 /// The supervisor's socket for edges' requests to start a worker.

@@ -1,16 +1,21 @@
 //! The supervisor role: reserves the listen port, starts the edges and the
-//! workers (copies of this program), serves the node's admin API, and waits
-//! for a signal.
+//! workers (copies of this program), serves the node's admin API, reloads
+//! on SIGHUP or `POST /admin/reload`, and waits for a signal to stop.
 
 use super::cli::NodeArgs;
 use super::{context, shutdown_signal, BoxError, SUPERVISOR_SOCKET};
 use crate::config::Config;
+use crate::supervisor::{ReloadError, ReloadRequest};
 use crate::{hold, node_admin, supervisor};
+use serde::Deserialize;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use torpor_proto::ipc::{self, ToSupervisor};
 
 pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
+    let node = node.clone();
     let run_dir = config.data_dir.join("run");
     std::fs::create_dir_all(&run_dir)
         .map_err(context(format!("cannot create {}", run_dir.display())))?;
@@ -42,9 +47,12 @@ pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
 
         let (start_tx, start_rx) = tokio::sync::mpsc::unbounded_channel();
         let start_requests = bind_start_requests(&run_dir, start_tx.clone())?;
+        // Resolved now: a deploy renames a new binary over this path, and
+        // /proc/self/exe would then name the old, deleted one.
+        let program = std::env::current_exe()?;
         let spec = supervisor::Spec {
-            program: std::env::current_exe()?,
-            edge_args: edge_args(node, http_addr),
+            program: program.clone(),
+            edge_args: edge_args(&node, http_addr),
             worker_args: worker_args(&config, &run_dir, &data_dir),
             edges: config.edges,
             workers: config.workers,
@@ -54,22 +62,39 @@ pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
             workers: vec![None; usize::from(config.workers)],
         }));
         let edges = supervisor::start_edges(&spec, &pids).await?;
+        let (replace_tx, replace_rx) = tokio::sync::mpsc::unbounded_channel();
         let supervisor = tokio::spawn(supervisor::supervise(
             spec,
             edges,
             pids.clone(),
             start_tx,
             start_rx,
+            replace_rx,
         ));
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (edges_count, workers_count) = (config.edges, config.workers);
+        tokio::spawn(reloads(
+            Reloader {
+                node,
+                config,
+                program,
+                run_dir: run_dir.clone(),
+                data_dir,
+                replace: replace_tx,
+            },
+            reload_rx,
+        ));
+        tokio::spawn(hangups(reload_tx.clone()));
         tokio::spawn(node_admin::serve(
             admin_listener,
             Arc::new(node_admin::NodeAdmin {
                 run_dir: run_dir.clone(),
-                edges: config.edges,
+                edges: edges_count,
                 pids,
+                reload: reload_tx,
             }),
         ));
-        tracing::info!(%http_addr, %admin_addr, edges = config.edges, workers = config.workers, "torpor ready");
+        tracing::info!(%http_addr, %admin_addr, edges = edges_count, workers = workers_count, "torpor ready");
         #[allow(clippy::print_stdout)] // the readiness line scripts and tests wait for
         {
             println!("torpor ready http={http_addr} admin={admin_addr}");
@@ -137,8 +162,8 @@ fn worker_args(
     args
 }
 
-/// Edges ask for an idle-exited worker to be started by sending its index
-/// (two bytes, little-endian) as a datagram to `run/supervisor.sock`.
+/// Edges ask for an idle-exited worker to be started with a `StartWorker`
+/// frame as a datagram to `run/supervisor.sock`.
 fn bind_start_requests(
     run_dir: &std::path::Path,
     requests: tokio::sync::mpsc::UnboundedSender<u16>,
@@ -148,13 +173,20 @@ fn bind_start_requests(
     let socket = tokio::net::UnixDatagram::bind(&path)
         .map_err(context(format!("cannot bind {}", path.display())))?;
     Ok(tokio::spawn(async move {
-        let mut buf = [0u8; 16];
+        let mut buf = [0u8; 64];
         loop {
             match socket.recv(&mut buf).await {
-                Ok(2) => {
-                    let _ = requests.send(u16::from_le_bytes([buf[0], buf[1]]));
+                Ok(n) => {
+                    let mut frame = bytes::BytesMut::from(&buf[..n]);
+                    match ipc::split_frame(&mut frame).map(|f| f.map(ToSupervisor::decode)) {
+                        Ok(Some(Ok(ToSupervisor::StartWorker { index }))) => {
+                            let _ = requests.send(index);
+                        }
+                        other => {
+                            tracing::warn!(bytes = n, ?other, "malformed worker start request")
+                        }
+                    }
                 }
-                Ok(n) => tracing::warn!(bytes = n, "malformed worker start request"),
                 Err(err) => {
                     tracing::warn!(%err, "start request socket failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -162,4 +194,170 @@ fn bind_start_requests(
             }
         }
     }))
+}
+
+/// Longest the new binary may take to describe itself.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Past `handler_timeout`, how long a retiring worker gets before it is
+/// killed (it gives up by itself after 5 s more).
+const RETIRE_MARGIN: Duration = Duration::from_secs(10);
+
+/// What a reload needs: how the node was started and what runs now.
+struct Reloader {
+    node: NodeArgs,
+    config: Config,
+    program: PathBuf,
+    run_dir: PathBuf,
+    data_dir: PathBuf,
+    replace: tokio::sync::mpsc::UnboundedSender<supervisor::Replace>,
+}
+
+/// What `<program> describe` prints.
+#[derive(Debug, Deserialize)]
+struct Described {
+    version: String,
+    ipc_version: u16,
+    classes: Vec<String>,
+}
+
+/// Runs reloads one after the other, as they are asked for.
+async fn reloads(
+    mut reloader: Reloader,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>,
+) {
+    while let Some(reply) = requests.recv().await {
+        let outcome = reloader.reload().await;
+        match &outcome {
+            Ok(report) => tracing::info!(%report, "reloaded"),
+            Err(err) => {
+                tracing::error!(refused = err.refused, message = %err.message, "reload failed")
+            }
+        }
+        let _ = reply.send(outcome);
+    }
+}
+
+/// SIGHUP reloads, as it does for most daemons.
+async fn hangups(reload: tokio::sync::mpsc::UnboundedSender<ReloadRequest>) {
+    let kind = tokio::signal::unix::SignalKind::hangup();
+    let mut hangups = match tokio::signal::unix::signal(kind) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGHUP");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let (reply, _outcome) = tokio::sync::oneshot::channel();
+        let _ = reload.send(reply);
+    }
+}
+
+impl Reloader {
+    /// Re-reads the config, checks the binary now on disk, and replaces the
+    /// workers with it one by one while the edges hold every socket.
+    async fn reload(&mut self) -> Result<serde_json::Value, ReloadError> {
+        let started = std::time::Instant::now();
+        let config = self
+            .node
+            .load()
+            .map_err(|err| ReloadError::refused(format!("config: {}", super::chain(&err))))?;
+        let changed = edge_keys_changed(&self.config, &config);
+        if !changed.is_empty() {
+            return Err(ReloadError::refused(format!(
+                "{} changed: the edges use them and a reload replaces only the workers;                  restart the node to apply them",
+                changed.join(", ")
+            )));
+        }
+        let described = self.describe().await.map_err(ReloadError::refused)?;
+        if described.ipc_version != ipc::VERSION {
+            return Err(ReloadError::refused(format!(
+                "the new binary speaks ipc version {}, the running edges {}: restart the node to deploy it",
+                described.ipc_version,
+                ipc::VERSION
+            )));
+        }
+        for namespace in &config.namespaces {
+            if !described.classes.contains(&namespace.class) {
+                return Err(ReloadError::refused(format!(
+                    "namespace {} is of class {:?}, which the new binary does not have (it has: {})",
+                    namespace.name,
+                    namespace.class,
+                    described.classes.join(", ")
+                )));
+            }
+        }
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let replace = supervisor::Replace {
+            worker_args: worker_args(&config, &self.run_dir, &self.data_dir),
+            retire_timeout: config.handler_timeout + RETIRE_MARGIN,
+            reply,
+        };
+        self.replace
+            .send(replace)
+            .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?;
+        let replaced = outcome
+            .await
+            .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?
+            .map_err(ReloadError::failed)?;
+        self.config = config;
+        Ok(serde_json::json!({
+            "version": described.version,
+            "ipc_version": described.ipc_version,
+            "workers": replaced.workers,
+            "not_running": replaced.not_running,
+            "replace_ms": replaced.took_ms,
+            "took_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    /// Runs `<program> describe`: the binary starts, and says what it has.
+    async fn describe(&self) -> Result<Described, String> {
+        let program = self.program.display();
+        let run = tokio::process::Command::new(&self.program)
+            .arg("describe")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = match tokio::time::timeout(PROBE_TIMEOUT, run).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => return Err(format!("cannot run the new binary {program}: {err}")),
+            Err(_) => {
+                return Err(format!(
+                    "the new binary {program} did not describe itself in {PROBE_TIMEOUT:?}"
+                ))
+            }
+        };
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!(
+                "the new binary {program} fails to start ({}): {}",
+                output.status,
+                stderr.trim()
+            ));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|err| {
+            format!("the new binary {program} is not a Torpor node of this kind ({err})")
+        })
+    }
+}
+
+/// The keys whose change a reload cannot apply: all but the workers' own.
+fn edge_keys_changed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |key: &'static str, same: bool| {
+        if !same {
+            changed.push(key);
+        }
+    };
+    check("data_dir", running.data_dir == new.data_dir);
+    check("edges", running.edges == new.edges);
+    check("workers", running.workers == new.workers);
+    check("listen", running.listen == new.listen);
+    check("limits", running.limits == new.limits);
+    check("namespaces", running.namespaces == new.namespaces);
+    check("routes", running.routes == new.routes);
+    check("prices", running.prices == new.prices);
+    changed
 }

@@ -1,20 +1,28 @@
 //! The supervisor: starts the edge and worker processes, restarts any that
-//! dies, and starts an idle-exited worker again when an edge asks.
+//! dies, starts an idle-exited worker again when an edge asks, and replaces
+//! the workers one by one when the node is reloaded.
+//!
+//! Children report `Ready` on their stdout and workers take `Retire` on
+//! their stdin, as [`torpor_proto::ipc::ToSupervisor`] and
+//! [`torpor_proto::ipc::ToChild`] frames.
 
+use bytes::BytesMut;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use torpor_proto::ipc::{self, ToChild, ToSupervisor};
 use tracing::{error, info, warn};
 
-/// The line an edge prints on stdout once it accepts connections.
-pub const EDGE_READY: &str = "edge ready";
 /// How long the first start of an edge may take.
 const EDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker started by a reload may take to connect to every edge.
+const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start the node's processes: `program <edge_args…> --index i` and
 /// `program <worker_args…> --index i`.
@@ -41,6 +49,78 @@ pub struct Pids {
     pub workers: Vec<Option<u32>>,
 }
 
+/// Asks the supervisor for a reload; the answer is its report as JSON.
+pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, ReloadError>>;
+
+/// Why a reload did not happen, or did not finish.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ReloadError {
+    /// Nothing was changed: the old workers serve as before.
+    pub refused: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ReloadError {
+    /// Refused before anything changed.
+    pub fn refused(message: String) -> ReloadError {
+        ReloadError {
+            refused: true,
+            message,
+        }
+    }
+
+    /// Failed part way.
+    pub fn failed(message: String) -> ReloadError {
+        ReloadError {
+            refused: false,
+            message,
+        }
+    }
+}
+
+/// A reload's replacement of the workers, asked of [`supervise`].
+#[derive(Debug)]
+pub struct Replace {
+    /// The workers' new arguments (from the re-read config).
+    pub worker_args: Vec<OsString>,
+    /// Past this, a retiring worker is killed: its handlers had their time.
+    pub retire_timeout: Duration,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<Replaced, String>>,
+}
+
+/// What a replacement did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Replaced {
+    /// One entry per worker that was running and was replaced.
+    pub workers: Vec<Swap>,
+    /// Workers that were not running (idle-exited): they start with the
+    /// new binary and config on their next wake.
+    pub not_running: Vec<u16>,
+    /// From the first `Retire` to the last new worker's `Ready`.
+    pub took_ms: u64,
+}
+
+/// One worker's replacement.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Swap {
+    /// The worker's index.
+    pub index: u16,
+    /// The retired process.
+    pub old_pid: Option<u32>,
+    /// The new one.
+    pub new_pid: Option<u32>,
+    /// From `Retire` until the old process exited: its last events ran.
+    pub drain_ms: u64,
+    /// From the old process's exit until the new one was `Ready`: the time
+    /// the worker's events waited at the edges.
+    pub gap_ms: u64,
+    /// Whether the old process exited by itself (not killed at the timeout).
+    pub clean: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Edge,
@@ -48,25 +128,19 @@ enum Kind {
 }
 
 /// Starts every edge and waits until each accepts connections; an edge
-/// that fails to start is an error.
+/// that fails to start, or speaks another IPC version, is an error.
 pub async fn start_edges(spec: &Spec, pids: &Arc<Mutex<Pids>>) -> Result<Vec<Child>, String> {
     let mut children = Vec::new();
     for index in 0..spec.edges {
-        let mut child = spawn(spec, Kind::Edge, index, true)
+        let mut child = spawn(spec, &spec.edge_args, index, false)
             .map_err(|err| format!("cannot start edge {index}: {err}"))?;
-        let stdout = child.stdout.take();
-        let ready = async {
-            let mut lines = BufReader::new(stdout?).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line == EDGE_READY {
-                    return Some(lines);
-                }
-            }
-            None
+        let Some(stdout) = child.stdout.take() else {
+            return Err(format!("edge {index} has no stdout"));
         };
-        match tokio::time::timeout(EDGE_START_TIMEOUT, ready).await {
-            Ok(Some(lines)) => drain(lines),
-            Ok(None) => return Err(format!("edge {index} exited before it was ready")),
+        let mut reader = ControlReader::new(stdout);
+        match tokio::time::timeout(EDGE_START_TIMEOUT, reader.ready()).await {
+            Ok(Ok(_)) => reader.drain(),
+            Ok(Err(err)) => return Err(format!("edge {index}: {err}")),
             Err(_) => return Err(format!("edge {index} not ready in {EDGE_START_TIMEOUT:?}")),
         }
         set_pid(pids, Kind::Edge, index, child.id());
@@ -75,40 +149,152 @@ pub async fn start_edges(spec: &Spec, pids: &Arc<Mutex<Pids>>) -> Result<Vec<Chi
     Ok(children)
 }
 
+/// A worker replacement under way.
+struct Rolling {
+    retire_timeout: Duration,
+    reply: oneshot::Sender<Result<Replaced, String>>,
+    started: Instant,
+    /// The next worker index to retire.
+    next: u16,
+    /// The worker being replaced now.
+    current: Option<Current>,
+    done: Replaced,
+}
+
+struct Current {
+    index: u16,
+    old_pid: Option<u32>,
+    retired_at: Instant,
+    /// The old process exited (by itself, or killed) at this moment.
+    exited: Option<(Instant, bool)>,
+    deadline: tokio::time::Instant,
+}
+
+/// What the supervisor's loop owns.
+struct Children {
+    spec: Spec,
+    pids: Arc<Mutex<Pids>>,
+    exits: UnboundedSender<(Kind, u16, u32, ExitStatus)>,
+    readies: UnboundedSender<(u16, u32)>,
+    worker_running: Vec<bool>,
+    worker_stdin: Vec<Option<ChildStdin>>,
+    crashes: Vec<u32>,
+}
+
 /// Watches the edges started by [`start_edges`], starts the workers, and
-/// then restarts whatever dies and serves worker start requests until the
-/// request channel closes. Children are killed when this future is dropped.
+/// then restarts whatever dies, serves worker start requests and replaces
+/// workers for reloads until the request channel closes. Children are
+/// killed when this future is dropped.
 pub async fn supervise(
     spec: Spec,
     edges: Vec<Child>,
     pids: Arc<Mutex<Pids>>,
     requests_tx: UnboundedSender<u16>,
     mut requests: UnboundedReceiver<u16>,
+    mut replaces: UnboundedReceiver<Replace>,
 ) {
-    let (exit_tx, mut exits) = mpsc::unbounded_channel::<(Kind, u16, ExitStatus)>();
-    let mut worker_running = vec![false; usize::from(spec.workers)];
-    let mut crashes = vec![0u32; usize::from(spec.workers)];
+    let (exit_tx, mut exits) = mpsc::unbounded_channel();
+    let (ready_tx, mut readies) = mpsc::unbounded_channel();
+    let workers = usize::from(spec.workers);
+    let mut children = Children {
+        spec,
+        pids,
+        exits: exit_tx,
+        readies: ready_tx,
+        worker_running: vec![false; workers],
+        worker_stdin: (0..workers).map(|_| None).collect(),
+        crashes: vec![0; workers],
+    };
     for (index, child) in edges.into_iter().enumerate() {
-        watch(child, Kind::Edge, index as u16, &exit_tx);
+        watch(child, Kind::Edge, index as u16, &children.exits);
     }
-    for index in 0..spec.workers {
-        worker_running[usize::from(index)] = start(&spec, Kind::Worker, index, &pids, &exit_tx);
+    for index in 0..children.spec.workers {
+        children.start(Kind::Worker, index);
     }
     let (edge_restart_tx, mut edge_restarts) = mpsc::unbounded_channel::<u16>();
+    let mut rolling: Option<Rolling> = None;
     loop {
+        let deadline = rolling
+            .as_ref()
+            .and_then(|r| r.current.as_ref())
+            .map(|c| c.deadline);
         tokio::select! {
             request = requests.recv() => {
                 let Some(index) = request else { return };
                 let slot = usize::from(index);
-                if slot < worker_running.len() && !worker_running[slot] {
-                    worker_running[slot] = start(&spec, Kind::Worker, index, &pids, &exit_tx);
+                if slot < children.worker_running.len() && !children.worker_running[slot] {
+                    children.start(Kind::Worker, index);
+                }
+            }
+            Some(replace) = replaces.recv() => {
+                if rolling.is_some() {
+                    let _ = replace.reply.send(Err("a reload is already under way".to_owned()));
+                    continue;
+                }
+                children.spec.worker_args = replace.worker_args;
+                let mut started = Rolling {
+                    retire_timeout: replace.retire_timeout,
+                    reply: replace.reply,
+                    started: Instant::now(),
+                    next: 0,
+                    current: None,
+                    done: Replaced::default(),
+                };
+                if children.retire_next(&mut started).await {
+                    rolling = Some(started);
+                } else {
+                    finish(started);
                 }
             }
             Some(index) = edge_restarts.recv() => {
-                start(&spec, Kind::Edge, index, &pids, &exit_tx);
+                children.start(Kind::Edge, index);
             }
-            Some((kind, index, status)) = exits.recv() => {
-                set_pid(&pids, kind, index, None);
+            () = sleep_until(deadline) => {
+                let Some(current) = rolling.as_mut().and_then(|r| r.current.as_mut()) else {
+                    continue;
+                };
+                let index = current.index;
+                if current.exited.is_some() {
+                    if let Some(r) = rolling.take() {
+                        fail(r, format!(
+                            "the new worker {index} was not ready in {WORKER_READY_TIMEOUT:?}; \
+                             workers after it keep their old binary"
+                        ));
+                    }
+                    continue;
+                }
+                warn!(index, "retiring worker still busy at the timeout, killing it");
+                if let Some(pid) = current.old_pid {
+                    kill(pid);
+                }
+                // Its exit, reported as any other, starts the successor.
+                current.deadline = tokio::time::Instant::now() + WORKER_READY_TIMEOUT;
+            }
+            Some((index, pid)) = readies.recv() => {
+                let Some(mut r) = rolling.take() else { continue };
+                let Some(current) = r.current.as_ref().filter(|c| c.index == index) else {
+                    rolling = Some(r);
+                    continue;
+                };
+                let (exited_at, clean) = current.exited.unwrap_or((Instant::now(), false));
+                r.done.workers.push(Swap {
+                    index,
+                    old_pid: current.old_pid,
+                    new_pid: Some(pid),
+                    drain_ms: millis(exited_at - current.retired_at),
+                    gap_ms: millis(exited_at.elapsed()),
+                    clean,
+                });
+                info!(index, pid, "worker replaced");
+                r.current = None;
+                if children.retire_next(&mut r).await {
+                    rolling = Some(r);
+                } else {
+                    finish(r);
+                }
+            }
+            Some((kind, index, pid, status)) = exits.recv() => {
+                set_pid_if(&children.pids, kind, index, pid, None);
                 match kind {
                     Kind::Edge => {
                         // Its sockets are gone; the workers tell their
@@ -118,18 +304,46 @@ pub async fn supervise(
                     }
                     Kind::Worker => {
                         let slot = usize::from(index);
-                        worker_running[slot] = false;
-                        if status.success() {
-                            info!(index, "worker exited while idle");
-                            crashes[slot] = 0;
+                        children.worker_running[slot] = false;
+                        children.worker_stdin[slot] = None;
+                        let retired = rolling
+                            .as_mut()
+                            .and_then(|r| r.current.as_mut())
+                            .filter(|c| c.index == index && c.old_pid == Some(pid) && c.exited.is_none());
+                        if let Some(current) = retired {
+                            info!(index, %status, "retired worker exited, starting its successor");
+                            current.exited = Some((Instant::now(), status.success()));
+                            current.deadline = tokio::time::Instant::now() + WORKER_READY_TIMEOUT;
+                            if !children.start(Kind::Worker, index) {
+                                if let Some(r) = rolling.take() {
+                                    fail(r, format!("cannot start the new worker {index}"));
+                                }
+                            }
                             continue;
                         }
-                        crashes[slot] += 1;
+                        let replacing = rolling
+                            .as_ref()
+                            .and_then(|r| r.current.as_ref())
+                            .is_some_and(|c| c.index == index && c.exited.is_some());
+                        if replacing {
+                            if let Some(r) = rolling.take() {
+                                fail(r, format!(
+                                    "the new worker {index} exited before it was ready ({status}); \
+                                     it is restarted as after a crash, workers after it keep their old binary"
+                                ));
+                            }
+                        }
+                        if status.success() {
+                            info!(index, "worker exited while idle");
+                            children.crashes[slot] = 0;
+                            continue;
+                        }
+                        children.crashes[slot] += 1;
                         // Back off on a crash loop so a broken worker binary
                         // does not eat the machine; the first restart is
                         // immediate.
                         let delay = Duration::from_millis(
-                            (50u64 << crashes[slot].min(7)).saturating_sub(100).min(5_000),
+                            (50u64 << children.crashes[slot].min(7)).saturating_sub(100).min(5_000),
                         );
                         warn!(index, %status, ?delay, "worker died, restarting");
                         let tx = requests_tx.clone();
@@ -141,6 +355,104 @@ pub async fn supervise(
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn finish(mut r: Rolling) {
+    r.done.took_ms = millis(r.started.elapsed());
+    let _ = r.reply.send(Ok(r.done));
+}
+
+fn fail(r: Rolling, message: String) {
+    error!(%message, "reload failed");
+    let _ = r.reply.send(Err(message));
+}
+
+fn kill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Children {
+    /// Sends `Retire` to the next running worker; false when none is left.
+    async fn retire_next(&mut self, r: &mut Rolling) -> bool {
+        while r.next < self.spec.workers {
+            let index = r.next;
+            r.next += 1;
+            let slot = usize::from(index);
+            let old_pid = pid_of(&self.pids, Kind::Worker, index);
+            let sent = match self.worker_stdin[slot].as_mut() {
+                Some(stdin) if self.worker_running[slot] => {
+                    let mut frame = Vec::new();
+                    ToChild::Retire.encode(&mut frame);
+                    stdin.write_all(&frame).await.is_ok() && stdin.flush().await.is_ok()
+                }
+                _ => false,
+            };
+            if !sent {
+                r.done.not_running.push(index);
+                continue;
+            }
+            info!(index, ?old_pid, "retiring worker");
+            r.current = Some(Current {
+                index,
+                old_pid,
+                retired_at: Instant::now(),
+                exited: None,
+                deadline: tokio::time::Instant::now() + r.retire_timeout,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// Starts a child; false if it could not be spawned.
+    fn start(&mut self, kind: Kind, index: u16) -> bool {
+        let args = match kind {
+            Kind::Edge => &self.spec.edge_args,
+            Kind::Worker => &self.spec.worker_args,
+        };
+        let mut child = match spawn(&self.spec, args, index, kind == Kind::Worker) {
+            Ok(child) => child,
+            Err(err) => {
+                error!(%err, ?kind, index, "cannot start");
+                return false;
+            }
+        };
+        info!(?kind, index, pid = child.id(), "started");
+        if let Some(stdout) = child.stdout.take() {
+            let readies = self.readies.clone();
+            let mut reader = ControlReader::new(stdout);
+            tokio::spawn(async move {
+                if let Ok(pid) = reader.ready().await {
+                    if kind == Kind::Worker {
+                        let _ = readies.send((index, pid));
+                    }
+                }
+                reader.drain();
+            });
+        }
+        set_pid(&self.pids, kind, index, child.id());
+        if kind == Kind::Worker {
+            let slot = usize::from(index);
+            self.worker_running[slot] = true;
+            self.worker_stdin[slot] = child.stdin.take();
+        }
+        watch(child, kind, index, &self.exits);
+        true
     }
 }
 
@@ -158,64 +470,111 @@ fn set_pid(pids: &Mutex<Pids>, kind: Kind, index: u16, pid: Option<u32>) {
     }
 }
 
-fn start(
-    spec: &Spec,
-    kind: Kind,
-    index: u16,
-    pids: &Mutex<Pids>,
-    exits: &UnboundedSender<(Kind, u16, ExitStatus)>,
-) -> bool {
-    let mut child = match spawn(spec, kind, index, kind == Kind::Edge) {
-        Ok(child) => child,
-        Err(err) => {
-            error!(%err, ?kind, index, "cannot start");
-            return false;
-        }
-    };
-    info!(?kind, index, pid = child.id(), "started");
-    if let Some(stdout) = child.stdout.take() {
-        drain(BufReader::new(stdout).lines());
+/// Clears a child's pid only if it is still `pid`: a successor may already
+/// have taken the slot.
+fn set_pid_if(pids: &Mutex<Pids>, kind: Kind, index: u16, pid: u32, to: Option<u32>) {
+    if pid_of(pids, kind, index) == Some(pid) {
+        set_pid(pids, kind, index, to);
     }
-    set_pid(pids, kind, index, child.id());
-    watch(child, kind, index, exits);
-    true
 }
 
-fn spawn(spec: &Spec, kind: Kind, index: u16, piped: bool) -> std::io::Result<Child> {
-    let args = match kind {
-        Kind::Edge => &spec.edge_args,
-        Kind::Worker => &spec.worker_args,
+fn pid_of(pids: &Mutex<Pids>, kind: Kind, index: u16) -> Option<u32> {
+    let pids = match pids.lock() {
+        Ok(pids) => pids,
+        Err(poisoned) => poisoned.into_inner(),
     };
+    let list = match kind {
+        Kind::Edge => &pids.edges,
+        Kind::Worker => &pids.workers,
+    };
+    list.get(usize::from(index)).copied().flatten()
+}
+
+/// Spawns a child with its stdout piped (for `Ready`) and, for a worker,
+/// its stdin too (for `Retire`).
+fn spawn(spec: &Spec, args: &[OsString], index: u16, stdin: bool) -> std::io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command
         .args(args)
         .arg("--index")
         .arg(index.to_string())
-        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
-    if piped {
-        command.stdout(std::process::Stdio::piped());
+    if stdin {
+        command.stdin(std::process::Stdio::piped());
+    } else {
+        command.stdin(std::process::Stdio::null());
     }
     command.spawn()
 }
 
-/// Reads and drops what a child prints after its ready line, so that it
-/// never blocks on a full pipe.
-fn drain<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(mut lines: tokio::io::Lines<R>) {
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+/// Reads a child's control frames from its stdout.
+struct ControlReader<R> {
+    stdout: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> ControlReader<R> {
+    fn new(stdout: R) -> Self {
+        ControlReader {
+            stdout,
+            buf: BytesMut::with_capacity(64),
+        }
+    }
+
+    /// Waits for the child's `Ready`; its pid, or why it never came.
+    async fn ready(&mut self) -> Result<u32, String> {
+        loop {
+            match ipc::split_frame(&mut self.buf) {
+                Ok(Some(frame)) => match ToSupervisor::decode(frame) {
+                    Ok(ToSupervisor::Ready { version, pid }) if version == ipc::VERSION => {
+                        return Ok(pid)
+                    }
+                    Ok(ToSupervisor::Ready { version, .. }) => {
+                        return Err(format!(
+                            "speaks ipc version {version}, this supervisor {}",
+                            ipc::VERSION
+                        ))
+                    }
+                    Ok(other) => return Err(format!("sent {other:?} before Ready")),
+                    Err(err) => return Err(format!("bad control frame: {err}")),
+                },
+                Ok(None) => {}
+                Err(err) => return Err(format!("bad control frame: {err}")),
+            }
+            match self.stdout.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err("exited before it was ready".to_owned()),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads and drops what the child writes after `Ready`, so that it
+    /// never blocks on a full pipe.
+    fn drain(mut self) {
+        tokio::spawn(async move {
+            let mut sink = [0u8; 512];
+            while let Ok(n) = self.stdout.read(&mut sink).await {
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 fn watch(
     mut child: Child,
     kind: Kind,
     index: u16,
-    exits: &UnboundedSender<(Kind, u16, ExitStatus)>,
+    exits: &UnboundedSender<(Kind, u16, u32, ExitStatus)>,
 ) {
     let exits = exits.clone();
+    let pid = child.id().unwrap_or(0);
     tokio::spawn(async move {
         match child.wait().await {
             Ok(status) => {
-                let _ = exits.send((kind, index, status));
+                let _ = exits.send((kind, index, pid, status));
             }
             Err(err) => error!(%err, ?kind, index, "cannot wait for child"),
         }

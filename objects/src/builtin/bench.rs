@@ -18,7 +18,8 @@
 //! milliseconds ahead and replies `ok`; `alarmfail:N:MS` does too, and the
 //! alarm handler fails while its retry count is below N; when the handler
 //! succeeds it stores `alarm_fired` = its retry count and broadcasts
-//! `alarm:<retry count>`. `lasterror` → the reason
+//! `alarm:<retry count>`. `version` → the build (`0.1.0+dev`, see
+//! `TORPOR_BUILD`); `pid` → the worker's process id. `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
 //! instance was live, or nothing. Calls to other objects: `rpc:NAME:METHOD:ARGS`
 //! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
@@ -221,6 +222,8 @@ impl DurableObject for Bench {
                 "count" => self.state.get_websockets(None).len().to_string(),
                 "tags" => ws.tags()?.join(","),
                 "lasterror" => self.last_error.clone(),
+                "version" => crate::build_version(),
+                "pid" => std::process::id().to_string(),
                 "recall" => self.remembered.clone(),
                 "wstimeout" => self.websocket_event_timeout(),
                 "inits" => {

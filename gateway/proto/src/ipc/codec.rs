@@ -1,7 +1,7 @@
 //! Encoding and decoding of IPC frames; see the module docs of `ipc` for
 //! the layout.
 
-use super::{AutoResponse, SocketInfo, ToEdge, ToWorker};
+use super::{AutoResponse, SocketInfo, ToChild, ToEdge, ToSupervisor, ToWorker};
 use crate::SocketHandle;
 use bytes::{Buf, Bytes, BytesMut};
 use std::fmt;
@@ -363,6 +363,7 @@ impl ToWorker {
                 w.finish();
             }
             ToWorker::Shutdown => Writer::new(out, 6).finish(),
+            ToWorker::Retired => Writer::new(out, 11).finish(),
             ToWorker::Alarm {
                 object,
                 retry_count,
@@ -450,6 +451,7 @@ impl ToWorker {
                 handles: r.list(Reader::handle)?,
             },
             6 => ToWorker::Shutdown,
+            11 => ToWorker::Retired,
             7 => ToWorker::Alarm {
                 object: r.u32()?,
                 retry_count: r.u32()?,
@@ -606,6 +608,7 @@ impl ToEdge {
                 w.finish();
             }
             ToEdge::StayUp => Writer::new(out, 16).finish(),
+            ToEdge::Retire => Writer::new(out, 17).finish(),
             ToEdge::Call {
                 caller,
                 call_id,
@@ -736,6 +739,58 @@ impl ToEdge {
                 name: r.opt(Reader::str)?,
             },
             16 => ToEdge::StayUp,
+            17 => ToEdge::Retire,
+            tag => return Err(DecodeError::UnknownTag(tag)),
+        };
+        r.finish(message)
+    }
+}
+
+impl ToChild {
+    /// Appends this message as one frame.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ToChild::Retire => Writer::new(out, 1).finish(),
+        }
+    }
+
+    /// Decodes one frame from [`split_frame`].
+    pub fn decode(frame: Bytes) -> Result<ToChild, DecodeError> {
+        let mut r = Reader { frame };
+        let message = match r.u8()? {
+            1 => ToChild::Retire,
+            tag => return Err(DecodeError::UnknownTag(tag)),
+        };
+        r.finish(message)
+    }
+}
+
+impl ToSupervisor {
+    /// Appends this message as one frame.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ToSupervisor::Ready { version, pid } => {
+                let mut w = Writer::new(out, 1);
+                w.u16(*version).u32(*pid);
+                w.finish();
+            }
+            ToSupervisor::StartWorker { index } => {
+                let mut w = Writer::new(out, 2);
+                w.u16(*index);
+                w.finish();
+            }
+        }
+    }
+
+    /// Decodes one frame from [`split_frame`].
+    pub fn decode(frame: Bytes) -> Result<ToSupervisor, DecodeError> {
+        let mut r = Reader { frame };
+        let message = match r.u8()? {
+            1 => ToSupervisor::Ready {
+                version: r.u16()?,
+                pid: r.u32()?,
+            },
+            2 => ToSupervisor::StartWorker { index: r.u16()? },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -786,8 +841,36 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000800020004030201");
-        assert_eq!(VERSION, 8);
+        assert_eq!(hex(&out), "09000000000900020004030201");
+        assert_eq!(VERSION, 9);
+    }
+
+    #[test]
+    fn control_layouts_are_stable() {
+        let mut out = Vec::new();
+        ToSupervisor::Ready {
+            version: VERSION,
+            pid: 0x01020304,
+        }
+        .encode(&mut out);
+        assert_eq!(hex(&out), "0700000001090004030201");
+        out.clear();
+        ToSupervisor::StartWorker { index: 3 }.encode(&mut out);
+        assert_eq!(hex(&out), "03000000020300");
+        out.clear();
+        ToChild::Retire.encode(&mut out);
+        assert_eq!(hex(&out), "0100000001");
+        let mut buf = BytesMut::from(&out[..]);
+        let frame = split_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(ToChild::decode(frame), Ok(ToChild::Retire));
+        let mut bytes = Vec::new();
+        ToSupervisor::StartWorker { index: 7 }.encode(&mut bytes);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let frame = split_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            ToSupervisor::decode(frame),
+            Ok(ToSupervisor::StartWorker { index: 7 })
+        );
     }
 
     #[test]
@@ -910,6 +993,7 @@ mod tests {
         });
         round_trip_worker(ToWorker::Evict { object: 3 });
         round_trip_worker(ToWorker::Shutdown);
+        round_trip_worker(ToWorker::Retired);
         round_trip_worker(ToWorker::Alarm {
             object: 4,
             retry_count: 2,
@@ -934,6 +1018,7 @@ mod tests {
             name: None,
         });
         round_trip_edge(ToEdge::StayUp);
+        round_trip_edge(ToEdge::Retire);
         round_trip_edge(ToEdge::AlarmDone {
             object: 4,
             ok: false,

@@ -9,6 +9,37 @@
 //! detected before anything else is parsed. Any change to a message's layout
 //! bumps [`VERSION`]; the golden fixtures in the tests fail otherwise.
 //! `docs` for every message are on the enums below.
+//!
+//! The supervisor and its children speak the same framing for their
+//! control messages ([`ToChild`] on a child's stdin, [`ToSupervisor`] on
+//! its stdout and as datagrams to `run/supervisor.sock`), under the same
+//! version: a child whose `Ready` carries another one is refused.
+//!
+//! ## Sequences
+//!
+//! - **Start.** A worker connects to every edge and sends `Hello`; once
+//!   connected to all it prints `Ready`. An edge prints `Ready` once it
+//!   accepts connections.
+//! - **Wake.** The edge that has an event for an object that is not live
+//!   sends `Activate` (and `Sockets` for the rest of a large room), then the
+//!   event. The worker asks every other edge with `Gather`; each answers
+//!   with an `Activate` of its own sockets (possibly none), and the object's
+//!   events wait until all have answered. The worker sends `Woke` when it
+//!   creates the instance, and `Done` after each event.
+//! - **Hibernation.** An object idle for `hibernate_after`: the worker
+//!   sends `Idle` to each edge bound to it; an edge that has sent nothing
+//!   since answers `Evict`; when all have, the instance is dropped.
+//! - **Idle exit.** A worker without a live object for `worker_idle_exit`
+//!   sends `IdleExit`; each edge with nothing in flight answers `Shutdown`
+//!   and holds what comes next; `StayUp` takes the request back. When all
+//!   agree the worker exits, and an edge with held events asks for it to be
+//!   started again (`StartWorker`).
+//! - **Retirement (a deploy).** The supervisor sends `Retire` to the
+//!   worker; the worker sends `Retire` to every edge; each answers
+//!   `Retired` after what it had already sent and holds every later event.
+//!   The worker finishes its events, flushes, and exits; the supervisor
+//!   starts the new binary in its place, and each edge sends it what it
+//!   held, each object's `Activate` first.
 
 mod codec;
 
@@ -18,7 +49,34 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 8;
+pub const VERSION: u16 = 9;
+
+/// Messages from the supervisor to a child process, framed on its stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToChild {
+    /// To a worker: a new process takes this worker's place (a deploy).
+    /// Finish the events already sent, flush, and exit.
+    Retire,
+}
+
+/// Messages from a child process to the supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToSupervisor {
+    /// On the child's stdout: it serves (an edge accepts connections, a
+    /// worker is connected to every edge).
+    Ready {
+        /// [`VERSION`] of the child.
+        version: u16,
+        /// The child's process id.
+        pid: u32,
+    },
+    /// A datagram from an edge to `run/supervisor.sock`: start worker
+    /// `index`, which exited while idle and has events waiting.
+    StartWorker {
+        /// The worker's index.
+        index: u16,
+    },
+}
 
 /// An object's auto-response pair: a message exactly equal to `request` is
 /// answered with `response` by the edge, without waking the object. A text
@@ -158,6 +216,9 @@ pub enum ToWorker {
     },
     /// Answer to `IdleExit`: no object is live, the worker may exit.
     Shutdown,
+    /// Answer to `Retire`: every event sent to this worker process precedes
+    /// this frame; what comes after is for the process that replaces it.
+    Retired,
     /// The object's alarm is due.
     Alarm {
         /// Edge-local object number.
@@ -306,6 +367,13 @@ pub enum ToEdge {
     StayUp,
     /// The worker has had no live object for its idle-exit timeout.
     IdleExit,
+    /// The worker process is being replaced (a code deploy): send it no new
+    /// event. The edge answers `Retired` after the events already queued,
+    /// keeps every later event for the next process of this worker index
+    /// (which gets an `Activate` first), and no longer counts the worker's
+    /// objects as live. Replies, sends and calls of the events the worker
+    /// still finishes are handled as usual.
+    Retire,
     /// The object set (`Some`) or deleted (`None`) its alarm; sent after the
     /// event that did it committed, always to edge 0, which keeps the
     /// node's alarm schedule.
