@@ -27,5 +27,6 @@ mod presence;
 mod protocol;
 mod reload;
 mod rpc;
+mod setup;
 mod storage;
 mod workers;

@@ -6,6 +6,7 @@
 
 use crate::frontdoor::auth::{AuthMode, Secret, MIN_SECRET_BYTES};
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,17 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The price table `torpor bill` applies to the ledger.
     pub prices: crate::billing::Prices,
+    /// Plain values every object reads with `Env::var`, as Durable
+    /// Objects' `vars`.
+    pub vars: BTreeMap<String, String>,
+    /// Secrets every object reads with `Env::secret`: each name maps to the
+    /// environment variable that holds its value, read at start so that
+    /// the value never sits in a file.
+    pub secrets: BTreeMap<String, String>,
+    /// The secrets' values; set by [`Config::validate`], never read from
+    /// the file.
+    #[serde(skip)]
+    pub secret_values: BTreeMap<String, String>,
 }
 
 /// Listen addresses.
@@ -239,6 +251,9 @@ impl Default for Config {
             })
             .collect(),
             prices: crate::billing::Prices::default(),
+            vars: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            secret_values: BTreeMap::new(),
         }
     }
 }
@@ -296,6 +311,58 @@ pub enum ConfigError {
         /// What is wrong, with the numbers.
         message: String,
     },
+}
+
+/// A config as the supervisor read it: the file's text and the overrides
+/// from flags and `TORPOR_*` variables. Children get this, not a path, so
+/// that a restarted edge runs on what its siblings run on even if the file
+/// changed since.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ConfigSource {
+    /// The file, as named on the command line (errors name it).
+    pub path: PathBuf,
+    /// Its text when it was read.
+    pub text: String,
+    /// `(key, flag, value)` in the order they apply, as [`Config::set`]
+    /// takes them; `flag` names the override in errors.
+    pub overrides: Vec<(String, String, String)>,
+}
+
+impl ConfigSource {
+    /// Reads the file.
+    pub fn read(path: PathBuf) -> Result<ConfigSource, ConfigError> {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(ConfigSource {
+            path,
+            text,
+            overrides: Vec::new(),
+        })
+    }
+
+    /// Adds an override, applied after those before it.
+    pub fn with_override(mut self, key: &str, flag: &str, value: &str) -> ConfigSource {
+        self.overrides
+            .push((key.to_owned(), flag.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Parses the text, applies the overrides, and validates the result.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::from_toml(&self.text, self.path.clone())?;
+        for (key, flag, value) in &self.overrides {
+            config.set(key, value).map_err(|err| match err {
+                ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                    key: format!("{flag} (or its environment variable)"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
+        config.validate()
+    }
 }
 
 impl Config {
@@ -402,6 +469,7 @@ impl Config {
         if let Err((key, message)) = self.prices.check() {
             return Err(invalid(&format!("prices.{key}"), message));
         }
+        self.secret_values = self.read_secrets()?;
         for (i, namespace) in self.namespaces.iter().enumerate() {
             if namespace.name.is_empty() || namespace.class.is_empty() {
                 return Err(invalid(
@@ -445,6 +513,39 @@ impl Config {
             check_origins(i, route)?;
         }
         Ok(self)
+    }
+}
+
+impl Config {
+    /// Checks the names of `vars` and `secrets` and reads each secret from
+    /// its environment variable.
+    fn read_secrets(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid { key, message };
+        for name in self.vars.keys().chain(self.secrets.keys()) {
+            if name.is_empty() {
+                return Err(invalid("vars".to_owned(), "a name is empty".to_owned()));
+            }
+        }
+        let mut values = BTreeMap::new();
+        for (name, variable) in &self.secrets {
+            let key = format!("secrets.{name}");
+            if self.vars.contains_key(name) {
+                return Err(invalid(
+                    key,
+                    "is also a var; give each its own name".to_owned(),
+                ));
+            }
+            match std::env::var(variable) {
+                Ok(value) => values.insert(name.clone(), value),
+                Err(_) => {
+                    return Err(invalid(
+                        key,
+                        format!("the environment variable {variable} is not set (or not UTF-8)"),
+                    ))
+                }
+            };
+        }
+        Ok(values)
     }
 }
 

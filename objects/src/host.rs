@@ -109,6 +109,14 @@ pub(crate) struct Shared {
     pub(crate) outbox: Rc<Outbox>,
     pub(crate) keys: Rc<HashMap<String, NamespaceKey>>,
     pub(crate) calls: Rc<Calls>,
+    pub(crate) env_values: Rc<EnvValues>,
+}
+
+/// The config's vars and secrets, as the worker was given them.
+#[derive(Default)]
+pub(crate) struct EnvValues {
+    pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) secrets: BTreeMap<String, String>,
 }
 
 /// One edge's tie to a live object.
@@ -134,6 +142,7 @@ pub(crate) struct ObjectHost {
     /// of this object's waits.
     gate: OutputGate,
     keys: Rc<HashMap<String, NamespaceKey>>,
+    env_values: Rc<EnvValues>,
     calls: Rc<Calls>,
     /// Ids whose handlers wait on the current event, outermost first.
     chain: RefCell<Vec<String>>,
@@ -178,6 +187,7 @@ impl ObjectHost {
             outbox: shared.outbox.clone(),
             gate: OutputGate::default(),
             keys: shared.keys.clone(),
+            env_values: shared.env_values.clone(),
             calls: shared.calls.clone(),
             chain: RefCell::new(Vec::new()),
             mirror: RefCell::new(Mirror::default()),
@@ -699,6 +709,14 @@ impl Host for ObjectHost {
 
     fn has_namespace(&self, namespace: &str) -> bool {
         self.keys.contains_key(namespace)
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.env_values.vars.get(name).cloned()
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.env_values.secrets.get(name).cloned()
     }
 
     fn id_from_name(&self, namespace: &str, name: &str) -> Result<String> {

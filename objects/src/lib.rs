@@ -9,6 +9,7 @@
 
 mod build;
 pub mod builtin;
+mod control;
 mod gate;
 mod host;
 pub mod ids;
@@ -19,5 +20,6 @@ pub mod storage;
 mod worker;
 
 pub use build::build_version;
+pub use control::ControlIn;
 pub use registry::Registry;
 pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions};

@@ -10,7 +10,8 @@
 //! `Evict`), and the worker exits when every edge agrees (`IdleExit` →
 //! `Shutdown`).
 
-use crate::host::{to_id, Calls, Identity, ObjectHost, Shared, StorageSpec};
+use crate::control::ControlIn;
+use crate::host::{to_id, Calls, EnvValues, Identity, ObjectHost, Shared, StorageSpec};
 use crate::ids::NamespaceKey;
 use crate::instance::DynObject;
 use crate::outbox::Outbox;
@@ -20,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -47,29 +48,20 @@ const RETIRE_GRACE: Duration = Duration::from_secs(5);
 /// Reads the supervisor's control frames from stdin, on a thread of its
 /// own: a blocking read on tokio's blocking pool would keep the runtime
 /// from shutting down, and this thread must not keep the process up.
-fn read_control(inputs: mpsc::UnboundedSender<Input>) {
+fn read_control(mut control: ControlIn<std::io::Stdin>, inputs: mpsc::UnboundedSender<Input>) {
     let spawned = std::thread::Builder::new()
         .name("torpor-control".into())
-        .spawn(move || {
-            use std::io::Read;
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = BytesMut::new();
-            let mut chunk = [0u8; 256];
-            loop {
-                let n = match stdin.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                while let Ok(Some(frame)) = ipc::split_frame(&mut buf) {
-                    match ToChild::decode(frame) {
-                        Ok(message) => {
-                            if inputs.send(Input::Control(message)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(err) => warn!(%err, "bad control frame from the supervisor"),
+        .spawn(move || loop {
+            match control.next_frame() {
+                Ok(Some(message)) => {
+                    if inputs.send(Input::Control(message)).is_err() {
+                        return;
                     }
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    warn!(%err, "bad control frame from the supervisor; no more are read");
+                    return;
                 }
             }
         });
@@ -93,8 +85,9 @@ fn announce_ready() {
     }
 }
 
-/// How a worker is set up; the supervisor passes these as flags.
-#[derive(Clone, Debug)]
+/// How a worker is set up: the supervisor hands these over in the `Setup`
+/// control frame, as JSON.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct WorkerOptions {
     /// Where the edges' IPC sockets are: `run_dir/edge-<i>.sock`.
     pub run_dir: PathBuf,
@@ -118,6 +111,35 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     /// Namespaces objects may address through `Env`.
     pub namespaces: Vec<String>,
+    /// Plain values objects read with `Env::var`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Secrets objects read with `Env::secret`, by name (their values).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the secrets' values, which must not reach a log.
+        f.debug_struct("WorkerOptions")
+            .field("run_dir", &self.run_dir)
+            .field("edges", &self.edges)
+            .field("index", &self.index)
+            .field("hibernate_after", &self.hibernate_after)
+            .field("idle_exit", &self.idle_exit)
+            .field("handler_timeout", &self.handler_timeout)
+            .field("max_attachment_bytes", &self.max_attachment_bytes)
+            .field(
+                "max_connections_per_object",
+                &self.max_connections_per_object,
+            )
+            .field("data_dir", &self.data_dir)
+            .field("namespaces", &self.namespaces)
+            .field("vars", &self.vars)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The IPC socket of edge `edge` in `run_dir`.
@@ -240,12 +262,16 @@ enum Input {
 
 /// Runs a worker until the edges agree it may exit (returns `Ok`), or the
 /// node is gone (`Ok` too: with no edge there is nothing to serve).
-pub fn run(registry: Registry, options: WorkerOptions) -> Result<(), WorkerError> {
+pub fn run(
+    registry: Registry,
+    options: WorkerOptions,
+    control: ControlIn<std::io::Stdin>,
+) -> Result<(), WorkerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(Rc::new(registry), options))
+    local.block_on(&runtime, serve(Rc::new(registry), options, control))
 }
 
 struct Worker {
@@ -270,7 +296,11 @@ struct Worker {
     retiring: Option<(Vec<bool>, Instant)>,
 }
 
-async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), WorkerError> {
+async fn serve(
+    registry: Rc<Registry>,
+    options: WorkerOptions,
+    control: ControlIn<std::io::Stdin>,
+) -> Result<(), WorkerError> {
     let secret = crate::ids::load_or_create_secret(&options.data_dir)?;
     let keys = options
         .namespaces
@@ -282,6 +312,10 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
         outbox: outbox.clone(),
         keys: Rc::new(keys),
         calls: Rc::new(Calls::default()),
+        env_values: Rc::new(EnvValues {
+            vars: options.vars.clone(),
+            secrets: options.secrets.clone(),
+        }),
     };
     let (input_tx, mut inputs) = mpsc::unbounded_channel();
     for edge in 0..options.edges {
@@ -314,7 +348,7 @@ async fn serve(registry: Rc<Registry>, options: WorkerOptions) -> Result<(), Wor
         announced: false,
         retiring: None,
     };
-    read_control(input_tx);
+    read_control(control, input_tx);
     let parent = std::os::unix::process::parent_id();
     let mut last_connected = Instant::now();
     info!(index = worker.options.index, "worker running");
@@ -451,6 +485,10 @@ impl Worker {
             }
             Input::Control(ToChild::Retire) => {
                 self.retire();
+                false
+            }
+            Input::Control(ToChild::Setup { .. }) => {
+                warn!("a second Setup from the supervisor, ignored");
                 false
             }
             Input::Down(edge) => {

@@ -1,5 +1,6 @@
-//! An object's bindings: the namespaces of the node, their ids, and stubs
-//! to call other objects by fetch or by named RPC.
+//! An object's bindings: the config's vars and secrets, the namespaces of
+//! the node, their ids, and stubs to call other objects by fetch or by
+//! named RPC.
 //!
 //! A call runs under the callee's serial execution, like any other event.
 //! Torpor does not re-enter an object: a call into an object whose handler
@@ -29,6 +30,24 @@ impl Env {
     #[doc(hidden)]
     pub fn new(host: Rc<dyn Host>) -> Env {
         Env { host }
+    }
+
+    /// A plain value of the config's `[vars]`, as Durable Objects'
+    /// `env.NAME` for a var.
+    pub fn var(&self, name: &str) -> Result<String> {
+        self.host.var(name).ok_or_else(|| Error::UnknownBinding {
+            kind: "var",
+            name: name.to_owned(),
+        })
+    }
+
+    /// A secret of the config's `[secrets]`, read from the environment
+    /// when the node started (or was last reloaded). Keep it out of logs.
+    pub fn secret(&self, name: &str) -> Result<String> {
+        self.host.secret(name).ok_or_else(|| Error::UnknownBinding {
+            kind: "secret",
+            name: name.to_owned(),
+        })
     }
 
     /// A namespace of the node by its configured name, e.g. `ROOMS`.

@@ -41,6 +41,14 @@ pub enum Error {
     /// `Env::namespace` with a name the node does not configure.
     #[error("no namespace named {0:?}")]
     UnknownNamespace(String),
+    /// `Env::var` or `Env::secret` with a name the node does not configure.
+    #[error("no {kind} named {name:?} in the config")]
+    UnknownBinding {
+        /// `var` or `secret`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
     /// A string that is not an id of the namespace.
     #[error("{0}")]
     InvalidId(String),

@@ -63,6 +63,10 @@ pub trait Host {
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime>;
     /// Whether the node configures a namespace of this name.
     fn has_namespace(&self, namespace: &str) -> bool;
+    /// A configured plain value.
+    fn var(&self, name: &str) -> Option<String>;
+    /// A configured secret's value.
+    fn secret(&self, name: &str) -> Option<String>;
     /// `id_from_name` in a namespace, as hex.
     fn id_from_name(&self, namespace: &str, name: &str) -> Result<String>;
     /// A new random id in a namespace, as hex.

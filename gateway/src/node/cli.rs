@@ -3,11 +3,10 @@
 //! its children in (`edge`, `worker`, hidden from `--help`).
 
 use crate::bill_cli::BillArgs;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ConfigSource};
 use crate::token_cli::TokenArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The config file read when `--config` is not given.
 pub(super) const DEFAULT_CONFIG: &str = "config/torpor.toml";
@@ -73,19 +72,22 @@ pub enum Command {
     /// JSON: what a reload checks before it deploys the binary.
     #[command(hide = true)]
     Describe,
-    /// One edge process (started by the supervisor).
+    /// One edge process, started by the supervisor, which writes its setup
+    /// on its stdin.
     #[command(hide = true)]
     Edge {
         /// This edge's index among the node's edges.
         #[arg(long)]
         index: u16,
-        /// The node's config and overrides, as the supervisor was given them.
-        #[command(flatten)]
-        node: NodeArgs,
     },
-    /// One worker process (started by the supervisor).
+    /// One worker process, started by the supervisor, which writes its
+    /// setup on its stdin.
     #[command(hide = true)]
-    Worker(WorkerArgs),
+    Worker {
+        /// This worker's index among the node's workers.
+        #[arg(long)]
+        index: u16,
+    },
 }
 
 /// `--config`, for the subcommands that only read the config.
@@ -121,83 +123,30 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// Reads the config file, applies the overrides and validates the result.
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        load(&self.config, self.overrides())
-    }
-
-    fn overrides(&self) -> Vec<(&'static str, &'static str, &str)> {
-        [
+    /// Reads the config file and records the overrides.
+    pub fn source(&self) -> Result<ConfigSource, ConfigError> {
+        let overrides = [
             ("http", "--http", &self.http),
             ("admin", "--admin", &self.admin),
             ("data_dir", "--data-dir", &self.data_dir),
             ("edges", "--edges", &self.edges),
             ("workers", "--workers", &self.workers),
-        ]
-        .into_iter()
-        .filter_map(|(key, flag, value)| Some((key, flag, value.as_deref()?)))
-        .collect()
+        ];
+        let mut source = ConfigSource::read(self.config.clone())?;
+        for (key, flag, value) in overrides {
+            if let Some(value) = value {
+                source = source.with_override(key, flag, value);
+            }
+        }
+        Ok(source)
     }
 }
 
 impl ConfigArg {
     /// Reads and validates the config file.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        load(&self.config, Vec::new())
+        ConfigSource::read(self.config.clone())?.resolve()
     }
-}
-
-fn load(path: &std::path::Path, overrides: Vec<(&str, &str, &str)>) -> Result<Config, ConfigError> {
-    let mut config = Config::load(path.to_owned())?;
-    for (key, flag, value) in overrides {
-        config.set(key, value).map_err(|err| match err {
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
-                key: format!("{flag} (or its environment variable)"),
-                message,
-            },
-            other => other,
-        })?;
-    }
-    config.validate()
-}
-
-/// What a worker is told by the supervisor.
-#[derive(Debug, Args)]
-pub struct WorkerArgs {
-    /// This worker's index among the node's workers.
-    #[arg(long)]
-    pub index: u16,
-    /// Where the edges' IPC sockets are.
-    #[arg(long)]
-    pub run_dir: PathBuf,
-    /// Objects' databases and the node secret.
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Number of edges in the node.
-    #[arg(long)]
-    pub edges: u16,
-    /// Sockets one object may hold over all edges.
-    #[arg(long)]
-    pub max_connections_per_object: usize,
-    /// Idle time after which an object is dropped from memory.
-    #[arg(long, value_name = "MS", value_parser = millis)]
-    pub hibernate_after_ms: Duration,
-    /// Time without a live object after which the worker exits.
-    #[arg(long, value_name = "MS", value_parser = millis)]
-    pub idle_exit_ms: Duration,
-    /// Longest a handler may run.
-    #[arg(long, value_name = "MS", value_parser = millis)]
-    pub handler_timeout_ms: Duration,
-    /// Largest serialized attachment.
-    #[arg(long)]
-    pub max_attachment_bytes: usize,
-    /// A namespace objects may address through `Env` (repeated).
-    #[arg(long = "namespace", value_name = "NAME")]
-    pub namespaces: Vec<String>,
-}
-
-fn millis(text: &str) -> Result<Duration, std::num::ParseIntError> {
-    text.parse().map(Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -3,14 +3,40 @@
 //! exits when the supervisor is gone.
 
 use super::{context, shutdown_signal, BoxError, SUPERVISOR_SOCKET};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::{admin, frontdoor, hold, node_admin};
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use torpor_proto::ipc::ToSupervisor;
 
-pub(super) fn run(config: Config, index: u16) -> Result<(), BoxError> {
+/// What the supervisor hands an edge.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct EdgeSetup {
+    /// The node's config as the supervisor read it, with the listen port
+    /// it settled.
+    pub(super) config: ConfigSource,
+}
+
+/// `torpor edge --index I`: reads its setup from stdin and runs.
+pub(super) fn main(index: u16) -> ExitCode {
+    let who = format!("torpor edge {index}");
+    let mut control = torpor_objects::ControlIn::stdin();
+    let setup: EdgeSetup = match super::read_setup(&mut control) {
+        Ok(setup) => setup,
+        Err(err) => {
+            eprintln!("{who}: {err}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    match setup.config.resolve() {
+        Ok(config) => super::report(run(config, index), &who),
+        Err(err) => super::config_failure(&who, &err),
+    }
+}
+
+fn run(config: Config, index: u16) -> Result<(), BoxError> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     crate::metrics::describe();
 

@@ -106,22 +106,27 @@ impl Node {
             return ExitCode::from(EXIT_SOFTWARE);
         }
         match cli.command {
-            None => match cli.node.load().and_then(|c| self.check_classes(c)) {
-                Ok(config) => report(supervise::run(config, &cli.node), "torpor"),
-                Err(err) => config_failure("torpor", &err),
-            },
-            Some(Command::Edge { index, node }) => match node.load() {
-                Ok(config) => report(edge::run(config, index), &format!("torpor edge {index}")),
-                Err(err) => config_failure("torpor edge", &err),
-            },
-            Some(Command::Worker(args)) => {
-                report(worker::run(self.registry, args), "torpor worker")
+            None => {
+                let resolved = cli.node.source().and_then(|source| {
+                    let config = self.check_classes(source.resolve()?)?;
+                    Ok((source, config))
+                });
+                match resolved {
+                    Ok((source, config)) => {
+                        report(supervise::run(config, source, cli.node), "torpor")
+                    }
+                    Err(err) => config_failure("torpor", &err),
+                }
             }
+            Some(Command::Edge { index }) => edge::main(index),
+            Some(Command::Worker { index }) => worker::main(self.registry, index),
             Some(Command::Bill { config, args }) => match config.load() {
                 Ok(config) => crate::bill_cli::run(&args, &config),
                 Err(err) => config_failure("torpor bill", &err),
             },
-            Some(Command::Reload { config, admin }) => match config.load() {
+            // Parsed, not validated: the shell that asks for a reload
+            // need not hold the node's secrets.
+            Some(Command::Reload { config, admin }) => match Config::load(config.config) {
                 Ok(config) => reload::run(&config, admin),
                 Err(err) => config_failure("torpor reload", &err),
             },
@@ -182,6 +187,14 @@ fn report(result: Result<(), BoxError>, who: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A child's setup, from the supervisor on stdin, or why there is none.
+fn read_setup<T: serde::de::DeserializeOwned>(
+    control: &mut torpor_objects::ControlIn<std::io::Stdin>,
+) -> Result<T, String> {
+    let json = control.setup().map_err(|err| err.to_string())?;
+    serde_json::from_slice(&json).map_err(|err| format!("a setup this binary cannot read: {err}"))
 }
 
 fn config_failure(who: &str, err: &ConfigError) -> ExitCode {

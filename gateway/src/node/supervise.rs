@@ -4,18 +4,17 @@
 
 use super::cli::NodeArgs;
 use super::{context, shutdown_signal, BoxError, SUPERVISOR_SOCKET};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::supervisor::{ReloadError, ReloadRequest};
 use crate::{hold, node_admin, supervisor};
 use serde::Deserialize;
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use torpor_proto::ipc::{self, ToSupervisor};
+use torpor_objects::WorkerOptions;
+use torpor_proto::ipc::{self, ToChild, ToSupervisor};
 
-pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
-    let node = node.clone();
+pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Result<(), BoxError> {
     let run_dir = config.data_dir.join("run");
     std::fs::create_dir_all(&run_dir)
         .map_err(context(format!("cannot create {}", run_dir.display())))?;
@@ -52,8 +51,8 @@ pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
         let program = std::env::current_exe()?;
         let spec = supervisor::Spec {
             program: program.clone(),
-            edge_args: edge_args(&node, http_addr),
-            worker_args: worker_args(&config, &run_dir, &data_dir),
+            edge_setup: edge_setup(&source, http_addr)?,
+            worker_setup: worker_setup(&config, &run_dir, &data_dir)?,
             edges: config.edges,
             workers: config.workers,
         };
@@ -110,56 +109,44 @@ pub(super) fn run(config: Config, node: &NodeArgs) -> Result<(), BoxError> {
     })
 }
 
-/// An edge reads the config as the supervisor did, with the port the
-/// supervisor settled instead of a port of 0.
-fn edge_args(node: &NodeArgs, http_addr: std::net::SocketAddr) -> Vec<OsString> {
-    let mut args: Vec<OsString> =
-        vec!["edge".into(), "--config".into(), node.config.clone().into()];
-    let overrides = [
-        ("--admin", &node.admin),
-        ("--data-dir", &node.data_dir),
-        ("--edges", &node.edges),
-        ("--workers", &node.workers),
-    ];
-    for (flag, value) in overrides {
-        if let Some(value) = value {
-            args.extend([flag.into(), value.into()]);
-        }
-    }
-    args.extend(["--http".into(), http_addr.to_string().into()]);
-    args
+/// An edge's `Setup`: the config as read here, with the port settled
+/// here instead of a port of 0.
+fn edge_setup(source: &ConfigSource, http_addr: std::net::SocketAddr) -> Result<Vec<u8>, BoxError> {
+    let setup = super::edge::EdgeSetup {
+        config: source
+            .clone()
+            .with_override("http", "--http", &http_addr.to_string()),
+    };
+    Ok(setup_frame(&serde_json::to_vec(&setup)?))
 }
 
-fn worker_args(
-    config: &Config,
-    run_dir: &std::path::Path,
-    data_dir: &std::path::Path,
-) -> Vec<OsString> {
-    let millis = |d: Duration| d.as_millis().to_string().into();
-    let mut args: Vec<OsString> = vec![
-        "worker".into(),
-        "--run-dir".into(),
-        run_dir.as_os_str().to_owned(),
-        "--edges".into(),
-        config.edges.to_string().into(),
-        "--max-connections-per-object".into(),
-        config.limits.max_connections_per_object.to_string().into(),
-        "--hibernate-after-ms".into(),
-        millis(config.hibernate_after),
-        "--idle-exit-ms".into(),
-        millis(config.worker_idle_exit),
-        "--handler-timeout-ms".into(),
-        millis(config.handler_timeout),
-        "--max-attachment-bytes".into(),
-        config.limits.max_attachment_bytes.to_string().into(),
-        "--data-dir".into(),
-        data_dir.as_os_str().to_owned(),
-    ];
-    for namespace in &config.namespaces {
-        args.push("--namespace".into());
-        args.push(namespace.name.clone().into());
+/// A worker's `Setup`: its options, vars and secrets (its index comes
+/// with its command line).
+fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<u8>, BoxError> {
+    let options = WorkerOptions {
+        run_dir: run_dir.to_owned(),
+        edges: config.edges,
+        index: 0,
+        hibernate_after: config.hibernate_after,
+        idle_exit: config.worker_idle_exit,
+        handler_timeout: config.handler_timeout,
+        max_attachment_bytes: config.limits.max_attachment_bytes,
+        max_connections_per_object: config.limits.max_connections_per_object,
+        data_dir: data_dir.to_owned(),
+        namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
+        vars: config.vars.clone(),
+        secrets: config.secret_values.clone(),
+    };
+    Ok(setup_frame(&serde_json::to_vec(&options)?))
+}
+
+fn setup_frame(json: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    ToChild::Setup {
+        json: bytes::Bytes::copy_from_slice(json),
     }
-    args
+    .encode(&mut frame);
+    frame
 }
 
 /// Edges ask for an idle-exited worker to be started with a `StartWorker`
@@ -261,7 +248,8 @@ impl Reloader {
         let started = std::time::Instant::now();
         let config = self
             .node
-            .load()
+            .source()
+            .and_then(|source| source.resolve())
             .map_err(|err| ReloadError::refused(format!("config: {}", super::chain(&err))))?;
         let changed = edge_keys_changed(&self.config, &config);
         if !changed.is_empty() {
@@ -290,7 +278,8 @@ impl Reloader {
         }
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let replace = supervisor::Replace {
-            worker_args: worker_args(&config, &self.run_dir, &self.data_dir),
+            worker_setup: worker_setup(&config, &self.run_dir, &self.data_dir)
+                .map_err(|err| ReloadError::refused(format!("worker setup: {err}")))?,
             retire_timeout: config.handler_timeout + RETIRE_MARGIN,
             reply,
         };

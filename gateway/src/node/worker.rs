@@ -1,23 +1,21 @@
-//! The worker role: runs the binary's classes on the options the
-//! supervisor passed.
+//! The worker role: runs the binary's classes on the setup the supervisor
+//! writes on its stdin.
 
-use super::cli::WorkerArgs;
-use super::BoxError;
-use torpor_objects::{Registry, WorkerOptions};
+use std::process::ExitCode;
+use torpor_objects::{ControlIn, Registry, WorkerOptions};
 
-pub(super) fn run(registry: Registry, args: WorkerArgs) -> Result<(), BoxError> {
-    let options = WorkerOptions {
-        run_dir: args.run_dir,
-        edges: args.edges,
-        index: args.index,
-        hibernate_after: args.hibernate_after_ms,
-        idle_exit: args.idle_exit_ms,
-        handler_timeout: args.handler_timeout_ms,
-        max_attachment_bytes: args.max_attachment_bytes,
-        max_connections_per_object: args.max_connections_per_object,
-        data_dir: args.data_dir,
-        namespaces: args.namespaces,
+/// `torpor worker --index I`.
+pub(super) fn main(registry: Registry, index: u16) -> ExitCode {
+    let who = format!("torpor worker {index}");
+    let mut control = ControlIn::stdin();
+    let mut options: WorkerOptions = match super::read_setup(&mut control) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("{who}: {err}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
     };
-    torpor_objects::run(registry, options)?;
-    Ok(())
+    options.index = index;
+    let run = torpor_objects::run(registry, options, control).map_err(Into::into);
+    super::report(run, &who)
 }

@@ -7,7 +7,6 @@
 //! [`torpor_proto::ipc::ToChild`] frames.
 
 use bytes::BytesMut;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
@@ -24,16 +23,16 @@ const EDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a worker started by a reload may take to connect to every edge.
 const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How to start the node's processes: `program <edge_args…> --index i` and
-/// `program <worker_args…> --index i`.
+/// How to start the node's processes: `program edge --index i` and
+/// `program worker --index i`, each with its `Setup` frame on stdin.
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// The binary.
     pub program: PathBuf,
-    /// Arguments of an edge, before `--index`.
-    pub edge_args: Vec<OsString>,
-    /// Arguments of a worker, before `--index`.
-    pub worker_args: Vec<OsString>,
+    /// An edge's `Setup` frame, encoded.
+    pub edge_setup: Vec<u8>,
+    /// A worker's `Setup` frame, encoded.
+    pub worker_setup: Vec<u8>,
     /// Number of edges.
     pub edges: u16,
     /// Number of workers.
@@ -83,8 +82,8 @@ impl ReloadError {
 /// A reload's replacement of the workers, asked of [`supervise`].
 #[derive(Debug)]
 pub struct Replace {
-    /// The workers' new arguments (from the re-read config).
-    pub worker_args: Vec<OsString>,
+    /// The workers' new `Setup` frame (from the re-read config).
+    pub worker_setup: Vec<u8>,
     /// Past this, a retiring worker is killed: its handlers had their time.
     pub retire_timeout: Duration,
     /// Where the outcome goes.
@@ -132,7 +131,8 @@ enum Kind {
 pub async fn start_edges(spec: &Spec, pids: &Arc<Mutex<Pids>>) -> Result<Vec<Child>, String> {
     let mut children = Vec::new();
     for index in 0..spec.edges {
-        let mut child = spawn(spec, &spec.edge_args, index, false)
+        let mut child = spawn(spec, Kind::Edge, index)
+            .await
             .map_err(|err| format!("cannot start edge {index}: {err}"))?;
         let Some(stdout) = child.stdout.take() else {
             return Err(format!("edge {index} has no stdout"));
@@ -209,7 +209,7 @@ pub async fn supervise(
         watch(child, Kind::Edge, index as u16, &children.exits);
     }
     for index in 0..children.spec.workers {
-        children.start(Kind::Worker, index);
+        children.start(Kind::Worker, index).await;
     }
     let (edge_restart_tx, mut edge_restarts) = mpsc::unbounded_channel::<u16>();
     let mut rolling: Option<Rolling> = None;
@@ -223,7 +223,7 @@ pub async fn supervise(
                 let Some(index) = request else { return };
                 let slot = usize::from(index);
                 if slot < children.worker_running.len() && !children.worker_running[slot] {
-                    children.start(Kind::Worker, index);
+                    children.start(Kind::Worker, index).await;
                 }
             }
             Some(replace) = replaces.recv() => {
@@ -231,7 +231,7 @@ pub async fn supervise(
                     let _ = replace.reply.send(Err("a reload is already under way".to_owned()));
                     continue;
                 }
-                children.spec.worker_args = replace.worker_args;
+                children.spec.worker_setup = replace.worker_setup;
                 let mut started = Rolling {
                     retire_timeout: replace.retire_timeout,
                     reply: replace.reply,
@@ -247,7 +247,7 @@ pub async fn supervise(
                 }
             }
             Some(index) = edge_restarts.recv() => {
-                children.start(Kind::Edge, index);
+                children.start(Kind::Edge, index).await;
             }
             () = sleep_until(deadline) => {
                 let Some(current) = rolling.as_mut().and_then(|r| r.current.as_mut()) else {
@@ -314,7 +314,7 @@ pub async fn supervise(
                             info!(index, %status, "retired worker exited, starting its successor");
                             current.exited = Some((Instant::now(), status.success()));
                             current.deadline = tokio::time::Instant::now() + WORKER_READY_TIMEOUT;
-                            if !children.start(Kind::Worker, index) {
+                            if !children.start(Kind::Worker, index).await {
                                 if let Some(r) = rolling.take() {
                                     fail(r, format!("cannot start the new worker {index}"));
                                 }
@@ -420,12 +420,8 @@ impl Children {
     }
 
     /// Starts a child; false if it could not be spawned.
-    fn start(&mut self, kind: Kind, index: u16) -> bool {
-        let args = match kind {
-            Kind::Edge => &self.spec.edge_args,
-            Kind::Worker => &self.spec.worker_args,
-        };
-        let mut child = match spawn(&self.spec, args, index, kind == Kind::Worker) {
+    async fn start(&mut self, kind: Kind, index: u16) -> bool {
+        let mut child = match spawn(&self.spec, kind, index).await {
             Ok(child) => child,
             Err(err) => {
                 error!(%err, ?kind, index, "cannot start");
@@ -490,22 +486,32 @@ fn pid_of(pids: &Mutex<Pids>, kind: Kind, index: u16) -> Option<u32> {
     list.get(usize::from(index)).copied().flatten()
 }
 
-/// Spawns a child with its stdout piped (for `Ready`) and, for a worker,
-/// its stdin too (for `Retire`).
-fn spawn(spec: &Spec, args: &[OsString], index: u16, stdin: bool) -> std::io::Result<Child> {
-    let mut command = Command::new(&spec.program);
-    command
-        .args(args)
+/// Spawns a child and writes its `Setup` on its stdin, which stays open for
+/// a worker (for `Retire`); its stdout is piped (for `Ready`).
+async fn spawn(spec: &Spec, kind: Kind, index: u16) -> std::io::Result<Child> {
+    let (role, setup) = match kind {
+        Kind::Edge => ("edge", &spec.edge_setup),
+        Kind::Worker => ("worker", &spec.worker_setup),
+    };
+    let mut child = Command::new(&spec.program)
+        .arg(role)
         .arg("--index")
         .arg(index.to_string())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    if stdin {
-        command.stdin(std::process::Stdio::piped());
-    } else {
-        command.stdin(std::process::Stdio::null());
+        .kill_on_drop(true)
+        .spawn()?;
+    if let Some(stdin) = child.stdin.as_mut() {
+        // A child that dies at once (a broken binary) closes the pipe: its
+        // exit says more than the failed write, so that is what is reported.
+        if let Err(err) = stdin.write_all(setup).await.and(stdin.flush().await) {
+            warn!(%err, role, index, "cannot hand the child its setup");
+        }
     }
-    command.spawn()
+    if kind == Kind::Edge {
+        child.stdin = None;
+    }
+    Ok(child)
 }
 
 /// Reads a child's control frames from its stdout.

@@ -19,7 +19,8 @@
 //! alarm handler fails while its retry count is below N; when the handler
 //! succeeds it stores `alarm_fired` = its retry count and broadcasts
 //! `alarm:<retry count>`. `version` → the build (`0.1.0+dev`, see
-//! `TORPOR_BUILD`); `pid` → the worker's process id. `lasterror` → the reason
+//! `TORPOR_BUILD`); `pid` → the worker's process id; `var:NAME` → the config's var
+//! NAME; `secretlen:NAME` → the length of secret NAME (never its value). `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
 //! instance was live, or nothing. Calls to other objects: `rpc:NAME:METHOD:ARGS`
 //! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
@@ -199,6 +200,15 @@ impl DurableObject for Bench {
         } else if let Some(ms) = text.strip_prefix("sleep:") {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
             "slept".to_owned()
+        } else if let Some(name) = text.strip_prefix("var:") {
+            self.env
+                .var(name)
+                .unwrap_or_else(|err| format!("err:{err}"))
+        } else if let Some(name) = text.strip_prefix("secretlen:") {
+            match self.env.secret(name) {
+                Ok(secret) => secret.len().to_string(),
+                Err(err) => format!("err:{err}"),
+            }
         } else if let Some(name) = text.strip_prefix("idof:") {
             self.env.namespace("BENCH")?.id_from_name(name)?.to_string()
         } else if let Some(rest) = text.strip_prefix("alarmfail:") {

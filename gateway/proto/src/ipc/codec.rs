@@ -751,6 +751,11 @@ impl ToChild {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             ToChild::Retire => Writer::new(out, 1).finish(),
+            ToChild::Setup { json } => {
+                let mut w = Writer::new(out, 2);
+                w.bytes(json);
+                w.finish();
+            }
         }
     }
 
@@ -759,6 +764,7 @@ impl ToChild {
         let mut r = Reader { frame };
         let message = match r.u8()? {
             1 => ToChild::Retire,
+            2 => ToChild::Setup { json: r.bytes()? },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -863,6 +869,12 @@ mod tests {
         let mut buf = BytesMut::from(&out[..]);
         let frame = split_frame(&mut buf).unwrap().unwrap();
         assert_eq!(ToChild::decode(frame), Ok(ToChild::Retire));
+        out.clear();
+        ToChild::Setup {
+            json: Bytes::from_static(b"{}"),
+        }
+        .encode(&mut out);
+        assert_eq!(hex(&out), "0700000002020000007b7d");
         let mut bytes = Vec::new();
         ToSupervisor::StartWorker { index: 7 }.encode(&mut bytes);
         let mut buf = BytesMut::from(&bytes[..]);

@@ -17,9 +17,9 @@
 //!
 //! ## Sequences
 //!
-//! - **Start.** A worker connects to every edge and sends `Hello`; once
-//!   connected to all it prints `Ready`. An edge prints `Ready` once it
-//!   accepts connections.
+//! - **Start.** The supervisor writes `Setup` to each child's stdin. A
+//!   worker connects to every edge and sends `Hello`; once connected to all
+//!   it prints `Ready`. An edge prints `Ready` once it accepts connections.
 //! - **Wake.** The edge that has an event for an object that is not live
 //!   sends `Activate` (and `Sockets` for the rest of a large room), then the
 //!   event. The worker asks every other edge with `Gather`; each answers
@@ -54,6 +54,16 @@ pub const VERSION: u16 = 9;
 /// Messages from the supervisor to a child process, framed on its stdin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToChild {
+    /// The first frame a child reads: its whole setup, as JSON (an edge:
+    /// the config file's text as the supervisor read it, with the
+    /// overrides; a worker: its options, vars and secrets included). A
+    /// child never reads the config file or the command line's flags
+    /// itself, so all of them run on the same config, and a secret never
+    /// appears in a process's arguments.
+    Setup {
+        /// The setup, as JSON.
+        json: Bytes,
+    },
     /// To a worker: a new process takes this worker's place (a deploy).
     /// Finish the events already sent, flush, and exit.
     Retire,
