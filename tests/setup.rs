@@ -79,15 +79,14 @@ async fn a_restarted_edge_runs_on_the_config_the_node_started_with() {
     let edge = info["edges"][0]["pid"].as_u64().expect("edge 0 runs") as u32;
     assert!(node.kill_descendant(edge));
     assert!(wait_for_exit(edge, Duration::from_secs(5)));
-    let name = unique_name("restarted");
+    let url = node.ws_url(&format!("/bench/{}", unique_name("restarted")));
+    // The new edge listens once it has read its setup.
     assert_eventually!(
-        node.node_info().await["edges"][0]["pid"]
-            .as_u64()
-            .is_some_and(|pid| pid as u32 != edge),
+        tokio_tungstenite::connect_async(&url).await.is_ok(),
         Duration::from_secs(10),
-        "edge 0 was not restarted"
+        "no edge took a connection after the restart"
     );
-    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    let mut client = Client::connect(&url).await;
     assert_eq!(client.request("echo:up").await, "up");
 }
 
