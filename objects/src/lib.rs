@@ -14,6 +14,7 @@ mod gate;
 mod host;
 pub mod ids;
 mod instance;
+mod lifecycle;
 mod outbox;
 mod registry;
 pub mod storage;

@@ -14,6 +14,7 @@ use crate::control::ControlIn;
 use crate::host::{to_id, Calls, EnvValues, Identity, ObjectHost, Shared, StorageSpec};
 use crate::ids::NamespaceKey;
 use crate::instance::DynObject;
+use crate::lifecycle::{self, Action, ExitReason, WorkerLife};
 use crate::outbox::Outbox;
 use crate::registry::{Factory, Registry};
 use crate::storage::StorageLimits;
@@ -37,10 +38,6 @@ use tracing::{debug, info, warn};
 
 /// How long a worker waits for an edge that is down before trying again.
 const RECONNECT_INTERVAL: Duration = Duration::from_millis(50);
-/// With no edge connected this long the node is gone: the worker exits.
-const ORPHAN_AFTER: Duration = Duration::from_secs(10);
-/// How often a retiring worker looks whether its objects are done.
-const RETIRE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Past `handler_timeout`, how long a retiring worker waits for its last
 /// events before it exits anyway.
 const RETIRE_GRACE: Duration = Duration::from_secs(5);
@@ -280,20 +277,13 @@ struct Worker {
     outbox: Rc<Outbox>,
     shared: Shared,
     objects: Rc<RefCell<Objects>>,
-    connected: Vec<bool>,
-    /// Edges that answered our `IdleExit` with `Shutdown`, while we wait
-    /// for the rest.
-    exit_answers: Option<Vec<bool>>,
+    /// The agreements with the edges: ready, idle exit, retirement.
+    life: WorkerLife,
     /// Per edge, the objects that were live when it was last lost: they
     /// heard of its sockets then, so its successor's `Lost` is not for them.
     told_on_loss: Vec<HashSet<(String, String)>>,
     /// Object tasks still running.
     tasks: Rc<Cell<usize>>,
-    /// `Ready` went to the supervisor.
-    announced: bool,
-    /// Retiring (a new process takes this worker's place): the edges that
-    /// answered `Retired`, and when it began.
-    retiring: Option<(Vec<bool>, Instant)>,
 }
 
 async fn serve(
@@ -335,69 +325,69 @@ async fn serve(
         by_edge: vec![HashMap::new(); usize::from(options.edges)],
         ..Objects::default()
     };
+    let life = WorkerLife::new(
+        Instant::now(),
+        options.edges,
+        options.idle_exit,
+        options.handler_timeout + RETIRE_GRACE,
+    );
     let mut worker = Worker {
         registry,
-        connected: vec![false; usize::from(options.edges)],
+        life,
         told_on_loss: vec![HashSet::new(); usize::from(options.edges)],
         options,
         outbox,
         shared,
         objects: Rc::new(RefCell::new(objects)),
-        exit_answers: None,
         tasks: Rc::new(Cell::new(0)),
-        announced: false,
-        retiring: None,
     };
     read_control(control, input_tx);
     let parent = std::os::unix::process::parent_id();
-    let mut last_connected = Instant::now();
     info!(index = worker.options.index, "worker running");
     loop {
-        if worker.retirement_done() {
-            worker.outbox.flushed().await;
-            info!("retired, exiting");
-            return Ok(());
+        while let Some(action) = worker.life.poll_action() {
+            match action {
+                Action::Send(edge, signal) => worker.outbox.push(edge, &signal.to_edge()),
+                Action::AnnounceReady => announce_ready(),
+                Action::FinishObjects => worker.finish_objects(),
+                Action::Exit(reason) => {
+                    if reason == ExitReason::RetireTimedOut {
+                        let live = worker.objects.borrow().lives.len();
+                        warn!(live, "retiring worker still busy, exiting anyway");
+                    }
+                    // What the last events sent must reach the edges.
+                    worker.outbox.flushed().await;
+                    info!(?reason, "exiting");
+                    return Ok(());
+                }
+            }
         }
-        let quiet = worker.objects.borrow().lives.is_empty()
-            && worker.exit_answers.is_none()
-            && worker.retiring.is_none()
-            && worker.connected.iter().any(|&c| c);
-        let wait = if worker.retiring.is_some() {
-            RETIRE_CHECK_INTERVAL
-        } else if quiet {
-            worker.options.idle_exit
-        } else {
-            Duration::from_secs(1)
-        };
+        let deadline = worker
+            .life
+            .poll_timeout(Instant::now(), worker.objects_state());
         // What is already queued needs no timer: under load that is most.
         let next = match inputs.try_recv() {
             Ok(input) => Ok(Some(input)),
-            Err(_) => tokio::time::timeout(wait, inputs.recv()).await,
+            Err(_) => tokio::time::timeout_at(deadline.into(), inputs.recv()).await,
         };
-        let input = match next {
-            Ok(Some(input)) => input,
+        match next {
+            Ok(Some(input)) => {
+                worker.handle(input);
+                if worker.life.is_retiring() {
+                    // Inputs may come faster than the check interval.
+                    let objects = worker.objects_state();
+                    worker.life.handle_timeout(Instant::now(), objects);
+                }
+            }
             Ok(None) => return Ok(()),
             Err(_) => {
                 if std::os::unix::process::parent_id() != parent {
                     info!("the node is gone, exiting");
                     return Ok(());
                 }
-                if worker.connected.iter().any(|&c| c) {
-                    last_connected = Instant::now();
-                } else if last_connected.elapsed() > ORPHAN_AFTER {
-                    info!("no edge for {ORPHAN_AFTER:?}, exiting");
-                    return Ok(());
-                }
-                if quiet {
-                    debug!("no live object, asking to exit");
-                    worker.ask_to_exit();
-                }
-                continue;
+                let objects = worker.objects_state();
+                worker.life.handle_timeout(Instant::now(), objects);
             }
-        };
-        if worker.handle(input) {
-            info!("idle, exiting");
-            return Ok(());
         }
     }
 }
@@ -464,79 +454,42 @@ async fn link(
 }
 
 impl Worker {
-    /// Handles one input; true when the worker may exit.
-    fn handle(&mut self, input: Input) -> bool {
+    /// Handles one input.
+    fn handle(&mut self, input: Input) {
+        let now = Instant::now();
         match input {
             Input::Up(edge) => {
                 info!(edge, "edge connected");
-                self.connected[usize::from(edge)] = true;
-                if !self.announced && self.connected.iter().all(|&c| c) {
-                    self.announced = true;
-                    announce_ready();
-                }
-                if self.retiring.is_some() {
-                    // A restarted edge: it holds nothing for us, so there
-                    // is nothing to wait for from it.
-                    self.outbox.push(edge, &ToEdge::Retire);
-                } else {
-                    self.stay_up();
-                }
-                false
+                self.life.handle_edge_up(now, edge);
             }
             Input::Control(ToChild::Retire) => {
-                self.retire();
-                false
+                info!("retiring: finishing the events already sent");
+                self.life.handle_retire(now);
             }
             Input::Control(ToChild::Setup { .. }) => {
                 warn!("a second Setup from the supervisor, ignored");
-                false
             }
             Input::Down(edge) => {
-                self.connected[usize::from(edge)] = false;
+                self.life.handle_edge_down(now, edge);
                 self.edge_lost(edge);
-                self.exit_agreed()
             }
             Input::Frame(edge, message) => self.message(edge, message),
         }
     }
 
-    /// Stops taking new events: every edge holds them for the process that
-    /// replaces this one.
-    fn retire(&mut self) {
-        if self.retiring.is_some() {
-            return;
+    /// How the objects stand, for the agreements with the edges.
+    fn objects_state(&self) -> lifecycle::Objects {
+        let live = self.objects.borrow().lives.len();
+        lifecycle::Objects {
+            live,
+            settled: live == 0 && self.tasks.get() == 0,
         }
-        info!("retiring: finishing the events already sent");
-        self.exit_answers = None;
-        for edge in 0..self.options.edges {
-            self.outbox.push(edge, &ToEdge::Retire);
-        }
-        self.retiring = Some((vec![false; self.connected.len()], Instant::now()));
     }
 
-    /// Whether a retiring worker is done: every edge has answered, every
-    /// object has finished what it was sent (or the grace period is over).
-    fn retirement_done(&mut self) -> bool {
-        let Some((answered, since)) = &self.retiring else {
-            return false;
-        };
-        if since.elapsed() > self.options.handler_timeout + RETIRE_GRACE {
-            warn!(
-                live = self.objects.borrow().lives.len(),
-                "retiring worker still busy, exiting anyway"
-            );
-            return true;
-        }
-        let all_answered = answered
-            .iter()
-            .zip(&self.connected)
-            .all(|(&answered, &connected)| answered || !connected);
-        if !all_answered {
-            return false;
-        }
-        // No new event can come: dropping an object's mailbox lets its task
-        // finish what is queued and end. One still gathering its sockets
-        // waits for the answers (they follow `Retired`).
+    /// A retiring worker's edges hold every new event: dropping an object's
+    /// mailbox lets its task finish what is queued and end. One still
+    /// gathering its sockets waits for the answers (they follow `Retired`).
+    fn finish_objects(&mut self) {
         let mut objects = self.objects.borrow_mut();
         let finished: Vec<usize> = objects
             .lives
@@ -547,51 +500,17 @@ impl Worker {
         for slot in finished {
             objects.remove(slot);
         }
-        objects.lives.is_empty() && self.tasks.get() == 0
     }
 
-    fn ask_to_exit(&mut self) {
-        self.exit_answers = Some(vec![false; self.connected.len()]);
-        for edge in 0..self.options.edges {
-            self.outbox.push(edge, &ToEdge::IdleExit);
-        }
-    }
-
-    /// Takes back an `IdleExit`: something arrived.
-    fn stay_up(&mut self) {
-        if let Some(answers) = self.exit_answers.take() {
-            for (edge, _) in answers.iter().enumerate().filter(|(_, &a)| a) {
-                self.outbox.push(edge as u16, &ToEdge::StayUp);
-            }
-        }
-    }
-
-    fn exit_agreed(&self) -> bool {
-        self.exit_answers.as_ref().is_some_and(|answers| {
-            answers
-                .iter()
-                .zip(&self.connected)
-                .all(|(&answered, &connected)| answered || !connected)
-        })
-    }
-
-    fn message(&mut self, edge: u16, message: ToWorker) -> bool {
+    fn message(&mut self, edge: u16, message: ToWorker) {
         let event = match message {
             ToWorker::Retired => {
-                if let Some((answered, _)) = self.retiring.as_mut() {
-                    if let Some(answer) = answered.get_mut(usize::from(edge)) {
-                        *answer = true;
-                    }
-                }
-                return false;
+                self.life.handle_retired(edge);
+                return;
             }
             ToWorker::Shutdown => {
-                match self.exit_answers.as_mut() {
-                    Some(answers) => answers[usize::from(edge)] = true,
-                    // We took the request back already.
-                    None => self.outbox.push(edge, &ToEdge::StayUp),
-                }
-                return self.exit_agreed();
+                self.life.handle_shutdown(edge);
+                return;
             }
             ToWorker::CallResult {
                 call_id,
@@ -607,11 +526,11 @@ impl Worker {
                         body,
                     },
                 );
-                return false;
+                return;
             }
             ToWorker::Evict { object } => {
                 self.evicted(edge, object);
-                return false;
+                return;
             }
             ToWorker::Activate {
                 object,
@@ -624,7 +543,7 @@ impl Worker {
                 sockets,
                 more,
             } => {
-                self.stay_up();
+                self.life.handle_activity(Instant::now());
                 let slot = self.live_slot(edge, namespace, class, id, name);
                 let mut objects = self.objects.borrow_mut();
                 if let Some(live) = objects.lives.get(slot) {
@@ -635,7 +554,7 @@ impl Worker {
                     }
                 }
                 objects.by_edge[usize::from(edge)].insert(object, slot);
-                return false;
+                return;
             }
             ToWorker::Sockets {
                 object,
@@ -652,7 +571,7 @@ impl Worker {
                         live.gathering.answered(edge);
                     }
                 }
-                return false;
+                return;
             }
             ToWorker::Fetch {
                 object,
@@ -711,7 +630,7 @@ impl Worker {
             } => (object, Event::Alarm { retry_count }),
             ToWorker::Lost { object, handles } => (object, Event::Lost { sockets: handles }),
         };
-        self.stay_up();
+        self.life.handle_activity(Instant::now());
         let (object, event) = event;
         let objects = self.objects.borrow();
         let Some(live) = objects
@@ -719,7 +638,7 @@ impl Worker {
             .and_then(|s| objects.lives.get(s))
         else {
             warn!(edge, object, "event for an object that was not activated");
-            return false;
+            return;
         };
         let mut event = event;
         if let Event::Lost { sockets } = &mut event {
@@ -739,7 +658,6 @@ impl Worker {
         if live.mailbox.send(delivery).is_err() {
             warn!(edge, object, "event for an object whose task ended");
         }
-        false
     }
 
     /// The live object for an `Activate`, created (and the other edges
@@ -773,7 +691,7 @@ impl Worker {
             storage,
         ));
         let pending: Vec<bool> = (0..self.options.edges)
-            .map(|e| e != edge && self.connected[usize::from(e)])
+            .map(|e| e != edge && self.life.is_connected(e))
             .collect();
         for (other, _) in pending.iter().enumerate().filter(|(_, &p)| p) {
             let gather = ToEdge::Gather {
