@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.1 GET for the server's admin API: the node's
-//! processes (`/admin/node`) and an object's counters (`/admin/objects/...`).
+//! A minimal blocking HTTP/1.1 client for the server's admin API: the node's
+//! processes (`/admin/node`), an object's counters (`/admin/objects/...`),
+//! and `POST /admin/reload`.
 //!
 //! Not an HTTP client: one request per connection (`Connection: close`), body
 //! by `Content-Length`, chunks, or end of stream, and a few KiB at most. The
@@ -25,23 +26,7 @@ pub fn parse_addr(admin: &str) -> Result<SocketAddr, String> {
 
 /// GETs `path` and returns the body of a 200 answer.
 pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-        .map_err(|e| format!("connect to admin {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .map_err(|e| format!("admin {addr}: {e}"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write to admin {addr}{path}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE_BYTES)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read from admin {addr}{path}: {e}"))?;
-    let (status, body) = parse_response(&raw).map_err(|e| format!("admin {addr}{path}: {e}"))?;
+    let (status, body) = request(addr, "GET", path, TIMEOUT)?;
     if status != 200 {
         return Err(format!(
             "admin {addr}{path}: status {status}: {}",
@@ -49,6 +34,37 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
         ));
     }
     Ok(body)
+}
+
+/// POSTs an empty body to `path`, waiting up to `timeout` for the answer
+/// (a reload answers when it is over); returns the status and body.
+pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    request(addr, "POST", path, timeout)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+        .map_err(|e| format!("connect to admin {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|e| format!("admin {addr}: {e}"))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write to admin {addr}{path}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .take(MAX_RESPONSE_BYTES)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read from admin {addr}{path}: {e}"))?;
+    parse_response(&raw).map_err(|e| format!("admin {addr}{path}: {e}"))
 }
 
 /// The node's processes as `GET /admin/node` lists them. A pid is `None`

@@ -3,10 +3,11 @@
 //! (auto-response round trips), `echo` (round trips through a live object),
 //! `broadcast` (one message to every socket of an object), `churn`
 //! (connects and disconnects per second), `wake` (a hibernated object's
-//! first reply) and `alarms` (how late alarms fire). `baseline-server` is the
+//! first reply), `alarms` (how late alarms fire) and `reload` (the workers
+//! swapped for a new binary under load). `baseline-server` is the
 //! plain tokio-tungstenite server the scenarios compare Torpor with, and
-//! `idle-client`/`traffic-client` are the hidden child processes the
-//! scenarios spawn.
+//! `idle-client`/`traffic-client`/`reload-client` are the hidden child
+//! processes the scenarios spawn.
 //!
 //! This file only parses flags and dispatches; each scenario has its own
 //! file, the shared parent side is `scenario.rs`, and the report model is
@@ -32,6 +33,8 @@ mod latency;
 mod medians;
 mod open;
 mod progress;
+mod reload;
+mod reload_client;
 mod results;
 mod rss;
 mod rtt;
@@ -52,6 +55,8 @@ use broadcast::BroadcastOptions;
 use churn::ChurnOptions;
 use flags::Flags;
 use idle::{ClientOptions, IdleOptions};
+use reload::ReloadOptions;
+use reload_client::ReloadClientOptions;
 use results::Report;
 use rtt::RttOptions;
 use scenario::Common;
@@ -180,6 +185,39 @@ loadtest alarms [flags]
                         active=false before due; cold: every worker has exited
                         (pid null in /admin/node) before due [live]
   --prefix NAME         object name prefix [alarm]
+
+loadtest reload [flags]
+  Swaps the node's workers for another binary (torpor reload) while
+  --connections sockets over --rooms Bench objects (/bench/<prefix><i>)
+  stay open: objects 0..--busy-rooms carry traffic the whole time, the
+  others are quiet and hibernated (polled on the admin API) when the swap
+  begins. In a busy object every socket but the first sends `echo:e<n>`,
+  its next one --interval after the last (at most --window unanswered); the
+  first socket sends `bcast:b<n>` every --bcast-every. Checked: no socket
+  closes, every echo is answered exactly once and in order, every socket
+  gets every broadcast of its object exactly once, and after the swap every
+  object answers `pid` from a new worker (and `version` with
+  --expect-version). Measured: the node's reload report (took_ms, per
+  worker drain_ms and gap_ms), and echo latency and CPU in phases
+  `warmup`, `before`, `during` (reload request → answer + --tail) and
+  `after`. Torpor only.
+  --url, --admin, --processes, --concurrency, --client-cpu, --json as above
+  --connections N       [10000]
+  --rooms N             [20]
+  --busy-rooms N        [half of --rooms]
+  --echoers-per-room N  echoing sockets per busy object [all but the first]
+  --interval DURATION   between one socket's echoes [100ms]
+  --window N            echoes unanswered per socket [1]
+  --bcast-every DURATION  [100ms]
+  --warmup DURATION     traffic before `before` starts (not a baseline) [3s]
+  --before DURATION     traffic before the swap [10s]
+  --tail DURATION       `during` goes on this long after the answer [1s]
+  --after DURATION      traffic after the swap [10s]
+  --reload-cmd CMD      run with sh -c to swap (its stdout's last JSON line
+                        is the report) [POST /admin/reload on --admin]
+  --expect-version V    what `version` must answer after the swap
+  --prefix NAME         object name prefix [reload-]
+  --hibernate-timeout DURATION  for the quiet objects to hibernate [60s]
 
 loadtest report RESULT.json
   Prints the summary of a saved run and writes its HTML report again.
@@ -310,6 +348,21 @@ fn run(args: &[String]) -> Result<(), Failure> {
             }
             Ok(())
         }
+        "reload" => {
+            let opts = reload_options(rest).map_err(usage)?;
+            fleet::split(
+                opts.connections,
+                opts.common.processes_for(opts.connections),
+            )
+            .map_err(Failure::Usage)?;
+            let (report, failures) = reload::run(&opts).map_err(Failure::Run)?;
+            finish(report, opts.common.json.as_deref())?;
+            // The figures stand, but a swap that lost anything failed.
+            if !failures.is_empty() {
+                return Err(Failure::Run(failures.join("; ")));
+            }
+            Ok(())
+        }
         "report" => {
             let [path] = rest else {
                 return Err(Failure::Usage("report takes one JSON file".into()));
@@ -348,6 +401,10 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "traffic-client" => {
             let opts = traffic_options(rest).map_err(usage)?;
             traffic::run_child(&opts).map_err(Failure::Run)
+        }
+        "reload-client" => {
+            let opts = reload_client_options(rest).map_err(usage)?;
+            reload_client::run_child(&opts).map_err(Failure::Run)
         }
         "help" | "-h" | "--help" => {
             say(USAGE.trim_end());
@@ -502,6 +559,64 @@ fn alarm_options(args: &[String]) -> Result<AlarmOptions, String> {
             .map_err(|e| format!("--variant: {e}"))?,
         prefix: flags.string("prefix", "alarm")?,
         json: flags.path("json")?,
+    };
+    flags.finish()?;
+    Ok(opts)
+}
+
+fn reload_options(args: &[String]) -> Result<ReloadOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    for flag in ["target", "baselines"] {
+        flags.refuse(flag, "a reload is Torpor's alone")?;
+    }
+    let common = Common::parse(&mut flags)?;
+    let rooms: u32 = flags.positive("rooms", 20)?;
+    let opts = ReloadOptions {
+        common,
+        connections: flags.positive("connections", 10_000)?,
+        rooms,
+        busy_rooms: flags.number("busy-rooms", rooms / 2)?,
+        echoers_per_room: flags.optional_number("echoers-per-room")?,
+        interval: flags.duration("interval", Duration::from_millis(100))?,
+        window: flags.positive("window", 1)?,
+        bcast_every: flags.duration("bcast-every", Duration::from_millis(100))?,
+        warmup: flags.duration("warmup", Duration::from_secs(3))?,
+        before: flags.duration("before", Duration::from_secs(10))?,
+        tail: flags.duration("tail", Duration::from_secs(1))?,
+        after: flags.duration("after", Duration::from_secs(10))?,
+        reload_cmd: flags.optional_string("reload-cmd")?,
+        expect_version: flags.optional_string("expect-version")?,
+        prefix: flags.string("prefix", "reload-")?,
+        hibernate_timeout: flags.duration("hibernate-timeout", Duration::from_secs(60))?,
+    };
+    flags.finish()?;
+    if opts.busy_rooms > opts.rooms {
+        return Err(format!(
+            "--busy-rooms {} is more than --rooms {}",
+            opts.busy_rooms, opts.rooms
+        ));
+    }
+    if u64::from(opts.rooms) > opts.connections {
+        return Err("--connections must be at least --rooms (one socket per object)".into());
+    }
+    if opts.bcast_every.is_zero() {
+        return Err("--bcast-every must be more than 0".into());
+    }
+    Ok(opts)
+}
+
+fn reload_client_options(args: &[String]) -> Result<ReloadClientOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    let opts = ReloadClientOptions {
+        url: flags.required("url")?,
+        room_prefix: flags.required("room-prefix")?,
+        rooms: flags.required_number("rooms")?,
+        busy_rooms: flags.required_number("busy-rooms")?,
+        echoers_per_room: flags.required_number("echoers-per-room")?,
+        first_index: flags.required_number("first-index")?,
+        connections: flags.required_number("connections")?,
+        source_ip: flags.required_number("source-ip")?,
+        concurrency: flags.required_number("concurrency")?,
     };
     flags.finish()?;
     Ok(opts)
@@ -678,6 +793,49 @@ mod tests {
             message_bytes: 32,
         };
         assert_eq!(traffic_options(&traffic.to_args()), Ok(traffic));
+
+        let reload = ReloadClientOptions {
+            url: "ws://127.0.0.1:18787".into(),
+            room_prefix: "reload-".into(),
+            rooms: 20,
+            busy_rooms: 10,
+            echoers_per_room: u64::MAX,
+            first_index: 5000,
+            connections: 5000,
+            source_ip: std::net::Ipv4Addr::new(127, 0, 0, 11),
+            concurrency: 256,
+        };
+        assert_eq!(reload_client_options(&reload.to_args()), Ok(reload));
+    }
+
+    #[test]
+    fn reload_flags_take_defaults_and_refuse_baselines() {
+        let opts = reload_options(&[]).unwrap();
+        assert_eq!(
+            (opts.connections, opts.rooms, opts.busy_rooms),
+            (10_000, 20, 10)
+        );
+        assert_eq!(opts.interval, Duration::from_millis(100));
+        assert_eq!((opts.reload_cmd, opts.expect_version), (None, None));
+        let opts = reload_options(&args(&[
+            "--reload-cmd",
+            "mv b a && torpor reload",
+            "--expect-version",
+            "0.1.0+b",
+            "--rooms",
+            "4",
+            "--busy-rooms",
+            "3",
+            "--echoers-per-room",
+            "10",
+        ]))
+        .unwrap();
+        assert_eq!(opts.reload_cmd.as_deref(), Some("mv b a && torpor reload"));
+        assert_eq!((opts.busy_rooms, opts.echoers_per_room), (3, Some(10)));
+        assert!(reload_options(&args(&["--baselines"])).is_err());
+        assert!(reload_options(&args(&["--rooms", "2", "--busy-rooms", "3"])).is_err());
+        assert!(reload_options(&args(&["--connections", "5", "--rooms", "6"])).is_err());
+        assert!(reload_options(&args(&["--bcast-every", "0s"])).is_err());
     }
 
     #[test]
@@ -702,6 +860,7 @@ mod tests {
             "churn",
             "wake",
             "alarms",
+            "reload",
             "baseline-server",
         ] {
             assert!(

@@ -7,6 +7,21 @@ use std::fmt::Write as _;
 
 use crate::results::{metric_text, ratio, Report};
 
+/// The scenario counters worth a median (the rest are per-run checks).
+const MEDIAN_COUNTERS: [&str; 10] = [
+    "wakes",
+    "lost",
+    "unconfirmed_wakes",
+    // reload
+    "took_ms",
+    "reload_wall_ms",
+    "drain_max_ms",
+    "gap_max_ms",
+    "sockets_closed",
+    "duplicated",
+    "bcast_missing",
+];
+
 /// `(target or "ratio", phase, figure)` → one value per run.
 type Figures = BTreeMap<(String, String, String), Vec<f64>>;
 
@@ -71,7 +86,7 @@ fn collect(reports: &[Report]) -> Figures {
                     }
                 }
                 for (k, v) in &p.counters {
-                    if matches!(k.as_str(), "wakes" | "lost" | "unconfirmed_wakes") {
+                    if MEDIAN_COUNTERS.contains(&k.as_str()) {
                         put(name, &p.name, k, Some(*v));
                     }
                 }

@@ -46,6 +46,9 @@ pub struct OpenPlan {
 /// The outcome of one child's opening phase.
 pub struct Opened {
     pub streams: Vec<std::net::TcpStream>,
+    /// The global index of each stream, in the same order (streams come in
+    /// as they open, not by index).
+    pub indices: Vec<u64>,
     pub failed: u64,
     pub retries: u64,
     pub failures: BTreeMap<String, u64>,
@@ -99,6 +102,7 @@ pub async fn open_all(target: Arc<Target>, plan: &OpenPlan) -> Opened {
     let mut opened = Opened {
         // Capacity for all up front: a Vec<TcpStream> is 4 bytes a connection.
         streams: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+        indices: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
         failed: 0,
         retries: 0,
         failures: BTreeMap::new(),
@@ -114,13 +118,14 @@ pub async fn open_all(target: Arc<Target>, plan: &OpenPlan) -> Opened {
     loop {
         while in_flight.len() < plan.concurrency && next < total {
             let index = plan.first_index + next;
-            in_flight.spawn(open_with_retry(
+            let attempt = open_with_retry(
                 Arc::clone(&target),
                 room_path(&plan.room_prefix, plan.rooms, index),
                 plan.attach.clone(),
                 Arc::clone(&source),
                 mask_for(index),
-            ));
+            );
+            in_flight.spawn(async move { (index, attempt.await) });
             next += 1;
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -133,10 +138,13 @@ pub async fn open_all(target: Arc<Target>, plan: &OpenPlan) -> Opened {
         }
         match tokio::time::timeout_at(deadline, in_flight.join_next()).await {
             Ok(None) => break,
-            Ok(Some(Ok((result, retries)))) => {
+            Ok(Some(Ok((index, (result, retries))))) => {
                 opened.retries += retries;
                 match result {
-                    Ok(stream) => opened.streams.push(stream),
+                    Ok(stream) => {
+                        opened.streams.push(stream);
+                        opened.indices.push(index);
+                    }
                     Err(e) => opened.fail(e.to_string(), 1),
                 }
             }
@@ -202,6 +210,7 @@ mod tests {
     fn failure_reasons_are_capped_and_flattened() {
         let mut opened = Opened {
             streams: Vec::new(),
+            indices: Vec::new(),
             failed: 0,
             retries: 0,
             failures: BTreeMap::new(),
