@@ -119,17 +119,8 @@ pub(crate) struct EnvValues {
     pub(crate) secrets: BTreeMap<String, String>,
 }
 
-/// One edge's tie to a live object.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Binding {
-    /// The edge's number for the object.
-    pub(crate) object: u32,
-    /// The edge agreed to an eviction; it activates again before its next
-    /// event. Broadcasts still reach its sockets meanwhile.
-    pub(crate) evicted: bool,
-    /// Events from this edge handled since its `Activate`.
-    pub(crate) handled: u64,
-}
+pub(crate) use crate::lifecycle::Binding;
+use crate::lifecycle::ObjectTies;
 
 pub(crate) struct ObjectHost {
     namespace: String,
@@ -150,8 +141,8 @@ pub(crate) struct ObjectHost {
     /// Whether the auto-response in the mirror is known, or merely unset
     /// because no edge that was told it has reported yet.
     auto_response_known: Cell<bool>,
-    /// Per edge index.
-    bindings: RefCell<Vec<Option<Binding>>>,
+    /// Which edges hold the object, gather and eviction.
+    ties: RefCell<ObjectTies>,
     storage_spec: StorageSpec,
     /// Opened on first use, closed when the object hibernates (the host is
     /// dropped), so a hibernated object holds no file descriptor.
@@ -171,7 +162,6 @@ impl ObjectHost {
         shared: &Shared,
         storage_spec: StorageSpec,
     ) -> ObjectHost {
-        let edges = usize::from(shared.outbox.edges());
         let Identity {
             namespace,
             class,
@@ -192,7 +182,7 @@ impl ObjectHost {
             chain: RefCell::new(Vec::new()),
             mirror: RefCell::new(Mirror::default()),
             auto_response_known: Cell::new(false),
-            bindings: RefCell::new(vec![None; edges]),
+            ties: RefCell::new(ObjectTies::new(shared.outbox.edges())),
             storage_spec,
             storage: RefCell::new(None),
             in_event: Cell::new(false),
@@ -223,13 +213,7 @@ impl ObjectHost {
         auto_response_known: bool,
         sockets: Vec<SocketInfo>,
     ) {
-        if let Some(slot) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
-            *slot = Some(Binding {
-                object,
-                evicted: false,
-                handled: 0,
-            });
-        }
+        self.ties.borrow_mut().handle_activate(edge, object);
         self.mirror
             .borrow_mut()
             .sockets
@@ -278,43 +262,60 @@ impl ObjectHost {
         }
     }
 
-    /// The edge went away: it is no longer bound. Returns its sockets,
-    /// still listed until their close has been handled.
-    pub(crate) fn unbind_edge(&self, edge: u16) -> Vec<SocketHandle> {
-        if let Some(slot) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
-            *slot = None;
-        }
-        self.mirror
+    /// The object wakes from `woken_by`; returns the other edges to ask
+    /// for their sockets (`Gather`).
+    pub(crate) fn gather(&self, woken_by: u16, connected: impl Fn(u16) -> bool) -> Vec<u16> {
+        self.ties.borrow_mut().gather(woken_by, connected)
+    }
+
+    /// Whether some edge has yet to list its sockets.
+    pub(crate) fn is_gathering(&self) -> bool {
+        self.ties.borrow().is_gathering()
+    }
+
+    /// The edge listed all its sockets; true if that ends the gather.
+    pub(crate) fn listed(&self, edge: u16) -> bool {
+        self.ties.borrow_mut().handle_listed(edge)
+    }
+
+    /// The edge went away. Returns its sockets, still listed until their
+    /// close has been handled, and whether every edge still tied had agreed
+    /// to evict the object (it hibernates now).
+    pub(crate) fn edge_lost(&self, edge: u16) -> (Vec<SocketHandle>, bool) {
+        let hibernate = self.ties.borrow_mut().handle_edge_lost(edge);
+        let sockets = self
+            .mirror
             .borrow()
             .sockets
             .keys()
             .filter(|id| id.parts().0 == edge)
             .map(|&id| to_handle(id))
-            .collect()
+            .collect();
+        (sockets, hibernate)
     }
 
-    /// Bound edges and their bindings.
+    /// The edge agreed to evict the object; true once every tied edge has.
+    pub(crate) fn evicted(&self, edge: u16) -> bool {
+        self.ties.borrow_mut().handle_evict(edge)
+    }
+
+    /// One more event from `edge` was handled.
+    pub(crate) fn handled(&self, edge: u16) {
+        self.ties.borrow_mut().handle_handled(edge);
+    }
+
+    /// The edges to ask whether the idle object may hibernate.
+    pub(crate) fn to_ask(&self) -> Vec<(u16, Binding)> {
+        self.ties.borrow().to_ask()
+    }
+
+    /// Edges that hold the object, and their ties.
     pub(crate) fn bound(&self) -> Vec<(u16, Binding)> {
-        self.bindings
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter_map(|(edge, b)| b.map(|b| (edge as u16, b)))
-            .collect()
+        self.ties.borrow().tied()
     }
 
     pub(crate) fn binding(&self, edge: u16) -> Option<Binding> {
-        self.bindings
-            .borrow()
-            .get(usize::from(edge))
-            .copied()
-            .flatten()
-    }
-
-    pub(crate) fn update_binding(&self, edge: u16, f: impl FnOnce(&mut Binding)) {
-        if let Some(Some(binding)) = self.bindings.borrow_mut().get_mut(usize::from(edge)) {
-            f(binding);
-        }
+        self.ties.borrow().tie(edge)
     }
 
     pub(crate) fn outbox(&self) -> &Outbox {
@@ -657,12 +658,7 @@ impl Host for ObjectHost {
         let (is_text, payload) = split(message);
         // One command per edge holding sockets of the object; each edge
         // frames the message once for all of its sockets.
-        let bindings = self.bindings.borrow();
-        let bound = bindings
-            .iter()
-            .enumerate()
-            .filter_map(|(edge, b)| Some((edge as u16, (*b)?)));
-        for (edge, binding) in bound {
+        for (edge, binding) in self.ties.borrow().tied() {
             self.gate.push(
                 &self.outbox,
                 edge,

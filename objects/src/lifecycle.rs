@@ -6,8 +6,13 @@
 //! code only carries that out. The message sequences are documented in
 //! `torpor_proto::ipc`.
 //!
-//! Not here: an object's own life (its mailbox, gathering its sockets from
-//! every edge, hibernating), which the worker's object tasks run.
+//! [`ObjectTies`] is the same for one live object: which edges hold it
+//! (each with its own number for it), which of them have yet to list their
+//! sockets after a wake (`Gather`), and whether all of them agreed to let
+//! it hibernate (`Idle`, answered by `Evict`).
+//!
+//! Not here: running an object's events, which the worker's object tasks
+//! do, and its sockets' mirror, which its host keeps.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -299,6 +304,129 @@ impl WorkerLife {
     }
 }
 
+/// One edge's tie to a live object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Binding {
+    /// The edge's number for the object.
+    pub(crate) object: u32,
+    /// The edge agreed to an eviction; it activates again before its next
+    /// event. Broadcasts still reach its sockets meanwhile.
+    pub(crate) evicted: bool,
+    /// Events from this edge handled since its `Activate`.
+    pub(crate) handled: u64,
+}
+
+/// One live object's ties to the edges.
+#[derive(Debug)]
+pub(crate) struct ObjectTies {
+    ties: Vec<Option<Binding>>,
+    /// Edges asked for their sockets that have not listed them all yet.
+    gathering: Vec<bool>,
+}
+
+impl ObjectTies {
+    /// An object tied to no edge of a node with `edges` edges.
+    pub(crate) fn new(edges: u16) -> ObjectTies {
+        ObjectTies {
+            ties: vec![None; usize::from(edges)],
+            gathering: vec![false; usize::from(edges)],
+        }
+    }
+
+    /// The object wakes from `woken_by`: every other connected edge must
+    /// list its sockets before the object's first event runs. Returns the
+    /// edges to send `Gather` to.
+    pub(crate) fn gather(&mut self, woken_by: u16, connected: impl Fn(u16) -> bool) -> Vec<u16> {
+        let mut asked = Vec::new();
+        for (edge, pending) in self.gathering.iter_mut().enumerate() {
+            let edge = edge as u16;
+            *pending = edge != woken_by && connected(edge);
+            if *pending {
+                asked.push(edge);
+            }
+        }
+        asked
+    }
+
+    /// Whether some edge has yet to list its sockets.
+    pub(crate) fn is_gathering(&self) -> bool {
+        self.gathering.iter().any(|&p| p)
+    }
+
+    /// An edge's `Activate`: a fresh tie (it counts its events from 0, and
+    /// has not agreed to an eviction).
+    pub(crate) fn handle_activate(&mut self, edge: u16, object: u32) {
+        if let Some(tie) = self.ties.get_mut(usize::from(edge)) {
+            *tie = Some(Binding {
+                object,
+                evicted: false,
+                handled: 0,
+            });
+        }
+    }
+
+    /// The edge has listed all its sockets; true if that ends the gather.
+    pub(crate) fn handle_listed(&mut self, edge: u16) -> bool {
+        let Some(pending) = self.gathering.get_mut(usize::from(edge)) else {
+            return false;
+        };
+        std::mem::take(pending) && !self.is_gathering()
+    }
+
+    /// One more event from `edge` was handled.
+    pub(crate) fn handle_handled(&mut self, edge: u16) {
+        if let Some(Some(tie)) = self.ties.get_mut(usize::from(edge)) {
+            tie.handled += 1;
+        }
+    }
+
+    /// The object was idle for `hibernate_after`: the edges to send `Idle`
+    /// (with their number for it and its events handled from them).
+    pub(crate) fn to_ask(&self) -> Vec<(u16, Binding)> {
+        self.tied()
+            .into_iter()
+            .filter(|(_, b)| !b.evicted)
+            .collect()
+    }
+
+    /// The edge agreed to evict the object; true once every tied edge has:
+    /// none has an event in flight, and the instance may go.
+    pub(crate) fn handle_evict(&mut self, edge: u16) -> bool {
+        match self.ties.get_mut(usize::from(edge)) {
+            Some(Some(tie)) => tie.evicted = true,
+            _ => return false,
+        }
+        self.tied().iter().all(|(_, b)| b.evicted)
+    }
+
+    /// The edge went away: no tie, nothing to wait for from it. True if
+    /// it was tied and every edge still tied had agreed to evict.
+    pub(crate) fn handle_edge_lost(&mut self, edge: u16) -> bool {
+        self.handle_listed(edge);
+        let was_tied = self
+            .ties
+            .get_mut(usize::from(edge))
+            .and_then(Option::take)
+            .is_some();
+        let tied = self.tied();
+        was_tied && !tied.is_empty() && tied.iter().all(|(_, b)| b.evicted)
+    }
+
+    /// The edge's tie, if it holds the object.
+    pub(crate) fn tie(&self, edge: u16) -> Option<Binding> {
+        self.ties.get(usize::from(edge)).copied().flatten()
+    }
+
+    /// Tied edges and their ties.
+    pub(crate) fn tied(&self) -> Vec<(u16, Binding)> {
+        self.ties
+            .iter()
+            .enumerate()
+            .filter_map(|(edge, b)| b.map(|b| (edge as u16, b)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,5 +606,84 @@ mod tests {
         assert_eq!(drain(&mut life), vec![]);
         life.handle_timeout(t0 + ORPHAN_AFTER + Duration::from_millis(1), BUSY);
         assert_eq!(drain(&mut life), vec![Action::Exit(ExitReason::Orphaned)]);
+    }
+
+    #[test]
+    fn a_wake_gathers_from_the_other_connected_edges_until_each_listed_or_went_away() {
+        let mut ties = ObjectTies::new(4);
+        let asked = ties.gather(0, |edge| edge != 3);
+        assert_eq!(asked, vec![1, 2]);
+        ties.handle_activate(0, 7);
+        assert!(!ties.handle_listed(0), "the waking edge was not asked");
+        assert!(ties.is_gathering());
+        ties.handle_activate(1, 9);
+        assert!(!ties.handle_listed(1));
+        assert!(!ties.handle_edge_lost(2), "edge 2 was not tied");
+        assert!(!ties.is_gathering(), "a lost edge is not waited for");
+    }
+
+    #[test]
+    fn hibernation_needs_every_tied_edge_to_agree() {
+        let mut ties = ObjectTies::new(3);
+        ties.handle_activate(0, 1);
+        ties.handle_activate(2, 5);
+        ties.handle_handled(2);
+        ties.handle_handled(2);
+        assert_eq!(
+            ties.to_ask(),
+            vec![
+                (
+                    0,
+                    Binding {
+                        object: 1,
+                        evicted: false,
+                        handled: 0
+                    }
+                ),
+                (
+                    2,
+                    Binding {
+                        object: 5,
+                        evicted: false,
+                        handled: 2
+                    }
+                ),
+            ]
+        );
+        assert!(!ties.handle_evict(0));
+        assert_eq!(ties.to_ask().len(), 1, "edge 0 is not asked again");
+        assert!(!ties.handle_evict(1), "edge 1 is not tied");
+        assert!(ties.handle_evict(2));
+    }
+
+    #[test]
+    fn an_edge_that_activates_again_takes_back_its_agreement() {
+        let mut ties = ObjectTies::new(2);
+        ties.handle_activate(0, 1);
+        ties.handle_activate(1, 2);
+        ties.handle_handled(0);
+        assert!(!ties.handle_evict(0));
+        ties.handle_activate(0, 1);
+        assert_eq!(
+            ties.tie(0).map(|b| (b.evicted, b.handled)),
+            Some((false, 0))
+        );
+        assert!(!ties.handle_evict(1), "edge 0 has an event coming");
+    }
+
+    #[test]
+    fn losing_the_last_edge_that_had_not_agreed_hibernates_the_object() {
+        let mut ties = ObjectTies::new(2);
+        ties.handle_activate(0, 1);
+        ties.handle_activate(1, 2);
+        assert!(!ties.handle_evict(0));
+        assert!(ties.handle_edge_lost(1));
+
+        // Losing the only edge leaves no one to agree: the object's task
+        // ends it by itself (nothing tied, nothing to ask).
+        let mut ties = ObjectTies::new(1);
+        ties.handle_activate(0, 1);
+        assert!(!ties.handle_edge_lost(0));
+        assert!(ties.to_ask().is_empty() && ties.tied().is_empty());
     }
 }

@@ -193,32 +193,21 @@ struct Delivery {
     event: Event,
 }
 
-/// Edges asked for their sockets of a new live object, not yet answered.
-struct Gathering {
-    pending: RefCell<Vec<bool>>,
-    done: Notify,
-}
-
-impl Gathering {
-    fn answered(&self, edge: u16) {
-        let mut pending = self.pending.borrow_mut();
-        if let Some(flag) = pending.get_mut(usize::from(edge)) {
-            if std::mem::take(flag) && !pending.iter().any(|&p| p) {
-                self.done.notify_one();
-            }
-        }
-    }
-
-    fn is_pending(&self) -> bool {
-        self.pending.borrow().iter().any(|&p| p)
-    }
-}
-
 struct Live {
     key: (String, String),
     host: Rc<ObjectHost>,
     mailbox: mpsc::UnboundedSender<Delivery>,
-    gathering: Rc<Gathering>,
+    /// Wakes the object's task when every edge has listed its sockets.
+    gathered: Rc<Notify>,
+}
+
+impl Live {
+    /// The edge listed all its sockets.
+    fn listed(&self, edge: u16) {
+        if self.host.listed(edge) {
+            self.gathered.notify_one();
+        }
+    }
 }
 
 /// The worker's live objects, by (namespace, id) and by each edge's number.
@@ -494,7 +483,7 @@ impl Worker {
         let finished: Vec<usize> = objects
             .lives
             .iter()
-            .filter(|(_, live)| !live.gathering.is_pending())
+            .filter(|(_, live)| !live.host.is_gathering())
             .map(|(slot, _)| slot)
             .collect();
         for slot in finished {
@@ -550,7 +539,7 @@ impl Worker {
                     live.host
                         .bind_edge(edge, object, auto_response, auto_response_known, sockets);
                     if !more {
-                        live.gathering.answered(edge);
+                        live.listed(edge);
                     }
                 }
                 objects.by_edge[usize::from(edge)].insert(object, slot);
@@ -568,7 +557,7 @@ impl Worker {
                 if let Some(live) = live {
                     live.host.add_sockets(sockets);
                     if !more {
-                        live.gathering.answered(edge);
+                        live.listed(edge);
                     }
                 }
                 return;
@@ -690,29 +679,23 @@ impl Worker {
             &self.shared,
             storage,
         ));
-        let pending: Vec<bool> = (0..self.options.edges)
-            .map(|e| e != edge && self.life.is_connected(e))
-            .collect();
-        for (other, _) in pending.iter().enumerate().filter(|(_, &p)| p) {
+        for other in host.gather(edge, |e| self.life.is_connected(e)) {
             let gather = ToEdge::Gather {
                 namespace: key.0.clone(),
                 class: class.clone(),
                 id: key.1.clone(),
                 name: name.clone(),
             };
-            self.outbox.push(other as u16, &gather);
+            self.outbox.push(other, &gather);
         }
-        let gathering = Rc::new(Gathering {
-            pending: RefCell::new(pending),
-            done: Notify::new(),
-        });
+        let gathered = Rc::new(Notify::new());
         let (tx, rx) = mpsc::unbounded_channel();
         let mut objects = self.objects.borrow_mut();
         let slot = objects.lives.insert(Live {
             key: key.clone(),
             host: host.clone(),
             mailbox: tx,
-            gathering: gathering.clone(),
+            gathered: gathered.clone(),
         });
         objects.index.insert(key, slot);
         let running = TaskCount::start(&self.tasks);
@@ -721,7 +704,7 @@ impl Worker {
             slot,
             mailbox: rx,
             host,
-            gathering,
+            gathered,
             factory: self.registry.factory(&class),
             options: self.options.clone(),
             objects: self.objects.clone(),
@@ -737,10 +720,9 @@ impl Worker {
         let Some(live) = objects.lives.get(slot) else {
             return;
         };
-        live.host.update_binding(edge, |b| b.evicted = true);
         // Every edge agreed, so none has an event in flight: dropping the
         // mailbox ends the task, which drops the instance. Hibernation.
-        if live.host.bound().iter().all(|(_, b)| b.evicted) {
+        if live.host.evicted(edge) {
             debug!(slot, "object hibernated");
             objects.remove(slot);
         }
@@ -757,9 +739,10 @@ impl Worker {
         objects.by_edge[usize::from(edge)].clear();
         let mut hibernated = Vec::new();
         for (slot, live) in &objects.lives {
-            live.gathering.answered(edge);
-            let was_bound = live.host.binding(edge).is_some();
-            let sockets = live.host.unbind_edge(edge);
+            let (sockets, hibernate) = live.host.edge_lost(edge);
+            if !live.host.is_gathering() {
+                live.gathered.notify_one();
+            }
             if !sockets.is_empty() {
                 let lost = Delivery {
                     edge: None,
@@ -767,8 +750,7 @@ impl Worker {
                 };
                 let _ = live.mailbox.send(lost);
             }
-            let bound = live.host.bound();
-            if was_bound && !bound.is_empty() && bound.iter().all(|(_, b)| b.evicted) {
+            if hibernate {
                 hibernated.push(slot);
             }
         }
@@ -801,7 +783,7 @@ struct ObjectTask {
     slot: usize,
     mailbox: mpsc::UnboundedReceiver<Delivery>,
     host: Rc<ObjectHost>,
-    gathering: Rc<Gathering>,
+    gathered: Rc<Notify>,
     factory: Option<Factory>,
     options: WorkerOptions,
     objects: Rc<RefCell<Objects>>,
@@ -832,13 +814,13 @@ async fn object_task(task: ObjectTask) {
         slot,
         mut mailbox,
         host,
-        gathering,
+        gathered,
         factory,
         options,
         objects,
     } = task;
-    while gathering.is_pending() {
-        gathering.done.notified().await;
+    while host.is_gathering() {
+        gathered.notified().await;
     }
     let outbox = host.outbox();
     let mut instance: Option<Box<dyn DynObject>> = None;
@@ -852,11 +834,7 @@ async fn object_task(task: ObjectTask) {
             Ok(Some(delivery)) => delivery,
             Ok(None) => break,
             Err(_) => {
-                let asked: Vec<_> = host
-                    .bound()
-                    .into_iter()
-                    .filter(|(_, b)| !b.evicted)
-                    .collect();
+                let asked = host.to_ask();
                 if asked.is_empty() {
                     // No edge is left to agree: every socket's edge went away.
                     if mailbox.is_empty() {
@@ -942,7 +920,7 @@ async fn object_task(task: ObjectTask) {
         }
         let (rows_read, rows_written, stored_bytes) = host.take_storage_usage();
         if let Some((edge, binding)) = source {
-            host.update_binding(edge, |b| b.handled += 1);
+            host.handled(edge);
             outbox.push(
                 edge,
                 &ToEdge::Done {
