@@ -1,9 +1,10 @@
 //! The supervisor's control frames on a child's stdin, read blocking: the
-//! `Setup` every child starts from, then (for a worker) `Retire`.
+//! `Setup` every child starts from, then (for a worker) `Retire`; and the
+//! child's `Ready` on its stdout.
 
 use bytes::BytesMut;
 use std::io::{self, Read};
-use torpor_proto::ipc::{self, ToChild};
+use torpor_proto::ipc::{self, ToChild, ToSupervisor};
 
 /// Control frames from a byte stream, normally stdin.
 pub struct ControlIn<R> {
@@ -66,6 +67,21 @@ impl<R: Read> ControlIn<R> {
                  (run the binary without a subcommand)",
             )),
         }
+    }
+}
+
+/// Tells the supervisor, on stdout, that this process serves.
+pub fn announce_ready() {
+    use std::io::Write;
+    let mut frame = Vec::new();
+    ToSupervisor::Ready {
+        version: ipc::VERSION,
+        pid: std::process::id(),
+    }
+    .encode(&mut frame);
+    let mut stdout = io::stdout().lock();
+    if let Err(err) = stdout.write_all(&frame).and_then(|()| stdout.flush()) {
+        tracing::warn!(%err, "cannot tell the supervisor this process is ready");
     }
 }
 

@@ -21,6 +21,6 @@ pub mod storage;
 mod worker;
 
 pub use build::build_version;
-pub use control::ControlIn;
+pub use control::{announce_ready, ControlIn};
 pub use registry::Registry;
 pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions};

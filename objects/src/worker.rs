@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
-use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToSupervisor, ToWorker};
+use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Abort;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
@@ -64,21 +64,6 @@ fn read_control(mut control: ControlIn<std::io::Stdin>, inputs: mpsc::UnboundedS
         });
     if let Err(err) = spawned {
         warn!(%err, "cannot read control messages; this worker cannot be retired");
-    }
-}
-
-/// Tells the supervisor (our stdout) this worker serves.
-fn announce_ready() {
-    use std::io::Write;
-    let mut frame = Vec::new();
-    ToSupervisor::Ready {
-        version: ipc::VERSION,
-        pid: std::process::id(),
-    }
-    .encode(&mut frame);
-    let mut stdout = std::io::stdout().lock();
-    if let Err(err) = stdout.write_all(&frame).and_then(|()| stdout.flush()) {
-        debug!(%err, "cannot tell the supervisor we are ready");
     }
 }
 
@@ -337,7 +322,7 @@ async fn serve(
         while let Some(action) = worker.life.poll_action() {
             match action {
                 Action::Send(edge, signal) => worker.outbox.push(edge, &signal.to_edge()),
-                Action::AnnounceReady => announce_ready(),
+                Action::AnnounceReady => crate::control::announce_ready(),
                 Action::FinishObjects => worker.finish_objects(),
                 Action::Exit(reason) => {
                     if reason == ExitReason::RetireTimedOut {

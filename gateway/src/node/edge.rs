@@ -127,7 +127,7 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
             }),
         ));
         tracing::info!(edge = index, "edge ready");
-        super::announce_ready();
+        torpor_objects::announce_ready();
         let parent = std::os::unix::process::parent_id();
         let orphaned = async {
             loop {

@@ -230,21 +230,6 @@ fn context(what: String) -> impl FnOnce(std::io::Error) -> BoxError {
     move |err| format!("{what}: {err}").into()
 }
 
-/// Tells the supervisor (our stdout) this child serves.
-fn announce_ready() {
-    use std::io::Write;
-    let mut frame = Vec::new();
-    torpor_proto::ipc::ToSupervisor::Ready {
-        version: torpor_proto::ipc::VERSION,
-        pid: std::process::id(),
-    }
-    .encode(&mut frame);
-    let mut stdout = std::io::stdout().lock();
-    if let Err(err) = stdout.write_all(&frame).and_then(|()| stdout.flush()) {
-        tracing::warn!(%err, "cannot tell the supervisor this process is ready");
-    }
-}
-
 /// The supervisor's socket for edges' requests to start a worker.
 const SUPERVISOR_SOCKET: &str = "supervisor.sock";
 
