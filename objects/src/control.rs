@@ -73,7 +73,7 @@ impl<R: Read> ControlIn<R> {
 /// Tells the supervisor, on stdout, that this process serves.
 pub fn announce_ready() {
     use std::io::Write;
-    let mut frame = Vec::new();
+    let mut frame = ipc::CONTROL_MARK.to_vec();
     ToSupervisor::Ready {
         version: ipc::VERSION,
         pid: std::process::id(),

@@ -326,7 +326,10 @@ impl Reloader {
                 stderr.trim()
             ));
         }
-        serde_json::from_slice(&output.stdout).map_err(|err| {
+        // The last line: a user's main may print before it hands over.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+        serde_json::from_str(last.unwrap_or_default()).map_err(|err| {
             format!("the new binary {program} is not a Torpor node of this kind ({err})")
         })
     }

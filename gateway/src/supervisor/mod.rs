@@ -514,7 +514,9 @@ async fn spawn(spec: &Spec, kind: Kind, index: u16) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Reads a child's control frames from its stdout.
+/// Reads a child's control frames from its stdout, and passes on to the
+/// supervisor's stderr whatever else the child prints there (its code may
+/// print: a user's class, say).
 struct ControlReader<R> {
     stdout: R,
     buf: BytesMut,
@@ -531,22 +533,27 @@ impl<R: AsyncRead + Unpin + Send + 'static> ControlReader<R> {
     /// Waits for the child's `Ready`; its pid, or why it never came.
     async fn ready(&mut self) -> Result<u32, String> {
         loop {
-            match ipc::split_frame(&mut self.buf) {
-                Ok(Some(frame)) => match ToSupervisor::decode(frame) {
-                    Ok(ToSupervisor::Ready { version, pid }) if version == ipc::VERSION => {
-                        return Ok(pid)
+            if let Some(at) = find(&self.buf, ipc::CONTROL_MARK) {
+                pass_on(&self.buf[..at]);
+                let mut rest = self.buf.split_off(at + ipc::CONTROL_MARK.len());
+                match ipc::split_frame(&mut rest) {
+                    Ok(Some(frame)) => {
+                        self.buf = rest;
+                        return ready_from(frame);
                     }
-                    Ok(ToSupervisor::Ready { version, .. }) => {
-                        return Err(format!(
-                            "speaks ipc version {version}, this supervisor {}",
-                            ipc::VERSION
-                        ))
+                    Ok(None) => {
+                        // The frame is still coming: keep the mark in front.
+                        self.buf.clear();
+                        self.buf.extend_from_slice(ipc::CONTROL_MARK);
+                        self.buf.extend_from_slice(&rest);
                     }
-                    Ok(other) => return Err(format!("sent {other:?} before Ready")),
                     Err(err) => return Err(format!("bad control frame: {err}")),
-                },
-                Ok(None) => {}
-                Err(err) => return Err(format!("bad control frame: {err}")),
+                }
+            } else {
+                // Keep what could be the start of a mark; pass on the rest.
+                let keep = ipc::CONTROL_MARK.len().min(self.buf.len());
+                let printed = self.buf.split_to(self.buf.len() - keep);
+                pass_on(&printed);
             }
             match self.stdout.read_buf(&mut self.buf).await {
                 Ok(0) | Err(_) => return Err("exited before it was ready".to_owned()),
@@ -555,17 +562,44 @@ impl<R: AsyncRead + Unpin + Send + 'static> ControlReader<R> {
         }
     }
 
-    /// Reads and drops what the child writes after `Ready`, so that it
-    /// never blocks on a full pipe.
+    /// Passes on what the child prints after `Ready`, so that it never
+    /// blocks on a full pipe and its output is not lost.
     fn drain(mut self) {
         tokio::spawn(async move {
-            let mut sink = [0u8; 512];
-            while let Ok(n) = self.stdout.read(&mut sink).await {
+            pass_on(&self.buf);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = self.stdout.read(&mut chunk).await {
                 if n == 0 {
                     return;
                 }
+                pass_on(&chunk[..n]);
             }
         });
+    }
+}
+
+fn ready_from(frame: bytes::Bytes) -> Result<u32, String> {
+    match ToSupervisor::decode(frame) {
+        Ok(ToSupervisor::Ready { version, pid }) if version == ipc::VERSION => Ok(pid),
+        Ok(ToSupervisor::Ready { version, .. }) => Err(format!(
+            "speaks ipc version {version}, this supervisor {}",
+            ipc::VERSION
+        )),
+        Ok(other) => Err(format!("sent {other:?} before Ready")),
+        Err(err) => Err(format!("bad control frame: {err}")),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A child's own output, small and rare: a blocking write to stderr is
+/// fine here.
+fn pass_on(printed: &[u8]) {
+    use std::io::Write;
+    if !printed.is_empty() {
+        let _ = std::io::stderr().write_all(printed);
     }
 }
 
@@ -585,4 +619,53 @@ fn watch(
             Err(err) => error!(%err, ?kind, index, "cannot wait for child"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_frame(pid: u32) -> Vec<u8> {
+        let mut bytes = ipc::CONTROL_MARK.to_vec();
+        ToSupervisor::Ready {
+            version: ipc::VERSION,
+            pid,
+        }
+        .encode(&mut bytes);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn ready_is_found_after_whatever_the_child_printed_first() {
+        let mut stdout = b"hello from a user's main\n\0 and a stray nul\n".to_vec();
+        stdout.extend(ready_frame(42));
+        stdout.extend_from_slice(b"printed later\n");
+        let mut reader = ControlReader::new(std::io::Cursor::new(stdout));
+        assert_eq!(reader.ready().await, Ok(42));
+    }
+
+    #[tokio::test]
+    async fn ready_split_over_reads_is_found() {
+        let frame = ready_frame(7);
+        // One byte per read, the mark split too.
+        let (client, mut server) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            for byte in frame {
+                server.write_all(&[byte]).await.unwrap();
+            }
+            server
+        });
+        let mut reader = ControlReader::new(client);
+        assert_eq!(reader.ready().await, Ok(7));
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_without_ready_says_so() {
+        let mut reader = ControlReader::new(&b"panicked\n"[..]);
+        assert_eq!(
+            reader.ready().await,
+            Err("exited before it was ready".to_owned())
+        );
+    }
 }

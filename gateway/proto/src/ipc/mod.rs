@@ -51,6 +51,11 @@ use bytes::Bytes;
 /// The IPC format version this build speaks.
 pub const VERSION: u16 = 9;
 
+/// On a child's stdout, which the code it runs may print to as well, each
+/// control frame follows this mark; what comes before it is not the
+/// protocol's (the supervisor passes it on to its own stderr).
+pub const CONTROL_MARK: &[u8] = b"\0torpor-control\0";
+
 /// Messages from the supervisor to a child process, framed on its stdin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToChild {

@@ -52,5 +52,9 @@ impl DurableObject for Room {
 }
 
 fn main() -> std::process::ExitCode {
+    // Printing is fine: every process of the node runs this main (the
+    // supervisor starts copies of the binary), and their output reaches
+    // the supervisor's stderr.
+    println!("hello-room {}", env!("CARGO_PKG_VERSION"));
     torpor::Node::new().class::<Room>("Room").main()
 }
