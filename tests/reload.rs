@@ -183,7 +183,11 @@ async fn a_binary_that_cannot_serve_is_refused_and_the_old_workers_keep_serving(
     assert_ne!(code, 0);
     assert!(stderr.contains("ipc version 1"), "{stderr}");
 
-    let no_bench = r#"{"version":"0.1.0+x","ipc_version":9,"classes":["ChatRoom","Counter","Echo","GameRelay","Presence"]}"#;
+    // This build's IPC version: only the missing class is wrong.
+    let no_bench = format!(
+        r#"{{"version":"0.1.0+x","ipc_version":{},"classes":["ChatRoom","Counter","Echo","GameRelay","Presence"]}}"#,
+        torpor_proto::ipc::VERSION
+    );
     deploy.install_script(&format!("echo '{no_bench}'"));
     let (code, _, stderr) = node.reload().await;
     assert_ne!(code, 0);

@@ -425,6 +425,7 @@ impl ObjectHost {
             let mut opened =
                 storage::Storage::open(&self.storage_spec.path, self.storage_spec.limits)
                     .map_err(storage_error)?;
+            self.report_alarm_row(&mut opened);
             if self.in_event.get() {
                 opened.begin_event().map_err(storage_error)?;
             }
@@ -436,11 +437,64 @@ impl ObjectHost {
         }
     }
 
-    /// The alarm is firing: clear it inside the event, so that a failed
-    /// handler's rollback restores it for the retry and a new `set_alarm`
-    /// in the handler replaces it.
-    pub(crate) fn clear_firing_alarm(&self) -> Result<()> {
-        self.with_storage(|s| s.set_alarm(None))
+    /// Tells edge 0 what the alarm row holds, as the storage opens for a new
+    /// instance: the row is the truth, and a `SetAlarm` lost with a worker
+    /// that died after its event's commit is repaired here. Not gated: it
+    /// reports what is committed, not what the event does.
+    fn report_alarm_row(&self, storage: &mut storage::Storage) {
+        match storage.alarm() {
+            Ok(at_ms) => self.outbox.push(
+                0,
+                &ToEdge::SyncAlarm {
+                    namespace: self.namespace.clone(),
+                    id: self.id.clone(),
+                    name: self.name.clone(),
+                    at_ms,
+                },
+            ),
+            Err(err) => warn!(class = %self.class, %err, "cannot read the alarm row"),
+        }
+    }
+
+    /// An alarm event starts: whether the row holds an alarm due now, the
+    /// one the handler is for. If so it is cleared inside the event, so
+    /// that a failed handler's rollback restores it for the retry and a
+    /// new `set_alarm` in the handler replaces it. If not (deleted, or
+    /// moved later, since the schedule heard) no handler runs.
+    pub(crate) fn take_due_alarm(&self) -> Result<bool> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        self.with_storage(|s| match s.alarm()? {
+            Some(at_ms) if at_ms <= now_ms => s.set_alarm(None).map(|()| true),
+            _ => Ok(false),
+        })
+    }
+
+    /// An alarm event ended (committed or rolled back): whether it
+    /// succeeded and, if so, what the row holds now, for `AlarmDone`. A
+    /// failed last attempt deletes the alarm, in a transaction of its own
+    /// since the event's rolled back: no retry follows, and `get_alarm`
+    /// must not go on returning a time that will never fire.
+    pub(crate) fn end_alarm(&self, committed: bool, last_attempt: bool) -> (bool, Option<u64>) {
+        if committed {
+            return match self.with_storage(|s| s.alarm()) {
+                Ok(at_ms) => (true, at_ms),
+                // Reported as a failure: the retry checks the row again.
+                Err(err) => {
+                    warn!(class = %self.class, %err, "cannot read the alarm row");
+                    (false, None)
+                }
+            };
+        }
+        if last_attempt {
+            if let Err(err) = self.with_storage(|s| s.set_alarm(None)) {
+                warn!(class = %self.class, %err, "cannot delete the alarm after its last attempt");
+            }
+        }
+        (false, None)
     }
 
     pub(crate) fn note_auto_response_at(&self, handle: SocketHandle, at_ms: u64) {

@@ -66,7 +66,7 @@ impl Outbox {
         if out.connected.get() {
             message.encode(&mut out.buf.borrow_mut());
             out.notify.notify_one();
-        } else if matches!(message, ToEdge::SetAlarm { .. }) {
+        } else if matches!(message, ToEdge::SetAlarm { .. } | ToEdge::SyncAlarm { .. }) {
             message.encode(&mut out.retained.borrow_mut());
         }
     }

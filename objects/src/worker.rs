@@ -160,6 +160,7 @@ enum Event {
     },
     Alarm {
         retry_count: u32,
+        last: bool,
     },
     /// An edge went away with these sockets of the object.
     EdgeLost {
@@ -601,7 +602,8 @@ impl Worker {
             ToWorker::Alarm {
                 object,
                 retry_count,
-            } => (object, Event::Alarm { retry_count }),
+                last,
+            } => (object, Event::Alarm { retry_count, last }),
             ToWorker::Lost { object, handles } => (object, Event::Lost { sockets: handles }),
         };
         self.life.handle_activity(Instant::now());
@@ -1060,6 +1062,7 @@ async fn handle_event(
             failed => new_failed = Some(failed),
         }
     }
+    let last_alarm_attempt = matches!(event, Event::Alarm { last: true, .. });
     let mut ran = run_event(instance, host, event, options).await;
     if let Some(failed) = new_failed {
         // The event ran without an instance: it fails as `new` did.
@@ -1098,13 +1101,8 @@ async fn handle_event(
         }
     }
     if let (true, Some((edge, object))) = (ran.alarm, source) {
-        outbox.push(
-            edge,
-            &ToEdge::AlarmDone {
-                object,
-                ok: committed,
-            },
-        );
+        let (ok, at_ms) = host.end_alarm(committed, last_alarm_attempt);
+        outbox.push(edge, &ToEdge::AlarmDone { object, ok, at_ms });
     }
     survived
 }
@@ -1254,17 +1252,19 @@ async fn run_event(
             host.forget(handle);
             ran
         }
-        Event::Alarm { retry_count } => {
+        Event::Alarm { retry_count, .. } => {
             let info = AlarmInfo {
                 retry_count,
                 is_retry: retry_count > 0,
             };
-            let mut ran = match (instance.as_mut(), host.clear_firing_alarm()) {
-                (Some(object), Ok(())) => report(
+            let mut ran = match (instance.as_mut(), host.take_due_alarm()) {
+                (Some(object), Ok(true)) => report(
                     host,
                     "alarm",
                     guarded(options.handler_timeout, object.alarm(info)).await,
                 ),
+                // The row is the truth: the schedule's alarm is no longer set.
+                (_, Ok(false)) => Ran::quiet(),
                 (_, Err(err)) => {
                     warn!(class = host.class_name(), %err, "cannot clear the firing alarm");
                     Ran {
@@ -1272,7 +1272,7 @@ async fn run_event(
                         ..Ran::quiet()
                     }
                 }
-                (None, Ok(())) => Ran {
+                (None, Ok(true)) => Ran {
                     ok: false,
                     ..Ran::quiet()
                 },

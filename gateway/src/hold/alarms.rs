@@ -2,6 +2,15 @@
 //! retry backoff after a failed handler, and what must be persisted. The
 //! hold loop feeds it `now` and carries its answers out, so every rule here
 //! is checked with a controllable clock.
+//!
+//! It is an index, not the truth: each object's alarm is the row in its own
+//! database, written in the event's transaction. The schedule hears of it
+//! after the commit (`set`), again whenever the object's storage opens for
+//! a new instance (`sync`, which repairs a change that never arrived), and
+//! from every alarm event, which the worker checks against the row before
+//! running the handler and answers with what the row holds (`done`). So an
+//! alarm the schedule has and the row has not costs a wake and no handler,
+//! and one the row has and the schedule lost comes back at the next wake.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -12,6 +21,22 @@ pub(crate) const MAX_RETRIES: u32 = 6;
 /// Delay before retry `retry_count` (1-based): 2 s, 4 s, 8 s, … 64 s.
 pub(crate) fn retry_delay(retry_count: u32) -> Duration {
     Duration::from_secs(2u64 << retry_count.saturating_sub(1).min(30))
+}
+
+/// Whether attempt `retry_count` is the last: if its handler fails too, the
+/// alarm is deleted, from the object's row as well.
+pub(crate) fn is_last_attempt(retry_count: u32) -> bool {
+    retry_count >= MAX_RETRIES
+}
+
+/// How an alarm event ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The event committed (its handler succeeded, or it found no alarm due
+    /// and ran none); the object's row now reads `at_ms`.
+    Committed { at_ms: Option<u64> },
+    /// The handler failed, or the worker died running it.
+    Failed,
 }
 
 /// What the durable store must now hold for an object.
@@ -113,22 +138,40 @@ impl AlarmSchedule {
         fired
     }
 
-    /// The handler of a firing alarm finished (or its worker died: `ok`
-    /// false). Returns what to persist, if anything changed.
-    pub(crate) fn done(&mut self, object: u32, ok: bool, now_ms: u64) -> Option<Persist> {
+    /// The object's storage opened for a new instance and its row reads
+    /// `at_ms`. Nothing of the instance has run yet, so the row is exact:
+    /// a schedule that disagrees missed a change. A firing alarm is left to
+    /// its own outcome, and a pending retry to its attempt, which checks
+    /// the row again. Returns what to persist, if anything changed.
+    pub(crate) fn sync(&mut self, object: u32, at_ms: Option<u64>) -> Option<Persist> {
+        match (self.entries.get(&object), at_ms) {
+            (None, None) => None,
+            (Some(entry), _) if entry.firing => None,
+            (Some(entry), Some(at)) if entry.retry_count > 0 || entry.due_ms == Some(at) => None,
+            _ => Some(self.set(object, at_ms)),
+        }
+    }
+
+    /// The event of a firing alarm ended (or its worker died: `Failed`).
+    /// Returns what to persist, if anything changed.
+    pub(crate) fn done(&mut self, object: u32, outcome: Outcome, now_ms: u64) -> Option<Persist> {
         let entry = self.entries.get_mut(&object)?;
         if !entry.firing {
             return None;
         }
         entry.firing = false;
-        if entry.replaced_while_firing {
-            entry.replaced_while_firing = false;
+        let replaced = std::mem::take(&mut entry.replaced_while_firing);
+        if let Outcome::Committed { at_ms } = outcome {
+            // The row is the truth, whatever changes crossed the event.
+            return Some(self.set(object, at_ms));
+        }
+        if replaced {
             if entry.due_ms.is_none() {
                 self.entries.remove(&object);
             }
             return None;
         }
-        if ok || entry.retry_count >= MAX_RETRIES {
+        if is_last_attempt(entry.retry_count) {
             self.entries.remove(&object);
             return Some(Persist::Remove);
         }
@@ -156,6 +199,10 @@ impl AlarmSchedule {
 mod tests {
     use super::*;
 
+    fn ok(at_ms: Option<u64>) -> Outcome {
+        Outcome::Committed { at_ms }
+    }
+
     #[test]
     fn an_alarm_fires_once_at_its_time_and_is_removed_on_success() {
         let mut s = AlarmSchedule::default();
@@ -170,7 +217,7 @@ mod tests {
         assert!(s.take_due(999).is_empty());
         assert_eq!(s.take_due(1_000), vec![(7, 0)]);
         assert!(s.take_due(5_000).is_empty(), "fired twice");
-        assert_eq!(s.done(7, true, 1_010), Some(Persist::Remove));
+        assert_eq!(s.done(7, ok(None), 1_010), Some(Persist::Remove));
         assert_eq!(s.next_due_ms(), None);
     }
 
@@ -185,7 +232,7 @@ mod tests {
             let Some(Persist::Store {
                 due_ms,
                 retry_count,
-            }) = s.done(1, false, now)
+            }) = s.done(1, Outcome::Failed, now)
             else {
                 panic!("attempt {attempt} was not rescheduled");
             };
@@ -196,7 +243,8 @@ mod tests {
             assert_eq!(s.take_due(now), vec![(1, attempt)]);
         }
         assert_eq!(delays, vec![2, 4, 8, 16, 32, 64]);
-        assert_eq!(s.done(1, false, now), Some(Persist::Remove));
+        assert!(is_last_attempt(MAX_RETRIES) && !is_last_attempt(MAX_RETRIES - 1));
+        assert_eq!(s.done(1, Outcome::Failed, now), Some(Persist::Remove));
         assert_eq!(s.next_due_ms(), None);
     }
 
@@ -218,9 +266,21 @@ mod tests {
         s.set(3, Some(100));
         assert_eq!(s.take_due(100), vec![(3, 0)]);
         s.set(3, Some(60_100));
-        assert_eq!(s.done(3, true, 150), None, "the new alarm was removed");
+        assert_eq!(
+            s.done(3, ok(Some(60_100)), 150),
+            Some(Persist::Store {
+                due_ms: 60_100,
+                retry_count: 0
+            }),
+            "the new alarm was removed"
+        );
         assert_eq!(s.next_due_ms(), Some(60_100));
         assert_eq!(s.take_due(60_100), vec![(3, 0)]);
+        // Its worker dies after the commit, before it tells the outcome: the
+        // alarm it set stands, and the one that fired is not retried.
+        s.set(3, Some(120_000));
+        assert_eq!(s.done(3, Outcome::Failed, 60_200), None);
+        assert_eq!(s.next_due_ms(), Some(120_000));
     }
 
     #[test]
@@ -229,5 +289,75 @@ mod tests {
         s.load(4, 50, 2);
         assert_eq!(s.take_due(1_000_000), vec![(4, 2)]);
         assert_eq!(s.firing().collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn a_wake_schedules_an_alarm_the_schedule_never_heard_of() {
+        let mut s = AlarmSchedule::default();
+        assert_eq!(s.sync(5, None), None);
+        assert_eq!(
+            s.sync(5, Some(2_000)),
+            Some(Persist::Store {
+                due_ms: 2_000,
+                retry_count: 0
+            })
+        );
+        assert_eq!(s.sync(5, Some(2_000)), None, "persisted twice");
+        assert_eq!(s.take_due(2_000), vec![(5, 0)]);
+    }
+
+    #[test]
+    fn a_wake_corrects_a_stale_or_deleted_alarm() {
+        let mut s = AlarmSchedule::default();
+        s.set(5, Some(1_000));
+        assert_eq!(
+            s.sync(5, Some(9_000)),
+            Some(Persist::Store {
+                due_ms: 9_000,
+                retry_count: 0
+            })
+        );
+        assert!(s.take_due(8_999).is_empty());
+        assert_eq!(s.sync(5, None), Some(Persist::Remove));
+        assert_eq!(s.next_due_ms(), None);
+    }
+
+    #[test]
+    fn a_wake_leaves_a_firing_alarm_and_a_pending_retry_alone() {
+        let mut s = AlarmSchedule::default();
+        s.set(6, Some(100));
+        assert_eq!(s.take_due(100), vec![(6, 0)]);
+        // The alarm event opened the storage: its row still reads 100.
+        assert_eq!(s.sync(6, Some(100)), None);
+        let retry = s.done(6, Outcome::Failed, 200);
+        assert_eq!(
+            retry,
+            Some(Persist::Store {
+                due_ms: 2_200,
+                retry_count: 1
+            })
+        );
+        // A wake before the retry finds the row rolled back to 100.
+        assert_eq!(s.sync(6, Some(100)), None);
+        assert!(s.take_due(2_199).is_empty(), "the backoff was skipped");
+        assert_eq!(s.take_due(2_200), vec![(6, 1)]);
+    }
+
+    #[test]
+    fn an_alarm_event_that_finds_no_alarm_due_leaves_what_the_row_holds() {
+        let mut s = AlarmSchedule::default();
+        s.set(8, Some(100));
+        assert_eq!(s.take_due(100), vec![(8, 0)]);
+        assert_eq!(
+            s.done(8, ok(Some(5_000)), 110),
+            Some(Persist::Store {
+                due_ms: 5_000,
+                retry_count: 0
+            }),
+            "moved later: due then"
+        );
+        assert_eq!(s.take_due(5_000), vec![(8, 0)]);
+        assert_eq!(s.done(8, ok(None), 5_010), Some(Persist::Remove));
+        assert_eq!(s.next_due_ms(), None);
     }
 }

@@ -17,7 +17,7 @@ pub use object::{ObjectReport, Usage};
 
 use crate::metrics::EdgeCounters;
 use alarm_store::AlarmStore;
-use alarms::{AlarmSchedule, Persist};
+use alarms::{AlarmSchedule, Outcome, Persist};
 use bytes::{Bytes, BytesMut};
 use mio::net::{TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -661,6 +661,7 @@ impl HoldLoop {
                 &ToWorker::Alarm {
                     object,
                     retry_count,
+                    last: alarms::is_last_attempt(retry_count),
                 },
             );
         }
@@ -757,6 +758,19 @@ impl HoldLoop {
             Ok(()) => self.membership_changed = false,
             Err(err) => warn!(%err, path = %path.display(), "cannot write the sockets file"),
         }
+    }
+
+    /// The object an alarm message names, if this edge keeps the schedule
+    /// and knows its namespace.
+    fn alarm_object(&mut self, namespace: &str, id: &str, name: Option<&str>) -> Option<u32> {
+        let class = self.options.namespaces.get(namespace).cloned();
+        let (Some(class), Some(parsed), true) =
+            (class, ObjectId::from_hex(id), self.alarm_store.is_some())
+        else {
+            warn!(%namespace, %id, "alarm for an unknown object or the wrong edge, dropped");
+            return None;
+        };
+        Some(self.object_for(Arc::from(namespace), class, parsed, name))
     }
 
     fn persist_alarm(&mut self, object: u32, change: Persist) {
@@ -1148,7 +1162,7 @@ impl HoldLoop {
             .filter(|&o| self.objects[o as usize].worker as usize == worker)
             .collect();
         for object in firing {
-            if let Some(change) = self.alarms.done(object, false, self.now_ms) {
+            if let Some(change) = self.alarms.done(object, Outcome::Failed, self.now_ms) {
                 self.persist_alarm(object, change);
             }
         }
@@ -1323,18 +1337,30 @@ impl HoldLoop {
                 name,
                 at_ms,
             } => {
-                let class = self.options.namespaces.get(namespace.as_str()).cloned();
-                let (Some(class), Some(id), true) =
-                    (class, ObjectId::from_hex(&id), self.alarm_store.is_some())
-                else {
-                    warn!(%namespace, %id, "alarm for an unknown object or the wrong edge, dropped");
+                let Some(object) = self.alarm_object(&namespace, &id, name.as_deref()) else {
                     return;
                 };
-                let object =
-                    self.object_for(Arc::from(namespace.as_str()), class, id, name.as_deref());
                 debug!(object, ?at_ms, "alarm set");
                 let change = self.alarms.set(object, at_ms);
                 self.persist_alarm(object, change);
+            }
+            ToEdge::SyncAlarm {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
+                let Some(object) = self.alarm_object(&namespace, &id, name.as_deref()) else {
+                    return;
+                };
+                if let Some(change) = self.alarms.sync(object, at_ms) {
+                    info!(
+                        object,
+                        ?at_ms,
+                        "alarm schedule repaired from the object's row"
+                    );
+                    self.persist_alarm(object, change);
+                }
             }
             ToEdge::Woke { object } => {
                 if let Some(o) = self.objects.get_mut(object as usize) {
@@ -1376,9 +1402,13 @@ impl HoldLoop {
                     self.flush_link(worker);
                 }
             }
-            ToEdge::AlarmDone { object, ok } => {
-                debug!(object, ok, "alarm handled");
-                if let Some(change) = self.alarms.done(object, ok, self.now_ms) {
+            ToEdge::AlarmDone { object, ok, at_ms } => {
+                debug!(object, ok, ?at_ms, "alarm handled");
+                let outcome = match ok {
+                    true => Outcome::Committed { at_ms },
+                    false => Outcome::Failed,
+                };
+                if let Some(change) = self.alarms.done(object, outcome, self.now_ms) {
                     debug!(object, ?change, "alarm rescheduled");
                     self.persist_alarm(object, change);
                 }

@@ -18,9 +18,11 @@
 //! milliseconds ahead and replies `ok`; `alarmfail:N:MS` does too, and the
 //! alarm handler fails while its retry count is below N; when the handler
 //! succeeds it stores `alarm_fired` = its retry count and broadcasts
-//! `alarm:<retry count>`. `version` → the build (`0.1.0+dev`, see
-//! `TORPOR_BUILD`); `pid` → the worker's process id; `var:NAME` → the config's var
-//! NAME; `secretlen:NAME` → the length of secret NAME (never its value). `lasterror` → the reason
+//! `alarm:<retry count>`. `getalarm` → the alarm's time in Unix
+//! milliseconds, or `none`. `version` → the build (`0.1.0+dev`, see
+//! `TORPOR_BUILD`); `pid` → the worker's process id; `var:NAME` → the
+//! config's var NAME; `secretlen:NAME` → the length of secret NAME (never
+//! its value). `lasterror` → the reason
 //! of the last socket the edge failed (protocol error, not reading) while the
 //! instance was live, or nothing. Calls to other objects: `rpc:NAME:METHOD:ARGS`
 //! calls Bench NAME's rpc METHOD with JSON ARGS and replies with the JSON
@@ -236,6 +238,10 @@ impl DurableObject for Bench {
                 "pid" => std::process::id().to_string(),
                 "recall" => self.remembered.clone(),
                 "wstimeout" => self.websocket_event_timeout(),
+                "getalarm" => match self.state.storage().get_alarm()? {
+                    Some(at) => unix_ms(at).to_string(),
+                    None => "none".to_owned(),
+                },
                 "inits" => {
                     let stored: u64 = self.state.storage().get_json(INITS)?.unwrap_or(0);
                     format!("{}/{stored}", self.inits)
@@ -361,6 +367,11 @@ impl Bench {
         storage.set_alarm(SystemTime::now() + Duration::from_millis(in_ms))?;
         Ok("ok".to_owned())
     }
+}
+
+fn unix_ms(at: SystemTime) -> u128 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }
 
 fn truncate(text: &str, max: usize) -> &str {

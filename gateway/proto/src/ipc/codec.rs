@@ -367,9 +367,10 @@ impl ToWorker {
             ToWorker::Alarm {
                 object,
                 retry_count,
+                last,
             } => {
                 let mut w = Writer::new(out, 7);
-                w.u32(*object).u32(*retry_count);
+                w.u32(*object).u32(*retry_count).bool(*last);
                 w.finish();
             }
         }
@@ -455,6 +456,7 @@ impl ToWorker {
             7 => ToWorker::Alarm {
                 object: r.u32()?,
                 retry_count: r.u32()?,
+                last: r.bool()?,
             },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
@@ -642,9 +644,28 @@ impl ToEdge {
                     .bytes(body);
                 w.finish();
             }
-            ToEdge::AlarmDone { object, ok } => {
+            ToEdge::AlarmDone { object, ok, at_ms } => {
                 let mut w = Writer::new(out, 12);
-                w.u32(*object).bool(*ok);
+                w.u32(*object).bool(*ok).opt(*at_ms, |w, at| {
+                    w.u64(at);
+                });
+                w.finish();
+            }
+            ToEdge::SyncAlarm {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
+                let mut w = Writer::new(out, 18);
+                w.str(namespace)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    })
+                    .opt(*at_ms, |w, at| {
+                        w.u64(at);
+                    });
                 w.finish();
             }
         }
@@ -717,6 +738,7 @@ impl ToEdge {
             12 => ToEdge::AlarmDone {
                 object: r.u32()?,
                 ok: r.bool()?,
+                at_ms: r.opt(Reader::u64)?,
             },
             13 => ToEdge::Call {
                 caller: r.u32()?,
@@ -740,6 +762,12 @@ impl ToEdge {
             },
             16 => ToEdge::StayUp,
             17 => ToEdge::Retire,
+            18 => ToEdge::SyncAlarm {
+                namespace: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
+                at_ms: r.opt(Reader::u64)?,
+            },
             tag => return Err(DecodeError::UnknownTag(tag)),
         };
         r.finish(message)
@@ -847,8 +875,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000900020004030201");
-        assert_eq!(VERSION, 9);
+        assert_eq!(hex(&out), "09000000000a00020004030201");
+        assert_eq!(VERSION, 10);
     }
 
     #[test]
@@ -859,7 +887,7 @@ mod tests {
             pid: 0x01020304,
         }
         .encode(&mut out);
-        assert_eq!(hex(&out), "0700000001090004030201");
+        assert_eq!(hex(&out), "07000000010a0004030201");
         out.clear();
         ToSupervisor::StartWorker { index: 3 }.encode(&mut out);
         assert_eq!(hex(&out), "03000000020300");
@@ -898,6 +926,29 @@ mod tests {
             hex(&out),
             "1e000000030700000001000200000003000000010000000000000000020000006869"
         );
+    }
+
+    #[test]
+    fn alarm_layouts_are_stable() {
+        let out = round_trip_worker(ToWorker::Alarm {
+            object: 4,
+            retry_count: 6,
+            last: true,
+        });
+        assert_eq!(hex(&out), "0a00000007040000000600000001");
+        let out = round_trip_edge(ToEdge::AlarmDone {
+            object: 4,
+            ok: true,
+            at_ms: Some(0x0102),
+        });
+        assert_eq!(hex(&out), "0f0000000c0400000001010201000000000000");
+        let out = round_trip_edge(ToEdge::SyncAlarm {
+            namespace: "N".into(),
+            id: "i".into(),
+            name: None,
+            at_ms: None,
+        });
+        assert_eq!(hex(&out), "0d00000012010000004e01000000690000");
     }
 
     #[test]
@@ -1009,6 +1060,7 @@ mod tests {
         round_trip_worker(ToWorker::Alarm {
             object: 4,
             retry_count: 2,
+            last: false,
         });
         round_trip_edge(ToEdge::SetAlarm {
             namespace: "BENCH".into(),
@@ -1034,6 +1086,13 @@ mod tests {
         round_trip_edge(ToEdge::AlarmDone {
             object: 4,
             ok: false,
+            at_ms: None,
+        });
+        round_trip_edge(ToEdge::SyncAlarm {
+            namespace: "BENCH".into(),
+            id: "ab".repeat(32),
+            name: None,
+            at_ms: Some(1_700_000_000_000),
         });
         round_trip_edge(ToEdge::FetchResponse {
             request_id: 99,

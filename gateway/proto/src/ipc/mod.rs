@@ -34,6 +34,12 @@
 //!   and holds what comes next; `StayUp` takes the request back. When all
 //!   agree the worker exits, and an edge with held events asks for it to be
 //!   started again (`StartWorker`).
+//! - **Alarms.** The object's alarm is a row in its own database; edge 0's
+//!   schedule is an index of it. An event that changes the row sends
+//!   `SetAlarm` after its commit; opening the storage for a new instance
+//!   sends `SyncAlarm` with what the row holds. A due alarm is an `Alarm`
+//!   event, which runs the handler only if the row holds an alarm due, and
+//!   is answered with `AlarmDone` carrying what the row holds after it.
 //! - **Retirement (a deploy).** The supervisor sends `Retire` to the
 //!   worker; the worker sends `Retire` to every edge; each answers
 //!   `Retired` after what it had already sent and holds every later event.
@@ -49,7 +55,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 9;
+pub const VERSION: u16 = 10;
 
 /// On a child's stdout, which the code it runs may print to as well, each
 /// control frame follows this mark; what comes before it is not the
@@ -234,12 +240,17 @@ pub enum ToWorker {
     /// Answer to `Retire`: every event sent to this worker process precedes
     /// this frame; what comes after is for the process that replaces it.
     Retired,
-    /// The object's alarm is due.
+    /// The object's alarm is due, by edge 0's schedule. The worker checks
+    /// the object's row first: a row that holds no alarm due runs no
+    /// handler, and `AlarmDone` reports what it holds.
     Alarm {
         /// Edge-local object number.
         object: u32,
         /// 0 on the first attempt, then 1, 2, … on retries.
         retry_count: u32,
+        /// No retry follows: if the handler fails, the worker deletes the
+        /// alarm from the object's row, in a transaction of its own.
+        last: bool,
     },
     /// Sockets of the object that this edge's previous process held when
     /// it died: each closed abruptly (1006). Sent by the restarted edge,
@@ -432,7 +443,27 @@ pub enum ToEdge {
     AlarmDone {
         /// Edge-local object number.
         object: u32,
-        /// The handler returned `Ok` and its commit is durable.
+        /// The event committed: the handler returned `Ok`, or the row held
+        /// no alarm due and none ran.
         ok: bool,
+        /// When `ok`: the object's alarm row after the commit, which the
+        /// schedule takes as it is. Otherwise `None`.
+        at_ms: Option<u64>,
+    },
+    /// The object's storage opened for a new instance and its alarm row
+    /// reads `at_ms`; always to edge 0. The row is the truth and the
+    /// schedule an index of it: this repairs a `SetAlarm` lost with a
+    /// worker that died between an event's commit and sending it. Sent
+    /// before anything of the instance's events, so later `SetAlarm`s
+    /// supersede it.
+    SyncAlarm {
+        /// Namespace.
+        namespace: String,
+        /// Id, 64 hex characters.
+        id: String,
+        /// The name the id came from, if known.
+        name: Option<String>,
+        /// Unix milliseconds.
+        at_ms: Option<u64>,
     },
 }
