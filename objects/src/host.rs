@@ -153,6 +153,8 @@ pub(crate) struct ObjectHost {
     websocket_event_timeout: Cell<Option<Duration>>,
     /// Row counts already reported to the edge.
     reported_rows: Cell<storage::RowCounts>,
+    /// The running event sent an `AlarmIntent`.
+    alarm_intended: Cell<bool>,
 }
 
 impl ObjectHost {
@@ -188,6 +190,7 @@ impl ObjectHost {
             in_event: Cell::new(false),
             websocket_event_timeout: Cell::new(None),
             reported_rows: Cell::new(storage::RowCounts::default()),
+            alarm_intended: Cell::new(false),
         }
     }
 
@@ -365,10 +368,22 @@ impl ObjectHost {
     /// lazily on first use, inside the event, and begins it then.
     pub(crate) fn begin_event(&self) {
         self.in_event.set(true);
+        self.alarm_intended.set(false);
         if let Some(storage) = self.storage.borrow_mut().as_mut() {
             if let Err(err) = storage.begin_event() {
                 warn!(class = %self.class, %err, "cannot begin the event transaction");
             }
+        }
+    }
+
+    /// Before the event commits: an alarm it set must be in edge 0's socket
+    /// first, so that no crash after the commit loses it. Bounded: past
+    /// the limit (edge 0 not reading) the commit goes on, and the next
+    /// wake repairs what a crash then loses.
+    pub(crate) async fn alarm_intent_written(&self) {
+        const LIMIT: Duration = Duration::from_secs(1);
+        if self.alarm_intended.take() && !self.outbox.written(0, LIMIT).await {
+            warn!(class = %self.class, "alarm intent not written before the commit");
         }
     }
 
@@ -572,6 +587,21 @@ impl StorageBackend for ObjectHost {
 
     fn set_alarm(&self, at_ms: Option<u64>) -> Result<()> {
         self.with_storage(|s| s.set_alarm(at_ms))?;
+        // Not gated, and written before the commit: a crash between the
+        // commit and the SetAlarm below leaving must not lose the alarm. A
+        // deletion needs none: a stale alarm costs a check, not a handler.
+        if let (Some(at_ms), true) = (at_ms, self.in_event.get()) {
+            self.outbox.push(
+                0,
+                &ToEdge::AlarmIntent {
+                    namespace: self.namespace.clone(),
+                    id: self.id.clone(),
+                    name: self.name.clone(),
+                    at_ms,
+                },
+            );
+            self.alarm_intended.set(true);
+        }
         // Gated: the edge schedules it only once the event has committed.
         // Edge 0 keeps the node's alarm schedule.
         self.gate.push(

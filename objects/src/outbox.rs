@@ -27,6 +27,8 @@ struct EdgeOut {
     /// A buffer taken from `buf` is being written.
     writing: Cell<bool>,
     notify: Notify,
+    /// A write finished, or the edge went down.
+    wrote: Notify,
 }
 
 pub(crate) struct Outbox {
@@ -44,6 +46,7 @@ impl Outbox {
                     connected: Cell::new(false),
                     writing: Cell::new(false),
                     notify: Notify::new(),
+                    wrote: Notify::new(),
                 })
                 .collect(),
         }
@@ -66,7 +69,10 @@ impl Outbox {
         if out.connected.get() {
             message.encode(&mut out.buf.borrow_mut());
             out.notify.notify_one();
-        } else if matches!(message, ToEdge::SetAlarm { .. } | ToEdge::SyncAlarm { .. }) {
+        } else if matches!(
+            message,
+            ToEdge::SetAlarm { .. } | ToEdge::SyncAlarm { .. } | ToEdge::AlarmIntent { .. }
+        ) {
             message.encode(&mut out.retained.borrow_mut());
         }
     }
@@ -88,7 +94,30 @@ impl Outbox {
         if let Some(out) = self.edges.get(usize::from(edge)) {
             out.connected.set(false);
             out.buf.borrow_mut().clear();
+            out.wrote.notify_waiters();
         }
+    }
+
+    /// Waits, at most `limit`, until what was pushed for `edge` so far is
+    /// in the socket, where the worker's death no longer loses it; false if
+    /// the limit passed first. At once if the edge is down.
+    pub(crate) async fn written(&self, edge: u16, limit: Duration) -> bool {
+        let Some(out) = self.edges.get(usize::from(edge)) else {
+            return true;
+        };
+        let wait = async {
+            loop {
+                // Created before the check, so a write finishing in between
+                // still wakes it.
+                let wrote = out.wrote.notified();
+                let pending = out.writing.get() || !out.buf.borrow().is_empty();
+                if !out.connected.get() || !pending {
+                    return;
+                }
+                wrote.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// Waits (a bounded while) until what was pushed for connected edges
@@ -131,6 +160,7 @@ impl Outbox {
             out.writing.set(false);
             written?;
             spare.clear();
+            out.wrote.notify_waiters();
         }
     }
 
@@ -141,5 +171,52 @@ impl Outbox {
             .get(usize::from(edge))
             .map(|out| std::mem::take(&mut *out.buf.borrow_mut()))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+    use tokio::net::UnixStream;
+
+    fn intent() -> ToEdge {
+        ToEdge::AlarmIntent {
+            namespace: "BENCH".into(),
+            id: "ab".repeat(32),
+            name: None,
+            at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn written_returns_once_the_socket_holds_what_was_pushed() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let outbox = Rc::new(Outbox::new(1));
+                let (ours, theirs) = UnixStream::pair().unwrap();
+                let (_read, write) = ours.into_split();
+                outbox.connected(0, &ToEdge::StayUp);
+                let draining = outbox.clone();
+                tokio::task::spawn_local(async move { draining.drain_into(0, write).await });
+                outbox.push(0, &intent());
+                assert!(outbox.written(0, Duration::from_secs(5)).await);
+                let mut expected = Vec::new();
+                ToEdge::StayUp.encode(&mut expected);
+                intent().encode(&mut expected);
+                // Readable without waiting: nothing is left to the writer task.
+                let mut got = vec![0; expected.len() + 16];
+                let n = theirs.try_read(&mut got).unwrap();
+                assert_eq!(&got[..n], &expected[..]);
+            })
+            .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn written_does_not_wait_for_an_edge_that_is_down() {
+        let outbox = Outbox::new(1);
+        outbox.push(0, &intent());
+        assert!(outbox.written(0, Duration::from_secs(5)).await);
     }
 }

@@ -1073,6 +1073,9 @@ async fn handle_event(
         ran.ok = failed.ok;
         ran.survived = failed.survived;
     }
+    if ran.ok {
+        host.alarm_intent_written().await;
+    }
     let committed = ran.ok && host.commit_event();
     if committed {
         host.release_gate();

@@ -5,7 +5,8 @@
 //!
 //! It is an index, not the truth: each object's alarm is the row in its own
 //! database, written in the event's transaction. The schedule hears of it
-//! after the commit (`set`), again whenever the object's storage opens for
+//! before the commit (`intend`: check it by then), after the commit
+//! (`set`), again whenever the object's storage opens for
 //! a new instance (`sync`, which repairs a change that never arrived), and
 //! from every alarm event, which the worker checks against the row before
 //! running the handler and answers with what the row holds (`done`). So an
@@ -136,6 +137,29 @@ impl AlarmSchedule {
             }
         }
         fired
+    }
+
+    /// An event of the object is about to commit an alarm at `at_ms`: the
+    /// object is checked by then even if its `SetAlarm` never arrives. The
+    /// check is an alarm event, which runs no handler if the commit failed
+    /// after all. A firing alarm is left alone: its outcome reports the
+    /// row, and its worker's death retries it, which checks the row again.
+    /// Returns what to persist, if anything changed.
+    pub(crate) fn intend(&mut self, object: u32, at_ms: u64) -> Option<Persist> {
+        let Some(entry) = self.entries.get_mut(&object) else {
+            return Some(self.set(object, Some(at_ms)));
+        };
+        if entry.firing || entry.due_ms.is_some_and(|due| due <= at_ms) {
+            return None;
+        }
+        if let Some(old) = entry.due_ms.replace(at_ms) {
+            self.due.remove(&(old, object));
+        }
+        self.due.insert((at_ms, object));
+        Some(Persist::Store {
+            due_ms: at_ms,
+            retry_count: entry.retry_count,
+        })
     }
 
     /// The object's storage opened for a new instance and its row reads
@@ -359,5 +383,49 @@ mod tests {
         assert_eq!(s.take_due(5_000), vec![(8, 0)]);
         assert_eq!(s.done(8, ok(None), 5_010), Some(Persist::Remove));
         assert_eq!(s.next_due_ms(), None);
+    }
+
+    #[test]
+    fn an_intended_alarm_is_checked_by_its_time_without_its_set_alarm() {
+        let mut s = AlarmSchedule::default();
+        assert_eq!(
+            s.intend(9, 3_000),
+            Some(Persist::Store {
+                due_ms: 3_000,
+                retry_count: 0
+            })
+        );
+        // The worker died after the commit: no SetAlarm.
+        assert_eq!(s.take_due(3_000), vec![(9, 0)]);
+        // Or the commit failed: the check finds no alarm in the row.
+        assert_eq!(s.done(9, ok(None), 3_010), Some(Persist::Remove));
+    }
+
+    #[test]
+    fn an_intent_never_delays_a_scheduled_alarm() {
+        let mut s = AlarmSchedule::default();
+        s.set(2, Some(1_000));
+        assert_eq!(s.intend(2, 5_000), None);
+        assert_eq!(s.next_due_ms(), Some(1_000));
+        assert!(s.intend(2, 500).is_some());
+        assert_eq!(s.take_due(500), vec![(2, 0)]);
+        assert!(s.take_due(1_000).is_empty(), "checked twice");
+    }
+
+    #[test]
+    fn an_intent_leaves_a_firing_alarm_to_its_outcome() {
+        let mut s = AlarmSchedule::default();
+        s.set(4, Some(100));
+        assert_eq!(s.take_due(100), vec![(4, 0)]);
+        assert_eq!(s.intend(4, 200), None);
+        assert!(s.take_due(200).is_empty(), "fired while firing");
+        // The handler's commit failed: retried with backoff, as before.
+        assert_eq!(
+            s.done(4, Outcome::Failed, 150),
+            Some(Persist::Store {
+                due_ms: 2_150,
+                retry_count: 1
+            })
+        );
     }
 }

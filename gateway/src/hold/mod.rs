@@ -1344,6 +1344,20 @@ impl HoldLoop {
                 let change = self.alarms.set(object, at_ms);
                 self.persist_alarm(object, change);
             }
+            ToEdge::AlarmIntent {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
+                let Some(object) = self.alarm_object(&namespace, &id, name.as_deref()) else {
+                    return;
+                };
+                if let Some(change) = self.alarms.intend(object, at_ms) {
+                    debug!(object, at_ms, "alarm intended");
+                    self.persist_alarm(object, change);
+                }
+            }
             ToEdge::SyncAlarm {
                 namespace,
                 id,

@@ -651,6 +651,21 @@ impl ToEdge {
                 });
                 w.finish();
             }
+            ToEdge::AlarmIntent {
+                namespace,
+                id,
+                name,
+                at_ms,
+            } => {
+                let mut w = Writer::new(out, 19);
+                w.str(namespace)
+                    .str(id)
+                    .opt(name.as_deref(), |w, n| {
+                        w.str(n);
+                    })
+                    .u64(*at_ms);
+                w.finish();
+            }
             ToEdge::SyncAlarm {
                 namespace,
                 id,
@@ -762,6 +777,12 @@ impl ToEdge {
             },
             16 => ToEdge::StayUp,
             17 => ToEdge::Retire,
+            19 => ToEdge::AlarmIntent {
+                namespace: r.str()?,
+                id: r.str()?,
+                name: r.opt(Reader::str)?,
+                at_ms: r.u64()?,
+            },
             18 => ToEdge::SyncAlarm {
                 namespace: r.str()?,
                 id: r.str()?,
@@ -949,6 +970,16 @@ mod tests {
             at_ms: None,
         });
         assert_eq!(hex(&out), "0d00000012010000004e01000000690000");
+        let out = round_trip_edge(ToEdge::AlarmIntent {
+            namespace: "N".into(),
+            id: "i".into(),
+            name: Some("n".into()),
+            at_ms: 0x0102,
+        });
+        assert_eq!(
+            hex(&out),
+            "1900000013010000004e010000006901010000006e0201000000000000"
+        );
     }
 
     #[test]
@@ -1087,6 +1118,12 @@ mod tests {
             object: 4,
             ok: false,
             at_ms: None,
+        });
+        round_trip_edge(ToEdge::AlarmIntent {
+            namespace: "BENCH".into(),
+            id: "ab".repeat(32),
+            name: Some("b".into()),
+            at_ms: 1_700_000_000_000,
         });
         round_trip_edge(ToEdge::SyncAlarm {
             namespace: "BENCH".into(),

@@ -35,8 +35,9 @@
 //!   agree the worker exits, and an edge with held events asks for it to be
 //!   started again (`StartWorker`).
 //! - **Alarms.** The object's alarm is a row in its own database; edge 0's
-//!   schedule is an index of it. An event that changes the row sends
-//!   `SetAlarm` after its commit; opening the storage for a new instance
+//!   schedule is an index of it. An event that sets an alarm sends
+//!   `AlarmIntent` before its commit and, like one that deletes it,
+//!   `SetAlarm` after; opening the storage for a new instance
 //!   sends `SyncAlarm` with what the row holds. A due alarm is an `Alarm`
 //!   event, which runs the handler only if the row holds an alarm due, and
 //!   is answered with `AlarmDone` carrying what the row holds after it.
@@ -412,6 +413,22 @@ pub enum ToEdge {
         name: Option<String>,
         /// Unix milliseconds.
         at_ms: Option<u64>,
+    },
+    /// An event is about to commit the alarm `at_ms`; always to edge 0,
+    /// outside the output gate, and in the socket before the commit starts.
+    /// The schedule checks the object no later than `at_ms`, whatever comes
+    /// after: so a worker that dies between the commit and its `SetAlarm`
+    /// leaving loses no alarm, and a commit that fails costs one `Alarm`
+    /// event that finds no alarm due and runs no handler.
+    AlarmIntent {
+        /// Namespace.
+        namespace: String,
+        /// Id, 64 hex characters.
+        id: String,
+        /// The name the id came from, if known.
+        name: Option<String>,
+        /// Unix milliseconds.
+        at_ms: u64,
     },
     /// A handler calls another object: a fetch, or an RPC when `rpc` names
     /// the method. Answered with `CallResult`.
