@@ -18,7 +18,9 @@
 #   LOADTEST_FLAGS  more flags for `loadtest reload` (word-split)
 #
 # Results: OUT_DIR/reload-run<N>.json (+ .html, .txt), the node's output in
-# OUT_DIR/node-run<N>.{out,err}, medians in OUT_DIR/reload-medians.txt.
+# OUT_DIR/node-run<N>.{out,err}, the machine's CPU counters (/proc/stat)
+# before and after each run in OUT_DIR/stat-run<N>.txt, medians in
+# OUT_DIR/reload-medians.txt.
 # Only the processes this script starts are stopped, by pid (trap EXIT), on
 # failure too; each run gets its own temporary directory, removed after.
 set -euo pipefail
@@ -139,6 +141,9 @@ for run in $(seq 1 "$RUNS"); do
   file="$out/reload-run$run"
   reload_cmd="mv -f '$node_dir/torpor.new' '$node_dir/torpor' && '$node_dir/torpor' reload --config '$node_dir/node.toml' --admin 127.0.0.1:$ADMIN_PORT"
   echo "reload.sh: run $run" >&2
+  # The machine's CPU counters around the run: with the report's node and
+  # client CPU, they tell whether anything else was running meanwhile.
+  head -1 /proc/stat >"$out/stat-run$run.txt"
   # shellcheck disable=SC2086 # LOADTEST_FLAGS is meant to be word-split
   if ! pin "$CLIENT_CPU" ./target/release/loadtest reload \
       --url "ws://127.0.0.1:$HTTP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
@@ -149,6 +154,7 @@ for run in $(seq 1 "$RUNS"); do
     echo "reload.sh: run $run failed; see $file.txt and $out/node-run$run.err" >&2
     failed=1
   fi
+  head -1 /proc/stat >>"$out/stat-run$run.txt"
   stop_node
   # Let the kernel finish closing the last run's sockets.
   sleep 2
