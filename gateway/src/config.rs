@@ -69,7 +69,18 @@ pub struct Config {
     /// The secrets' values; set by [`Config::validate`], never read from
     /// the file.
     #[serde(skip)]
-    pub secret_values: BTreeMap<String, String>,
+    pub secret_values: SecretValues,
+}
+
+/// The values of `[secrets]`, by name. Its `Debug` shows the names only,
+/// so that printing a config never leaks them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretValues(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Listen addresses.
@@ -253,7 +264,7 @@ impl Default for Config {
             prices: crate::billing::Prices::default(),
             vars: BTreeMap::new(),
             secrets: BTreeMap::new(),
-            secret_values: BTreeMap::new(),
+            secret_values: SecretValues::default(),
         }
     }
 }
@@ -519,7 +530,7 @@ impl Config {
 impl Config {
     /// Checks the names of `vars` and `secrets` and reads each secret from
     /// its environment variable.
-    fn read_secrets(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+    fn read_secrets(&self) -> Result<SecretValues, ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid { key, message };
         for name in self.vars.keys().chain(self.secrets.keys()) {
             if name.is_empty() {
@@ -545,7 +556,7 @@ impl Config {
                 }
             };
         }
-        Ok(values)
+        Ok(SecretValues(values))
     }
 }
 
@@ -694,6 +705,31 @@ mod tests {
         ));
         let config = Config::load(path).unwrap().validate().unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn secrets_are_read_from_the_environment_and_never_printed() {
+        let variable = "TORPOR_CONFIG_TEST_SECRET";
+        std::env::set_var(variable, "hunter2-hunter2");
+        let text = format!("[vars]\nMODE = \"test\"\n[secrets]\nKEY = \"{variable}\"\n");
+        let config = Config::from_toml(&text, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(config.secret_values.0["KEY"], "hunter2-hunter2");
+        assert_eq!(config.vars["MODE"], "test");
+        let printed = format!("{config:?}");
+        assert!(
+            printed.contains("KEY") && !printed.contains("hunter2"),
+            "{printed}"
+        );
+
+        let clash = format!("[vars]\nKEY = \"x\"\n[secrets]\nKEY = \"{variable}\"\n");
+        let err = Config::from_toml(&clash, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("secrets.KEY"), "{err}");
     }
 
     #[test]

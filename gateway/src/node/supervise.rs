@@ -135,7 +135,7 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
         data_dir: data_dir.to_owned(),
         namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
         vars: config.vars.clone(),
-        secrets: config.secret_values.clone(),
+        secrets: config.secret_values.0.clone(),
     };
     Ok(setup_frame(&serde_json::to_vec(&options)?))
 }

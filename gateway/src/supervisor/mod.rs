@@ -24,8 +24,9 @@ const EDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
 const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start the node's processes: `program edge --index i` and
-/// `program worker --index i`, each with its `Setup` frame on stdin.
-#[derive(Clone, Debug)]
+/// `program worker --index i`, each with its `Setup` frame on stdin. Not
+/// `Debug`: a worker's setup holds the config's secrets.
+#[derive(Clone)]
 pub struct Spec {
     /// The binary.
     pub program: PathBuf,
@@ -79,8 +80,8 @@ impl ReloadError {
     }
 }
 
-/// A reload's replacement of the workers, asked of [`supervise`].
-#[derive(Debug)]
+/// A reload's replacement of the workers, asked of [`supervise`]. Not
+/// `Debug`: the setup holds the config's secrets.
 pub struct Replace {
     /// The workers' new `Setup` frame (from the re-read config).
     pub worker_setup: Vec<u8>,
