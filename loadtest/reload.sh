@@ -14,7 +14,8 @@
 #   RUNS [3]  EDGES [2]  WORKERS [2]  HIBERNATE_AFTER [2s]
 #   CONNECTIONS [10000]  ROOMS [20]
 #   SERVER_CPU [0]  CLIENT_CPU [1]   taskset -c lists (none: not pinned)
-#   HTTP_PORT [18787]  ADMIN_PORT [19090]
+#   HTTP_PORT [28787]  ADMIN_PORT [29090]  (not bench.sh's, so both can run;
+#            below the ephemeral range, so no client socket takes them)
 #   LOADTEST_FLAGS  more flags for `loadtest reload` (word-split)
 #
 # Results: OUT_DIR/reload-run<N>.json (+ .html, .txt), the node's output in
@@ -34,8 +35,8 @@ CONNECTIONS=${CONNECTIONS:-10000}
 ROOMS=${ROOMS:-20}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-HTTP_PORT=${HTTP_PORT:-18787}
-ADMIN_PORT=${ADMIN_PORT:-19090}
+HTTP_PORT=${HTTP_PORT:-28787}
+ADMIN_PORT=${ADMIN_PORT:-29090}
 CONFIG_TEMPLATE=${CONFIG_TEMPLATE:-config/torpor.toml}
 LOADTEST_FLAGS=${LOADTEST_FLAGS:-}
 out=${1:-target/reload/$(date +%Y%m%d-%H%M%S)}
@@ -131,7 +132,7 @@ start_node() { # RUN
     kill -0 "$node_pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "reload.sh: torpor did not start; see $out/node-run$1.err" >&2
+  echo "reload.sh: torpor did not start: $(tail -1 "$out/node-run$1.err")" >&2
   exit 1
 }
 
