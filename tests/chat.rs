@@ -74,3 +74,54 @@ async fn a_leave_after_hibernation_carries_the_name_from_the_attachment() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_of_control_characters_is_refused_and_the_room_still_takes_joins() {
+    let node = Node::start();
+    let room = unique_name("flood");
+    let (mut ada, mut linus) = ada_and_linus(&node, &room).await;
+    // Each control character becomes six bytes of JSON ("\u0001").
+    ada.send_text(&"\u{1}".repeat(1 << 20)).await;
+    let refused = recv_json(&mut ada).await;
+    let shown: String = refused.to_string().chars().take(200).collect();
+    assert_eq!(refused["type"], "error", "{shown}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit 4096")),
+        "{shown}"
+    );
+    ada.send_text("after").await;
+    let said = json!({"type": "message", "name": "ada", "text": "after"});
+    assert_eq!(recv_json(&mut linus).await, said, "linus heard the flood");
+    // Joins still work, and the history holds only what was said.
+    let mut grace = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=grace"))).await;
+    assert_eq!(recv_json(&mut grace).await, said);
+    assert_eq!(
+        recv_json(&mut grace).await,
+        json!({"type": "join", "name": "grace"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_whose_history_is_over_the_outbound_limit_upgrades_then_closes_1008() {
+    let node = Node::builder()
+        .limit("max_outbound_queue_bytes", "8192")
+        .start();
+    let room = unique_name("history");
+    let (mut ada, _linus) = ada_and_linus(&node, &room).await;
+    for _ in 0..3 {
+        ada.send_text(&"x".repeat(4000)).await;
+        assert_eq!(recv_json(&mut ada).await["type"], "message");
+    }
+    // The replay (12 KB) is over the limit: the upgrade still completes, and
+    // the client is told why it is closed, instead of a bare 500.
+    let mut grace = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=grace"))).await;
+    assert_eq!(grace.recv_close_code().await, 1008);
+    // The others hear grace join, then leave.
+    assert_eq!(recv_json(&mut ada).await["type"], "join");
+    assert_eq!(
+        recv_json(&mut ada).await,
+        json!({"type": "leave", "name": "grace"})
+    );
+}

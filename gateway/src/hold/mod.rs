@@ -1669,8 +1669,16 @@ impl HoldLoop {
             return;
         }
         socket.stream = Some(stream);
-        if socket.phase == Phase::Accepted {
-            socket.phase = Phase::Open;
+        match socket.phase {
+            Phase::Accepted => socket.phase = Phase::Open,
+            Phase::Overflowed => {
+                socket.phase = Phase::Open;
+                self.report_closed(slot, 1008, OVERFLOW_REASON, false);
+                let close = encode_frame(OpCode::Close, &close_payload(1008, OVERFLOW_REASON));
+                self.close_gracefully(slot, Bytes::from(close));
+                return;
+            }
+            _ => {}
         }
         self.flush_socket(slot);
         let generation = self.generations[slot];
@@ -1776,7 +1784,7 @@ impl HoldLoop {
                 }
                 return;
             }
-            Phase::Reserved | Phase::Accepted => return,
+            Phase::Reserved | Phase::Accepted | Phase::Overflowed => return,
         }
         let object = socket.object;
         match event {
@@ -1888,8 +1896,18 @@ impl HoldLoop {
             return;
         };
         match socket.phase {
-            Phase::Closing => return,
-            Phase::Reserved | Phase::Accepted => {}
+            Phase::Closing | Phase::Overflowed => return,
+            Phase::Reserved | Phase::Accepted => {
+                if socket.queued_bytes() + frame.len() > limit {
+                    // Not the client's fault: it has not even been handed
+                    // the upgrade. The upgrade completes, then it is closed.
+                    self.counters.slow_client_closes += 1;
+                    debug!(slot, limit, "sends during accept over the outbound limit");
+                    socket.phase = Phase::Overflowed;
+                    socket.out = None;
+                    return;
+                }
+            }
             Phase::Open => {
                 if let Some(queue) = socket.out.as_mut().filter(|q| q.corked) {
                     queue.push(frame);
@@ -1933,13 +1951,10 @@ impl HoldLoop {
             debug!(slot, queued, limit, "client does not read, closing");
             // It will not read a close frame either: one best-effort try.
             if let Some(stream) = socket.stream.as_mut() {
-                let close = encode_frame(
-                    OpCode::Close,
-                    &close_payload(1008, "outbound queue over limit"),
-                );
+                let close = encode_frame(OpCode::Close, &close_payload(1008, OVERFLOW_REASON));
                 let _ = stream.write(&close);
             }
-            self.drop_socket(slot, Some((1008, "outbound queue over limit")));
+            self.drop_socket(slot, Some((1008, OVERFLOW_REASON)));
             return;
         }
         socket.out.get_or_insert_with(Default::default).push(frame);
@@ -2164,6 +2179,9 @@ impl HoldLoop {
         }
     }
 }
+
+/// Why a socket whose outbound queue went over the limit is closed (1008).
+const OVERFLOW_REASON: &str = "outbound queue over limit";
 
 fn random_u32() -> u32 {
     let mut bytes = [0; 4];

@@ -13,6 +13,11 @@ pub(crate) enum Phase {
     Reserved,
     /// Accepted by the object; the front door has not handed it over yet.
     Accepted,
+    /// Accepted, but what the object sent it while accepting it was over
+    /// the outbound limit (and was dropped): the upgrade completes, and the
+    /// socket is then closed with 1008, so the client learns why instead of
+    /// getting a bare 500.
+    Overflowed,
     /// Open and registered with the poll.
     Open,
     /// A close frame is queued; the fd closes once the queue drains.

@@ -1,7 +1,11 @@
 //! `ChatRoom`: join and leave notices and messages as JSON, each member's
 //! name kept in its socket's attachment so the room survives hibernation.
 //! The last 100 messages are kept in the room's SQL storage and sent to a
-//! client when it joins, oldest first, before the join notice.
+//! client when it joins, oldest first, before the join notice. A message is
+//! at most 4,096 bytes (a longer one gets an error notice and goes nowhere),
+//! and a join replays at most 256 KiB of history: whatever a client sends,
+//! the replay stays far below the edge's outbound limit, so the room keeps
+//! taking joins.
 
 use serde::{Deserialize, Serialize};
 use torpor_sdk::{
@@ -12,6 +16,11 @@ use torpor_sdk::{
 const MAX_NAME_BYTES: usize = 64;
 /// Messages kept for members who join later.
 const HISTORY: i64 = 100;
+/// Longest message, in bytes of text. JSON escapes a control character as
+/// six bytes, so a notice can be six times this.
+const MAX_TEXT_BYTES: usize = 4096;
+/// Most history a join replays, in bytes of JSON.
+const MAX_REPLAY_BYTES: usize = 256 << 10;
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages \
     (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, text TEXT NOT NULL)";
 
@@ -32,6 +41,7 @@ enum Notice<'a> {
     Join { name: &'a str },
     Leave { name: &'a str },
     Message { name: &'a str, text: &'a str },
+    Error { error: &'a str },
 }
 
 /// A chat room at `/rooms/{name}?name=ada`.
@@ -56,6 +66,26 @@ impl ChatRoom {
             &[SqlValue::Integer(HISTORY)],
         )?;
         Ok(cursor.rows_as()?)
+    }
+
+    /// The history's notices for a join, newest kept within the byte cap
+    /// (a room may hold messages from before the text limit).
+    fn replay(&self) -> HandlerResult<Vec<String>> {
+        let mut notices = Vec::new();
+        let mut bytes = 0;
+        for old in self.history()?.iter().rev() {
+            let notice = serde_json::to_string(&Notice::Message {
+                name: &old.name,
+                text: &old.text,
+            })?;
+            bytes += notice.len();
+            if bytes > MAX_REPLAY_BYTES {
+                break;
+            }
+            notices.push(notice);
+        }
+        notices.reverse();
+        Ok(notices)
     }
 
     fn remember(&self, name: &str, text: &str) -> HandlerResult<()> {
@@ -105,12 +135,8 @@ impl DurableObject for ChatRoom {
         }
         let ws = self.state.accept_websocket(&request, &[])?;
         ws.serialize_attachment(&Member { name: name.clone() })?;
-        for old in self.history()? {
-            let notice = Notice::Message {
-                name: &old.name,
-                text: &old.text,
-            };
-            ws.send(serde_json::to_string(&notice)?)?;
+        for notice in self.replay()? {
+            ws.send(notice)?;
         }
         if self.state.get_websocket_auto_response().is_none() {
             self.state.set_websocket_auto_response("ping", "pong")?;
@@ -124,6 +150,11 @@ impl DurableObject for ChatRoom {
             ws.send("binary messages are not supported in a chat room")?;
             return Ok(());
         };
+        if text.len() > MAX_TEXT_BYTES {
+            let error = format!("message is {} bytes, limit {MAX_TEXT_BYTES}", text.len());
+            ws.send(serde_json::to_string(&Notice::Error { error: &error })?)?;
+            return Ok(());
+        }
         let name = ChatRoom::name_of(&ws);
         self.remember(&name, &text)?;
         self.broadcast(
