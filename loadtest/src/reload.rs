@@ -365,6 +365,10 @@ fn run_command(command: &str) -> (String, Option<String>) {
     }
 }
 
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -576,6 +580,8 @@ fn measure(
     pump(&mut fleet, &mut inbox, traffic_started + opts.before)?;
 
     // 5. Still hibernated? Then the swap, phase `during`.
+    // What this process did when, to read the timeline against.
+    let mut events: Vec<(&str, u64)> = vec![("quiet objects polled", now_ms())];
     let mut quiet_hibernated = 0u64;
     for name in &quiet {
         if !admin::object_usage(admin, CLASS, name)?.active {
@@ -588,6 +594,7 @@ fn measure(
             quiet.len()
         ));
     }
+    events.push(("polled", now_ms()));
     cpu.push(meters.stop()?);
     send_all(&mut fleet, &ClientCommand::Phase(2))?;
     let during_started = Instant::now();
@@ -623,12 +630,16 @@ fn measure(
     pump(&mut fleet, &mut inbox, Instant::now() + opts.tail)?;
 
     // 6. Phase `after`: who answers now.
+    events.push(("tail over", now_ms()));
     cpu.push(meters.stop()?);
     send_all(&mut fleet, &ClientCommand::Phase(3))?;
     let after_started = Instant::now();
     let meters = Meters::start(server, &fleet)?;
+    events.push(("versions asked", now_ms()));
     let versions_after = ask_all(&mut fleet, &mut inbox, shares, opts.rooms, "version")?;
+    events.push(("pids asked", now_ms()));
     let pids_after = ask_all(&mut fleet, &mut inbox, shares, opts.rooms, "pid")?;
+    events.push(("answered", now_ms()));
     let workers_after = admin::node(admin)?.worker_pids();
     pump(&mut fleet, &mut inbox, after_started + opts.after)?;
 
@@ -946,6 +957,17 @@ fn measure(
         reload_unix_ms,
         answered_unix_ms,
         opts.tail,
+    ));
+    let events: Vec<String> = events
+        .iter()
+        .map(|(what, at)| {
+            let ms = i128::from(*at) - i128::from(reload_unix_ms);
+            format!("{what} {ms:+} ms")
+        })
+        .collect();
+    run.notes.push(format!(
+        "this process, from the reload request: {}",
+        events.join(", ")
     ));
     Ok(())
 }
