@@ -52,6 +52,8 @@ pub struct Config {
     pub listen: Listen,
     /// Limits.
     pub limits: Limits,
+    /// Pings to quiet sockets, to find clients that vanished without a FIN.
+    pub keepalive: Keepalive,
     /// Namespaces: a name, the class of its objects, and the key its ids
     /// are derived with (from the node secret).
     pub namespaces: Vec<Namespace>,
@@ -224,6 +226,7 @@ impl Default for Config {
             handler_timeout: Duration::from_secs(30),
             listen: Listen::default(),
             limits: Limits::default(),
+            keepalive: Keepalive::default(),
             namespaces: [
                 ("ROOMS", "ChatRoom"),
                 ("BENCH", "Bench"),
@@ -274,6 +277,28 @@ impl Default for Listen {
         Listen {
             http: SocketAddr::from(([127, 0, 0, 1], 8787)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// The edge's keepalive: every `interval`, a socket that sent nothing since
+/// the last time gets a protocol ping; one that leaves `max_missed` pings in
+/// a row unanswered is closed, 1006 to its object.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Keepalive {
+    /// Zero: no pings (the default).
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Unanswered pings before a socket is closed.
+    pub max_missed: u8,
+}
+
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive {
+            interval: Duration::ZERO,
+            max_missed: 2,
         }
     }
 }
@@ -475,6 +500,22 @@ impl Config {
             return Err(invalid(
                 "limits.max_events_in_flight",
                 "must be at least 1".to_owned(),
+            ));
+        }
+        let keepalive = &self.keepalive;
+        if !keepalive.interval.is_zero() && keepalive.interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "keepalive.interval",
+                format!(
+                    "{:?} is under 100ms (0s turns pings off)",
+                    keepalive.interval
+                ),
+            ));
+        }
+        if keepalive.max_missed == 0 {
+            return Err(invalid(
+                "keepalive.max_missed",
+                "must be at least 1: a quiet socket is pinged before it is closed".to_owned(),
             ));
         }
         if let Err((key, message)) = self.prices.check() {

@@ -21,6 +21,10 @@ pub const UPGRADES: &str = "torpor_edge_upgrades_total";
 pub const PROTOCOL_ERRORS: &str = "torpor_edge_protocol_errors_total";
 /// Sockets closed because they did not read their queue.
 pub const SLOW_CLIENT_CLOSES: &str = "torpor_edge_slow_client_closes_total";
+/// Pings the keepalive sent to quiet sockets.
+pub const KEEPALIVE_PINGS: &str = "torpor_edge_keepalive_pings_total";
+/// Sockets closed for leaving the keepalive's pings unanswered.
+pub const KEEPALIVE_TIMEOUTS: &str = "torpor_edge_keepalive_timeouts_total";
 /// HTTP requests refused at the front door, by status.
 pub const HTTP_REJECTS: &str = "torpor_frontdoor_rejects_total";
 
@@ -38,6 +42,11 @@ pub fn describe() {
         "sockets closed for a protocol error or limit"
     );
     describe_counter!(SLOW_CLIENT_CLOSES, "sockets closed for not reading");
+    describe_counter!(KEEPALIVE_PINGS, "keepalive pings sent to quiet sockets");
+    describe_counter!(
+        KEEPALIVE_TIMEOUTS,
+        "sockets closed for not answering keepalive pings"
+    );
     describe_counter!(HTTP_REJECTS, "requests refused at the front door");
 }
 
@@ -51,6 +60,8 @@ struct Handles {
     upgrades: Counter,
     protocol_errors: Counter,
     slow_client_closes: Counter,
+    keepalive_pings: Counter,
+    keepalive_timeouts: Counter,
 }
 
 /// Counts since the last flush.
@@ -66,6 +77,8 @@ pub(crate) struct EdgeCounters {
     pub(crate) upgrades: u64,
     pub(crate) protocol_errors: u64,
     pub(crate) slow_client_closes: u64,
+    pub(crate) keepalive_pings: u64,
+    pub(crate) keepalive_timeouts: u64,
 }
 
 impl EdgeCounters {
@@ -81,6 +94,8 @@ impl EdgeCounters {
                 upgrades: counter!(UPGRADES),
                 protocol_errors: counter!(PROTOCOL_ERRORS),
                 slow_client_closes: counter!(SLOW_CLIENT_CLOSES),
+                keepalive_pings: counter!(KEEPALIVE_PINGS),
+                keepalive_timeouts: counter!(KEEPALIVE_TIMEOUTS),
             })
         });
         handles.connections.set(self.connections as f64);
@@ -93,6 +108,8 @@ impl EdgeCounters {
             (&handles.upgrades, &mut self.upgrades),
             (&handles.protocol_errors, &mut self.protocol_errors),
             (&handles.slow_client_closes, &mut self.slow_client_closes),
+            (&handles.keepalive_pings, &mut self.keepalive_pings),
+            (&handles.keepalive_timeouts, &mut self.keepalive_timeouts),
         ] {
             if *value != 0 {
                 counter.increment(std::mem::take(value));

@@ -8,6 +8,7 @@
 
 mod alarm_store;
 mod alarms;
+mod keepalive;
 pub mod membership;
 mod object;
 mod socket;
@@ -19,6 +20,7 @@ use crate::metrics::EdgeCounters;
 use alarm_store::AlarmStore;
 use alarms::{AlarmSchedule, Outcome, Persist};
 use bytes::{Bytes, BytesMut};
+use keepalive::{Keepalive, Verdict};
 use mio::net::{TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use object::{worker_for, AutoReply, Object};
@@ -97,6 +99,10 @@ pub struct HoldOptions {
     /// hibernates with a socket the list lacks (while an object is live,
     /// its worker knows its sockets).
     pub sockets_file_every: Duration,
+    /// How often quiet sockets are pinged; zero: never.
+    pub keepalive_interval: Duration,
+    /// Pings a socket may leave unanswered in a row before it is closed.
+    pub keepalive_max_missed: u8,
 }
 
 /// An HTTP request (or upgrade) for an object.
@@ -271,6 +277,11 @@ pub fn spawn(
         alarm_store,
         next_ledger_flush: Instant::now() + LEDGER_FLUSH_INTERVAL,
         next_sockets_write: Instant::now(),
+        keepalive: Keepalive::new(
+            Instant::now(),
+            options.keepalive_interval,
+            options.keepalive_max_missed,
+        ),
         options,
     };
     for alarm in stored_alarms {
@@ -408,6 +419,7 @@ struct HoldLoop {
     next_ledger_flush: Instant,
     /// The sockets file may be rewritten from then on.
     next_sockets_write: Instant,
+    keepalive: Keepalive,
 }
 
 impl HoldLoop {
@@ -431,7 +443,8 @@ impl HoldLoop {
                 self.next_sockets_write
                     .saturating_duration_since(before_poll)
             });
-            let timeout = [close, alarm, sockets_write]
+            let keepalive = self.keepalive.poll_timeout(before_poll);
+            let timeout = [close, alarm, sockets_write, keepalive]
                 .into_iter()
                 .flatten()
                 .fold(flush, Duration::min);
@@ -467,6 +480,7 @@ impl HoldLoop {
                 }
             }
             self.expire_closing();
+            self.sweep_keepalive();
             self.fire_due_alarms();
             if self.now >= self.next_ledger_flush {
                 self.flush_ledger();
@@ -1734,6 +1748,7 @@ impl HoldLoop {
         let Some(socket) = self.sockets.get_mut(slot) else {
             return;
         };
+        socket.heard = true;
         let generation = socket.generation;
         let mut conn = std::mem::take(&mut socket.conn);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -2052,6 +2067,37 @@ impl HoldLoop {
         }
     }
 
+    /// One step of the keepalive sweep: quiet open sockets get a ping, and
+    /// those that left too many unanswered are closed (1006 to the object).
+    fn sweep_keepalive(&mut self) {
+        let Some(slots) = self.keepalive.poll_sweep(self.now, self.sockets.capacity()) else {
+            return;
+        };
+        for slot in slots {
+            let Some(socket) = self.sockets.get_mut(slot) else {
+                continue;
+            };
+            if socket.phase != Phase::Open || socket.stream.is_none() {
+                continue;
+            }
+            match self
+                .keepalive
+                .check(&mut socket.heard, &mut socket.missed_pings)
+            {
+                Verdict::Fine => {}
+                Verdict::Ping => {
+                    self.counters.keepalive_pings += 1;
+                    self.queue_frame(slot, Bytes::from_static(&KEEPALIVE_PING));
+                }
+                Verdict::Dead => {
+                    self.counters.keepalive_timeouts += 1;
+                    debug!(slot, "no answer to keepalive pings, closing");
+                    self.drop_socket(slot, Some((1006, "no answer to keepalive pings")));
+                }
+            }
+        }
+    }
+
     fn finish_if_closed(&mut self, slot: usize) {
         let done = self.sockets.get(slot).is_some_and(|s| {
             s.phase == Phase::Closing && s.read_closed && s.out.is_none() && s.stream.is_some()
@@ -2179,6 +2225,9 @@ impl HoldLoop {
         }
     }
 }
+
+/// A server's ping with no payload (RFC 6455 §5.5.2: unmasked, FIN, opcode 9).
+const KEEPALIVE_PING: [u8; 2] = [0x89, 0x00];
 
 /// Why a socket whose outbound queue went over the limit is closed (1008).
 const OVERFLOW_REASON: &str = "outbound queue over limit";

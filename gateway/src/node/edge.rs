@@ -79,6 +79,8 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
             ledger: Some(ledger),
             sockets_file: Some(hold::membership::path(&run_dir, index)),
             sockets_file_every: (config.hibernate_after / 2).min(Duration::from_secs(1)),
+            keepalive_interval: config.keepalive.interval,
+            keepalive_max_missed: config.keepalive.max_missed,
             namespaces: config
                 .namespaces
                 .iter()
