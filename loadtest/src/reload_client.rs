@@ -18,6 +18,7 @@
 //! broadcasts must arrive as `b1, b2, ...` with no gap and no repeat, and at
 //! the end each socket of a busy room must have every broadcast its sender
 //! sent. A socket that closes, or whose read fails, is counted with why.
+//! Pings are answered (a node with a keepalive closes sockets that do not).
 //!
 //! Commands (one line each) and their answers:
 //! - `hello`: every socket sends `echo:e0` → `hello <answered> <sockets>`
@@ -73,6 +74,8 @@ pub const SLOT_MS: u64 = 100;
 /// Distinct failure reasons kept; the rest are lumped together.
 const MAX_REASONS: usize = 16;
 const MASK: [u8; 4] = [0x3c, 0x91, 0x0e, 0x7a];
+const OPCODE_PING: u8 = 0x9;
+const OPCODE_PONG: u8 = 0xa;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
@@ -589,6 +592,20 @@ impl Engine {
         }
     }
 
+    /// Answers a ping with its payload, which the scanner kept whole if it
+    /// is short (a keepalive's is); a longer one cannot be echoed and counts
+    /// as unexpected.
+    fn pong(&self, i: usize, len: u64, payload: &[u8]) {
+        if len > payload.len() as u64 {
+            self.stats.borrow_mut().unexpected += 1;
+            return;
+        }
+        let Some(io) = self.io.get(i) else { return };
+        if let Err(e) = io.send(&encode_frame(OPCODE_PONG, payload, MASK)) {
+            self.close(i, format!("write: {e}"));
+        }
+    }
+
     fn live(&self, i: usize) -> bool {
         self.socks.borrow().get(i).is_some_and(|s| !s.dead)
     }
@@ -944,6 +961,9 @@ async fn socket_loop(engine: Rc<Engine>, i: usize) {
                                 OPCODE_CLOSE => {
                                     closed = Some(crate::client::close_code(frame.prefix));
                                 }
+                                // A node with a keepalive closes sockets that
+                                // leave its pings unanswered.
+                                OPCODE_PING => engine.pong(i, frame.len, frame.prefix),
                                 _ => {}
                             });
                             match (fed, closed) {
