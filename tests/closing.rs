@@ -36,3 +36,51 @@ async fn a_socket_failed_by_the_edge_reaches_websocket_error() {
     );
     assert_eq!(watcher.request("count").await, "1");
 }
+
+/// Data and FIN in one readiness event: the edge must read on to the FIN
+/// (edge-triggered epoll raises no second event), not stop after the data
+/// and leave the socket in CLOSE_WAIT, listed and broadcast to, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_followed_at_once_by_fin_is_handled_and_the_close_reported() {
+    let node = Node::start();
+    let name = unique_name("fin");
+    let mut watcher = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    const SOCKETS: usize = 20;
+    let addr = node.http_addr();
+    let path = format!("/bench/{name}?tag=announce-close");
+    // Kept open until the end: a client that went away entirely would
+    // answer the edge's next write with a RST, which raises an event.
+    let _clients = tokio::task::spawn_blocking(move || {
+        let mut clients = Vec::new();
+        for i in 0..SOCKETS {
+            let mut client = RawClient::connect(addr, &path);
+            // The socket is open when its echo comes back.
+            client.write_frame(&Frame::text("echo:open"));
+            // Earlier sockets' closes are announced to this one too.
+            let mut reply = client.read_message().payload;
+            while reply.starts_with(b"closed:") {
+                reply = client.read_message().payload;
+            }
+            assert_eq!(reply, b"open");
+            // WebSocket has no half-close: after the FIN the edge closes
+            // the socket, but only once what came before it is handled.
+            client.write_frame(&Frame::text(format!("put:last{i}=said")));
+            client.shutdown_write();
+            clients.push(client);
+        }
+        clients
+    })
+    .await
+    .unwrap();
+    for i in 0..SOCKETS {
+        assert_eq!(
+            watcher.recv_text().await,
+            "closed:1006",
+            "close {i} of {SOCKETS} was not reported"
+        );
+    }
+    assert_eq!(watcher.request("count").await, "1");
+    for i in 0..SOCKETS {
+        assert_eq!(watcher.request(&format!("get:last{i}")).await, "said");
+    }
+}

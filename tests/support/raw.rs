@@ -175,6 +175,11 @@ impl RawClient {
         }
     }
 
+    /// Sends FIN: the client writes nothing more (it may still read).
+    pub fn shutdown_write(&mut self) {
+        self.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)

@@ -473,7 +473,11 @@ impl HoldLoop {
                         if event.is_writable() {
                             self.flush_socket(slot);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        if event.is_read_closed() || event.is_error() {
+                            // The FIN may have come with the data: read on
+                            // to it, as no further event will say so.
+                            self.read_socket_to_end(slot);
+                        } else if event.is_readable() {
                             self.read_socket(slot);
                         }
                     }
@@ -1584,7 +1588,7 @@ impl HoldLoop {
             if let Some(socket) = self.sockets.get_mut(slot) {
                 if socket.paused && socket.object == object {
                     socket.paused = false;
-                    self.read_socket(slot);
+                    self.read_socket_to_end(slot);
                 }
             }
         }
@@ -1707,10 +1711,25 @@ impl HoldLoop {
             self.scratch[..chunk.len()].copy_from_slice(chunk);
             self.handle_socket_bytes(slot, chunk.len());
         }
-        self.read_socket(slot);
+        self.read_socket_to_end(slot);
     }
 
+    /// Reads what the socket has. A short read ends it: with edge-triggered
+    /// epoll a new arrival raises a new event, so the EAGAIN syscall is
+    /// skipped. Only for a readiness event that did not say the peer
+    /// closed; everywhere else, [`read_socket_to_end`](Self::read_socket_to_end).
     fn read_socket(&mut self, slot: usize) {
+        self.read_socket_until(slot, false);
+    }
+
+    /// Reads until the socket would block or ends: after a FIN or error
+    /// event, and wherever earlier events may have gone unread (a socket
+    /// just adopted or no longer paused).
+    fn read_socket_to_end(&mut self, slot: usize) {
+        self.read_socket_until(slot, true);
+    }
+
+    fn read_socket_until(&mut self, slot: usize, to_end: bool) {
         loop {
             let Some(socket) = self.sockets.get_mut(slot) else {
                 return;
@@ -1736,9 +1755,7 @@ impl HoldLoop {
                 }
             };
             self.handle_socket_bytes(slot, n);
-            // A short read drained the socket: with edge-triggered epoll a
-            // new arrival raises a new event, so skip the EAGAIN syscall.
-            if n < self.scratch.len() {
+            if !to_end && n < self.scratch.len() {
                 return;
             }
         }
