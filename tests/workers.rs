@@ -136,3 +136,53 @@ async fn idle_workers_exit_and_the_next_message_starts_one_again() {
         "one wake before and one after the worker exit: {stats:?}"
     );
 }
+
+/// The soft open-files limit of a process, from `/proc/PID/limits`.
+fn soft_open_files(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line in {limits}"));
+    let mut numbers = line["Max open files".len()..].split_whitespace();
+    (
+        numbers.next().unwrap().to_owned(),
+        numbers.next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_raises_its_open_files_limit_to_the_hard_one() {
+    // Started with the usual soft default, far below the hard limit.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("torpor-low-limit");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -Sn 256\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_torpor")
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let node = Node::builder().program(&wrapper).start();
+    let info = node.node_info().await;
+    let mut pids = vec![node.pid()];
+    pids.extend(
+        info["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["pid"].as_u64())
+            .map(|p| p as u32),
+    );
+    pids.extend(node.worker_pids().await.into_iter().flatten());
+    assert!(pids.len() >= 4, "{info}");
+    for pid in pids {
+        let (soft, hard) = soft_open_files(pid);
+        assert_eq!(soft, hard, "process {pid} kept a soft limit of {soft}");
+    }
+}

@@ -101,6 +101,7 @@ impl Node {
             }
         };
         init_logging();
+        raise_fd_limit();
         if let Some(name) = self.duplicates.first() {
             eprintln!("torpor: two classes are named {name:?}: give each its own name");
             return ExitCode::from(EXIT_SOFTWARE);
@@ -212,6 +213,24 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Raises this process's soft limit on open files to its hard limit: an
+/// edge holds a socket per client and a worker files per live object, and
+/// the usual soft default (1024) would refuse connections long before the
+/// machine has to. Children inherit it.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let soft = limit.current;
+    limit.current = limit.maximum;
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => tracing::debug!(?soft, hard = ?limit.maximum, "raised the open files limit"),
+        Err(err) => tracing::warn!(%err, ?soft, "cannot raise the open files limit"),
+    }
 }
 
 fn init_logging() {
