@@ -2,6 +2,7 @@
 //! Retry-After, freed when a socket closes) and request bodies (413).
 
 use crate::support::{http_request, unique_name, Client, Node, NETWORK_TIMEOUT};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 fn upgrade_status(node: &Node, path: &str) -> (u16, Option<String>) {
@@ -47,4 +48,95 @@ fn a_body_over_the_limit_is_413_and_reaches_no_object() {
     let response = http_request(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT).unwrap();
     assert_eq!(response.status, 413, "{}", response.text());
     assert!(response.text().contains("1024"), "{}", response.text());
+}
+
+/// A connection from `source` (any 127.0.0.0/8 address) to the node.
+fn connect_from(source: [u8; 4], node: &Node) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    socket.connect(&node.http_addr().into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(NETWORK_TIMEOUT)).unwrap();
+    stream
+}
+
+#[test]
+fn a_body_that_never_comes_is_answered_408_at_the_handshake_timeout() {
+    let node = Node::builder()
+        .limit("handshake_timeout", "\"500ms\"")
+        .start();
+    let mut stream = connect_from([127, 0, 0, 1], &node);
+    let head = format!(
+        "POST /counter/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n",
+        unique_name("stalled")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    // The edge answers and closes; a read error here is the 5 s test timeout.
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[test]
+fn one_address_cannot_take_every_front_door_slot() {
+    let node = Node::builder()
+        .limit("max_frontdoor_connections", "8")
+        .limit("max_frontdoor_connections_per_address", "4")
+        .limit("handshake_timeout", "\"30s\"")
+        .start();
+    // Four half-sent handshakes from one address hold its share.
+    let stalled: Vec<_> = (0..4)
+        .map(|_| {
+            let mut stream = connect_from([127, 0, 0, 1], &node);
+            stream
+                .write_all(b"GET /echo/x HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // A fifth from it is told to come back, at once.
+    let mut fifth = connect_from([127, 0, 0, 1], &node);
+    let mut answer = Vec::new();
+    fifth.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // Another address still gets in.
+    let mut fresh = connect_from([127, 0, 0, 2], &node);
+    let request = format!(
+        "GET /counter/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        unique_name("fresh")
+    );
+    fresh.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    fresh.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_at_the_handshake_timeout() {
+    let node = Node::builder()
+        .limit("handshake_timeout", "\"500ms\"")
+        .start();
+    let mut stream = connect_from([127, 0, 0, 1], &node);
+    let request = format!(
+        "GET /counter/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        unique_name("idle")
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let started = Instant::now();
+    // The answer, then the end of the stream once the connection has been
+    // idle for the timeout; a read error is the 5 s test timeout instead.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() >= Duration::from_millis(400));
 }

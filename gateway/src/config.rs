@@ -121,6 +121,10 @@ pub struct Limits {
     /// more wait in the kernel's accept backlog. Bounds the memory a
     /// connection storm leaves behind.
     pub max_frontdoor_connections: usize,
+    /// Of those, how many one client address may hold; past it a new
+    /// connection from that address is answered 429 at once. 0 is no
+    /// limit. A slow or stalled client cannot take every slot.
+    pub max_frontdoor_connections_per_address: usize,
     /// Events sent to one object and not yet handled before the edge stops
     /// reading its sockets.
     pub max_events_in_flight: u32,
@@ -314,7 +318,8 @@ impl Default for Limits {
             max_request_head_bytes: 16 << 10,
             max_request_bytes: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
-            max_frontdoor_connections: 128,
+            max_frontdoor_connections: 4096,
+            max_frontdoor_connections_per_address: 256,
             max_events_in_flight: 1024,
         }
     }

@@ -23,6 +23,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use reject::reject;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -56,7 +58,41 @@ pub struct FrontDoor {
     handshake_timeout: Duration,
     handler_timeout: Duration,
     connection_slots: Arc<tokio::sync::Semaphore>,
+    /// Front-door connections held per client address, while a limit is set.
+    per_address: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    max_per_address: usize,
 }
+
+/// One connection's share of its address's count, given back on drop.
+struct AddressSlot<'a> {
+    door: &'a FrontDoor,
+    peer: IpAddr,
+}
+
+impl Drop for AddressSlot<'_> {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.door.per_address);
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Said, unread, to a connection over its address's share, then closed.
+const TOO_MANY_FROM_ADDRESS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\n\
+    content-type: text/plain; charset=utf-8\r\nretry-after: 1\r\n\
+    connection: close\r\ncontent-length: 47\r\n\r\n\
+    too many connections from this address at once\n";
 
 impl FrontDoor {
     /// Builds the front door from validated config and the node secret.
@@ -86,7 +122,23 @@ impl FrontDoor {
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.limits.max_frontdoor_connections,
             )),
+            per_address: std::sync::Mutex::new(HashMap::new()),
+            max_per_address: config.limits.max_frontdoor_connections_per_address,
         }
+    }
+
+    /// Counts a connection against its address; `None` past the limit.
+    fn admit(&self, peer: IpAddr) -> Option<Option<AddressSlot<'_>>> {
+        if self.max_per_address == 0 {
+            return Some(None);
+        }
+        let mut counts = lock(&self.per_address);
+        let count = counts.entry(peer).or_insert(0);
+        if *count >= self.max_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(Some(AddressSlot { door: self, peer }))
     }
 
     fn route<'p>(&self, path: &'p str) -> Option<(&RouteEntry, &'p str)> {
@@ -117,19 +169,36 @@ pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
         let _ = stream.set_nodelay(true);
         let door = door.clone();
         tokio::spawn(async move {
-            serve_connection(stream, door).await;
+            let peer = stream
+                .peer_addr()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            match door.admit(peer) {
+                Some(address_slot) => {
+                    serve_connection(stream, &door, peer).await;
+                    drop(address_slot);
+                }
+                None => turn_away(stream).await,
+            }
             drop(slot);
         });
     }
 }
 
-async fn serve_connection(stream: TcpStream, door: Arc<FrontDoor>) {
+/// Answers 429 without reading the request, within a short bound: the
+/// client gets a standard answer and the slot is back at once.
+async fn turn_away(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    metrics::counter!(crate::metrics::HTTP_REJECTS, "status" => "429").increment(1);
+    let write = async {
+        stream.write_all(TOO_MANY_FROM_ADDRESS).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+async fn serve_connection(stream: TcpStream, door: &Arc<FrontDoor>, peer: IpAddr) {
     let io = TokioIo::new(stream);
     let service_door = door.clone();
-    let peer = io
-        .inner()
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     let service = service_fn(move |request| handle(service_door.clone(), peer, request));
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -191,10 +260,13 @@ async fn handle(
     let body = if upgrade.is_some() {
         Bytes::new()
     } else {
-        match Limited::new(request.into_body(), door.max_request_bytes)
-            .collect()
-            .await
-        {
+        let body = Limited::new(request.into_body(), door.max_request_bytes).collect();
+        // A body that never comes must not hold its connection forever.
+        let Ok(body) = tokio::time::timeout(door.handshake_timeout, body).await else {
+            let message = format!("body not received within {:?}", door.handshake_timeout);
+            return Ok(reject(StatusCode::REQUEST_TIMEOUT, &message));
+        };
+        match body {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                 let message = format!("body over {} bytes", door.max_request_bytes);
