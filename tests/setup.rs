@@ -128,3 +128,70 @@ fn an_edge_started_by_hand_says_the_supervisor_starts_it() {
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("started by the supervisor"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_node_creates_is_its_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::builder().workers(1).start();
+    // An object that stores something: its database exists.
+    let mut client =
+        Client::connect(&node.ws_url(&format!("/bench/{}", unique_name("perm")))).await;
+    assert_eq!(client.request("put:k=v").await, "ok");
+    let mut checked = 0;
+    let mut dirs = vec![node.data_path("")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is open to others: {mode:o}",
+                entry.path().display()
+            );
+            checked += 1;
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    // The run directory's sockets, the ledger, the secret, a database...
+    assert!(checked >= 6, "only {checked} entries");
+}
+
+#[test]
+fn an_admin_listener_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("torpor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"0.0.0.0:0\"\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_torpor"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A node that starts instead would run until killed: bound the wait.
+    let exited = wait_for_exit(child.id(), Duration::from_secs(10));
+    if !exited {
+        // SIGTERM first: the supervisor takes its edges and workers down.
+        let _ = std::process::Command::new("kill")
+            .arg(child.id().to_string())
+            .status();
+        if !wait_for_exit(child.id(), Duration::from_secs(5)) {
+            let _ = child.kill();
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(exited, "the node started with a public admin listener");
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("listen.admin"), "{stderr}");
+}

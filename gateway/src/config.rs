@@ -507,6 +507,16 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if !self.listen.admin.ip().is_loopback() {
+            return Err(invalid(
+                "listen.admin",
+                format!(
+                    "{} is not a loopback address: the admin API (/admin, /metrics, reload) \
+                     has no authentication; keep it on loopback, behind a proxy that has",
+                    self.listen.admin
+                ),
+            ));
+        }
         let keepalive = &self.keepalive;
         if !keepalive.interval.is_zero() && keepalive.interval < Duration::from_millis(100) {
             return Err(invalid(

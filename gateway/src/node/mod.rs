@@ -102,6 +102,7 @@ impl Node {
         };
         init_logging();
         raise_fd_limit();
+        private_files();
         if let Some(name) = self.duplicates.first() {
             eprintln!("torpor: two classes are named {name:?}: give each its own name");
             return ExitCode::from(EXIT_SOFTWARE);
@@ -231,6 +232,13 @@ fn raise_fd_limit() {
         Ok(()) => tracing::debug!(?soft, hard = ?limit.maximum, "raised the open files limit"),
         Err(err) => tracing::warn!(%err, ?soft, "cannot raise the open files limit"),
     }
+}
+
+/// Everything the node creates (databases, the ledger, the node secret, the
+/// run directory's IPC and admin sockets) is its user's alone: a local
+/// user who could connect to an edge's IPC socket could pose as a worker.
+fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 fn init_logging() {
