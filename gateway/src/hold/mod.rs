@@ -17,7 +17,7 @@ mod trim;
 pub use object::{ObjectReport, Usage};
 
 use crate::metrics::EdgeCounters;
-use alarm_store::AlarmStore;
+use alarm_store::{AlarmChange, AlarmStore, AlarmWriter};
 use alarms::{AlarmSchedule, Outcome, Persist};
 use bytes::{Bytes, BytesMut};
 use keepalive::{Keepalive, Verdict};
@@ -239,7 +239,7 @@ pub fn spawn(
             let stored = store
                 .load()
                 .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
-            (Some(store), stored)
+            (Some(AlarmWriter::spawn(store)?), stored)
         }
         None => (None, Vec::new()),
     };
@@ -415,7 +415,7 @@ struct HoldLoop {
     now_ms: u64,
     counters: EdgeCounters,
     alarms: AlarmSchedule,
-    alarm_store: Option<AlarmStore>,
+    alarm_store: Option<AlarmWriter>,
     next_ledger_flush: Instant,
     /// The sockets file may be rewritten from then on.
     next_sockets_write: Instant,
@@ -791,27 +791,29 @@ impl HoldLoop {
         Some(self.object_for(Arc::from(namespace), class, parsed, name))
     }
 
+    /// Hands the change to the alarm writer: no disk on this thread.
     fn persist_alarm(&mut self, object: u32, change: Persist) {
         let o = &self.objects[object as usize];
-        let Some(alarm_store) = self.alarm_store.as_mut() else {
+        let Some(alarm_store) = self.alarm_store.as_ref() else {
             return;
         };
-        let result = match change {
+        let change = match change {
             Persist::Store {
                 due_ms,
                 retry_count,
-            } => alarm_store.store(
-                &o.namespace,
-                &o.id.to_hex(),
-                o.name.as_deref(),
+            } => AlarmChange::Store {
+                namespace: o.namespace.clone(),
+                id: o.id.to_hex(),
+                name: o.name.clone(),
                 due_ms,
                 retry_count,
-            ),
-            Persist::Remove => alarm_store.remove(&o.namespace, &o.id.to_hex()),
+            },
+            Persist::Remove => AlarmChange::Remove {
+                namespace: o.namespace.clone(),
+                id: o.id.to_hex(),
+            },
         };
-        if let Err(err) = result {
-            error!(%err, class = %o.class, id = %o.id, "alarm schedule not persisted");
-        }
+        alarm_store.send(change);
     }
 
     fn fetch(&mut self, request: FetchRequest) {
