@@ -140,3 +140,15 @@ fn an_idle_keep_alive_connection_is_closed_at_the_handshake_timeout() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     assert!(started.elapsed() >= Duration::from_millis(400));
 }
+
+#[test]
+fn a_plain_request_to_a_websocket_object_gets_426_naming_websocket() {
+    let node = Node::start();
+    let request = format!(
+        "GET /echo/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        unique_name("plain")
+    );
+    let response = http_request(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT).unwrap();
+    assert_eq!(response.status, 426, "{}", response.text());
+    assert_eq!(response.header("upgrade").as_deref(), Some("websocket"));
+}

@@ -579,6 +579,23 @@ impl Config {
             route.key = route_key(i, route)?;
             check_origins(i, route)?;
         }
+        // Auth guards objects, not paths: a second route to a namespace
+        // without the first one's token check would be a way around it.
+        for (i, route) in self.routes.iter().enumerate() {
+            let earlier = self.routes[..i]
+                .iter()
+                .find(|r| r.namespace == route.namespace && r.auth != route.auth);
+            if let Some(earlier) = earlier {
+                return Err(invalid(
+                    &format!("routes[{i}].auth"),
+                    format!(
+                        "route {} reaches namespace {} with auth {}, route {} with auth {}: \
+                         every route to a namespace must guard it alike",
+                        route.path, route.namespace, route.auth, earlier.path, earlier.auth
+                    ),
+                ));
+            }
+        }
         Ok(self)
     }
 }
@@ -789,6 +806,33 @@ mod tests {
     }
 
     #[test]
+    fn a_second_route_cannot_reach_a_namespace_without_its_auth() {
+        let text = r#"
+            [[namespaces]]
+            name = "SECURE"
+            class = "Echo"
+            [[routes]]
+            path = "/secure/{name}"
+            namespace = "SECURE"
+            auth = "hmac"
+            secret = "a-development-secret-of-enough-bytes"
+            [[routes]]
+            path = "/open/{name}"
+            namespace = "SECURE"
+        "#;
+        let err = Config::from_toml(text, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes[1].auth"), "{err}");
+        assert!(
+            err.contains("/open/{name}") && err.contains("hmac"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let err = Config::from_toml("wokers = 3", "t.toml".into()).unwrap_err();
         assert!(err.to_string().contains("wokers"), "{err}");
@@ -879,8 +923,9 @@ mod tests {
         let route = |extra: &str| {
             let text = format!(
                 "[[namespaces]]\nname = \"R\"\nclass = \"C\"\n\
+                 [[namespaces]]\nname = \"S\"\nclass = \"C\"\n\
                  [[routes]]\npath = \"/open/{{name}}\"\nnamespace = \"R\"\n\
-                 [[routes]]\npath = \"/r/{{name}}\"\nnamespace = \"R\"\n{extra}"
+                 [[routes]]\npath = \"/r/{{name}}\"\nnamespace = \"S\"\n{extra}"
             );
             Config::from_toml(&text, "t.toml".into())
                 .and_then(Config::validate)

@@ -88,6 +88,16 @@ pub enum AuthMode {
     Hmac,
 }
 
+impl std::fmt::Display for AuthMode {
+    /// As the config spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthMode::None => "none",
+            AuthMode::Hmac => "hmac",
+        })
+    }
+}
+
 /// A route's HMAC secret. Its `Debug` does not show it, so that printing a
 /// config never leaks it.
 #[derive(Clone, PartialEq, Eq)]

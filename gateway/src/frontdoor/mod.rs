@@ -416,6 +416,21 @@ fn respond(
         status,
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
     );
+    // RFC 9110 §15.5.22: a 426 names the protocol to switch to. Objects
+    // answer it to plain requests on WebSocket routes.
+    if status == StatusCode::UPGRADE_REQUIRED
+        && !response.headers().contains_key(hyper::header::UPGRADE)
+    {
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::UPGRADE,
+            HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            hyper::header::CONNECTION,
+            HeaderValue::from_static("Upgrade"),
+        );
+    }
     if retryable && !response.headers().contains_key(hyper::header::RETRY_AFTER) {
         response
             .headers_mut()
