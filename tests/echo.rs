@@ -44,3 +44,23 @@ async fn messages_are_echoed_in_order() {
         assert_eq!(client.recv_text().await, format!("m{i}"));
     }
 }
+
+/// Far more than one loop turn's read budget arrives at once: the rest is
+/// read on the following turns, nothing lost or reordered, and another
+/// socket is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_past_its_read_budget_loses_nothing_and_others_are_served() {
+    let node = Node::start();
+    let mut flood = Client::connect(&node.ws_url(&format!("/echo/{}", unique_name("flood")))).await;
+    let mut other = Client::connect(&node.ws_url(&format!("/echo/{}", unique_name("other")))).await;
+    let padding = "x".repeat(1000);
+    // 2,000 messages of 1 KB back to back: about eight turns' budget.
+    for i in 0..2000 {
+        flood.send_text(&format!("{i:05}{padding}")).await;
+    }
+    assert_eq!(other.request("still here").await, "still here");
+    for i in 0..2000 {
+        let echoed = flood.recv_text().await;
+        assert_eq!(&echoed[..5], format!("{i:05}"), "lost or out of order");
+    }
+}

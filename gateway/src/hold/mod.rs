@@ -46,6 +46,10 @@ const LINK_BASE: usize = 1 << 48;
 const PENDING_BASE: usize = 1 << 49;
 /// Per-loop read buffer: every socket reads into it, none owns one.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// Most bytes read from one socket per loop turn: one client sending as
+/// fast as it can must not hold up every other socket of the edge. What is
+/// left is read on the next turn.
+const READ_BUDGET_BYTES: usize = 4 * SCRATCH_BYTES;
 /// How often usage goes to the ledger: what a kill -9 can lose.
 const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Batched answers to one socket past this are written at once, and what
@@ -261,6 +265,7 @@ pub fn spawn(
         peers: HashMap::new(),
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
+        unread: Vec::new(),
         replies: Vec::new(),
         replying: None,
         targets: Vec::new(),
@@ -388,6 +393,9 @@ struct HoldLoop {
     peers: HashMap<u32, std::net::IpAddr>,
     next_request_id: u64,
     scratch: Vec<u8>,
+    /// Sockets (slot, generation) that used their read budget with bytes
+    /// possibly left: read again next turn, as no new event will say so.
+    unread: Vec<(u32, u32)>,
     /// Frames for the socket whose bytes are being handled (auto-responses,
     /// pongs), written with one syscall once the read is handled: a client
     /// that pipelines sixty pings gets its sixty answers in one write.
@@ -444,7 +452,8 @@ impl HoldLoop {
                     .saturating_duration_since(before_poll)
             });
             let keepalive = self.keepalive.poll_timeout(before_poll);
-            let timeout = [close, alarm, sockets_write, keepalive]
+            let unread = (!self.unread.is_empty()).then_some(Duration::ZERO);
+            let timeout = [close, alarm, sockets_write, keepalive, unread]
                 .into_iter()
                 .flatten()
                 .fold(flush, Duration::min);
@@ -458,6 +467,9 @@ impl HoldLoop {
             }
             self.now = Instant::now();
             self.now_ms = unix_ms();
+            // Read after this turn's events, once: a socket that uses its
+            // budget again now waits for the next turn, as everyone does.
+            let unread = std::mem::take(&mut self.unread);
             for event in events.iter() {
                 match event.token() {
                     WAKER => {
@@ -483,6 +495,7 @@ impl HoldLoop {
                     }
                 }
             }
+            self.read_unread(unread);
             self.expire_closing();
             self.sweep_keepalive();
             self.fire_due_alarms();
@@ -1731,7 +1744,22 @@ impl HoldLoop {
         self.read_socket_until(slot, true);
     }
 
+    /// Reads on from the sockets that used their budget last turn.
+    fn read_unread(&mut self, unread: Vec<(u32, u32)>) {
+        for (slot, generation) in unread {
+            let slot = slot as usize;
+            if self
+                .sockets
+                .get(slot)
+                .is_some_and(|s| s.generation == generation)
+            {
+                self.read_socket_to_end(slot);
+            }
+        }
+    }
+
     fn read_socket_until(&mut self, slot: usize, to_end: bool) {
+        let mut taken = 0;
         loop {
             let Some(socket) = self.sockets.get_mut(slot) else {
                 return;
@@ -1758,6 +1786,13 @@ impl HoldLoop {
             };
             self.handle_socket_bytes(slot, n);
             if !to_end && n < self.scratch.len() {
+                return;
+            }
+            taken += n;
+            if taken >= READ_BUDGET_BYTES {
+                if let Some(socket) = self.sockets.get(slot) {
+                    self.unread.push((slot as u32, socket.generation));
+                }
                 return;
             }
         }
