@@ -66,10 +66,15 @@ trap stop_node EXIT
 write_config() { # NAME HIBERNATE_AFTER WORKER_IDLE_EXIT
   local file="$out/$1.toml"
   sed -e "s/^edges = .*/edges = $EDGES/" \
+      -e "s/^bench_routes = .*/bench_routes = true/" \
       -e "s/^workers = .*/workers = $WORKERS/" \
       -e "s/^hibernate_after = .*/hibernate_after = \"$2\"/" \
       -e "s/^worker_idle_exit = .*/worker_idle_exit = \"$3\"/" \
       config/torpor.toml >"$file"
+  if ! grep -q "^bench_routes = true\$" "$file"; then
+    echo "bench.sh: config/torpor.toml has no 'bench_routes' line to set" >&2
+    exit 1
+  fi
   if ! grep -q "^edges = $EDGES\$" "$file"; then
     echo "bench.sh: config/torpor.toml has no 'edges' line to set" >&2
     exit 1

@@ -108,12 +108,13 @@ start_node() { # RUN
   # and refuses a change to `listen`.
   sed -e "s|^data_dir = .*|data_dir = \"$node_dir/data\"|" \
       -e "s/^edges = .*/edges = $EDGES/" \
+      -e "s/^bench_routes = .*/bench_routes = true/" \
       -e "s/^workers = .*/workers = $WORKERS/" \
       -e "s/^hibernate_after = .*/hibernate_after = \"$HIBERNATE_AFTER\"/" \
       -e "s/^http = .*/http = \"127.0.0.1:$HTTP_PORT\"/" \
       -e "s/^admin = .*/admin = \"127.0.0.1:$ADMIN_PORT\"/" \
       "$CONFIG_TEMPLATE" >"$node_dir/node.toml"
-  for key in "edges = $EDGES" "http = \"127.0.0.1:$HTTP_PORT\"" "admin = \"127.0.0.1:$ADMIN_PORT\""; do
+  for key in "edges = $EDGES" "bench_routes = true" "http = \"127.0.0.1:$HTTP_PORT\"" "admin = \"127.0.0.1:$ADMIN_PORT\""; do
     if ! grep -qF "$key" "$node_dir/node.toml"; then
       echo "reload.sh: $CONFIG_TEMPLATE has no line to set $key" >&2
       exit 1

@@ -152,3 +152,14 @@ fn a_plain_request_to_a_websocket_object_gets_426_naming_websocket() {
     assert_eq!(response.status, 426, "{}", response.text());
     assert_eq!(response.header("upgrade").as_deref(), Some("websocket"));
 }
+
+#[test]
+fn the_bench_protocol_is_routed_only_when_asked_for() {
+    let node = Node::builder().without_bench_routes().start();
+    let request = "GET /bench/anything HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let response = http_request(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT).unwrap();
+    assert_eq!(response.status, 404, "{}", response.text());
+    let node = Node::start();
+    let response = http_request(node.http_addr(), request.as_bytes(), NETWORK_TIMEOUT).unwrap();
+    assert_eq!(response.status, 426, "{}", response.text());
+}

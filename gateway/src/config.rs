@@ -59,6 +59,10 @@ pub struct Config {
     pub namespaces: Vec<Namespace>,
     /// Routes from paths to objects of a namespace.
     pub routes: Vec<Route>,
+    /// Also route `/bench/{name}` to the `Bench` class (namespace `BENCH`),
+    /// for load tests and the test suite. Off by default: its commands let
+    /// any client panic a handler, fill storage, or chain calls.
+    pub bench_routes: bool,
     /// The price table `torpor bill` applies to the ledger.
     pub prices: crate::billing::Prices,
     /// Plain values every object reads with `Env::var`, as Durable
@@ -174,6 +178,25 @@ pub struct Route {
     pub key: Option<Secret>,
 }
 
+impl Route {
+    /// A route anyone may take, with no Origin check.
+    fn open(path: &str, namespace: &str, id: IdSource) -> Route {
+        Route {
+            path: path.into(),
+            namespace: namespace.into(),
+            id,
+            auth: AuthMode::None,
+            secret_env: None,
+            secret: None,
+            origins: None,
+            key: None,
+        }
+    }
+}
+
+/// The namespace `bench_routes` adds, unless the config declares it.
+pub const BENCH_NAMESPACE: &str = "BENCH";
+
 /// Where a route takes its object's id from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum IdSource {
@@ -233,7 +256,6 @@ impl Default for Config {
             keepalive: Keepalive::default(),
             namespaces: [
                 ("ROOMS", "ChatRoom"),
-                ("BENCH", "Bench"),
                 ("ECHO", "Echo"),
                 ("COUNTERS", "Counter"),
                 ("PRESENCE", "Presence"),
@@ -248,7 +270,6 @@ impl Default for Config {
             routes: [
                 ("/rooms/{name}", "ROOMS", IdSource::Name),
                 ("/chat", "ROOMS", IdSource::Query("room".into())),
-                ("/bench/{name}", "BENCH", IdSource::Name),
                 ("/echo/{name}", "ECHO", IdSource::Name),
                 ("/counter/{name}", "COUNTERS", IdSource::Name),
                 ("/counters/{name}", "COUNTERS", IdSource::Hex),
@@ -257,17 +278,9 @@ impl Default for Config {
                 ("/games/{name}", "GAMES", IdSource::Name),
             ]
             .into_iter()
-            .map(|(path, namespace, id)| Route {
-                path: path.into(),
-                namespace: namespace.into(),
-                id,
-                auth: AuthMode::None,
-                secret_env: None,
-                secret: None,
-                origins: None,
-                key: None,
-            })
+            .map(|(path, namespace, id)| Route::open(path, namespace, id))
             .collect(),
+            bench_routes: false,
             prices: crate::billing::Prices::default(),
             vars: BTreeMap::new(),
             secrets: BTreeMap::new(),
@@ -537,6 +550,17 @@ impl Config {
             return Err(invalid(&format!("prices.{key}"), message));
         }
         self.secret_values = self.read_secrets()?;
+        if self.bench_routes && !self.namespaces.iter().any(|n| n.name == BENCH_NAMESPACE) {
+            self.namespaces.push(Namespace {
+                name: BENCH_NAMESPACE.into(),
+                class: "Bench".into(),
+            });
+            self.routes.push(Route::open(
+                "/bench/{name}",
+                BENCH_NAMESPACE,
+                IdSource::Name,
+            ));
+        }
         for (i, namespace) in self.namespaces.iter().enumerate() {
             if namespace.name.is_empty() || namespace.class.is_empty() {
                 return Err(invalid(

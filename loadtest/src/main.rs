@@ -67,7 +67,8 @@ const USAGE: &str = "\
 usage: loadtest <scenario> [flags]
 
 Scenarios run against a Torpor node that is already running (--url, --admin)
-and, with --baselines, also against two baseline servers that loadtest starts
+with `bench_routes = true` in its config (they speak the Bench protocol) and,
+with --baselines, also against two baseline servers that loadtest starts
 itself (`loadtest baseline-server --mode default|tuned`: tokio-tungstenite,
 one task per connection, default config and a 4 KiB read buffer), so every
 figure has the baselines' beside it from the same run. Results go to stdout

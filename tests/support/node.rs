@@ -41,6 +41,8 @@ pub struct NodeBuilder {
     /// The binary to run instead of the built `torpor` (a copy a test
     /// replaces to rehearse a deploy).
     program: Option<PathBuf>,
+    /// Leave `bench_routes` at the binary's default (off).
+    without_bench: bool,
 }
 
 impl NodeBuilder {
@@ -95,6 +97,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the node without `/bench/{name}`, as the shipped config does.
+    pub fn without_bench_routes(mut self) -> Self {
+        self.without_bench = true;
+        self
+    }
+
     /// Runs `program` instead of the built `torpor`.
     pub fn program(mut self, program: &Path) -> Self {
         self.program = Some(program.to_owned());
@@ -102,7 +110,13 @@ impl NodeBuilder {
     }
 
     fn config_text(&self, data_dir: &Path) -> String {
-        let mut text = format!("data_dir = {}\n", toml_string(&data_dir.to_string_lossy()));
+        // The tests speak the Bench protocol; the binary routes it only
+        // when asked.
+        let mut text = format!(
+            "data_dir = {}\nbench_routes = {}\n",
+            toml_string(&data_dir.to_string_lossy()),
+            !self.without_bench
+        );
         if let Some(workers) = self.workers {
             text += &format!("workers = {workers}\n");
         }
