@@ -388,6 +388,19 @@ fn resolve_id<B>(
     }
 }
 
+/// `Upgrade: websocket` and `Connection: Upgrade`: on a 101, and on a 426
+/// to say what to upgrade to.
+fn name_websocket_upgrade(headers: &mut hyper::HeaderMap) {
+    headers.insert(
+        hyper::header::UPGRADE,
+        HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        hyper::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+}
+
 fn respond(
     door: &FrontDoor,
     reply: FetchReply,
@@ -421,15 +434,7 @@ fn respond(
     if status == StatusCode::UPGRADE_REQUIRED
         && !response.headers().contains_key(hyper::header::UPGRADE)
     {
-        let headers = response.headers_mut();
-        headers.insert(
-            hyper::header::UPGRADE,
-            HeaderValue::from_static("websocket"),
-        );
-        headers.insert(
-            hyper::header::CONNECTION,
-            HeaderValue::from_static("Upgrade"),
-        );
+        name_websocket_upgrade(response.headers_mut());
     }
     if retryable && !response.headers().contains_key(hyper::header::RETRY_AFTER) {
         response
@@ -438,14 +443,7 @@ fn respond(
     }
     if let (Some(handle), Some(upgrade), Some(on_upgrade)) = (reply.upgraded, upgrade, on_upgrade) {
         let headers = response.headers_mut();
-        headers.insert(
-            hyper::header::UPGRADE,
-            HeaderValue::from_static("websocket"),
-        );
-        headers.insert(
-            hyper::header::CONNECTION,
-            HeaderValue::from_static("Upgrade"),
-        );
+        name_websocket_upgrade(headers);
         if let Ok(accept) = HeaderValue::from_str(&upgrade.accept_key) {
             headers.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
         }
