@@ -50,6 +50,39 @@ pub(crate) fn write(path: &Path, objects: Vec<HeldObject>) -> io::Result<()> {
     std::fs::rename(&partial, path)
 }
 
+/// Writes the file on a thread of its own, so that the hold loop (every
+/// socket of the edge) never waits for the file system. Lists that pile up
+/// while one is written are skipped but for the newest.
+pub(crate) struct Writer {
+    lists: std::sync::mpsc::Sender<Vec<HeldObject>>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(path: PathBuf) -> io::Result<Writer> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<HeldObject>>();
+        std::thread::Builder::new()
+            .name("torpor-sockets-file".into())
+            .spawn(move || {
+                while let Ok(mut objects) = rx.recv() {
+                    if let Some(newest) = rx.try_iter().last() {
+                        objects = newest;
+                    }
+                    if let Err(err) = write(&path, objects) {
+                        tracing::warn!(%err, path = %path.display(), "cannot write the sockets file");
+                    }
+                }
+            })?;
+        Ok(Writer { lists: tx })
+    }
+
+    /// Queues this list to replace the file.
+    pub(crate) fn send(&self, objects: Vec<HeldObject>) {
+        if self.lists.send(objects).is_err() {
+            tracing::warn!("the sockets file writer is gone");
+        }
+    }
+}
+
 /// Reads and removes the file a previous process of this edge left; none
 /// (first start) or an unreadable one gives nothing.
 pub(crate) fn take(path: &Path) -> Result<Vec<HeldObject>, String> {

@@ -282,6 +282,10 @@ pub fn spawn(
         alarm_store,
         next_ledger_flush: Instant::now() + LEDGER_FLUSH_INTERVAL,
         next_sockets_write: Instant::now(),
+        sockets_file: match &options.sockets_file {
+            Some(path) => Some(membership::Writer::spawn(path.clone())?),
+            None => None,
+        },
         keepalive: Keepalive::new(
             Instant::now(),
             options.keepalive_interval,
@@ -427,6 +431,8 @@ struct HoldLoop {
     next_ledger_flush: Instant,
     /// The sockets file may be rewritten from then on.
     next_sockets_write: Instant,
+    /// Writes the sockets file off this thread.
+    sockets_file: Option<membership::Writer>,
     keepalive: Keepalive,
 }
 
@@ -763,7 +769,7 @@ impl HoldLoop {
     }
 
     fn write_sockets_file(&mut self) {
-        let Some(path) = self.options.sockets_file.as_ref() else {
+        let Some(writer) = self.sockets_file.as_ref() else {
             return;
         };
         let held = self
@@ -785,10 +791,8 @@ impl HoldLoop {
                     .collect(),
             })
             .collect();
-        match membership::write(path, held) {
-            Ok(()) => self.membership_changed = false,
-            Err(err) => warn!(%err, path = %path.display(), "cannot write the sockets file"),
-        }
+        writer.send(held);
+        self.membership_changed = false;
     }
 
     /// The object an alarm message names, if this edge keeps the schedule
