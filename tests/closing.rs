@@ -1,7 +1,7 @@
 //! Closes the object starts, and sockets the edge fails: the close handshake
 //! from the server side, and `websocket_error` before `websocket_close`.
 
-use crate::support::{unique_name, Client, Frame, Node, RawClient, OP_CLOSE};
+use crate::support::{unique_name, Client, Frame, Node, RawClient, OP_CLOSE, OP_PING};
 
 #[test]
 fn a_close_from_the_object_waits_for_the_clients_close_then_ends() {
@@ -83,4 +83,51 @@ async fn a_message_followed_at_once_by_fin_is_handled_and_the_close_reported() {
     for i in 0..SOCKETS {
         assert_eq!(watcher.request(&format!("get:last{i}")).await, "said");
     }
+}
+
+/// The edge's peak resident memory, from `/proc/PID/status` (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// A client that floods pings and never reads is closed at the outbound
+/// limit (1008) by what its queue really holds: each 2-byte pong queued on
+/// its own costs far more than 2 bytes, and counting payload alone let one
+/// socket hold about 130 MB under the default 4 MiB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_pings_without_reading_is_closed_by_what_its_queue_holds() {
+    let node = Node::start();
+    let name = unique_name("pingflood");
+    let mut watcher = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    let edge = node.node_info().await["edges"][0]["pid"].as_u64().unwrap() as u32;
+    let before = peak_rss_kib(edge);
+    let addr = node.http_addr();
+    let path = format!("/bench/{name}?tag=announce-close");
+    let flooder = tokio::task::spawn_blocking(move || {
+        let mut client = RawClient::connect(addr, &path);
+        // Far more pongs than the kernel's buffers and the limit hold:
+        // 3 M pings, 18 MB, written in 1 MB bursts and never read.
+        let ping = Frame::new(OP_PING, Vec::new()).encode();
+        let burst: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 175_000)
+            .collect();
+        for _ in 0..18 {
+            if client.try_write_bytes(&burst).is_err() {
+                break; // closed by the edge: what this test waits for
+            }
+        }
+        client
+    });
+    assert_eq!(watcher.recv_text().await, "closed:1008");
+    let grown_mib = peak_rss_kib(edge).saturating_sub(before) / 1024;
+    assert!(grown_mib < 48, "the edge's peak grew by {grown_mib} MiB");
+    drop(flooder.await.unwrap());
 }

@@ -186,6 +186,11 @@ impl RawClient {
             .unwrap_or_else(|e| panic!("writing {} bytes failed: {e}", bytes.len()));
     }
 
+    /// Writes, and says whether the peer still took it (it may have closed).
+    pub fn try_write_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     pub fn write_frame(&mut self, frame: &Frame) {
         self.write_bytes(&frame.encode());
     }

@@ -25,7 +25,7 @@ use mio::net::{TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use object::{worker_for, AutoReply, Object};
 use slab::Slab;
-use socket::{write_now, OutQueue, Phase, Socket};
+use socket::{write_now, OutQueue, Phase, Socket, FRAME_OVERHEAD_BYTES};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -1938,7 +1938,18 @@ impl HoldLoop {
                         return;
                     }
                 },
-                (Some(queue), _) => queue.push(Bytes::copy_from_slice(&replies)),
+                (Some(queue), _) => {
+                    let limit = self.options.max_outbound_queue_bytes;
+                    if queue.held() + replies.len() + FRAME_OVERHEAD_BYTES > limit {
+                        replies.clear();
+                        self.replies = replies;
+                        self.replying = None;
+                        self.close_slow_client(slot);
+                        self.replying = Some((slot, generation));
+                        return;
+                    }
+                    queue.push(Bytes::copy_from_slice(&replies));
+                }
                 (None, None) => {}
             }
         }
@@ -1971,7 +1982,7 @@ impl HoldLoop {
         match socket.phase {
             Phase::Closing | Phase::Overflowed => return,
             Phase::Reserved | Phase::Accepted => {
-                if socket.queued_bytes() + frame.len() > limit {
+                if socket.queued_bytes() + frame.len() + FRAME_OVERHEAD_BYTES > limit {
                     // Not the client's fault: it has not even been handed
                     // the upgrade. The upgrade completes, then it is closed.
                     self.counters.slow_client_closes += 1;
@@ -2018,19 +2029,30 @@ impl HoldLoop {
                 }
             }
         }
-        if socket.queued_bytes() + frame.len() > limit {
-            self.counters.slow_client_closes += 1;
-            let queued = socket.queued_bytes();
-            debug!(slot, queued, limit, "client does not read, closing");
+        if socket.queued_bytes() + frame.len() + FRAME_OVERHEAD_BYTES > limit {
+            self.close_slow_client(slot);
+            return;
+        }
+        socket.out.get_or_insert_with(Default::default).push(frame);
+    }
+
+    /// A client whose queue would go over the outbound limit is closed
+    /// (1008, reported to its object), not the edge's memory grown.
+    fn close_slow_client(&mut self, slot: usize) {
+        self.counters.slow_client_closes += 1;
+        if let Some(socket) = self.sockets.get_mut(slot) {
+            debug!(
+                slot,
+                queued = socket.queued_bytes(),
+                "client does not read, closing"
+            );
             // It will not read a close frame either: one best-effort try.
             if let Some(stream) = socket.stream.as_mut() {
                 let close = encode_frame(OpCode::Close, &close_payload(1008, OVERFLOW_REASON));
                 let _ = stream.write(&close);
             }
-            self.drop_socket(slot, Some((1008, OVERFLOW_REASON)));
-            return;
         }
-        socket.out.get_or_insert_with(Default::default).push(frame);
+        self.drop_socket(slot, Some((1008, OVERFLOW_REASON)));
     }
 
     /// Writes a socket's queue; a corked one was never registered for

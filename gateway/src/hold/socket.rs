@@ -70,8 +70,9 @@ impl Socket {
         self.tags.iter().any(|t| &**t == tag)
     }
 
+    /// What the socket's queue holds, as the outbound limit counts it.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.out.as_ref().map_or(0, |q| q.bytes())
+        self.out.as_ref().map_or(0, |q| q.held())
     }
 }
 
@@ -86,6 +87,11 @@ pub(crate) struct OutQueue {
     pub(crate) corked: bool,
 }
 
+/// What a queued frame costs beyond its payload: its handle in the queue
+/// and, for a frame of its own (a pong, an auto-response), the allocation
+/// that holds it. A 2-byte pong costs about this, not 2.
+pub(crate) const FRAME_OVERHEAD_BYTES: usize = 64;
+
 /// Frames handed to one `writev`; Linux takes up to 1024.
 const IOV_PER_WRITE: usize = 64;
 
@@ -97,6 +103,13 @@ impl OutQueue {
 
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Payload and per-frame overhead: the memory the queue really holds,
+    /// give or take (a broadcast frame shared by many sockets counts on
+    /// each).
+    pub(crate) fn held(&self) -> usize {
+        self.bytes + self.chunks.len() * FRAME_OVERHEAD_BYTES
     }
 
     /// Writes until done or the socket would block, up to 64 frames per
