@@ -438,7 +438,7 @@ pub async fn open_stream(target: &Target, open: Open<'_>) -> Result<TcpStream, C
 }
 
 /// A socket bound to the next free port of `source`.
-fn bind(source: &Source) -> Result<TcpSocket, ClientError> {
+pub fn bind(source: &Source) -> Result<TcpSocket, ClientError> {
     let bind_err = |err| ClientError::Bind {
         source_ip: IpAddr::V4(source.ip),
         err,
