@@ -186,3 +186,44 @@ async fn every_process_raises_its_open_files_limit_to_the_hard_one() {
         assert_eq!(soft, hard, "process {pid} kept a soft limit of {soft}");
     }
 }
+
+/// The worker's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// A worker busy for a while is sent no more than the edge's byte budget:
+/// the edge stops reading the senders, and TCP holds the rest at the
+/// clients, instead of the worker's inbox growing with everything they send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_is_sent_no_more_than_the_edges_byte_budget() {
+    let node = Node::builder()
+        .workers(1)
+        .limit("max_bytes_in_flight", "1048576")
+        // The echoes wait at the edge while this test is still sending.
+        .limit("max_outbound_queue_bytes", "67108864")
+        .start();
+    let name = unique_name("budget");
+    let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(client.request("echo:warm").await, "warm");
+    let worker = node.worker_pids().await[0].expect("the worker runs");
+    let before = peak_rss_kib(worker);
+    // The object sleeps; 40 MB of echoes arrive behind it.
+    client.send_text("sleep:1500").await;
+    let chunk = "x".repeat(200_000);
+    for i in 0..200 {
+        client.send_text(&format!("echo:{i:03}{chunk}")).await;
+    }
+    assert_eq!(client.recv_text().await, "slept");
+    for i in 0..200 {
+        let echoed = client.recv_text().await;
+        assert_eq!(&echoed[..3], format!("{i:03}"), "lost or out of order");
+    }
+    let grown_mib = peak_rss_kib(worker).saturating_sub(before) / 1024;
+    assert!(grown_mib < 12, "the worker's peak grew by {grown_mib} MiB");
+}

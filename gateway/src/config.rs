@@ -132,6 +132,11 @@ pub struct Limits {
     /// Events sent to one object and not yet handled before the edge stops
     /// reading its sockets.
     pub max_events_in_flight: u32,
+    /// Bytes of client messages and requests an edge has sent to workers
+    /// and not had answered, over all its objects; past it the edge stops
+    /// reading the sockets that send more until half is answered. Bounds
+    /// what slow workers make the edge's queues and their inboxes hold.
+    pub max_bytes_in_flight: u64,
 }
 
 /// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
@@ -334,6 +339,7 @@ impl Default for Limits {
             max_frontdoor_connections: 4096,
             max_frontdoor_connections_per_address: 256,
             max_events_in_flight: 1024,
+            max_bytes_in_flight: 64 << 20,
         }
     }
 }
@@ -512,6 +518,12 @@ impl Config {
             return Err(invalid(
                 "limits.max_frontdoor_connections",
                 "must be at least 1".to_owned(),
+            ));
+        }
+        if limits.max_bytes_in_flight < 1 << 20 {
+            return Err(invalid(
+                "limits.max_bytes_in_flight",
+                format!("{} is under 1048576", limits.max_bytes_in_flight),
             ));
         }
         if limits.max_events_in_flight == 0 {

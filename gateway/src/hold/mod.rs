@@ -88,6 +88,10 @@ pub struct HoldOptions {
     pub max_outbound_queue_bytes: usize,
     /// Events in flight per object before its sockets stop being read.
     pub max_events_in_flight: u32,
+    /// Bytes of events sent to workers and not yet answered, over all of
+    /// this edge's objects, before it stops reading the sockets that send
+    /// more: what the link queues and the workers' inboxes may hold.
+    pub max_bytes_in_flight: u64,
     /// The durable alarm schedule, kept by one edge of the node (edge 0);
     /// `None` on the others.
     pub alarm_store_path: Option<PathBuf>,
@@ -266,6 +270,8 @@ pub fn spawn(
         next_request_id: 1,
         scratch: vec![0; SCRATCH_BYTES],
         unread: Vec::new(),
+        bytes_in_flight: 0,
+        paused_for_bytes: Vec::new(),
         replies: Vec::new(),
         replying: None,
         targets: Vec::new(),
@@ -400,6 +406,11 @@ struct HoldLoop {
     /// Sockets (slot, generation) that used their read budget with bytes
     /// possibly left: read again next turn, as no new event will say so.
     unread: Vec<(u32, u32)>,
+    /// Bytes of events sent to workers and not answered yet.
+    bytes_in_flight: u64,
+    /// Sockets (slot, generation) whose reading waits for
+    /// `bytes_in_flight` to fall.
+    paused_for_bytes: Vec<(u32, u32)>,
     /// Frames for the socket whose bytes are being handled (auto-responses,
     /// pongs), written with one syscall once the read is handled: a client
     /// that pipelines sixty pings gets its sixty answers in one write.
@@ -615,7 +626,12 @@ impl HoldLoop {
         o.sent += 1;
         o.in_flight += 1;
         o.usage.events += 1;
+        let before = link.events().len();
         encode(link.events());
+        let size = link.events().len().saturating_sub(before);
+        o.in_flight_sizes
+            .push_back(u32::try_from(size).unwrap_or(u32::MAX));
+        self.bytes_in_flight += size as u64;
         if link.stream.is_none() && !link.starting {
             link.starting = true;
             let _ = self.start_worker.send(o.worker);
@@ -1187,6 +1203,7 @@ impl HoldLoop {
                 o.go_idle();
             }
         }
+        self.forget_in_flight(worker);
         self.fail_requests(worker, u32::MAX);
     }
 
@@ -1362,6 +1379,10 @@ impl HoldLoop {
                 o.add_active(active_us);
                 if o.live && o.sent == handled && o.worker as usize == worker {
                     o.go_idle();
+                    // Everything this edge sent it was answered: what is
+                    // still counted went to a process that is gone.
+                    let stale = o.forget_in_flight();
+                    self.bytes_in_flight = self.bytes_in_flight.saturating_sub(stale);
                     let link = &mut self.links[worker];
                     link.live_objects = link.live_objects.saturating_sub(1);
                     ToWorker::Evict { object }.encode(&mut link.out);
@@ -1597,7 +1618,18 @@ impl HoldLoop {
         let Some(o) = self.objects.get_mut(object as usize) else {
             return;
         };
-        o.in_flight = o.in_flight.saturating_sub(events);
+        let answered = o.answered(events);
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(answered);
+        self.resume_object(object);
+        self.resume_for_bytes();
+    }
+
+    /// Reads again the object's sockets paused for its events in flight,
+    /// once half of those are answered.
+    fn resume_object(&mut self, object: u32) {
+        let Some(o) = self.objects.get_mut(object as usize) else {
+            return;
+        };
         if o.paused.is_empty() || o.in_flight > self.options.max_events_in_flight / 2 {
             return;
         }
@@ -1611,6 +1643,45 @@ impl HoldLoop {
                 }
             }
         }
+    }
+
+    /// Reads again the sockets paused for the edge's bytes in flight, once
+    /// half of those are answered.
+    fn resume_for_bytes(&mut self) {
+        if self.paused_for_bytes.is_empty()
+            || self.bytes_in_flight > self.options.max_bytes_in_flight / 2
+        {
+            return;
+        }
+        for (slot, generation) in std::mem::take(&mut self.paused_for_bytes) {
+            let slot = slot as usize;
+            let Some(socket) = self.sockets.get_mut(slot) else {
+                continue;
+            };
+            let over = self
+                .objects
+                .get(socket.object as usize)
+                .is_some_and(|o| o.in_flight >= self.options.max_events_in_flight);
+            // One paused for its object's events too stays paused for them.
+            if socket.generation == generation && socket.paused && !over {
+                socket.paused = false;
+                self.read_socket_to_end(slot);
+            }
+        }
+    }
+
+    /// Events in flight to the worker's process that went away will not
+    /// be answered: their sockets may read again.
+    fn forget_in_flight(&mut self, worker: usize) {
+        let objects: Vec<u32> = (0..self.objects.len() as u32)
+            .filter(|&o| self.objects[o as usize].worker as usize == worker)
+            .collect();
+        for object in objects {
+            let forgotten = self.objects[object as usize].forget_in_flight();
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(forgotten);
+            self.resume_object(object);
+        }
+        self.resume_for_bytes();
     }
 
     fn broadcast(
@@ -1889,6 +1960,9 @@ impl HoldLoop {
                 if o.in_flight >= self.options.max_events_in_flight {
                     self.sockets[slot].paused = true;
                     o.paused.push(slot as u32);
+                } else if self.bytes_in_flight >= self.options.max_bytes_in_flight {
+                    self.sockets[slot].paused = true;
+                    self.paused_for_bytes.push((slot as u32, generation));
                 }
             }
             Event::Ping(payload) => {

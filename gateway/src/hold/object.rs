@@ -85,6 +85,9 @@ pub(crate) struct Object {
     /// Events sent since the object was last activated.
     pub(crate) sent: u64,
     pub(crate) in_flight: u32,
+    /// The encoded size of each event in flight, oldest first: a worker
+    /// answers an object's events in order, one `Done` each.
+    pub(crate) in_flight_sizes: std::collections::VecDeque<u32>,
     /// Sockets whose reading waits for `in_flight` to fall.
     pub(crate) paused: Vec<u32>,
     pub(crate) auto_reply: Option<Box<AutoReply>>,
@@ -117,6 +120,7 @@ impl Object {
             live: false,
             sent: 0,
             in_flight: 0,
+            in_flight_sizes: std::collections::VecDeque::new(),
             paused: Vec::new(),
             auto_reply: None,
             auto_reply_known: false,
@@ -129,7 +133,20 @@ impl Object {
 
     pub(crate) fn go_idle(&mut self) {
         self.live = false;
+    }
+
+    /// Events in flight that will not be answered (their worker went
+    /// away): forgets them, and returns their bytes.
+    pub(crate) fn forget_in_flight(&mut self) -> u64 {
         self.in_flight = 0;
+        self.in_flight_sizes.drain(..).map(u64::from).sum()
+    }
+
+    /// `events` events were answered: returns their bytes.
+    pub(crate) fn answered(&mut self, events: u32) -> u64 {
+        self.in_flight = self.in_flight.saturating_sub(events);
+        let count = (events as usize).min(self.in_flight_sizes.len());
+        self.in_flight_sizes.drain(..count).map(u64::from).sum()
     }
 
     /// Live time the worker reports; the node's edges together hold the

@@ -73,6 +73,7 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
             max_connections_per_address: config.limits.max_connections_per_address,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             max_events_in_flight: config.limits.max_events_in_flight,
+            max_bytes_in_flight: config.limits.max_bytes_in_flight,
             // One edge keeps the node's alarm schedule; workers send every
             // alarm change there.
             alarm_store_path: (index == 0).then(|| data_dir.join("alarms.sqlite")),
