@@ -1,7 +1,10 @@
 //! The one error type of the SDK.
 
 /// What an SDK call can fail with. Messages carry the numbers involved.
+/// New kinds of failure may come in later versions: match with a
+/// wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A serialized attachment over the configured limit.
     #[error("attachment is {size} bytes, limit {limit}")]
