@@ -83,6 +83,10 @@ async fn reload_replaces_the_workers_while_every_socket_stays_open_and_no_messag
         busy_clients.push(client);
     }
 
+    let info = node.node_info().await;
+    for worker in info["workers"].as_array().unwrap() {
+        assert_eq!(worker["version"], report["version"], "{info}");
+    }
     let pids_after = node.worker_pids().await;
     let old: Vec<u32> = replaced
         .iter()

@@ -156,11 +156,21 @@ fn node(admin: &NodeAdmin) -> serde_json::Value {
             .map(|(index, pid)| serde_json::json!({"index": index, "pid": pid}))
             .collect()
     };
+    let workers: Vec<serde_json::Value> = pids
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(index, pid)| {
+            let version = pids.worker_versions.get(index).cloned().flatten();
+            serde_json::json!({"index": index, "pid": pid, "version": version})
+        })
+        .collect();
     serde_json::json!({
         "supervisor_pid": std::process::id(),
+        "supervisor_version": torpor_objects::build_version(),
         "edge_pid": pids.edges.first().copied().flatten(),
         "edges": list(&pids.edges),
-        "workers": list(&pids.workers),
+        "workers": workers,
     })
 }
 

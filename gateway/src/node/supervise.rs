@@ -53,12 +53,14 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
             program: program.clone(),
             edge_setup: edge_setup(&source, http_addr)?,
             worker_setup: worker_setup(&config, &run_dir, &data_dir)?,
+            worker_version: torpor_objects::build_version(),
             edges: config.edges,
             workers: config.workers,
         };
         let pids = Arc::new(Mutex::new(supervisor::Pids {
             edges: vec![None; usize::from(config.edges)],
             workers: vec![None; usize::from(config.workers)],
+            worker_versions: vec![None; usize::from(config.workers)],
         }));
         let edges = supervisor::start_edges(&spec, &pids).await?;
         let (replace_tx, replace_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -280,6 +282,7 @@ impl Reloader {
         let replace = supervisor::Replace {
             worker_setup: worker_setup(&config, &self.run_dir, &self.data_dir)
                 .map_err(|err| ReloadError::refused(format!("worker setup: {err}")))?,
+            worker_version: described.version.clone(),
             retire_timeout: config.handler_timeout + RETIRE_MARGIN,
             reply,
         };

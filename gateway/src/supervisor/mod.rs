@@ -34,6 +34,8 @@ pub struct Spec {
     pub edge_setup: Vec<u8>,
     /// A worker's `Setup` frame, encoded.
     pub worker_setup: Vec<u8>,
+    /// The build of the binary workers start from (`0.1.0+label`).
+    pub worker_version: String,
     /// Number of edges.
     pub edges: u16,
     /// Number of workers.
@@ -47,6 +49,8 @@ pub struct Pids {
     pub edges: Vec<Option<u32>>,
     /// By worker index; `None` while not running (an idle worker exits).
     pub workers: Vec<Option<u32>>,
+    /// By worker index, the build its running process was started from.
+    pub worker_versions: Vec<Option<String>>,
 }
 
 /// Asks the supervisor for a reload; the answer is its report as JSON.
@@ -85,6 +89,8 @@ impl ReloadError {
 pub struct Replace {
     /// The workers' new `Setup` frame (from the re-read config).
     pub worker_setup: Vec<u8>,
+    /// The build of the binary now on disk.
+    pub worker_version: String,
     /// Past this, a retiring worker is killed: its handlers had their time.
     pub retire_timeout: Duration,
     /// Where the outcome goes.
@@ -233,6 +239,7 @@ pub async fn supervise(
                     continue;
                 }
                 children.spec.worker_setup = replace.worker_setup;
+                children.spec.worker_version = replace.worker_version;
                 let mut started = Rolling {
                     retire_timeout: replace.retire_timeout,
                     reply: replace.reply,
@@ -444,6 +451,7 @@ impl Children {
         }
         set_pid(&self.pids, kind, index, child.id());
         if kind == Kind::Worker {
+            set_worker_version(&self.pids, index, Some(self.spec.worker_version.clone()));
             let slot = usize::from(index);
             self.worker_running[slot] = true;
             self.worker_stdin[slot] = child.stdin.take();
@@ -467,11 +475,24 @@ fn set_pid(pids: &Mutex<Pids>, kind: Kind, index: u16, pid: Option<u32>) {
     }
 }
 
+fn set_worker_version(pids: &Mutex<Pids>, index: u16, version: Option<String>) {
+    let mut pids = match pids.lock() {
+        Ok(pids) => pids,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(slot) = pids.worker_versions.get_mut(usize::from(index)) {
+        *slot = version;
+    }
+}
+
 /// Clears a child's pid only if it is still `pid`: a successor may already
 /// have taken the slot.
 fn set_pid_if(pids: &Mutex<Pids>, kind: Kind, index: u16, pid: u32, to: Option<u32>) {
     if pid_of(pids, kind, index) == Some(pid) {
         set_pid(pids, kind, index, to);
+        if kind == Kind::Worker && to.is_none() {
+            set_worker_version(pids, index, None);
+        }
     }
 }
 
