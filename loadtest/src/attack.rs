@@ -252,7 +252,10 @@ fn sample_node(admin: SocketAddr) -> Result<NodeSample, String> {
 /// What the fresh client saw.
 #[derive(Debug, Default)]
 struct FreshResults {
+    /// Connect → first echo read.
     latency: Recorder,
+    /// Connect → 101 read: the front door's part of it.
+    upgrade: Recorder,
     failures: BTreeMap<String, u64>,
     tried: u32,
     seconds: f64,
@@ -423,7 +426,7 @@ fn report(
     let mut fresh_counters = BTreeMap::new();
     fresh_counters.insert("tried".into(), f64::from(fresh.tried));
     fresh_counters.insert("succeeded".into(), fresh.latency.count() as f64);
-    let fresh_phase = Phase {
+    let mut fresh_phase = Phase {
         name: "fresh".into(),
         description: format!(
             "a fresh client from {FRESH_IP} every {} ms during the attack: upgrade on /echo/{} and one echo",
@@ -440,6 +443,11 @@ fn report(
         counters: fresh_counters,
         ..Phase::default()
     };
+    if let Some(l) = fresh.upgrade.latency() {
+        fresh_phase
+            .more_latencies
+            .insert("connect → 101 read".into(), l);
+    }
     let mut notes = vec![
         format!("node at its peak: {}", peak.per_process.join("; ")),
         format!("node after: {}", after.per_process.join("; ")),
@@ -775,7 +783,10 @@ fn run_fresh(
     };
     for outcome in outcomes {
         match outcome {
-            Ok(Ok(took)) => results.latency.record(took),
+            Ok(Ok((upgraded, echoed))) => {
+                results.upgrade.record(upgraded);
+                results.latency.record(echoed);
+            }
             Ok(Err(kind)) => *results.failures.entry(kind).or_default() += 1,
             Err(_) => *results.failures.entry("task panicked".into()).or_default() += 1,
         }
@@ -784,7 +795,13 @@ fn run_fresh(
 }
 
 /// Connect, upgrade, send `try-<i>` and read it back, within [`TRY_TIMEOUT`].
-async fn one_try(target: &Target, source: &Source, path: &str, i: u32) -> Result<Duration, String> {
+/// Returns the times from connect to the 101 and to the echo.
+async fn one_try(
+    target: &Target,
+    source: &Source,
+    path: &str,
+    i: u32,
+) -> Result<(Duration, Duration), String> {
     const MASK: [u8; 4] = [0x3c, 0x91, 0x0e, 0x77];
     let begun = Instant::now();
     let attempt = async {
@@ -800,6 +817,7 @@ async fn one_try(target: &Target, source: &Source, path: &str, i: u32) -> Result
         )
         .await
         .map_err(|e| failure_kind(&e))?;
+        let upgraded = begun.elapsed();
         let message = format!("try-{i}");
         stream
             .write_all(&encode_frame(OPCODE_TEXT, message.as_bytes(), MASK))
@@ -819,7 +837,7 @@ async fn one_try(target: &Target, source: &Source, path: &str, i: u32) -> Result
                 if frame.opcode == OPCODE_TEXT && frame.payload == message.as_bytes() {
                     let took = begun.elapsed();
                     let _ = stream.set_zero_linger();
-                    return Ok(took);
+                    return Ok((upgraded, took));
                 }
                 return Err("wrong echo".into());
             }
