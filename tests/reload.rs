@@ -2,7 +2,7 @@
 //! edges hold every socket; nothing a client sent is lost or answered twice,
 //! and a binary that cannot serve is refused before anything changes.
 
-use crate::support::{unique_name, Client, Node, NETWORK_TIMEOUT};
+use crate::support::{assert_eventually, unique_name, Client, Node, NETWORK_TIMEOUT};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -203,6 +203,19 @@ async fn a_binary_that_cannot_serve_is_refused_and_the_old_workers_keep_serving(
     // Nothing changed: the same worker answers on the same socket.
     assert_eq!(pid_of(&mut client).await, pid);
     assert_eq!(client.request("echo:still").await, "still");
+    // A worker that dies now comes back from the binary the node runs, not
+    // from the refused file at the deploy path.
+    let worker: u32 = pid.parse().unwrap();
+    assert!(node.kill_descendant(worker));
+    assert_eventually!(
+        node.worker_pids().await[0].is_some_and(|p| p != worker),
+        Duration::from_secs(10),
+        "no new worker"
+    );
+    let restarted = pid_of(&mut client).await;
+    assert_ne!(restarted, pid);
+    assert_eq!(client.request("echo:restarted").await, "restarted");
+    let pid = restarted;
 
     // A good binary goes through, and the socket stays.
     deploy.install_built_binary();

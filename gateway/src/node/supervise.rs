@@ -21,6 +21,18 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
     let run_dir = std::path::absolute(&run_dir)
         .map_err(context("cannot resolve the run directory".into()))?;
     hold::membership::clear(&run_dir);
+    // Binaries a previous run pinned for its workers: no one runs them now.
+    if let Ok(entries) = std::fs::read_dir(&run_dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("worker-binary-")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let data_dir =
         std::path::absolute(&config.data_dir).map_err(context("cannot resolve data_dir".into()))?;
     // Before any child starts, so that they all read the same one.
@@ -50,7 +62,8 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
         // /proc/self/exe would then name the old, deleted one.
         let program = std::env::current_exe()?;
         let spec = supervisor::Spec {
-            program: program.clone(),
+            edge_program: PathBuf::from(supervisor::OWN_BINARY),
+            worker_program: PathBuf::from(supervisor::OWN_BINARY),
             edge_setup: edge_setup(&source, http_addr)?,
             worker_setup: worker_setup(&config, &run_dir, &data_dir)?,
             worker_version: torpor_objects::build_version(),
@@ -82,6 +95,8 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
                 run_dir: run_dir.clone(),
                 data_dir,
                 replace: replace_tx,
+                pins: 0,
+                pinned: None,
             },
             reload_rx,
         ));
@@ -199,6 +214,10 @@ struct Reloader {
     run_dir: PathBuf,
     data_dir: PathBuf,
     replace: tokio::sync::mpsc::UnboundedSender<supervisor::Replace>,
+    /// Binaries pinned so far, for unique names.
+    pins: u32,
+    /// The binary the workers run since the last reload.
+    pinned: Option<PathBuf>,
 }
 
 /// What `<program> describe` prints.
@@ -260,7 +279,16 @@ impl Reloader {
                 changed.join(", ")
             )));
         }
-        let described = self.describe().await.map_err(ReloadError::refused)?;
+        // Pinned first: what is checked is what the workers then run, even
+        // if another file is renamed over the deploy path meanwhile.
+        let pinned = self.pin().map_err(ReloadError::refused)?;
+        let described = match self.describe(&pinned).await {
+            Ok(described) => described,
+            Err(err) => {
+                let _ = std::fs::remove_file(&pinned);
+                return Err(ReloadError::refused(err));
+            }
+        };
         if described.ipc_version != ipc::VERSION {
             return Err(ReloadError::refused(format!(
                 "the new binary speaks ipc version {}, the running edges {}: restart the node to deploy it",
@@ -283,12 +311,18 @@ impl Reloader {
             worker_setup: worker_setup(&config, &self.run_dir, &self.data_dir)
                 .map_err(|err| ReloadError::refused(format!("worker setup: {err}")))?,
             worker_version: described.version.clone(),
+            worker_program: pinned.clone(),
             retire_timeout: config.handler_timeout + RETIRE_MARGIN,
             reply,
         };
         self.replace
             .send(replace)
             .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?;
+        // From the moment the supervisor took it, workers start from the
+        // new pin, done or not: the previous one is no one's any more.
+        if let Some(previous) = self.pinned.replace(pinned) {
+            let _ = std::fs::remove_file(previous);
+        }
         let replaced = outcome
             .await
             .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?
@@ -304,10 +338,27 @@ impl Reloader {
         }))
     }
 
+    /// A hard link to the binary at the deploy path (a copy on another
+    /// file system) in the run directory, under a name of its own.
+    fn pin(&mut self) -> Result<PathBuf, String> {
+        self.pins += 1;
+        let pinned = self.run_dir.join(format!("worker-binary-{}", self.pins));
+        let _ = std::fs::remove_file(&pinned);
+        std::fs::hard_link(&self.program, &pinned)
+            .or_else(|_| std::fs::copy(&self.program, &pinned).map(drop))
+            .map_err(|err| {
+                format!(
+                    "cannot take the new binary {}: {err}",
+                    self.program.display()
+                )
+            })?;
+        Ok(pinned)
+    }
+
     /// Runs `<program> describe`: the binary starts, and says what it has.
-    async fn describe(&self) -> Result<Described, String> {
+    async fn describe(&self, pinned: &std::path::Path) -> Result<Described, String> {
         let program = self.program.display();
-        let run = tokio::process::Command::new(&self.program)
+        let run = tokio::process::Command::new(pinned)
             .arg("describe")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)

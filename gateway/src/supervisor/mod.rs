@@ -26,10 +26,17 @@ const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How to start the node's processes: `program edge --index i` and
 /// `program worker --index i`, each with its `Setup` frame on stdin. Not
 /// `Debug`: a worker's setup holds the config's secrets.
-#[derive(Clone)]
+///
+/// Children start from the binaries the node runs, not from whatever file
+/// is at the path now: a deploy renames a new binary over it, and an edge
+/// or a worker restarted after a crash must not pick up one that a reload
+/// refused (or that nobody asked to deploy yet).
 pub struct Spec {
-    /// The binary.
-    pub program: PathBuf,
+    /// The binary edges start from: the supervisor's own.
+    pub edge_program: PathBuf,
+    /// The binary workers start from: the supervisor's own, then the one
+    /// the last reload deployed.
+    pub worker_program: PathBuf,
     /// An edge's `Setup` frame, encoded.
     pub edge_setup: Vec<u8>,
     /// A worker's `Setup` frame, encoded.
@@ -91,6 +98,10 @@ pub struct Replace {
     pub worker_setup: Vec<u8>,
     /// The build of the binary now on disk.
     pub worker_version: String,
+    /// A link to (or copy of) that binary, made before it was checked: the
+    /// file workers start from until the next reload, whatever is renamed
+    /// over the deploy path meanwhile.
+    pub worker_program: PathBuf,
     /// Past this, a retiring worker is killed: its handlers had their time.
     pub retire_timeout: Duration,
     /// Where the outcome goes.
@@ -240,6 +251,7 @@ pub async fn supervise(
                 }
                 children.spec.worker_setup = replace.worker_setup;
                 children.spec.worker_version = replace.worker_version;
+                children.spec.worker_program = replace.worker_program;
                 let mut started = Rolling {
                     retire_timeout: replace.retire_timeout,
                     reply: replace.reply,
@@ -475,6 +487,9 @@ fn set_pid(pids: &Mutex<Pids>, kind: Kind, index: u16, pid: Option<u32>) {
     }
 }
 
+/// The binary this process runs, whatever is at its path now.
+pub const OWN_BINARY: &str = "/proc/self/exe";
+
 fn set_worker_version(pids: &Mutex<Pids>, index: u16, version: Option<String>) {
     let mut pids = match pids.lock() {
         Ok(pids) => pids,
@@ -511,11 +526,11 @@ fn pid_of(pids: &Mutex<Pids>, kind: Kind, index: u16) -> Option<u32> {
 /// Spawns a child and writes its `Setup` on its stdin, which stays open for
 /// a worker (for `Retire`); its stdout is piped (for `Ready`).
 async fn spawn(spec: &Spec, kind: Kind, index: u16) -> std::io::Result<Child> {
-    let (role, setup) = match kind {
-        Kind::Edge => ("edge", &spec.edge_setup),
-        Kind::Worker => ("worker", &spec.worker_setup),
+    let (role, setup, program) = match kind {
+        Kind::Edge => ("edge", &spec.edge_setup, &spec.edge_program),
+        Kind::Worker => ("worker", &spec.worker_setup, &spec.worker_program),
     };
-    let mut child = Command::new(&spec.program)
+    let mut child = Command::new(program)
         .arg(role)
         .arg("--index")
         .arg(index.to_string())
