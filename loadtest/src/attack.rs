@@ -362,7 +362,12 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
         .map_err(|_| "the fresh client thread panicked".to_string())??;
     // The node gets a moment to let go of what the attack cost.
     std::thread::sleep(SAMPLE_EVERY);
-    let after = sample_node(admin)?;
+    // A node that died under the attack still gets its report.
+    let after = sample_node(admin).unwrap_or_else(|e| {
+        eprintln!("attack: node after the attack: {e}");
+        sample_errors += 1;
+        NodeSample::default()
+    });
 
     Ok(report(
         opts,
@@ -418,6 +423,8 @@ fn report(
         unit: "connects".into(),
         seconds: attack_seconds,
         operations: counts.connects.load(Ordering::Relaxed),
+        // Reconnects (keepalive-idle) make this far more than the ramp.
+        per_second: load(&counts.connects) / attack_seconds.max(f64::EPSILON),
         counters: attack_counters,
         failures: counts.outcomes(),
         ..Phase::default()

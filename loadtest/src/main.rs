@@ -227,8 +227,11 @@ loadtest attack [flags]
   One client process attacks the node from 127.0.0.2 with --connections
   connections of one --kind; once they are open (at most 60 s), a fresh
   client from 127.0.0.3 tries every 100 ms to upgrade on /echo/<name> and
-  get its first echo back, each try failing at 5 s. Reported: the attack's
-  connects, connections held (peak, to the end) and how the node ended the
+  get its first echo back, each try failing at 5 s (the default 100 tries
+  take 10 s, the shipped handshake_timeout, so stalled connections the node
+  admitted are still held during them). Reported: the attack's connects
+  (and per second), connections open at once at the peak (TCP, so those
+  waiting for their 429 count), held to the end, and how the node ended the
   others; the fresh client's successes, failures by kind (refused, 429,
   timeout, ...) and p50/p99/max connect → first echo; the node's RSS and
   open fds (/proc/PID/fd), every process of /admin/node summed, before, at
