@@ -1,7 +1,9 @@
 //! Closes the object starts, and sockets the edge fails: the close handshake
 //! from the server side, and `websocket_error` before `websocket_close`.
 
-use crate::support::{unique_name, Client, Frame, Node, RawClient, OP_CLOSE, OP_PING};
+use crate::support::{
+    peak_rss_kib, unique_name, Client, Frame, Node, RawClient, OP_CLOSE, OP_PING,
+};
 
 #[test]
 fn a_close_from_the_object_waits_for_the_clients_close_then_ends() {
@@ -83,16 +85,6 @@ async fn a_message_followed_at_once_by_fin_is_handled_and_the_close_reported() {
     for i in 0..SOCKETS {
         assert_eq!(watcher.request(&format!("get:last{i}")).await, "said");
     }
-}
-
-/// The edge's peak resident memory, from `/proc/PID/status` (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
 }
 
 /// A client that floods pings and never reads is closed at the outbound

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{assert_eventually, unique_name, wait_for_exit, Client, Node};
+use crate::support::{assert_eventually, peak_rss_kib, unique_name, wait_for_exit, Client, Node};
 
 const WORKER_WAIT: Duration = Duration::from_secs(15);
 
@@ -185,16 +185,6 @@ async fn every_process_raises_its_open_files_limit_to_the_hard_one() {
         let (soft, hard) = soft_open_files(pid);
         assert_eq!(soft, hard, "process {pid} kept a soft limit of {soft}");
     }
-}
-
-/// The worker's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
 }
 
 /// A worker busy for a while is sent no more than the edge's byte budget:

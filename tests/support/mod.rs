@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub(crate) use eventually::assert_eventually;
 pub use http::{http_request, http_request_head, HttpResponse};
-pub use node::{wait_for_exit, Node};
+pub use node::{peak_rss_kib, wait_for_exit, Node};
 pub use raw::{upgrade_response, Frame, RawClient, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 pub use ws::Client;
 

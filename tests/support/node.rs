@@ -597,3 +597,13 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     }
     false
 }
+
+/// A process's peak resident memory (VmHWM of `/proc/PID/status`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
