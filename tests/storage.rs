@@ -78,3 +78,26 @@ async fn storage_survives_hibernation_and_a_node_restart() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An object that only reads what it never stored leaves no database
+/// behind: a million GETs of new names must not be a million files.
+#[test]
+fn reading_a_new_object_creates_no_file_and_its_first_write_does() {
+    let node = Node::start();
+    let name = unique_name("readonly");
+    let request = |method: &str| {
+        let text = format!(
+            "{method} /counter/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        crate::support::http_request(node.http_addr(), text.as_bytes(), NETWORK_TIMEOUT).unwrap()
+    };
+    let read = request("GET");
+    assert_eq!((read.status, read.text()), (200, "0".to_owned()));
+    let id = read.header("x-torpor-object-id").unwrap();
+    let file = node.data_path(&format!("Counter/{id}.sqlite"));
+    assert!(!file.exists(), "{} was created by a read", file.display());
+    let written = request("POST");
+    assert_eq!((written.status, written.text()), (200, "1".to_owned()));
+    assert!(file.exists(), "{} missing after a write", file.display());
+    assert_eq!(request("GET").text(), "1");
+}
