@@ -1,0 +1,593 @@
+//! The hold loop's I/O: a mio `Poll` over the edge's sockets, the worker
+//! links and the IPC listener. It reads into one scratch buffer and hands
+//! the bytes to the [`EdgeCore`], writes what the core queued, and carries
+//! out its [`Effect`]s. No rule of the protocol or of the objects lives
+//! here.
+
+use super::alarm_store::{AlarmStore, AlarmWriter};
+use super::edge_core::{EdgeCore, Effect};
+use super::{membership, trim, Command, HoldHandle, HoldOptions};
+use bytes::BytesMut;
+use mio::net::{TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use torpor_proto::ipc::{self, ToEdge};
+use tracing::{debug, error, info, warn};
+
+const WAKER: Token = Token(usize::MAX);
+const IPC_LISTENER: Token = Token(usize::MAX - 1);
+const LINK_BASE: usize = 1 << 48;
+const PENDING_BASE: usize = 1 << 49;
+/// Per-loop read buffer: every socket reads into it, none owns one.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Most bytes read from one socket per loop turn: one client sending as
+/// fast as it can must not hold up every other socket of the edge. What is
+/// left is read on the next turn.
+const READ_BUDGET_BYTES: usize = 4 * SCRATCH_BYTES;
+
+/// Binds the IPC socket and starts the hold loop on its own thread. It asks
+/// for worker `i` to be started by sending `i` on `start_worker`.
+pub fn spawn(
+    options: HoldOptions,
+    start_worker: tokio::sync::mpsc::UnboundedSender<u16>,
+) -> io::Result<(HoldHandle, std::thread::JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    match std::fs::remove_file(&options.ipc_path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    let mut listener = UnixListener::bind(&options.ipc_path)?;
+    poll.registry()
+        .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
+    let (tx, rx) = mpsc::channel();
+    let (alarm_writer, stored_alarms) = match &options.alarm_store_path {
+        Some(path) => {
+            let store = AlarmStore::open(path).map_err(|err| {
+                io::Error::other(format!(
+                    "cannot open the alarm store {}: {err}",
+                    path.display()
+                ))
+            })?;
+            let stored = store
+                .load()
+                .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
+            (Some(AlarmWriter::spawn(store)?), stored)
+        }
+        None => (None, Vec::new()),
+    };
+    let sockets_writer = match &options.sockets_file {
+        Some(path) => Some(membership::Writer::spawn(path.clone())?),
+        None => None,
+    };
+    let predecessors = options.sockets_file.as_deref().map(membership::take);
+    let workers = options.workers as usize;
+    let mut core = EdgeCore::new(options, Instant::now(), unix_ms(), random_u32());
+    core.load_alarms(stored_alarms);
+    match predecessors {
+        Some(Ok(held)) => core.report_lost(held),
+        Some(Err(err)) => {
+            warn!(%err, "the previous edge's sockets are unknown; their objects are not told");
+        }
+        None => {}
+    }
+    let mut shell = Shell {
+        poll,
+        core,
+        commands: rx,
+        start_worker,
+        listener,
+        streams: Vec::new(),
+        links: (0..workers).map(|_| None).collect(),
+        pending_links: Slab::new(),
+        scratch: vec![0; SCRATCH_BYTES],
+        unread: Vec::new(),
+        alarm_writer,
+        sockets_writer,
+    };
+    shell.apply();
+    let thread = std::thread::Builder::new()
+        .name("torpor-hold".into())
+        .spawn(move || shell.run())?;
+    Ok((HoldHandle { tx, waker }, thread))
+}
+
+struct PendingLink {
+    stream: UnixStream,
+    rbuf: BytesMut,
+}
+
+struct Shell {
+    poll: Poll,
+    core: EdgeCore,
+    commands: Receiver<Command>,
+    start_worker: tokio::sync::mpsc::UnboundedSender<u16>,
+    listener: UnixListener,
+    /// Each adopted socket's connection and its session's generation, by slot.
+    streams: Vec<Option<(TcpStream, u32)>>,
+    /// Each worker's connection, by index.
+    links: Vec<Option<UnixStream>>,
+    pending_links: Slab<PendingLink>,
+    scratch: Vec<u8>,
+    /// Sockets (slot, generation) that used their read budget with bytes
+    /// possibly left: read again next turn, as no new event will say so.
+    unread: Vec<(u32, u32)>,
+    alarm_writer: Option<AlarmWriter>,
+    sockets_writer: Option<membership::Writer>,
+}
+
+impl Shell {
+    fn run(mut self) {
+        info!(edge = self.core.options().edge, "hold loop running");
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = match self.unread.is_empty() {
+                true => self.core.poll_timeout(Instant::now(), unix_ms()),
+                false => Duration::ZERO,
+            };
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!(%err, "poll failed, hold loop stops");
+                return;
+            }
+            self.core.set_time(Instant::now(), unix_ms());
+            // Read after this turn's events, once: a socket that uses its
+            // budget again now waits for the next turn, as everyone does.
+            let unread = std::mem::take(&mut self.unread);
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        if !self.drain_commands() {
+                            info!("front door gone, hold loop stops");
+                            return;
+                        }
+                    }
+                    IPC_LISTENER => self.accept_links(),
+                    Token(t) if t >= PENDING_BASE => self.pending_link_ready(t - PENDING_BASE),
+                    Token(t) if t >= LINK_BASE => self.link_ready(t - LINK_BASE),
+                    Token(slot) => {
+                        let Some(generation) = self.generation_of(slot) else {
+                            continue;
+                        };
+                        if event.is_writable() {
+                            self.write_socket(slot, generation);
+                        }
+                        if event.is_read_closed() || event.is_error() {
+                            // The FIN may have come with the data: read on
+                            // to it, as no further event will say so.
+                            self.read_socket(slot, generation, true);
+                        } else if event.is_readable() {
+                            self.read_socket(slot, generation, false);
+                        }
+                    }
+                }
+            }
+            for (slot, generation) in unread {
+                self.read_socket(slot as usize, generation, true);
+            }
+            self.core.handle_timeout();
+            self.apply();
+            for worker in 0..self.links.len() {
+                self.flush_link(worker);
+            }
+        }
+    }
+
+    /// Writes what the core queued and carries out its effects, and reads
+    /// the sockets whose reading resumed, until nothing is left to do.
+    fn apply(&mut self) {
+        loop {
+            self.write_and_carry_out();
+            let Some((slot, generation)) = self.core.next_to_read() else {
+                return;
+            };
+            self.read_socket(slot, generation, true);
+        }
+    }
+
+    fn write_and_carry_out(&mut self) {
+        loop {
+            while let Some((slot, generation)) = self.core.next_to_flush() {
+                self.write_socket(slot, generation);
+            }
+            if !self.core.has_effects() {
+                return;
+            }
+            for effect in self.core.take_effects() {
+                self.carry_out(effect);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Close {
+                slot,
+                generation,
+                last_words,
+            } => {
+                if self.generation_of(slot) != Some(generation) {
+                    return;
+                }
+                if let Some((mut stream, _)) = self.streams[slot].take() {
+                    if let Some(words) = last_words {
+                        let _ = stream.write(&words);
+                    }
+                    let _ = self.poll.registry().deregister(&mut stream);
+                }
+            }
+            Effect::StartWorker(worker) => {
+                let _ = self.start_worker.send(worker);
+            }
+            Effect::DropLink(worker) => {
+                if let Some(mut stream) = self.links.get_mut(worker).and_then(Option::take) {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    let _ = self.poll.registry().deregister(&mut stream);
+                }
+            }
+            Effect::PersistAlarm(change) => {
+                if let Some(writer) = &self.alarm_writer {
+                    writer.send(change);
+                }
+            }
+            Effect::WriteSocketsFile(held) => {
+                if let Some(writer) = &self.sockets_writer {
+                    writer.send(held);
+                }
+            }
+            Effect::ReleaseMemory => trim::release_free_memory(),
+        }
+    }
+
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Adopt {
+                    handle,
+                    stream,
+                    read_ahead,
+                }) => self.adopt(handle, stream, &read_ahead),
+                Ok(command) => {
+                    self.core.command(command);
+                    self.apply();
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    // ---- sockets ----
+
+    fn generation_of(&self, slot: usize) -> Option<u32> {
+        self.streams
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map(|&(_, generation)| generation)
+    }
+
+    fn adopt(
+        &mut self,
+        handle: torpor_proto::SocketHandle,
+        stream: std::net::TcpStream,
+        read_ahead: &[u8],
+    ) {
+        let Some((slot, generation)) = self.core.adoptable(handle) else {
+            debug!(%handle, "socket closed before handover");
+            return;
+        };
+        if let Err(err) = stream.set_nonblocking(true) {
+            warn!(%err, "cannot make socket non-blocking");
+            self.core.adoption_failed(slot);
+            self.apply();
+            return;
+        }
+        let mut stream = TcpStream::from_std(stream);
+        if let Err(err) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(slot), Interest::READABLE)
+        {
+            warn!(%err, "cannot register socket");
+            self.core.adoption_failed(slot);
+            self.apply();
+            return;
+        }
+        if self.streams.len() <= slot {
+            self.streams.resize_with(slot + 1, || None);
+        }
+        self.streams[slot] = Some((stream, generation));
+        self.core.adopted(slot, read_ahead, &mut self.scratch);
+        self.apply();
+        self.read_socket(slot, generation, true);
+    }
+
+    fn write_socket(&mut self, slot: usize, generation: u32) {
+        let Some((stream, _)) = self
+            .streams
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|(_, g)| *g == generation)
+        else {
+            return;
+        };
+        if let Some(writable) = self.core.write_to(slot, generation, stream) {
+            let interest = match writable {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            if let Err(err) = self
+                .poll
+                .registry()
+                .reregister(stream, Token(slot), interest)
+            {
+                debug!(%err, slot, "reregister failed");
+            }
+        }
+    }
+
+    /// Reads what the socket has, up to its budget for this turn. Unless
+    /// `to_end`, a short read ends it: with edge-triggered epoll a new
+    /// arrival raises a new event, so the EAGAIN syscall is skipped. Read
+    /// to the end after a FIN or error event, and wherever earlier events
+    /// may have gone unread (a socket just adopted or no longer paused).
+    fn read_socket(&mut self, slot: usize, generation: u32, to_end: bool) {
+        let mut taken = 0;
+        loop {
+            if !self.core.wants_bytes(slot, generation) {
+                return;
+            }
+            let Some((stream, _)) = self
+                .streams
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .filter(|(_, g)| *g == generation)
+            else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.core.socket_gone(slot);
+                    self.apply();
+                    return;
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.core.socket_gone(slot);
+                    self.apply();
+                    return;
+                }
+            };
+            self.core.socket_bytes(slot, &mut self.scratch[..n]);
+            self.write_and_carry_out();
+            if !to_end && n < self.scratch.len() {
+                return;
+            }
+            taken += n;
+            if taken >= READ_BUDGET_BYTES {
+                self.unread.push((slot as u32, generation));
+                return;
+            }
+        }
+    }
+
+    // ---- links to workers ----
+
+    fn accept_links(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let entry = self.pending_links.vacant_entry();
+                    let token = Token(PENDING_BASE + entry.key());
+                    if let Err(err) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        warn!(%err, "cannot register worker connection");
+                        continue;
+                    }
+                    entry.insert(PendingLink {
+                        stream,
+                        rbuf: BytesMut::new(),
+                    });
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    warn!(%err, "accepting a worker connection failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pending_link_ready(&mut self, key: usize) {
+        let Some(pending) = self.pending_links.get_mut(key) else {
+            return;
+        };
+        let closed = match read_into(&mut pending.stream, &mut pending.rbuf, &mut self.scratch) {
+            Ok(closed) => closed,
+            Err(err) => {
+                warn!(%err, "worker connection failed before hello");
+                true
+            }
+        };
+        let hello = match ipc::split_frame(&mut pending.rbuf) {
+            Ok(Some(frame)) => Some(ToEdge::decode(frame)),
+            Ok(None) if !closed => return,
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
+        };
+        let mut pending = self.pending_links.remove(key);
+        let _ = self.poll.registry().deregister(&mut pending.stream);
+        let workers = self.links.len();
+        let (worker, pid) = match hello {
+            Some(Ok(ToEdge::Hello {
+                version,
+                worker,
+                pid,
+            })) if version == ipc::VERSION && (worker as usize) < workers => (worker as usize, pid),
+            Some(Ok(ToEdge::Hello {
+                version, worker, ..
+            })) => {
+                error!(
+                    version,
+                    worker,
+                    expected = ipc::VERSION,
+                    "worker refused: wrong ipc version or index"
+                );
+                return;
+            }
+            other => {
+                warn!(?other, "worker connection closed without a valid hello");
+                return;
+            }
+        };
+        if self.links[worker].is_some() {
+            warn!(worker, "a second worker connected for the same index");
+            self.link_gone(worker);
+        }
+        let token = Token(LINK_BASE + worker);
+        if let Err(err) = self.poll.registry().register(
+            &mut pending.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!(%err, worker, "cannot register worker");
+            return;
+        }
+        info!(worker, pid, "worker connected");
+        self.links[worker] = Some(pending.stream);
+        self.core.link_up(worker, pid, pending.rbuf);
+        self.finish_link_frames(worker);
+        self.apply();
+        if closed {
+            self.link_gone(worker);
+        }
+    }
+
+    fn link_ready(&mut self, worker: usize) {
+        let mut closed = false;
+        loop {
+            let Some(stream) = self.links.get_mut(worker).and_then(Option::as_mut) else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    warn!(%err, worker, "worker connection failed");
+                    closed = true;
+                    break;
+                }
+            };
+            if !self.core.link_bytes(worker, &self.scratch[..n]) {
+                self.finish_link_frames(worker);
+            }
+            self.apply();
+        }
+        self.apply();
+        if closed {
+            self.link_gone(worker);
+        } else {
+            self.flush_link(worker);
+        }
+    }
+
+    /// Lets the core take the rest of a worker's frames, writing what they
+    /// queue for clients between batches.
+    fn finish_link_frames(&mut self, worker: usize) {
+        loop {
+            self.write_and_carry_out();
+            if self.core.link_frames(worker) {
+                return;
+            }
+        }
+    }
+
+    fn link_gone(&mut self, worker: usize) {
+        if let Some(mut stream) = self.links[worker].take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        self.core.link_down(worker);
+        self.apply();
+    }
+
+    fn flush_link(&mut self, worker: usize) {
+        let Some(stream) = self.links.get_mut(worker).and_then(Option::as_mut) else {
+            return;
+        };
+        let pending = self.core.link_output(worker);
+        if pending.is_empty() {
+            return;
+        }
+        match write_now(stream, pending) {
+            Ok(n) => self.core.link_wrote(worker, n),
+            Err(err) => {
+                warn!(%err, worker, "writing to worker failed");
+                if let Some(stream) = self.links[worker].as_ref() {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+                self.link_gone(worker);
+            }
+        }
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut bytes = [0; 4];
+    // Without randomness, the clock still differs between two lives.
+    if getrandom::fill(&mut bytes).is_err() {
+        return unix_ms() as u32;
+    }
+    u32::from_le_bytes(bytes)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes as much of `data` as the connection takes now; returns how much.
+fn write_now(stream: &mut impl Write, data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match stream.write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Reads what is there into `buf` through `scratch`; true when the peer
+/// closed.
+fn read_into(stream: &mut UnixStream, buf: &mut BytesMut, scratch: &mut [u8]) -> io::Result<bool> {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&scratch[..n]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
