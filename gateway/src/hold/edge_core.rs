@@ -32,6 +32,11 @@ use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
 use torpor_proto::SocketHandle;
 use tracing::{debug, error, info, warn};
 
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+
 /// How often usage goes to the ledger: what a kill -9 can lose.
 const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Sockets per `Activate` or `Sockets` frame: with the largest attachments

@@ -1,0 +1,462 @@
+//! The edge's rules, run on the real core with a simulated clock, a
+//! scripted worker and clients made of buffers.
+
+use super::harness::*;
+use super::*;
+use proptest::prelude::*;
+use torpor_proto::ipc::ToWorker;
+
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+fn received(h: &Harness, socket: Socket) -> Vec<ServerFrame> {
+    server_frames(&h.peer(socket).received).expect("valid frames")
+}
+
+/// The messages the worker got, as (handle, text).
+fn messages(inbox: &[ToWorker]) -> Vec<(SocketHandle, String)> {
+    inbox
+        .iter()
+        .filter_map(|m| match m {
+            ToWorker::Message {
+                handle, payload, ..
+            } => Some((*handle, String::from_utf8_lossy(payload).into_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The closes the worker was told of, as (handle, code, clean).
+fn closes(inbox: &[ToWorker]) -> Vec<(SocketHandle, u16, bool)> {
+    inbox
+        .iter()
+        .filter_map(|m| match m {
+            ToWorker::Closed {
+                handle,
+                code,
+                was_clean,
+                ..
+            } => Some((*handle, *code, *was_clean)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send(h: &mut Harness, socket: Socket, text: &str) {
+    h.worker_sends(ToEdge::Send {
+        handle: socket.handle,
+        is_text: true,
+        payload: Bytes::copy_from_slice(text.as_bytes()),
+    });
+}
+
+#[test]
+fn a_message_reaches_the_worker_and_its_answer_the_client() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    let inbox = h.take_inbox();
+    assert!(inbox.is_empty(), "nothing after the upgrade: {inbox:?}");
+    h.client_sends(socket, &client_frame(true, TEXT, b"hello"));
+    let inbox = h.take_inbox();
+    assert_eq!(messages(&inbox), [(socket.handle, "hello".to_owned())]);
+    send(&mut h, socket, "hi back");
+    assert_eq!(texts(&received(&h, socket)), ["hi back"]);
+}
+
+#[test]
+fn a_message_split_at_every_byte_arrives_whole() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    let mut bytes = client_frame(false, TEXT, b"frag");
+    bytes.extend(client_frame(true, 0x0, b"mented"));
+    for byte in bytes {
+        h.client_sends(socket, &[byte]);
+    }
+    assert_eq!(
+        messages(&h.take_inbox()),
+        [(socket.handle, "fragmented".to_owned())]
+    );
+}
+
+#[test]
+fn pings_are_answered_at_the_edge_and_never_reach_the_worker() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    let mut pings = Vec::new();
+    for i in 0..60u8 {
+        pings.extend(client_frame(true, PING, &[i]));
+    }
+    h.client_sends(socket, &pings);
+    let pongs = received(&h, socket);
+    assert_eq!(pongs.len(), 60);
+    assert!(pongs
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.opcode == PONG && p.payload == [i as u8]));
+    assert!(messages(&h.take_inbox()).is_empty());
+}
+
+#[test]
+fn an_auto_response_is_sent_without_the_worker() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    h.worker_sends(ToEdge::SetAutoResponse {
+        object: socket.object,
+        pair: Some(AutoResponse {
+            request: Bytes::from_static(b"ping"),
+            response: Bytes::from_static(b"pong"),
+            binary: false,
+        }),
+    });
+    h.client_sends(socket, &client_frame(true, TEXT, b"ping"));
+    h.client_sends(socket, &client_frame(true, BINARY, b"ping"));
+    assert_eq!(texts(&received(&h, socket)), ["pong"]);
+    let inbox = h.take_inbox();
+    assert_eq!(messages(&inbox).len(), 1, "the binary one is a message");
+    match &inbox[..] {
+        [ToWorker::Message {
+            auto_response_at_ms,
+            ..
+        }] => assert_eq!(*auto_response_at_ms, h.now_ms),
+        other => panic!("expected one message, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_close_from_the_client_is_answered_reported_clean_and_ended() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    h.client_sends(socket, &client_frame(true, CLOSE, &[0x0f, 0xa0]));
+    assert_eq!(closes(&h.take_inbox()), [(socket.handle, 4000, true)]);
+    let frames = received(&h, socket);
+    assert_eq!(frames.last().and_then(ServerFrame::close_code), Some(4000));
+    assert!(
+        !h.is_open(socket),
+        "both Closes are through: the edge let go"
+    );
+    assert!(h.peer(socket).closed);
+}
+
+#[test]
+fn a_close_the_client_never_answers_ends_at_the_deadline() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    h.worker_sends(ToEdge::Close {
+        handle: socket.handle,
+        code: 4001,
+        reason: "bye".into(),
+    });
+    let frames = received(&h, socket);
+    assert_eq!(frames.last().and_then(ServerFrame::close_code), Some(4001));
+    // Data after our Close is not for the object (RFC 6455 §5.5.1).
+    h.client_sends(socket, &client_frame(true, TEXT, b"late"));
+    assert!(messages(&h.take_inbox()).is_empty());
+    h.advance(CLOSE_TIMEOUT - Duration::from_millis(1));
+    assert!(h.is_open(socket), "the client still has time to answer");
+    h.advance(Duration::from_millis(1));
+    assert!(!h.is_open(socket));
+    assert!(h.peer(socket).closed);
+}
+
+#[test]
+fn protocol_errors_close_with_their_code_and_tell_the_object() {
+    let cases: [(&str, Vec<u8>, u16); 3] = [
+        ("unmasked", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("bad utf-8", client_frame(true, TEXT, &[0xff, 0xfe]), 1007),
+        (
+            "too big",
+            client_frame(true, BINARY, &vec![0; MAX_MESSAGE + 1]),
+            1009,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let mut h = Harness::new(options());
+        let socket = h.connect("room", &[]);
+        h.client_sends(socket, &bytes);
+        assert_eq!(
+            closes(&h.take_inbox()),
+            [(socket.handle, code, false)],
+            "{what}"
+        );
+        let frames = received(&h, socket);
+        assert_eq!(
+            frames.last().and_then(ServerFrame::close_code),
+            Some(code),
+            "{what}"
+        );
+        assert!(!h.client_sends(socket, b"more"), "{what}: read no more");
+    }
+}
+
+#[test]
+fn a_broadcast_to_a_tag_reaches_its_sockets_but_not_the_one_excepted() {
+    let mut h = Harness::new(options());
+    let red = h.connect("room", &["red"]);
+    let red_too = h.connect("room", &["red", "big"]);
+    let blue = h.connect("room", &["blue"]);
+    h.worker_sends(ToEdge::Broadcast {
+        object: red.object,
+        tag: Some("red".into()),
+        except: Some(red.handle),
+        is_text: true,
+        payload: Bytes::from_static(b"to red"),
+    });
+    assert!(received(&h, red).is_empty());
+    assert_eq!(texts(&received(&h, red_too)), ["to red"]);
+    assert!(received(&h, blue).is_empty());
+}
+
+#[test]
+fn a_sender_is_paused_at_its_objects_events_in_flight_and_resumed_at_half() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    let max = h.core.options().max_events_in_flight;
+    for i in 0..max {
+        assert!(h.client_sends(socket, &client_frame(true, TEXT, format!("{i}").as_bytes())));
+    }
+    assert!(
+        !h.client_sends(socket, &client_frame(true, TEXT, b"over")),
+        "paused with {max} in flight"
+    );
+    let done = |events| ToEdge::Done {
+        object: socket.object,
+        events,
+        rows_read: 0,
+        rows_written: 0,
+        stored_bytes: None,
+        active_us: 0,
+    };
+    h.worker_sends(done(1));
+    assert!(!h.core.wants_bytes(socket.slot, socket.generation));
+    h.worker_sends(done(max / 2 - 1));
+    assert!(h.core.wants_bytes(socket.slot, socket.generation));
+}
+
+#[test]
+fn a_client_that_does_not_read_is_closed_at_its_limit_with_1008() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    let reader = h.connect("room", &[]);
+    h.peers.get_mut(&socket.slot).expect("peer").room = 10_000;
+    let chunk = "x".repeat(4096);
+    let mut sent = 0;
+    while h.is_open(socket) {
+        h.worker_sends(ToEdge::Broadcast {
+            object: socket.object,
+            tag: None,
+            except: None,
+            is_text: true,
+            payload: Bytes::copy_from_slice(chunk.as_bytes()),
+        });
+        sent += 1;
+        assert!(h.queued(socket) <= LIMIT, "{} queued", h.queued(socket));
+        assert!(sent < 100, "never closed");
+    }
+    assert_eq!(closes(&h.take_inbox()), [(socket.handle, 1008, false)]);
+    assert_eq!(
+        texts(&received(&h, reader)).len(),
+        sent,
+        "the reader lost nothing"
+    );
+}
+
+#[test]
+fn keepalive_finds_a_silent_client_within_its_window_and_spares_one_that_answers() {
+    let mut options = options();
+    options.keepalive_interval = Duration::from_secs(30);
+    options.keepalive_max_missed = 2;
+    let mut h = Harness::new(options);
+    let silent = h.connect("room", &[]);
+    let answering = h.connect("room", &[]);
+    let pings = |frames: Vec<ServerFrame>| frames.iter().filter(|f| f.opcode == PING).count();
+    for sweep in 1..=2 {
+        h.advance(Duration::from_secs(30));
+        assert_eq!(pings(received(&h, silent)), sweep);
+        h.client_sends(answering, &client_frame(true, PONG, b""));
+    }
+    assert_eq!(
+        pings(received(&h, answering)),
+        1,
+        "pinged while quiet, then not: it spoke since"
+    );
+    assert!(h.is_open(silent));
+    h.advance(Duration::from_secs(30));
+    assert!(!h.is_open(silent), "dead after 3 intervals of silence");
+    assert!(h.is_open(answering));
+    assert_eq!(closes(&h.take_inbox()), [(silent.handle, 1006, false)]);
+}
+
+#[test]
+fn a_lost_worker_fails_its_requests_with_503_and_resets_its_objects() {
+    let mut h = Harness::new(options());
+    let mut answer = h.request("room", false);
+    h.core.link_down(0);
+    h.settle();
+    let reply = answer.try_recv().expect("answered");
+    assert_eq!(reply.status, 503);
+    // The next request starts a worker and activates the object again.
+    let _next = h.request("room", false);
+    assert!(h
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::StartWorker(0))));
+}
+
+#[test]
+fn a_hibernating_object_is_evicted_and_its_next_message_activates_it_again() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &[]);
+    h.take_inbox();
+    h.worker_sends(ToEdge::Done {
+        object: socket.object,
+        events: 1,
+        rows_read: 0,
+        rows_written: 0,
+        stored_bytes: None,
+        active_us: 0,
+    });
+    h.worker_sends(ToEdge::Idle {
+        object: socket.object,
+        handled: 1,
+        active_us: 0,
+    });
+    let inbox = h.take_inbox();
+    assert!(matches!(inbox[..], [ToWorker::Evict { .. }]), "{inbox:?}");
+    h.client_sends(socket, &client_frame(true, TEXT, b"wake"));
+    let inbox = h.take_inbox();
+    match &inbox[..] {
+        [ToWorker::Activate { sockets, .. }, ToWorker::Message { .. }] => {
+            assert_eq!(sockets.len(), 1);
+            assert_eq!(sockets[0].handle, socket.handle);
+        }
+        other => panic!("expected Activate then Message, got {other:?}"),
+    }
+}
+
+/// One step of a hostile client's life.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Bytes, split where the network split them.
+    Bytes(Vec<u8>),
+    /// A well-formed frame, maybe not the last of its message.
+    Frame(bool, u8, Vec<u8>),
+    /// The client reads this much.
+    Read(usize),
+    /// The object sends it this many bytes.
+    Sent(usize),
+    Advance(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(Step::Bytes),
+        (
+            any::<bool>(),
+            prop::sample::select(vec![0x0, TEXT, BINARY, CLOSE, PING, PONG, 0x3, 0xB]),
+            prop::collection::vec(any::<u8>(), 0..200),
+        )
+            .prop_map(|(fin, op, payload)| Step::Frame(fin, op, payload)),
+        (0usize..20_000).prop_map(Step::Read),
+        (0usize..20_000).prop_map(Step::Sent),
+        (0u64..10_000).prop_map(Step::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever a client sends, split however, read however slowly, the
+    /// edge does not panic, never holds more for it than its limit, writes
+    /// only well-formed frames ending with at most one Close, and tells
+    /// the object of the end at most once, with a code a close may carry.
+    #[test]
+    fn any_client_leaves_the_edge_sound(
+        steps in prop::collection::vec(step(), 1..60),
+        ping_room in 0usize..4096,
+    ) {
+        let mut options = options();
+        options.keepalive_interval = Duration::from_secs(3);
+        let mut h = Harness::new(options);
+        let socket = h.connect("room", &[]);
+        h.peers.get_mut(&socket.slot).expect("peer").room = ping_room;
+        for step in steps {
+            match step {
+                Step::Bytes(bytes) => {
+                    h.client_sends(socket, &bytes);
+                }
+                Step::Frame(fin, opcode, payload) => {
+                    let frame = client_frame(fin, opcode, &payload);
+                    let cut = payload.len() % (frame.len() + 1);
+                    h.client_sends(socket, &frame[..cut]);
+                    h.client_sends(socket, &frame[cut..]);
+                }
+                Step::Read(n) => h.client_reads(socket, n),
+                Step::Sent(n) => {
+                    if h.is_open(socket) {
+                        send(&mut h, socket, &"y".repeat(n));
+                    }
+                }
+                Step::Advance(ms) => h.advance(Duration::from_millis(ms)),
+            }
+            prop_assert!(h.queued(socket) <= LIMIT + 20_000 + 64, "{} queued", h.queued(socket));
+            h.worker_sends(ToEdge::Done {
+                object: socket.object,
+                events: 1000,
+                rows_read: 0,
+                rows_written: 0,
+                stored_bytes: None,
+                active_us: 0,
+            });
+        }
+        h.client_gone(socket);
+        h.advance(CLOSE_TIMEOUT);
+        prop_assert!(!h.is_open(socket), "the socket outlived its client");
+        let frames = server_frames(&h.peer(socket).received);
+        // A write cut short by a full client may leave a partial frame;
+        // what was fully taken must parse.
+        let frames = match frames {
+            Ok(frames) => frames,
+            Err(_) => server_frames(&h.peer(socket).received[..complete_prefix(&h.peer(socket).received)])
+                .map_err(TestCaseError::fail)?,
+        };
+        let close_at = frames.iter().position(|f| f.opcode == CLOSE);
+        if let Some(at) = close_at {
+            prop_assert_eq!(at, frames.len() - 1, "frames after the Close");
+        }
+        let reported = closes(&h.take_inbox());
+        prop_assert!(reported.len() <= 1, "closed twice: {:?}", reported);
+        for (_, code, _) in reported {
+            prop_assert!(
+                matches!(code, 1000..=1003 | 1005..=1011 | 3000..=4999),
+                "close code {}", code
+            );
+        }
+    }
+}
+
+/// The length of the longest prefix of `bytes` made of whole frames.
+fn complete_prefix(bytes: &[u8]) -> usize {
+    let mut end = 0;
+    let mut rest = bytes;
+    while rest.len() >= 2 {
+        let (len, header) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 if rest.len() >= 10 => {
+                let mut n = [0; 8];
+                n.copy_from_slice(&rest[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if rest.len() < header + len {
+            break;
+        }
+        end += header + len;
+        rest = &rest[header + len..];
+    }
+    end
+}
