@@ -1,55 +1,21 @@
-//! One broadcast delivered to N sockets, as the hold loop handles
-//! `ToEdge::Broadcast`: pick the targets, frame the message once, then hand
-//! the same frame to every target. Groups are `broadcast/<path>/<N>` with
-//! `Throughput::Elements(N)`, so criterion reports deliveries per second.
-//!
-//! The hold loop's `queue_frame` has two paths per socket, one bench each:
-//! - `write`: the socket's queue is empty (the usual case), so the frame is
-//!   written at once, straight from the shared `Bytes`. Here the copy into a
-//!   per-socket `Vec` stands for the copy write(2) makes into the socket's
-//!   kernel buffer; the syscall itself, which dominates at the edge, is not
-//!   measured.
-//! - `queue`: the socket has unwritten bytes, so a clone of the `Bytes` (one
-//!   reference count, no copy) joins its queue. `OutQueue` below mirrors the
-//!   gateway's. Dropping the clone, which the hold loop does once the socket
-//!   takes it, happens at the next iteration's turn for the same socket and
-//!   is measured too.
-//!
-//! Target selection is mirrored for the common case, no tag and the sender
-//! excepted, over a plain list of slots; the gateway also looks each slot up
-//! in its slab and checks its phase, which is left out.
+//! One broadcast delivered to N sockets by the real edge core
+//! (`torpor::hold::bench`): the worker's `Broadcast` frame is decoded, the
+//! targets picked (every socket of the object but the sender), the message
+//! framed once and queued on each, and each queue written to its client,
+//! which here is a buffer (the write stands for write(2)'s copy into the
+//! kernel; the syscall, which dominates at the real edge, is not
+//! measured). Groups are `broadcast/write/<N>` with
+//! `Throughput::Elements(N)`: criterion reports deliveries per second.
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Duration;
-use torpor_proto::ws::{encode_frame, OpCode};
+use torpor::hold::bench::Edge;
 
 const SOCKETS: [usize; 2] = [1_000, 10_000];
 
 /// A chat line, as in the IPC `Broadcast` bench.
 const PAYLOAD_BYTES: usize = 128;
-
-/// The gateway's `hold::socket::OutQueue`.
-#[derive(Default)]
-struct OutQueue {
-    chunks: VecDeque<Bytes>,
-    bytes: usize,
-}
-
-impl OutQueue {
-    fn push(&mut self, chunk: Bytes) {
-        self.bytes += chunk.len();
-        self.chunks.push_back(chunk);
-    }
-
-    /// What a flush that wrote everything leaves.
-    fn drain(&mut self) {
-        self.chunks.clear();
-        self.bytes = 0;
-    }
-}
 
 fn payload() -> Vec<u8> {
     br#"{"type":"chat","room":"lobby","text":"hello there"}"#
@@ -60,67 +26,26 @@ fn payload() -> Vec<u8> {
         .collect()
 }
 
-/// As the hold loop's `broadcast` fills its reused `targets` list.
-fn select_targets(targets: &mut Vec<u32>, sockets: &[u32], except: Option<u32>) {
-    targets.clear();
-    targets.extend(sockets.iter().copied().filter(|&s| Some(s) != except));
-}
-
-/// As the hold loop's `data_frame`.
-fn frame(payload: &[u8]) -> Bytes {
-    Bytes::from(encode_frame(OpCode::Text, payload))
-}
-
 fn write(c: &mut Criterion) {
     let mut group = c.benchmark_group("broadcast/write");
     let payload = payload();
     for n in SOCKETS {
+        let mut edge = Edge::new(n + 1);
         // One more socket than deliveries: the sender is excepted.
-        let sockets: Vec<u32> = (0..=n as u32).collect();
-        let mut outs: Vec<Vec<u8>> = vec![Vec::with_capacity(PAYLOAD_BYTES + 4); n + 1];
-        let mut targets = Vec::new();
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(n.to_string(), |b| {
-            b.iter(|| {
-                select_targets(&mut targets, &sockets, Some(0));
-                let frame = frame(black_box(&payload));
-                for &slot in &targets {
-                    let out = &mut outs[slot as usize];
-                    // The socket took the previous broadcast.
-                    out.clear();
-                    out.extend_from_slice(&frame);
-                }
-                black_box(&outs);
-            });
-        });
-        assert_eq!(targets.len(), n);
-        assert_eq!(outs[n], encode_frame(OpCode::Text, &payload));
-    }
-    group.finish();
-}
+        let clients: Vec<_> = (0..=n).map(|_| edge.connect("lobby")).collect();
+        edge.broadcast(clients[0], &payload);
+        assert!(edge.received(clients[0]).is_empty());
+        assert_eq!(edge.received(clients[n]).len(), PAYLOAD_BYTES + 4);
+        edge.clear_received();
 
-fn queue(c: &mut Criterion) {
-    let mut group = c.benchmark_group("broadcast/queue");
-    let payload = payload();
-    for n in SOCKETS {
-        let sockets: Vec<u32> = (0..=n as u32).collect();
-        let mut queues: Vec<OutQueue> = (0..=n).map(|_| OutQueue::default()).collect();
-        let mut targets = Vec::new();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(n.to_string(), |b| {
             b.iter(|| {
-                select_targets(&mut targets, &sockets, Some(0));
-                let frame = frame(black_box(&payload));
-                for &slot in &targets {
-                    let queue = &mut queues[slot as usize];
-                    queue.drain();
-                    queue.push(frame.clone());
-                }
-                black_box(&queues);
+                edge.broadcast(clients[0], black_box(&payload));
+                // Every socket took it.
+                edge.clear_received();
             });
         });
-        assert_eq!(queues[n].bytes, encode_frame(OpCode::Text, &payload).len());
-        assert!(queues[0].chunks.is_empty());
     }
     group.finish();
 }
@@ -135,6 +60,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = write, queue
+    targets = write
 }
 criterion_main!(benches);

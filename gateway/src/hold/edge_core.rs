@@ -32,8 +32,9 @@ use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
 use torpor_proto::SocketHandle;
 use tracing::{debug, error, info, warn};
 
-#[cfg(test)]
-mod harness;
+/// Used by the tests below and the benches (through `hold::bench`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod harness;
 #[cfg(test)]
 mod tests;
 

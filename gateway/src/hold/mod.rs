@@ -13,6 +13,8 @@
 
 mod alarm_store;
 mod alarms;
+#[doc(hidden)]
+pub mod bench;
 mod edge_core;
 mod keepalive;
 pub mod membership;

@@ -76,7 +76,9 @@ pub(crate) struct Harness {
     pub(crate) core: EdgeCore,
     pub(crate) now: Instant,
     pub(crate) now_ms: u64,
-    pub(crate) peers: HashMap<usize, Peer>,
+    /// Each adopted socket's client, by slot (a slot's last client stays
+    /// until the slot is reused).
+    pub(crate) peers: Vec<Option<Peer>>,
     /// What the worker was sent, decoded, oldest first.
     pub(crate) inbox: Vec<ToWorker>,
     pub(crate) effects: Vec<Effect>,
@@ -91,7 +93,7 @@ impl Harness {
             core: EdgeCore::new(options, now, now_ms, 7),
             now,
             now_ms,
-            peers: HashMap::new(),
+            peers: Vec::new(),
             inbox: Vec::new(),
             effects: Vec::new(),
             scratch: vec![0; 64 * 1024],
@@ -115,7 +117,12 @@ impl Harness {
     pub(crate) fn settle(&mut self) {
         loop {
             while let Some((slot, generation)) = self.core.next_to_flush() {
-                if let Some(peer) = self.peers.get_mut(&slot).filter(|p| !p.closed) {
+                if let Some(peer) = self
+                    .peers
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .filter(|p| !p.closed)
+                {
                     if let Some(want) = self.core.write_to(slot, generation, peer) {
                         peer.writable_interest = want;
                     }
@@ -126,7 +133,7 @@ impl Harness {
                     slot, last_words, ..
                 } = &effect
                 {
-                    if let Some(peer) = self.peers.get_mut(slot) {
+                    if let Some(peer) = self.peer_at(*slot) {
                         if let Some(words) = last_words {
                             let _ = peer.write(words);
                         }
@@ -228,15 +235,15 @@ impl Harness {
         let reply = answer.try_recv().expect("the front door got its answer");
         assert_eq!(reply.upgraded, Some(handle), "upgrade refused: {reply:?}");
         let (slot, generation) = self.core.adoptable(handle).expect("adoptable");
-        self.peers.insert(
-            slot,
-            Peer {
-                received: Vec::new(),
-                room: usize::MAX,
-                closed: false,
-                writable_interest: false,
-            },
-        );
+        if self.peers.len() <= slot {
+            self.peers.resize_with(slot + 1, || None);
+        }
+        self.peers[slot] = Some(Peer {
+            received: Vec::new(),
+            room: usize::MAX,
+            closed: false,
+            writable_interest: false,
+        });
         self.core.adopted(slot, &[], &mut self.scratch);
         self.settle();
         Socket {
@@ -270,7 +277,7 @@ impl Harness {
     /// The client makes room for `bytes` more and the connection says it
     /// is writable, if the shell had asked.
     pub(crate) fn client_reads(&mut self, socket: Socket, bytes: usize) {
-        let Some(peer) = self.peers.get_mut(&socket.slot) else {
+        let Some(peer) = self.peers.get_mut(socket.slot).and_then(Option::as_mut) else {
             return;
         };
         peer.room = peer.room.saturating_add(bytes);
@@ -283,7 +290,13 @@ impl Harness {
     }
 
     pub(crate) fn peer(&self, socket: Socket) -> &Peer {
-        &self.peers[&socket.slot]
+        self.peers[socket.slot]
+            .as_ref()
+            .expect("a connected client")
+    }
+
+    pub(crate) fn peer_at(&mut self, slot: usize) -> Option<&mut Peer> {
+        self.peers.get_mut(slot).and_then(Option::as_mut)
     }
 
     /// Bytes the edge holds queued for `socket`, as its limit counts them.

@@ -240,7 +240,7 @@ fn a_client_that_does_not_read_is_closed_at_its_limit_with_1008() {
     let mut h = Harness::new(options());
     let socket = h.connect("room", &[]);
     let reader = h.connect("room", &[]);
-    h.peers.get_mut(&socket.slot).expect("peer").room = 10_000;
+    h.peer_at(socket.slot).expect("peer").room = 10_000;
     let chunk = "x".repeat(4096);
     let mut sent = 0;
     while h.is_open(socket) {
@@ -381,7 +381,7 @@ proptest! {
         options.keepalive_interval = Duration::from_secs(3);
         let mut h = Harness::new(options);
         let socket = h.connect("room", &[]);
-        h.peers.get_mut(&socket.slot).expect("peer").room = ping_room;
+        h.peer_at(socket.slot).expect("peer").room = ping_room;
         for step in steps {
             match step {
                 Step::Bytes(bytes) => {
