@@ -234,8 +234,10 @@ loadtest attack [flags]
   waiting for their 429 count), held to the end, and how the node ended the
   others; the fresh client's successes, failures by kind (refused, 429,
   timeout, ...) and p50/p99/max connect → first echo; the node's RSS and
-  open fds (/proc/PID/fd), every process of /admin/node summed, before, at
-  the peak, at the end of the attack and after it closed. Exit status 1
+  open fds (/proc/PID/fd), its whole process tree summed (/admin/node's
+  processes and every descendant of the supervisor), before, at the peak,
+  at the end of the attack and after it closed; with --data-dir, the files
+  and bytes under the node's data_dir before and after. Exit status 1
   unless every try echoed with p99 <= 100 ms (the issue's goal). Torpor
   only; start the node yourself. With the shipped config, a connection past
   limits.max_frontdoor_connections_per_address (256) from one address is
@@ -256,6 +258,7 @@ loadtest attack [flags]
   --tries N             fresh client tries, 100 ms apart, at most 6000 [100]
   --concurrency N       attack connects in flight at once [256]
   --name NAME           the fresh client's object, /echo/<name> [attack-probe]
+  --data-dir PATH       the node's data_dir, to count its files [not counted]
 
 loadtest report RESULT.json
   Prints the summary of a saved run and writes its HTML report again.
@@ -658,16 +661,18 @@ fn reload_options(args: &[String]) -> Result<ReloadOptions, String> {
 
 fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
     let mut flags = Flags::parse(args)?;
+    let kind = AttackKind::parse(&flags.string("kind", "stalled-heads")?)
+        .map_err(|e| format!("--kind: {e}"))?;
     let opts = AttackOptions {
         url: flags.string("url", "ws://127.0.0.1:8787")?,
         admin: flags.string("admin", "127.0.0.1:9090")?,
-        kind: AttackKind::parse(&flags.string("kind", "stalled-heads")?)
-            .map_err(|e| format!("--kind: {e}"))?,
-        connections: flags.positive("connections", 10_000)?,
+        kind,
+        connections: flags.positive("connections", kind.default_connections())?,
         duration: flags.duration("duration", Duration::from_secs(30))?,
         tries: flags.positive("tries", 100)?,
         concurrency: flags.positive("concurrency", 256)?,
         name: flags.string("name", "attack-probe")?,
+        data_dir: flags.path("data-dir")?,
         json: flags.path("json")?,
     };
     flags.finish()?;

@@ -1,13 +1,13 @@
-//! `loadtest attack`: whether a node under a cheap connection attack still
-//! serves everyone else. One kind of attack runs from 127.0.0.2 (`--kind`,
-//! `--connections`), and while it holds its connections a fresh client from
-//! 127.0.0.3 tries, every 100 ms, to upgrade on `/echo/<name>` and get its
-//! first echo back; each try's time from connect to that echo, or why it
-//! failed, is the measurement. Beside it: the node's memory and open fds,
-//! every process of it (supervisor, edges, workers from `/admin/node`),
-//! before, at the peak, at the end of the attack and after it closed.
+//! `loadtest attack`: whether a node under a cheap attack still serves
+//! everyone else. One kind of attack runs from 127.0.0.2 (`--kind`), and
+//! while it runs a fresh client from 127.0.0.3 tries, every 100 ms, to
+//! upgrade on `/echo/<name>` and get its first echo back; each try's time
+//! from connect to that echo, or why it failed, is the measurement. Beside
+//! it: the node's memory and open fds, its whole process tree summed,
+//! before, at the peak, at the end of the attack and after it closed, and
+//! with `--data-dir` the files the node keeps on disk.
 //!
-//! The attacks (the first three of the issue's "Under attack" list):
+//! The attacks (the issue's "Under attack" list):
 //! - `stalled-heads`: a partial request head, then one byte every few seconds;
 //! - `stalled-bodies`: a whole `POST /counter/<n>` head announcing a 9-byte
 //!   body that never comes;
@@ -18,11 +18,15 @@
 //! Everything runs in this one process, on two threads with a current-thread
 //! runtime each (the attack, the fresh client) and the sampling on the main
 //! thread: the attack is one client process, as the issue asks, and its
-//! connections fit in this process's 20000 fds. Not measured here: the
-//! other attacks of the issue, and many attacking addresses.
+//! connections fit in this process's 20000 fds. Not measured here: many
+//! attacking addresses.
 
+mod held;
+mod node;
+
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -43,6 +47,7 @@ use crate::results::{mib, Phase, Report, TargetRun};
 use crate::rss;
 use crate::scenario;
 use crate::server::TargetKind;
+use node::{DiskUsage, NodeSample};
 
 /// The attacker's and the fresh client's source addresses.
 const ATTACK_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -58,10 +63,8 @@ pub const TRY_EVERY: Duration = Duration::from_millis(100);
 const TRY_TIMEOUT: Duration = Duration::from_secs(5);
 /// An attack connect that has not completed by then failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Between two bytes of a stalled head.
-const DRIP_EVERY: Duration = Duration::from_secs(3);
-/// Before a keep-alive connection the server closed is opened again, so a
-/// node that closes at once (429) is not met by a connect storm.
+/// Before a connection the server closed is opened again, so a node that
+/// closes at once (429) is not met by a connect storm.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// How long the attack may take to open its connections before the fresh
 /// client starts anyway.
@@ -71,8 +74,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// The issue's goal for the fresh client.
 const GOAL_P99_MS: f64 = 100.0;
-/// Answers from the node are a status line and a few headers.
-const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Which attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +84,20 @@ pub enum AttackKind {
 }
 
 impl AttackKind {
+    pub const ALL: [AttackKind; 3] = [
+        AttackKind::StalledHeads,
+        AttackKind::StalledBodies,
+        AttackKind::KeepaliveIdle,
+    ];
+
     pub fn parse(text: &str) -> Result<AttackKind, String> {
-        match text {
-            "stalled-heads" => Ok(AttackKind::StalledHeads),
-            "stalled-bodies" => Ok(AttackKind::StalledBodies),
-            "keepalive-idle" => Ok(AttackKind::KeepaliveIdle),
-            _ => Err(format!(
-                "kind {text:?} is not stalled-heads, stalled-bodies or keepalive-idle"
-            )),
-        }
+        AttackKind::ALL
+            .into_iter()
+            .find(|k| k.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AttackKind::ALL.iter().map(|k| k.name()).collect();
+                format!("kind {text:?} is not one of {}", names.join(", "))
+            })
     }
 
     pub fn name(self) -> &'static str {
@@ -102,23 +108,20 @@ impl AttackKind {
         }
     }
 
-    /// What connection `n` sends first.
-    pub fn opening(self, host: &str, n: u64) -> Vec<u8> {
-        match self {
-            // No blank line: the head never ends. The drip goes on the
-            // header begun here.
-            AttackKind::StalledHeads => {
-                format!("GET /echo/x HTTP/1.1\r\nHost: {host}\r\nX-Stall: ").into_bytes()
-            }
-            AttackKind::StalledBodies => {
-                format!("POST /counter/{n} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 9\r\n\r\n")
-                    .into_bytes()
-            }
-            AttackKind::KeepaliveIdle => format!(
-                "GET /counter/{n} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n"
-            )
-            .into_bytes(),
-        }
+    /// `--connections` when not given.
+    pub fn default_connections(self) -> u64 {
+        10_000
+    }
+
+    /// Whether a connection the node ended is opened again. The stalled
+    /// ones are one connection each, as the issue describes them.
+    fn reconnects(self) -> bool {
+        self == AttackKind::KeepaliveIdle
+    }
+
+    /// What the attack phase counts as its operations.
+    fn unit(self) -> &'static str {
+        "connects"
     }
 }
 
@@ -128,6 +131,7 @@ pub struct AttackOptions {
     pub url: String,
     pub admin: String,
     pub kind: AttackKind,
+    /// The attack's connections (its tasks), each reopened if its kind does.
     pub connections: u64,
     pub duration: Duration,
     pub tries: u32,
@@ -135,6 +139,8 @@ pub struct AttackOptions {
     pub concurrency: usize,
     /// The fresh client's object.
     pub name: String,
+    /// The node's data_dir, to count its files before and after.
+    pub data_dir: Option<PathBuf>,
     pub json: Option<PathBuf>,
 }
 
@@ -172,11 +178,17 @@ struct AttackCounts {
     /// Every connect has been tried once (the ramp is over).
     ramped: AtomicBool,
     /// The attack is closing its connections (samples from now on are not
-    /// "during" it).
+    /// "during" it, and the fresh client starts no more tries).
     closing: AtomicBool,
     /// Why connects failed, and how the server ended connections.
     outcomes: Mutex<BTreeMap<String, u64>>,
     bytes_dripped: AtomicU64,
+    /// The kind's own operations (pings, frames, requests, ticks).
+    ops: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    /// The kind's other counts, by name, for the report.
+    tallies: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl AttackCounts {
@@ -196,6 +208,22 @@ impl AttackCounts {
             .clone()
     }
 
+    #[allow(dead_code)] // the first kind that tallies comes next
+    fn tally(&self, what: &'static str, n: u64) {
+        let mut tallies = self
+            .tallies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *tallies.entry(what).or_default() += n;
+    }
+
+    fn tallies(&self) -> BTreeMap<&'static str, u64> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn opened(&self) {
         self.connected.fetch_add(1, Ordering::Relaxed);
         let now = self.held.fetch_add(1, Ordering::Relaxed) + 1;
@@ -205,48 +233,6 @@ impl AttackCounts {
     fn closed(&self) {
         self.held.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// The node's processes, their memory and fds at one moment.
-#[derive(Debug, Clone, Default)]
-struct NodeSample {
-    rss_bytes: u64,
-    fds: u64,
-    /// `role pid: fds`, for the notes.
-    per_process: Vec<String>,
-}
-
-/// Every process of the node now (re-read: workers come and go).
-fn node_pids(admin: SocketAddr) -> Result<Vec<(&'static str, u32)>, String> {
-    let node = admin::node(admin)?;
-    let mut pids: Vec<(&'static str, u32)> = Vec::new();
-    pids.extend(node.supervisor_pid.map(|p| ("supervisor", p)));
-    pids.extend(node.edge_pids().into_iter().map(|p| ("edge", p)));
-    pids.extend(node.worker_pids().into_iter().map(|p| ("worker", p)));
-    Ok(pids)
-}
-
-/// Entries of `/proc/<pid>/fd`.
-pub fn open_fds(pid: u32) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/fd");
-    let entries = std::fs::read_dir(&path).map_err(|e| format!("read {path}: {e}"))?;
-    Ok(entries.count() as u64)
-}
-
-fn sample_node(admin: SocketAddr) -> Result<NodeSample, String> {
-    let mut sample = NodeSample::default();
-    for (role, pid) in node_pids(admin)? {
-        // A worker may exit between the listing and the read: skip it.
-        let (Ok(rss), Ok(fds)) = (rss::rss_bytes(pid), open_fds(pid)) else {
-            continue;
-        };
-        sample.rss_bytes += rss;
-        sample.fds += fds;
-        sample
-            .per_process
-            .push(format!("{role} {pid}: {fds} fds, {:.1} MiB", mib(rss)));
-    }
-    Ok(sample)
 }
 
 /// What the fresh client saw.
@@ -261,6 +247,26 @@ struct FreshResults {
     seconds: f64,
 }
 
+/// What the attack thread hands back.
+#[derive(Debug, Default)]
+struct AttackResults {
+    seconds: f64,
+    /// The kind's own latency, when it has one.
+    latency: Recorder,
+}
+
+/// The node's state at the four moments the report compares.
+#[derive(Debug, Default)]
+struct NodeMoments {
+    before: NodeSample,
+    peak: NodeSample,
+    end_of_attack: NodeSample,
+    after: NodeSample,
+    disk_before: Option<DiskUsage>,
+    disk_after: Option<DiskUsage>,
+    sample_errors: u64,
+}
+
 pub fn run(opts: &AttackOptions) -> Result<Report, String> {
     opts.check()?;
     let target = Target::parse(&opts.url)?;
@@ -273,11 +279,14 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
             ));
         }
     }
-    let before = sample_node(admin)?;
+    let disk = || opts.data_dir.as_deref().map(node::disk_usage).transpose();
+    let disk_before = disk()?;
+    let before = node::sample(admin)?;
     eprintln!(
-        "attack: node {:.1} MiB, {} fds before; {} x {} from {ATTACK_IP}",
+        "attack: node {:.1} MiB, {} fds, {} processes before; {} x {} from {ATTACK_IP}",
         mib(before.rss_bytes),
         before.fds,
+        before.processes,
         opts.connections,
         opts.kind.name()
     );
@@ -295,17 +304,14 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
 
     let attack = {
         let (counts, tries_done, target) = (counts.clone(), tries_done.clone(), target.clone());
-        let (kind, connections, concurrency, duration) =
-            (opts.kind, opts.connections, opts.concurrency, opts.duration);
+        let opts = opts.clone();
         std::thread::Builder::new()
             .name("attack".into())
             .spawn(move || {
                 run_attack(
                     &target,
-                    kind,
-                    connections,
-                    concurrency,
-                    (started + duration, last_stop),
+                    &opts,
+                    (started + opts.duration, last_stop),
                     &counts,
                     &tries_done,
                 )
@@ -332,21 +338,26 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
     let mut sample_errors = 0u64;
     while !attack.is_finished() && Instant::now() < hard_end {
         std::thread::sleep(SAMPLE_EVERY);
-        match sample_node(admin) {
+        match node::sample(admin) {
             Ok(s) => {
                 if s.rss_bytes > peak.rss_bytes {
                     peak.rss_bytes = s.rss_bytes;
                     peak.per_process = s.per_process.clone();
                 }
                 peak.fds = peak.fds.max(s.fds);
+                peak.processes = peak.processes.max(s.processes);
                 if !counts.closing.load(Ordering::Relaxed) {
                     end_of_attack = Some(s);
                 }
             }
             Err(_) => sample_errors += 1,
         }
+        let work = match opts.kind.unit() {
+            "connects" => String::new(),
+            unit => format!(", {} {unit}", counts.ops.load(Ordering::Relaxed)),
+        };
         eprintln!(
-            "attack: {:.0} s, {} held, {} connects, node {:.1} MiB / {} fds (peak)",
+            "attack: {:.0} s, {} held, {} connects{work}, node {:.1} MiB / {} fds (peak)",
             started.elapsed().as_secs_f64(),
             counts.held.load(Ordering::Relaxed),
             counts.connects.load(Ordering::Relaxed),
@@ -354,7 +365,7 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
             peak.fds
         );
     }
-    let attack_seconds = attack
+    let attack = attack
         .join()
         .map_err(|_| "the attack thread panicked".to_string())??;
     let fresh = fresh
@@ -363,34 +374,34 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
     // The node gets a moment to let go of what the attack cost.
     std::thread::sleep(SAMPLE_EVERY);
     // A node that died under the attack still gets its report.
-    let after = sample_node(admin).unwrap_or_else(|e| {
+    let after = node::sample(admin).unwrap_or_else(|e| {
         eprintln!("attack: node after the attack: {e}");
         sample_errors += 1;
         NodeSample::default()
     });
+    let disk_after = disk().unwrap_or_else(|e| {
+        eprintln!("attack: data_dir after the attack: {e}");
+        None
+    });
 
-    Ok(report(
-        opts,
-        &counts,
-        attack_seconds,
-        &fresh,
-        [
-            &before,
-            &peak,
-            end_of_attack.as_ref().unwrap_or(&peak),
-            &after,
-        ],
+    let moments = NodeMoments {
+        end_of_attack: end_of_attack.unwrap_or_else(|| peak.clone()),
+        before,
+        peak,
+        after,
+        disk_before,
+        disk_after,
         sample_errors,
-    ))
+    };
+    Ok(report(opts, &counts, &attack, &fresh, &moments))
 }
 
 fn report(
     opts: &AttackOptions,
     counts: &AttackCounts,
-    attack_seconds: f64,
+    attack: &AttackResults,
     fresh: &FreshResults,
-    [before, peak, end, after]: [&NodeSample; 4],
-    sample_errors: u64,
+    node: &NodeMoments,
 ) -> Report {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let mut attack_counters = BTreeMap::new();
@@ -403,28 +414,44 @@ fn report(
     if opts.kind == AttackKind::StalledHeads {
         attack_counters.insert("bytes_dripped".into(), load(&counts.bytes_dripped));
     }
-    let node = [
-        ("before", before),
-        ("peak", peak),
-        ("end_of_attack", end),
-        ("after", after),
-    ];
-    for (when, s) in node {
+    for (name, value) in [
+        ("bytes_sent", &counts.bytes_sent),
+        ("bytes_received", &counts.bytes_received),
+    ] {
+        if value.load(Ordering::Relaxed) > 0 {
+            attack_counters.insert(name.into(), load(value));
+        }
+    }
+    for (name, value) in counts.tallies() {
+        attack_counters.insert(name.into(), value as f64);
+    }
+    for (when, s) in [
+        ("before", &node.before),
+        ("peak", &node.peak),
+        ("end_of_attack", &node.end_of_attack),
+        ("after", &node.after),
+    ] {
         attack_counters.insert(format!("node_rss_mib_{when}"), mib(s.rss_bytes));
         attack_counters.insert(format!("node_fds_{when}"), s.fds as f64);
+        attack_counters.insert(format!("node_processes_{when}"), s.processes as f64);
     }
+    for (when, disk) in [("before", node.disk_before), ("after", node.disk_after)] {
+        if let Some(disk) = disk {
+            attack_counters.insert(format!("data_files_{when}"), disk.files as f64);
+            attack_counters.insert(format!("data_mib_{when}"), mib(disk.bytes));
+        }
+    }
+    let operations = operations(opts.kind, counts);
     let attack_phase = Phase {
         name: "attack".into(),
-        description: format!(
-            "{} connections from {ATTACK_IP}, {}",
-            opts.connections,
-            opts.kind.name()
-        ),
-        unit: "connects".into(),
-        seconds: attack_seconds,
-        operations: counts.connects.load(Ordering::Relaxed),
-        // Reconnects (keepalive-idle) make this far more than the ramp.
-        per_second: load(&counts.connects) / attack_seconds.max(f64::EPSILON),
+        description: format!("{} from {ATTACK_IP}", describe(opts)),
+        unit: opts.kind.unit().into(),
+        seconds: attack.seconds,
+        operations,
+        // Reconnects (keepalive-idle) make connects far more than the ramp.
+        per_second: operations as f64 / attack.seconds.max(f64::EPSILON),
+        latency_label: attack_latency_label(opts.kind).into(),
+        latency: attack.latency.latency(),
         counters: attack_counters,
         failures: counts.outcomes(),
         ..Phase::default()
@@ -456,36 +483,52 @@ fn report(
             .insert("connect → 101 read".into(), l);
     }
     let mut notes = vec![
-        format!("node at its peak: {}", peak.per_process.join("; ")),
-        format!("node after: {}", after.per_process.join("; ")),
+        format!("node at its peak: {}", node.peak.per_process.join("; ")),
+        format!("node after: {}", node.after.per_process.join("; ")),
     ];
-    if sample_errors > 0 {
-        notes.push(format!("{sample_errors} node samples failed (admin API)"));
+    if let Some(dir) = &opts.data_dir {
+        notes.push(match (node.disk_before, node.disk_after) {
+            (Some(b), Some(a)) => format!(
+                "data_dir {}: {} files, {:.1} MiB before; {} files, {:.1} MiB after",
+                dir.display(),
+                b.files,
+                mib(b.bytes),
+                a.files,
+                mib(a.bytes)
+            ),
+            _ => format!("data_dir {}: not readable after the attack", dir.display()),
+        });
+    }
+    if node.sample_errors > 0 {
+        notes.push(format!(
+            "{} node samples failed (admin API)",
+            node.sample_errors
+        ));
     }
     notes.push(goal_text(fresh));
+    let mut settings = vec![
+        ("kind".into(), opts.kind.name().into()),
+        ("connections".into(), opts.connections.to_string()),
+        (
+            "duration".into(),
+            format!("{} s", opts.duration.as_secs_f64()),
+        ),
+        ("tries".into(), opts.tries.to_string()),
+        ("concurrency".into(), opts.concurrency.to_string()),
+    ];
+    if let Some(dir) = &opts.data_dir {
+        settings.push(("data_dir".into(), dir.display().to_string()));
+    }
     Report {
         scenario: "attack".into(),
-        title: format!(
-            "a fresh client while {} x {} attack the node",
-            opts.connections,
-            opts.kind.name()
-        ),
+        title: format!("a fresh client while {} attack the node", describe(opts)),
         unix_time: scenario::unix_time(),
-        settings: vec![
-            ("kind".into(), opts.kind.name().into()),
-            ("connections".into(), opts.connections.to_string()),
-            (
-                "duration".into(),
-                format!("{} s", opts.duration.as_secs_f64()),
-            ),
-            ("tries".into(), opts.tries.to_string()),
-            ("concurrency".into(), opts.concurrency.to_string()),
-        ],
+        settings,
         host: crate::results::Host::here(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),
-            server: "torpor: supervisor, edges and workers (/admin/node)".into(),
+            server: "torpor: supervisor, edges, workers and their children".into(),
             phases: vec![attack_phase, fresh_phase],
             notes,
             ..TargetRun::default()
@@ -493,6 +536,28 @@ fn report(
         ..Report::default()
     }
     .finish()
+}
+
+/// The attack phase's operations: connects for the kinds that only hold
+/// connections, the kind's own unit for the others.
+fn operations(kind: AttackKind, counts: &AttackCounts) -> u64 {
+    if kind.unit() == "connects" {
+        counts.connects.load(Ordering::Relaxed)
+    } else {
+        counts.ops.load(Ordering::Relaxed)
+    }
+}
+
+/// The attack in a few words, for the title.
+fn describe(opts: &AttackOptions) -> String {
+    format!("{} x {}", opts.connections, opts.kind.name())
+}
+
+/// What the attack phase's latency measures, if the kind has one.
+fn attack_latency_label(kind: AttackKind) -> &'static str {
+    match kind {
+        AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => "",
+    }
 }
 
 /// Whether the issue's goal was met, in words.
@@ -520,29 +585,30 @@ pub fn goal_met(report: &Report) -> bool {
         .any(|n| n.starts_with("goal met"))
 }
 
-/// The attack, on its own runtime; returns how long it ran.
+/// The attack, on its own runtime.
 fn run_attack(
     target: &Target,
-    kind: AttackKind,
-    connections: u64,
-    concurrency: usize,
+    opts: &AttackOptions,
     (until, last_stop): (Instant, Instant),
     counts: &Arc<AttackCounts>,
     tries_done: &Arc<AtomicBool>,
-) -> Result<f64, String> {
+) -> Result<AttackResults, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = opts.connections;
     let ctx = Rc::new(Ctx {
         target: target.clone(),
         source: Source::new(ATTACK_IP, std::process::id()),
-        kind,
-        gate: Semaphore::new(concurrency),
+        kind: opts.kind,
+        gate: Semaphore::new(opts.concurrency),
         counts: counts.clone(),
         stop: stop_rx,
+        next: Cell::new(0),
+        latency: RefCell::new(Recorder::new()),
     });
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
@@ -572,9 +638,13 @@ fn run_attack(
         let closing = futures_util::future::join_all(tasks);
         let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
     });
-    Ok(started.elapsed().as_secs_f64())
+    Ok(AttackResults {
+        seconds: started.elapsed().as_secs_f64(),
+        latency: ctx.latency.take(),
+    })
 }
 
+/// What the attack's tasks share (one thread: `Rc`, `Cell`).
 struct Ctx {
     target: Target,
     source: Source,
@@ -583,9 +653,16 @@ struct Ctx {
     gate: Semaphore,
     counts: Arc<AttackCounts>,
     stop: watch::Receiver<bool>,
+    /// The next operation number to hand out, for kinds with a count.
+    #[allow(dead_code)] // the first kind with a count comes later
+    next: Cell<u64>,
+    /// The kind's own latency, when it has one.
+    latency: RefCell<Recorder>,
 }
 
-/// One attacking connection, for as long as the attack lasts.
+/// One attacking connection, for as long as the attack lasts: opened,
+/// handed to its kind, and opened again after the node ends it if the kind
+/// reconnects.
 async fn attack_one(ctx: Rc<Ctx>, n: u64) {
     let mut stop = ctx.stop.clone();
     let mut first = true;
@@ -626,20 +703,33 @@ async fn attack_one(ctx: Rc<Ctx>, n: u64) {
             }
         };
         if let Some(stream) = stream {
-            let ended = hold(&ctx, stream, n, &mut stop).await;
+            let ended = session(&ctx, stream, n, &mut stop).await;
             ctx.counts.closed();
             if let Some(how) = ended {
                 ctx.counts.count(how);
             }
         }
-        // Only the keep-alive attack comes back; the stalled ones are one
-        // connection each, as the issue describes them.
-        if ctx.kind != AttackKind::KeepaliveIdle {
+        if !ctx.kind.reconnects() {
             return;
         }
         tokio::select! {
             () = tokio::time::sleep(RECONNECT_PAUSE) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// What connection `n` does once connected, by kind; returns how the node
+/// ended it, or `None` when the attack stopped first.
+async fn session(
+    ctx: &Ctx,
+    stream: TcpStream,
+    n: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    match ctx.kind {
+        AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
+            held::hold(ctx, stream, n, stop).await
         }
     }
 }
@@ -657,78 +747,6 @@ async fn connect(ctx: &Ctx) -> Result<TcpStream, ClientError> {
         err,
     })?;
     Ok(stream)
-}
-
-/// Sends the attack's bytes and holds the connection until the server ends
-/// it (returning how) or the attack stops (`None`).
-async fn hold(
-    ctx: &Ctx,
-    mut stream: TcpStream,
-    n: u64,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<String> {
-    if let Err(e) = stream
-        .write_all(&ctx.kind.opening(&ctx.target.host, n))
-        .await
-    {
-        return Some(format!("write failed: {}", e.kind()));
-    }
-    let mut buf = Vec::with_capacity(256);
-    let mut status: Option<u16> = None;
-    let mut drip = tokio::time::interval_at(tokio::time::Instant::now() + DRIP_EVERY, DRIP_EVERY);
-    loop {
-        let dripping = ctx.kind == AttackKind::StalledHeads;
-        tokio::select! {
-            read = stream.read_buf(&mut buf) => match read {
-                Ok(0) => {
-                    return Some(match status {
-                        Some(code) => format!("answered {code}, then closed"),
-                        None => "closed by server without an answer".into(),
-                    });
-                }
-                Ok(_) => {
-                    if status.is_none() {
-                        status = parse_status(&buf);
-                    }
-                    // Only the head matters; keep the buffer small.
-                    if buf.len() > MAX_ANSWER_BYTES {
-                        buf.clear();
-                    }
-                }
-                Err(e) => {
-                    return Some(match status {
-                        Some(code) => format!("answered {code}, then {}", e.kind()),
-                        None => format!("{} without an answer", e.kind()),
-                    });
-                }
-            },
-            _ = drip.tick(), if dripping => {
-                if stream.write_all(b"a").await.is_err() {
-                    return Some("drip write failed".into());
-                }
-                ctx.counts.bytes_dripped.fetch_add(1, Ordering::Relaxed);
-            }
-            _ = stop.wait_for(|s| *s) => {
-                // Still held at the end: the attack got what it wanted.
-                ctx.counts.count(match status {
-                    Some(code) => format!("held to the end (answered {code})"),
-                    None => "held to the end".into(),
-                });
-                return None;
-            }
-        }
-    }
-}
-
-/// The status of an HTTP/1.1 status line at the front of `buf`, once whole.
-pub fn parse_status(buf: &[u8]) -> Option<u16> {
-    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&buf[..line_end]).ok()?;
-    let mut words = line.split(' ');
-    if !words.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    words.next()?.parse().ok()
 }
 
 /// A failure as a short, low-cardinality kind for the report.
@@ -753,7 +771,8 @@ pub fn failure_kind(e: &ClientError) -> String {
 
 /// The fresh client: once the attack's ramp is over (or after
 /// [`RAMP_LIMIT`]), one try every [`TRY_EVERY`], each on its own task so a
-/// slow one does not delay the next.
+/// slow one does not delay the next. An attack that ends first (one with a
+/// count, done) ends the tries too: a try after it measures a quiet node.
 fn run_fresh(
     target: &Target,
     path: &str,
@@ -776,6 +795,9 @@ fn run_fresh(
         let mut tasks = Vec::new();
         for i in 0..tries {
             tokio::time::sleep_until(first + TRY_EVERY * i).await;
+            if counts.closing.load(Ordering::Relaxed) {
+                break;
+            }
             let (target, source, path) = (target.clone(), source.clone(), path.to_owned());
             tasks.push(tokio::task::spawn_local(async move {
                 one_try(&target, &source, &path, i).await
@@ -784,7 +806,7 @@ fn run_fresh(
         futures_util::future::join_all(tasks).await
     });
     let mut results = FreshResults {
-        tried: tries,
+        tried: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
         seconds: begun.elapsed().as_secs_f64(),
         ..FreshResults::default()
     };
@@ -867,42 +889,10 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_name_themselves() {
-        for kind in [
-            AttackKind::StalledHeads,
-            AttackKind::StalledBodies,
-            AttackKind::KeepaliveIdle,
-        ] {
+        for kind in AttackKind::ALL {
             assert_eq!(AttackKind::parse(kind.name()), Ok(kind));
         }
         assert!(AttackKind::parse("slowloris").is_err());
-    }
-
-    #[test]
-    fn stalled_head_never_ends_and_stalled_body_announces_nine_bytes() {
-        let head = AttackKind::StalledHeads.opening("x", 3);
-        assert!(head.starts_with(b"GET /echo/x HTTP/1.1\r\nHost: x\r\n"));
-        assert!(!head.windows(4).any(|w| w == b"\r\n\r\n"));
-        let body = String::from_utf8(AttackKind::StalledBodies.opening("x", 7)).unwrap();
-        assert!(body.starts_with("POST /counter/7 HTTP/1.1\r\n"));
-        assert!(body.contains("Content-Length: 9\r\n"));
-        assert!(body.ends_with("\r\n\r\n"));
-        let idle = String::from_utf8(AttackKind::KeepaliveIdle.opening("x", 2)).unwrap();
-        assert!(idle.starts_with("GET /counter/2 HTTP/1.1\r\n"));
-        assert!(idle.ends_with("\r\n\r\n"));
-    }
-
-    #[test]
-    fn status_is_read_once_the_line_is_whole() {
-        assert_eq!(
-            parse_status(b"HTTP/1.1 429 Too Many Requests\r\n"),
-            Some(429)
-        );
-        assert_eq!(
-            parse_status(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n"),
-            Some(200)
-        );
-        assert_eq!(parse_status(b"HTTP/1.1 42"), None);
-        assert_eq!(parse_status(b"SSH-2.0\r\n"), None);
     }
 
     #[test]
@@ -928,6 +918,7 @@ mod tests {
             tries: 100,
             concurrency: 256,
             name: "attack-probe".into(),
+            data_dir: None,
             json: None,
         };
         assert!(opts.check().is_ok());
