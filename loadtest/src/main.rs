@@ -251,14 +251,29 @@ loadtest attack [flags]
                         Content-Length: 9 and never the body;
                         keepalive-idle: one GET /counter/<n> with
                         keep-alive, the answer read, then silence; opened
-                        again 1 s after the node closes it [stalled-heads]
-  --connections N       at most 19000 (one process, 20000 fds) [10000]
+                        again 1 s after the node closes it;
+                        ping-flood: sockets upgraded on /echo/<run>-flood-<n>
+                        with a small SO_RCVBUF (--rcvbuf) write empty pings
+                        without pause and never read, so the node's pongs
+                        back up; reopened 1 s after the node ends one;
+                        fast-sender: sockets upgraded on /echo/<run>-fast-<n>
+                        write --frame-bytes binary frames back to back,
+                        reading the echoes as they come (or, --read false,
+                        never); reopened 1 s after the node ends one
+                        [stalled-heads]
+  --connections N       at most 19000 (one process, 20000 fds) [10000;
+                        ping-flood 20; fast-sender 1]
   --duration DURATION   of the attack, at most 10m; it lasts until the
                         last try is over if that is later [30s]
   --tries N             fresh client tries, 100 ms apart, at most 6000 [100]
   --concurrency N       attack connects in flight at once [256]
   --name NAME           the fresh client's object, /echo/<name> [attack-probe]
   --data-dir PATH       the node's data_dir, to count its files [not counted]
+  --rcvbuf BYTES        ping-flood: each socket's SO_RCVBUF [4096]
+  --frame-bytes N       fast-sender: payload of each frame, at most 32 MiB
+                        (over the node's max_message_bytes, 1 MiB shipped,
+                        the node closes with 1009) [262144]
+  --read true|false     fast-sender: read the echoes [true]
 
 loadtest report RESULT.json
   Prints the summary of a saved run and writes its HTML report again.
@@ -663,6 +678,13 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
     let mut flags = Flags::parse(args)?;
     let kind = AttackKind::parse(&flags.string("kind", "stalled-heads")?)
         .map_err(|e| format!("--kind: {e}"))?;
+    if kind != AttackKind::PingFlood {
+        flags.refuse("rcvbuf", "only ping-flood sets a receive buffer")?;
+    }
+    if kind != AttackKind::FastSender {
+        flags.refuse("frame-bytes", "only fast-sender sends data frames")?;
+        flags.refuse("read", "only fast-sender has replies to read")?;
+    }
     let opts = AttackOptions {
         url: flags.string("url", "ws://127.0.0.1:8787")?,
         admin: flags.string("admin", "127.0.0.1:9090")?,
@@ -673,6 +695,9 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
         concurrency: flags.positive("concurrency", 256)?,
         name: flags.string("name", "attack-probe")?,
         data_dir: flags.path("data-dir")?,
+        rcvbuf_bytes: flags.positive("rcvbuf", 4096)?,
+        frame_bytes: flags.positive("frame-bytes", 256 * 1024)?,
+        read_replies: flags.boolean("read", true)?,
         json: flags.path("json")?,
     };
     flags.finish()?;
@@ -929,6 +954,21 @@ mod tests {
         assert!(attack_options(&args(&["--connections", "50000"])).is_err());
         assert!(attack_options(&args(&["--duration", "0s"])).is_err());
         assert!(attack_options(&args(&["--rooms", "3"])).is_err());
+    }
+
+    #[test]
+    fn attack_kinds_default_to_the_issues_numbers_and_refuse_others_flags() {
+        let flood = attack_options(&args(&["--kind", "ping-flood"])).unwrap();
+        assert_eq!((flood.connections, flood.rcvbuf_bytes), (20, 4096));
+        let fast = attack_options(&args(&["--kind", "fast-sender", "--read", "no"])).unwrap();
+        assert_eq!(
+            (fast.connections, fast.frame_bytes, fast.read_replies),
+            (1, 256 * 1024, false)
+        );
+        let err = attack_options(&args(&["--kind", "fast-sender", "--rcvbuf", "1"]));
+        assert!(err.unwrap_err().contains("only ping-flood"));
+        let err = attack_options(&args(&["--frame-bytes", "10"]));
+        assert!(err.unwrap_err().contains("only fast-sender"));
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //!   body that never comes;
 //! - `keepalive-idle`: one `GET /counter/<n>` with keep-alive, the answer
 //!   read, then silence; a connection the server closes is opened again
-//!   (after a pause) for as long as the attack lasts.
+//!   (after a pause) for as long as the attack lasts;
+//! - `ping-flood`: upgraded sockets (`/echo/<run>-flood-<n>`) with a small
+//!   SO_RCVBUF writing empty pings without pause and never reading;
+//! - `fast-sender`: upgraded sockets (`/echo/<run>-fast-<n>`) writing large
+//!   binary frames back to back, the echoes read as they come (or never).
 //!
 //! Everything runs in this one process, on two threads with a current-thread
 //! runtime each (the attack, the fresh client) and the sampling on the main
@@ -23,6 +27,7 @@
 
 mod held;
 mod node;
+mod sockets;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -72,6 +77,8 @@ const RAMP_LIMIT: Duration = Duration::from_secs(60);
 /// How long the connections get to close at the end before being dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The largest limits.max_message_bytes a node may be configured with.
+pub const MAX_FRAME_BYTES: usize = 32 << 20;
 /// The issue's goal for the fresh client.
 const GOAL_P99_MS: f64 = 100.0;
 
@@ -81,13 +88,17 @@ pub enum AttackKind {
     StalledHeads,
     StalledBodies,
     KeepaliveIdle,
+    PingFlood,
+    FastSender,
 }
 
 impl AttackKind {
-    pub const ALL: [AttackKind; 3] = [
+    pub const ALL: [AttackKind; 5] = [
         AttackKind::StalledHeads,
         AttackKind::StalledBodies,
         AttackKind::KeepaliveIdle,
+        AttackKind::PingFlood,
+        AttackKind::FastSender,
     ];
 
     pub fn parse(text: &str) -> Result<AttackKind, String> {
@@ -105,23 +116,37 @@ impl AttackKind {
             AttackKind::StalledHeads => "stalled-heads",
             AttackKind::StalledBodies => "stalled-bodies",
             AttackKind::KeepaliveIdle => "keepalive-idle",
+            AttackKind::PingFlood => "ping-flood",
+            AttackKind::FastSender => "fast-sender",
         }
     }
 
-    /// `--connections` when not given.
+    /// `--connections` when not given: the issue's numbers.
     pub fn default_connections(self) -> u64 {
-        10_000
+        match self {
+            AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
+                10_000
+            }
+            AttackKind::PingFlood => 20,
+            AttackKind::FastSender => 1,
+        }
     }
 
     /// Whether a connection the node ended is opened again. The stalled
     /// ones are one connection each, as the issue describes them.
     fn reconnects(self) -> bool {
-        self == AttackKind::KeepaliveIdle
+        !matches!(self, AttackKind::StalledHeads | AttackKind::StalledBodies)
     }
 
     /// What the attack phase counts as its operations.
     fn unit(self) -> &'static str {
-        "connects"
+        match self {
+            AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
+                "connects"
+            }
+            AttackKind::PingFlood => "pings",
+            AttackKind::FastSender => "frames",
+        }
     }
 }
 
@@ -141,6 +166,12 @@ pub struct AttackOptions {
     pub name: String,
     /// The node's data_dir, to count its files before and after.
     pub data_dir: Option<PathBuf>,
+    /// ping-flood: each socket's SO_RCVBUF.
+    pub rcvbuf_bytes: u32,
+    /// fast-sender: each data frame's payload.
+    pub frame_bytes: usize,
+    /// fast-sender: whether the echoes are read.
+    pub read_replies: bool,
     pub json: Option<PathBuf>,
 }
 
@@ -160,6 +191,11 @@ impl AttackOptions {
         }
         if self.tries > MAX_TRIES {
             return Err(format!("--tries is at most {MAX_TRIES}"));
+        }
+        if self.frame_bytes == 0 || self.frame_bytes > MAX_FRAME_BYTES {
+            return Err(format!(
+                "--frame-bytes must be more than 0 and at most {MAX_FRAME_BYTES} (the node's largest message limit)"
+            ));
         }
         Ok(())
     }
@@ -516,6 +552,7 @@ fn report(
         ("tries".into(), opts.tries.to_string()),
         ("concurrency".into(), opts.concurrency.to_string()),
     ];
+    settings.extend(kind_settings(opts));
     if let Some(dir) = &opts.data_dir {
         settings.push(("data_dir".into(), dir.display().to_string()));
     }
@@ -550,13 +587,49 @@ fn operations(kind: AttackKind, counts: &AttackCounts) -> u64 {
 
 /// The attack in a few words, for the title.
 fn describe(opts: &AttackOptions) -> String {
-    format!("{} x {}", opts.connections, opts.kind.name())
+    let n = opts.connections;
+    match opts.kind {
+        AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
+            format!("{n} x {}", opts.kind.name())
+        }
+        AttackKind::PingFlood => format!(
+            "{n} x ping-flood (empty pings without pause, never read, SO_RCVBUF {} bytes)",
+            opts.rcvbuf_bytes
+        ),
+        AttackKind::FastSender => format!(
+            "{n} x fast-sender ({}-byte frames to an echo object without pause, replies {})",
+            opts.frame_bytes,
+            if opts.read_replies {
+                "read"
+            } else {
+                "never read"
+            }
+        ),
+    }
+}
+
+/// The settings of the kind only, for the report.
+fn kind_settings(opts: &AttackOptions) -> Vec<(String, String)> {
+    match opts.kind {
+        AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
+            Vec::new()
+        }
+        AttackKind::PingFlood => vec![("rcvbuf_bytes".into(), opts.rcvbuf_bytes.to_string())],
+        AttackKind::FastSender => vec![
+            ("frame_bytes".into(), opts.frame_bytes.to_string()),
+            ("read_replies".into(), opts.read_replies.to_string()),
+        ],
+    }
 }
 
 /// What the attack phase's latency measures, if the kind has one.
 fn attack_latency_label(kind: AttackKind) -> &'static str {
     match kind {
-        AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => "",
+        AttackKind::StalledHeads
+        | AttackKind::StalledBodies
+        | AttackKind::KeepaliveIdle
+        | AttackKind::PingFlood
+        | AttackKind::FastSender => "",
     }
 }
 
@@ -604,6 +677,8 @@ fn run_attack(
         target: target.clone(),
         source: Source::new(ATTACK_IP, std::process::id()),
         kind: opts.kind,
+        opts: opts.clone(),
+        run_id: run_id(scenario::unix_time(), std::process::id()),
         gate: Semaphore::new(opts.concurrency),
         counts: counts.clone(),
         stop: stop_rx,
@@ -649,6 +724,10 @@ struct Ctx {
     target: Target,
     source: Source,
     kind: AttackKind,
+    opts: AttackOptions,
+    /// Begins every object name of this run, so no run meets the objects
+    /// (stored settings, counters) of the one before.
+    run_id: String,
     /// Connects in flight at once.
     gate: Semaphore,
     counts: Arc<AttackCounts>,
@@ -731,11 +810,28 @@ async fn session(
         AttackKind::StalledHeads | AttackKind::StalledBodies | AttackKind::KeepaliveIdle => {
             held::hold(ctx, stream, n, stop).await
         }
+        AttackKind::PingFlood => sockets::ping_flood(ctx, stream, n, stop).await,
+        AttackKind::FastSender => sockets::fast_send(ctx, stream, n, stop).await,
     }
+}
+
+/// `atk<unix time>p<pid>`: one run's object name prefix.
+pub fn run_id(unix_time: u64, pid: u32) -> String {
+    format!("atk{unix_time}p{pid}")
 }
 
 async fn connect(ctx: &Ctx) -> Result<TcpStream, ClientError> {
     let socket = client::bind(&ctx.source)?;
+    if ctx.kind == AttackKind::PingFlood {
+        // Before connect, so the window the node sees is small from the
+        // first segment on.
+        socket
+            .set_recv_buffer_size(ctx.opts.rcvbuf_bytes)
+            .map_err(|err| ClientError::Io {
+                stage: "rcvbuf",
+                err,
+            })?;
+    }
     let stream = socket
         .connect(ctx.target.addr)
         .await
@@ -919,6 +1015,9 @@ mod tests {
             concurrency: 256,
             name: "attack-probe".into(),
             data_dir: None,
+            rcvbuf_bytes: 4096,
+            frame_bytes: 1 << 18,
+            read_replies: true,
             json: None,
         };
         assert!(opts.check().is_ok());
@@ -934,9 +1033,16 @@ mod tests {
         assert!(too_long.check().is_err());
         let endless = AttackOptions {
             tries: MAX_TRIES + 1,
-            ..opts
+            ..opts.clone()
         };
         assert!(endless.check().is_err());
+        for frame_bytes in [0, MAX_FRAME_BYTES + 1] {
+            let bad = AttackOptions {
+                frame_bytes,
+                ..opts.clone()
+            };
+            assert!(bad.check().unwrap_err().contains("--frame-bytes"));
+        }
     }
 
     #[test]
