@@ -259,12 +259,24 @@ loadtest attack [flags]
                         fast-sender: sockets upgraded on /echo/<run>-fast-<n>
                         write --frame-bytes binary frames back to back,
                         reading the echoes as they come (or, --read false,
-                        never); reopened 1 s after the node ends one
+                        never); reopened 1 s after the node ends one;
+                        object-names: --count GETs of /presence/<run>-<n>,
+                        a new object each (a Presence room, which never
+                        stores), one at a time per keep-alive connection;
+                        counters: --count POSTs to /counter/<run>-<n>, a new
+                        Counter each, which stores (a database file)
                         [stalled-heads]
   --connections N       at most 19000 (one process, 20000 fds) [10000;
-                        ping-flood 20; fast-sender 1]
-  --duration DURATION   of the attack, at most 10m; it lasts until the
-                        last try is over if that is later [30s]
+                        ping-flood 20; fast-sender 1; object-names and
+                        counters 32 keep-alive connections]
+  --count N             object-names, counters: requests in all, at most
+                        10,000,000; the attack ends when they are answered
+                        or at --duration, whichever is first, and the fresh
+                        client's tries end with it [object-names 1000000;
+                        counters 100000]
+  --duration DURATION   of the attack, at most 10m; unless it has a
+                        --count, it lasts until the last try is over if
+                        that is later [30s]
   --tries N             fresh client tries, 100 ms apart, at most 6000 [100]
   --concurrency N       attack connects in flight at once [256]
   --name NAME           the fresh client's object, /echo/<name> [attack-probe]
@@ -681,6 +693,12 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
     if kind != AttackKind::PingFlood {
         flags.refuse("rcvbuf", "only ping-flood sets a receive buffer")?;
     }
+    if kind.default_count().is_none() {
+        flags.refuse(
+            "count",
+            "only object-names and counters make a count of requests",
+        )?;
+    }
     if kind != AttackKind::FastSender {
         flags.refuse("frame-bytes", "only fast-sender sends data frames")?;
         flags.refuse("read", "only fast-sender has replies to read")?;
@@ -698,6 +716,10 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
         rcvbuf_bytes: flags.positive("rcvbuf", 4096)?,
         frame_bytes: flags.positive("frame-bytes", 256 * 1024)?,
         read_replies: flags.boolean("read", true)?,
+        count: match kind.default_count() {
+            Some(default) => flags.positive("count", default)?,
+            None => 0,
+        },
         json: flags.path("json")?,
     };
     flags.finish()?;
@@ -969,6 +991,12 @@ mod tests {
         assert!(err.unwrap_err().contains("only ping-flood"));
         let err = attack_options(&args(&["--frame-bytes", "10"]));
         assert!(err.unwrap_err().contains("only fast-sender"));
+        let names = attack_options(&args(&["--kind", "object-names"])).unwrap();
+        assert_eq!((names.count, names.connections), (1_000_000, 32));
+        let counters = attack_options(&args(&["--kind", "counters", "--count", "5"])).unwrap();
+        assert_eq!(counters.count, 5);
+        let err = attack_options(&args(&["--kind", "ping-flood", "--count", "5"]));
+        assert!(err.unwrap_err().contains("only object-names and counters"));
     }
 
     #[test]

@@ -17,7 +17,15 @@
 //! - `ping-flood`: upgraded sockets (`/echo/<run>-flood-<n>`) with a small
 //!   SO_RCVBUF writing empty pings without pause and never reading;
 //! - `fast-sender`: upgraded sockets (`/echo/<run>-fast-<n>`) writing large
-//!   binary frames back to back, the echoes read as they come (or never).
+//!   binary frames back to back, the echoes read as they come (or never);
+//! - `object-names`: `--count` GETs of `/presence/<run>-<n>`, each a new
+//!   object, over a few keep-alive connections;
+//! - `counters`: `--count` POSTs to `/counter/<run>-<n>`, each a new
+//!   object that stores (a database file in data_dir).
+//!
+//! The kinds with a count end when it is done (or at `--duration`); the
+//! others last `--duration`, and at least until the fresh client's tries
+//! are over.
 //!
 //! Everything runs in this one process, on two threads with a current-thread
 //! runtime each (the attack, the fresh client) and the sampling on the main
@@ -27,6 +35,7 @@
 
 mod held;
 mod node;
+mod requests;
 mod sockets;
 
 use std::cell::{Cell, RefCell};
@@ -77,6 +86,8 @@ const RAMP_LIMIT: Duration = Duration::from_secs(60);
 /// How long the connections get to close at the end before being dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Ten times the million names.
+pub const MAX_COUNT: u64 = 10_000_000;
 /// The largest limits.max_message_bytes a node may be configured with.
 pub const MAX_FRAME_BYTES: usize = 32 << 20;
 /// The goal for the fresh client.
@@ -90,15 +101,19 @@ pub enum AttackKind {
     KeepaliveIdle,
     PingFlood,
     FastSender,
+    ObjectNames,
+    Counters,
 }
 
 impl AttackKind {
-    pub const ALL: [AttackKind; 5] = [
+    pub const ALL: [AttackKind; 7] = [
         AttackKind::StalledHeads,
         AttackKind::StalledBodies,
         AttackKind::KeepaliveIdle,
         AttackKind::PingFlood,
         AttackKind::FastSender,
+        AttackKind::ObjectNames,
+        AttackKind::Counters,
     ];
 
     pub fn parse(text: &str) -> Result<AttackKind, String> {
@@ -118,7 +133,24 @@ impl AttackKind {
             AttackKind::KeepaliveIdle => "keepalive-idle",
             AttackKind::PingFlood => "ping-flood",
             AttackKind::FastSender => "fast-sender",
+            AttackKind::ObjectNames => "object-names",
+            AttackKind::Counters => "counters",
         }
+    }
+
+    /// `--count` when not given (the numbers); `None` for the kinds
+    /// without a count.
+    pub fn default_count(self) -> Option<u64> {
+        match self {
+            AttackKind::ObjectNames => Some(1_000_000),
+            AttackKind::Counters => Some(100_000),
+            _ => None,
+        }
+    }
+
+    /// Whether the attack is a count of operations, over when they are done.
+    fn is_counted(self) -> bool {
+        self.default_count().is_some()
     }
 
     /// `--connections` when not given: the numbers.
@@ -129,6 +161,8 @@ impl AttackKind {
             }
             AttackKind::PingFlood => 20,
             AttackKind::FastSender => 1,
+            // Well under the front door's 256 per address.
+            AttackKind::ObjectNames | AttackKind::Counters => 32,
         }
     }
 
@@ -146,6 +180,7 @@ impl AttackKind {
             }
             AttackKind::PingFlood => "pings",
             AttackKind::FastSender => "frames",
+            AttackKind::ObjectNames | AttackKind::Counters => "requests",
         }
     }
 }
@@ -172,6 +207,8 @@ pub struct AttackOptions {
     pub frame_bytes: usize,
     /// fast-sender: whether the echoes are read.
     pub read_replies: bool,
+    /// object-names, counters: requests in all (0 for the other kinds).
+    pub count: u64,
     pub json: Option<PathBuf>,
 }
 
@@ -191,6 +228,9 @@ impl AttackOptions {
         }
         if self.tries > MAX_TRIES {
             return Err(format!("--tries is at most {MAX_TRIES}"));
+        }
+        if self.count > MAX_COUNT {
+            return Err(format!("--count is at most {MAX_COUNT}"));
         }
         if self.frame_bytes == 0 || self.frame_bytes > MAX_FRAME_BYTES {
             return Err(format!(
@@ -244,7 +284,6 @@ impl AttackCounts {
             .clone()
     }
 
-    #[allow(dead_code)] // the first kind that tallies comes next
     fn tally(&self, what: &'static str, n: u64) {
         let mut tallies = self
             .tallies
@@ -605,6 +644,14 @@ fn describe(opts: &AttackOptions) -> String {
                 "never read"
             }
         ),
+        AttackKind::ObjectNames => format!(
+            "{} GETs of /presence/<new name> (a new object each) over {n} keep-alive connections",
+            opts.count
+        ),
+        AttackKind::Counters => format!(
+            "{} POSTs to /counter/<new name> (a new object that stores, each) over {n} keep-alive connections",
+            opts.count
+        ),
     }
 }
 
@@ -619,6 +666,9 @@ fn kind_settings(opts: &AttackOptions) -> Vec<(String, String)> {
             ("frame_bytes".into(), opts.frame_bytes.to_string()),
             ("read_replies".into(), opts.read_replies.to_string()),
         ],
+        AttackKind::ObjectNames | AttackKind::Counters => {
+            vec![("count".into(), opts.count.to_string())]
+        }
     }
 }
 
@@ -630,6 +680,7 @@ fn attack_latency_label(kind: AttackKind) -> &'static str {
         | AttackKind::KeepaliveIdle
         | AttackKind::PingFlood
         | AttackKind::FastSender => "",
+        AttackKind::ObjectNames | AttackKind::Counters => "request written → answer read",
     }
 }
 
@@ -704,7 +755,12 @@ fn run_attack(
                 );
             }
             let now = Instant::now();
-            if (now >= until && tries_done.load(Ordering::Relaxed)) || now >= last_stop {
+            let over = if opts.kind.is_counted() {
+                now >= until || tasks.iter().all(tokio::task::JoinHandle::is_finished)
+            } else {
+                now >= until && tries_done.load(Ordering::Relaxed)
+            };
+            if over || now >= last_stop {
                 break;
             }
         }
@@ -733,7 +789,6 @@ struct Ctx {
     counts: Arc<AttackCounts>,
     stop: watch::Receiver<bool>,
     /// The next operation number to hand out, for kinds with a count.
-    #[allow(dead_code)] // the first kind with a count comes later
     next: Cell<u64>,
     /// The kind's own latency, when it has one.
     latency: RefCell<Recorder>,
@@ -788,7 +843,8 @@ async fn attack_one(ctx: Rc<Ctx>, n: u64) {
                 ctx.counts.count(how);
             }
         }
-        if !ctx.kind.reconnects() {
+        let done = ctx.kind.is_counted() && ctx.next.get() >= ctx.opts.count;
+        if !ctx.kind.reconnects() || done {
             return;
         }
         tokio::select! {
@@ -812,6 +868,9 @@ async fn session(
         }
         AttackKind::PingFlood => sockets::ping_flood(ctx, stream, n, stop).await,
         AttackKind::FastSender => sockets::fast_send(ctx, stream, n, stop).await,
+        AttackKind::ObjectNames | AttackKind::Counters => {
+            requests::keep_asking(ctx, stream, stop).await
+        }
     }
 }
 
@@ -1018,6 +1077,7 @@ mod tests {
             rcvbuf_bytes: 4096,
             frame_bytes: 1 << 18,
             read_replies: true,
+            count: 0,
             json: None,
         };
         assert!(opts.check().is_ok());
@@ -1036,6 +1096,11 @@ mod tests {
             ..opts.clone()
         };
         assert!(endless.check().is_err());
+        let huge = AttackOptions {
+            count: MAX_COUNT + 1,
+            ..opts.clone()
+        };
+        assert!(huge.check().is_err());
         for frame_bytes in [0, MAX_FRAME_BYTES + 1] {
             let bad = AttackOptions {
                 frame_bytes,
