@@ -264,11 +264,16 @@ loadtest attack [flags]
                         a new object each (a Presence room, which never
                         stores), one at a time per keep-alive connection;
                         counters: --count POSTs to /counter/<run>-<n>, a new
-                        Counter each, which stores (a database file)
+                        Counter each, which stores (a database file);
+                        matches: --matches GameRelay matches
+                        (/games/<run>-m<m>?tick_ms=N) of --players sockets,
+                        each player sending a 16-byte input every 500 ms so
+                        its match stays active and ticks; reported: ticks
+                        per second per player and the gap between two ticks
                         [stalled-heads]
   --connections N       at most 19000 (one process, 20000 fds) [10000;
                         ping-flood 20; fast-sender 1; object-names and
-                        counters 32 keep-alive connections]
+                        counters 32 keep-alive connections; not for matches]
   --count N             object-names, counters: requests in all, at most
                         10,000,000; the attack ends when they are answered
                         or at --duration, whichever is first, and the fresh
@@ -281,6 +286,9 @@ loadtest attack [flags]
   --concurrency N       attack connects in flight at once [256]
   --name NAME           the fresh client's object, /echo/<name> [attack-probe]
   --data-dir PATH       the node's data_dir, to count its files [not counted]
+  --matches N           matches: how many [50]
+  --players N           matches: sockets per match [2]
+  --tick-ms N           matches: tick interval asked for, 10 to 10000 [10]
   --rcvbuf BYTES        ping-flood: each socket's SO_RCVBUF [4096]
   --frame-bytes N       fast-sender: payload of each frame, at most 32 MiB
                         (over the node's max_message_bytes, 1 MiB shipped,
@@ -693,6 +701,20 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
     if kind != AttackKind::PingFlood {
         flags.refuse("rcvbuf", "only ping-flood sets a receive buffer")?;
     }
+    let (connections, players) = if kind == AttackKind::Matches {
+        flags.refuse("connections", "matches opens --matches x --players sockets")?;
+        let matches: u64 = flags.positive("matches", 50)?;
+        let players: u32 = flags.positive("players", 2)?;
+        (matches.saturating_mul(u64::from(players)), players)
+    } else {
+        for flag in ["matches", "players", "tick-ms"] {
+            flags.refuse(flag, "only the matches kind has matches")?;
+        }
+        (
+            flags.positive("connections", kind.default_connections())?,
+            1,
+        )
+    };
     if kind.default_count().is_none() {
         flags.refuse(
             "count",
@@ -707,7 +729,7 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
         url: flags.string("url", "ws://127.0.0.1:8787")?,
         admin: flags.string("admin", "127.0.0.1:9090")?,
         kind,
-        connections: flags.positive("connections", kind.default_connections())?,
+        connections,
         duration: flags.duration("duration", Duration::from_secs(30))?,
         tries: flags.positive("tries", 100)?,
         concurrency: flags.positive("concurrency", 256)?,
@@ -716,6 +738,8 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
         rcvbuf_bytes: flags.positive("rcvbuf", 4096)?,
         frame_bytes: flags.positive("frame-bytes", 256 * 1024)?,
         read_replies: flags.boolean("read", true)?,
+        players,
+        tick_ms: flags.number("tick-ms", 10)?,
         count: match kind.default_count() {
             Some(default) => flags.positive("count", default)?,
             None => 0,
@@ -997,6 +1021,26 @@ mod tests {
         assert_eq!(counters.count, 5);
         let err = attack_options(&args(&["--kind", "ping-flood", "--count", "5"]));
         assert!(err.unwrap_err().contains("only object-names and counters"));
+        let games = attack_options(&args(&["--kind", "matches"])).unwrap();
+        assert_eq!(
+            (games.connections, games.players, games.tick_ms),
+            (100, 2, 10)
+        );
+        assert_eq!(games.matches(), 50);
+        let games = attack_options(&args(&[
+            "--kind",
+            "matches",
+            "--matches",
+            "3",
+            "--players",
+            "4",
+        ]))
+        .unwrap();
+        assert_eq!((games.connections, games.matches()), (12, 3));
+        let err = attack_options(&args(&["--kind", "matches", "--connections", "5"]));
+        assert!(err.unwrap_err().contains("--matches x --players"));
+        assert!(attack_options(&args(&["--kind", "counters", "--players", "2"])).is_err());
+        assert!(attack_options(&args(&["--kind", "matches", "--tick-ms", "5"])).is_err());
     }
 
     #[test]

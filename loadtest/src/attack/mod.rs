@@ -21,7 +21,9 @@
 //! - `object-names`: `--count` GETs of `/presence/<run>-<n>`, each a new
 //!   object, over a few keep-alive connections;
 //! - `counters`: `--count` POSTs to `/counter/<run>-<n>`, each a new
-//!   object that stores (a database file in data_dir).
+//!   object that stores (a database file in data_dir);
+//! - `matches`: GameRelay matches (`/games/<run>-m<m>?tick_ms=10`) whose
+//!   players keep them active, every player getting a tick every 10 ms.
 //!
 //! The kinds with a count end when it is done (or at `--duration`); the
 //! others last `--duration`, and at least until the fresh client's tries
@@ -34,6 +36,7 @@
 //! attacking addresses.
 
 mod held;
+mod matches;
 mod node;
 mod requests;
 mod sockets;
@@ -86,6 +89,8 @@ const RAMP_LIMIT: Duration = Duration::from_secs(60);
 /// How long the connections get to close at the end before being dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The tick intervals GameRelay accepts.
+pub const TICK_MS: std::ops::RangeInclusive<u64> = 10..=10_000;
 /// Ten times the million names.
 pub const MAX_COUNT: u64 = 10_000_000;
 /// The largest limits.max_message_bytes a node may be configured with.
@@ -103,10 +108,11 @@ pub enum AttackKind {
     FastSender,
     ObjectNames,
     Counters,
+    Matches,
 }
 
 impl AttackKind {
-    pub const ALL: [AttackKind; 7] = [
+    pub const ALL: [AttackKind; 8] = [
         AttackKind::StalledHeads,
         AttackKind::StalledBodies,
         AttackKind::KeepaliveIdle,
@@ -114,6 +120,7 @@ impl AttackKind {
         AttackKind::FastSender,
         AttackKind::ObjectNames,
         AttackKind::Counters,
+        AttackKind::Matches,
     ];
 
     pub fn parse(text: &str) -> Result<AttackKind, String> {
@@ -135,6 +142,7 @@ impl AttackKind {
             AttackKind::FastSender => "fast-sender",
             AttackKind::ObjectNames => "object-names",
             AttackKind::Counters => "counters",
+            AttackKind::Matches => "matches",
         }
     }
 
@@ -163,6 +171,8 @@ impl AttackKind {
             AttackKind::FastSender => 1,
             // Well under the front door's 256 per address.
             AttackKind::ObjectNames | AttackKind::Counters => 32,
+            // 50 matches of 2 players.
+            AttackKind::Matches => 100,
         }
     }
 
@@ -181,6 +191,7 @@ impl AttackKind {
             AttackKind::PingFlood => "pings",
             AttackKind::FastSender => "frames",
             AttackKind::ObjectNames | AttackKind::Counters => "requests",
+            AttackKind::Matches => "ticks",
         }
     }
 }
@@ -209,10 +220,19 @@ pub struct AttackOptions {
     pub read_replies: bool,
     /// object-names, counters: requests in all (0 for the other kinds).
     pub count: u64,
+    /// matches: players per match (`connections` is matches x players).
+    pub players: u32,
+    /// matches: the tick interval each match is asked for.
+    pub tick_ms: u64,
     pub json: Option<PathBuf>,
 }
 
 impl AttackOptions {
+    /// matches: how many (the last one short if players do not divide).
+    pub fn matches(&self) -> u64 {
+        self.connections.div_ceil(u64::from(self.players.max(1)))
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.connections > MAX_CONNECTIONS {
             return Err(format!(
@@ -228,6 +248,16 @@ impl AttackOptions {
         }
         if self.tries > MAX_TRIES {
             return Err(format!("--tries is at most {MAX_TRIES}"));
+        }
+        if !TICK_MS.contains(&self.tick_ms) {
+            return Err(format!(
+                "--tick-ms must be {} to {} (GameRelay's range)",
+                TICK_MS.start(),
+                TICK_MS.end()
+            ));
+        }
+        if self.players == 0 {
+            return Err("--players must be at least 1".into());
         }
         if self.count > MAX_COUNT {
             return Err(format!("--count is at most {MAX_COUNT}"));
@@ -500,6 +530,16 @@ fn report(
     for (name, value) in counts.tallies() {
         attack_counters.insert(name.into(), value as f64);
     }
+    if opts.kind == AttackKind::Matches {
+        // What each player got against what its match was asked for.
+        let per_player =
+            load(&counts.ops) / (opts.connections as f64 * attack.seconds).max(f64::EPSILON);
+        attack_counters.insert("ticks_per_second_per_player".into(), per_player);
+        attack_counters.insert(
+            "ticks_per_second_asked".into(),
+            1000.0 / opts.tick_ms as f64,
+        );
+    }
     for (when, s) in [
         ("before", &node.before),
         ("peak", &node.peak),
@@ -652,6 +692,12 @@ fn describe(opts: &AttackOptions) -> String {
             "{} POSTs to /counter/<new name> (a new object that stores, each) over {n} keep-alive connections",
             opts.count
         ),
+        AttackKind::Matches => format!(
+            "{} GameRelay matches of {} players ticking every {} ms",
+            opts.matches(),
+            opts.players,
+            opts.tick_ms
+        ),
     }
 }
 
@@ -669,6 +715,11 @@ fn kind_settings(opts: &AttackOptions) -> Vec<(String, String)> {
         AttackKind::ObjectNames | AttackKind::Counters => {
             vec![("count".into(), opts.count.to_string())]
         }
+        AttackKind::Matches => vec![
+            ("matches".into(), opts.matches().to_string()),
+            ("players".into(), opts.players.to_string()),
+            ("tick_ms".into(), opts.tick_ms.to_string()),
+        ],
     }
 }
 
@@ -681,6 +732,7 @@ fn attack_latency_label(kind: AttackKind) -> &'static str {
         | AttackKind::PingFlood
         | AttackKind::FastSender => "",
         AttackKind::ObjectNames | AttackKind::Counters => "request written → answer read",
+        AttackKind::Matches => "gap between two ticks of a player",
     }
 }
 
@@ -871,6 +923,7 @@ async fn session(
         AttackKind::ObjectNames | AttackKind::Counters => {
             requests::keep_asking(ctx, stream, stop).await
         }
+        AttackKind::Matches => matches::play(ctx, stream, n, stop).await,
     }
 }
 
@@ -1078,6 +1131,8 @@ mod tests {
             frame_bytes: 1 << 18,
             read_replies: true,
             count: 0,
+            players: 2,
+            tick_ms: 10,
             json: None,
         };
         assert!(opts.check().is_ok());
@@ -1096,6 +1151,13 @@ mod tests {
             ..opts.clone()
         };
         assert!(endless.check().is_err());
+        for tick_ms in [9, 10_001] {
+            let bad = AttackOptions {
+                tick_ms,
+                ..opts.clone()
+            };
+            assert!(bad.check().unwrap_err().contains("--tick-ms"));
+        }
         let huge = AttackOptions {
             count: MAX_COUNT + 1,
             ..opts.clone()
