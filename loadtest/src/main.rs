@@ -295,6 +295,11 @@ loadtest attack [flags]
                         the node closes with 1009) [262144]
   --read true|false     fast-sender: read the echoes [true]
 
+loadtest attack-table RESULT.json...
+  The \"Under attack\" table of BENCHMARKS.md, in markdown, from saved attack
+  runs: a row per kind, each cell the median of that kind's runs
+  (loadtest/attack.sh prints it).
+
 loadtest report RESULT.json
   Prints the summary of a saved run and writes its HTML report again.
 
@@ -450,6 +455,20 @@ fn run(args: &[String]) -> Result<(), Failure> {
                     "the fresh client missed the goal (see the goal note)".into(),
                 ));
             }
+            Ok(())
+        }
+        "attack-table" => {
+            if rest.is_empty() {
+                return Err(Failure::Usage(
+                    "attack-table takes one or more JSON files".into(),
+                ));
+            }
+            let reports = rest
+                .iter()
+                .map(|p| Report::read(Path::new(p)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Failure::Run)?;
+            say(&attack::table::render(&reports).map_err(Failure::Run)?);
             Ok(())
         }
         "report" => {
@@ -1050,6 +1069,10 @@ mod tests {
         assert!(matches!(run(&args(&["report"])), Err(Failure::Usage(_))));
         assert!(matches!(run(&args(&["medians"])), Err(Failure::Usage(_))));
         assert!(matches!(
+            run(&args(&["attack-table"])),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
             run(&args(&["ping", "--connections", "100000", "--processes", "2"])),
             Err(Failure::Usage(m)) if m.contains("raise --processes")
         ));
@@ -1067,6 +1090,7 @@ mod tests {
             "alarms",
             "reload",
             "attack",
+            "attack-table",
             "baseline-server",
         ] {
             assert!(

@@ -40,6 +40,7 @@ mod matches;
 mod node;
 mod requests;
 mod sockets;
+pub mod table;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
