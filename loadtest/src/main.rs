@@ -279,9 +279,9 @@ loadtest attack [flags]
                         or at --duration, whichever is first, and the fresh
                         client's tries end with it [object-names 1000000;
                         counters 100000]
-  --duration DURATION   of the attack, at most 10m; unless it has a
-                        --count, it lasts until the last try is over if
-                        that is later [30s]
+  --duration DURATION   of the attack, at most 10m (1h with a --count);
+                        unless it has a --count, it lasts until the last
+                        try is over if that is later [30s]
   --tries N             fresh client tries, 100 ms apart, at most 6000 [100]
   --concurrency N       attack connects in flight at once [256]
   --name NAME           the fresh client's object, /echo/<name> [attack-probe]
