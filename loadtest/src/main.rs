@@ -239,7 +239,8 @@ loadtest attack [flags]
   at the end of the attack and after it closed; with --data-dir, the files
   and bytes under the node's data_dir before and after. Exit status 1
   unless every try echoed with p99 <= 100 ms (the issue's goal). Torpor
-  only; start the node yourself. With the shipped config, a connection past
+  only; start the node yourself (loadtest/attack.sh starts one per run and
+  runs every kind). With the shipped config, a connection past
   limits.max_frontdoor_connections_per_address (256) from one address is
   answered 429 at once, and the front door has 4096 slots
   (limits.max_frontdoor_connections), so most of an attack's connections
@@ -356,6 +357,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
         return Err(Failure::Usage("no command given".into()));
     };
     let usage = Failure::Usage;
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        if let Some(section) = usage_of(command) {
+            say(section);
+            return Ok(());
+        }
+    }
     match command.as_str() {
         "idle" => {
             let opts = idle_options(rest).map_err(usage)?;
@@ -520,6 +527,18 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// The part of [`USAGE`] about `command` (from its `loadtest <command>`
+/// line to the next blank line before another command), if it has one.
+fn usage_of(command: &str) -> Option<&'static str> {
+    let head = format!("\nloadtest {command} ");
+    let start = USAGE.find(&head)? + 1;
+    let section = &USAGE[start..];
+    let end = section
+        .find("\n\nloadtest ")
+        .or_else(|| section.find("\n\nExit status"))?;
+    Some(&section[..end])
 }
 
 /// Prints the summary, writes JSON and HTML if asked, and fails the exit
@@ -1060,6 +1079,21 @@ mod tests {
         assert!(err.unwrap_err().contains("--matches x --players"));
         assert!(attack_options(&args(&["--kind", "counters", "--players", "2"])).is_err());
         assert!(attack_options(&args(&["--kind", "matches", "--tick-ms", "5"])).is_err());
+    }
+
+    #[test]
+    fn a_command_help_is_its_own_section() {
+        let attack = usage_of("attack").unwrap();
+        assert!(attack.starts_with("loadtest attack [flags]\n"), "{attack}");
+        for kind in AttackKind::ALL {
+            assert!(attack.contains(kind.name()), "{} undocumented", kind.name());
+        }
+        assert!(!attack.contains("loadtest report"));
+        assert!(usage_of("attack-table")
+            .unwrap()
+            .starts_with("loadtest attack-table RESULT.json"));
+        assert!(usage_of("fly").is_none());
+        assert!(run(&args(&["attack", "--help"])).is_ok());
     }
 
     #[test]
