@@ -499,6 +499,14 @@ pub fn run(opts: &AttackOptions) -> Result<Report, String> {
         None
     });
 
+    // An attack shorter than a sample (a small --count) is over before the
+    // first one; what it left behind is then the most seen.
+    if after.rss_bytes > peak.rss_bytes {
+        peak.rss_bytes = after.rss_bytes;
+        peak.per_process = after.per_process.clone();
+    }
+    peak.fds = peak.fds.max(after.fds);
+    peak.processes = peak.processes.max(after.processes);
     let moments = NodeMoments {
         end_of_attack: end_of_attack.unwrap_or_else(|| peak.clone()),
         before,
