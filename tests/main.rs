@@ -30,4 +30,5 @@ mod reload;
 mod rpc;
 mod setup;
 mod storage;
+mod upgrade;
 mod workers;

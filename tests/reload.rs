@@ -2,8 +2,7 @@
 //! edges hold every socket; nothing a client sent is lost or answered twice,
 //! and a binary that cannot serve is refused before anything changes.
 
-use crate::support::{assert_eventually, unique_name, Client, Node, NETWORK_TIMEOUT};
-use std::path::{Path, PathBuf};
+use crate::support::{assert_eventually, unique_name, Client, Deploy, Node, NETWORK_TIMEOUT};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,47 +117,6 @@ async fn reload_replaces_the_workers_while_every_socket_stays_open_and_no_messag
     for name in busy.iter().chain(&quiet) {
         let stats = node.stats("Bench", name).await;
         assert!(stats.connections >= 1, "{name}: {stats:?}");
-    }
-}
-
-/// A copy of the built binary, run by the node, that a test replaces.
-struct Deploy {
-    dir: tempfile::TempDir,
-}
-
-impl Deploy {
-    fn new() -> Deploy {
-        let deploy = Deploy {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        deploy.install_built_binary();
-        deploy
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("torpor")
-    }
-
-    /// Renames a new file over the program, as a deploy does (writing into
-    /// a running executable fails with ETXTBSY).
-    fn install(&self, write: impl FnOnce(&Path)) {
-        let staged = self.dir.path().join("torpor.new");
-        write(&staged);
-        std::fs::rename(&staged, self.program()).unwrap();
-    }
-
-    fn install_built_binary(&self) {
-        self.install(|path| {
-            std::fs::copy(env!("CARGO_BIN_EXE_torpor"), path).unwrap();
-        });
-    }
-
-    fn install_script(&self, script: &str) {
-        self.install(|path| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::write(path, format!("#!/bin/sh\n{script}\n")).unwrap();
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        });
     }
 }
 

@@ -45,7 +45,7 @@ const COLUMNS: [&str; 11] = [
 
 /// Raw exact counts of one object (or a sum of objects). Nothing here is
 /// priced: [`crate::billing`] decides what is billed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Usage {
     /// HTTP requests to objects, WebSocket upgrades included.
     pub requests: u64,

@@ -39,6 +39,8 @@ pub struct NodeAdmin {
     pub pids: Arc<Mutex<Pids>>,
     /// Where `POST /admin/reload` goes.
     pub reload: tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
+    /// Where `POST /admin/upgrade` goes.
+    pub upgrade: tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
 }
 
 /// Serves the node's admin API until the listener fails.
@@ -66,14 +68,19 @@ async fn handle<B>(
     admin: Arc<NodeAdmin>,
     request: Request<B>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    if request.uri().path() == "/admin/reload" {
+    let deploy = match request.uri().path() {
+        "/admin/reload" => Some(("POST /admin/reload", &admin.reload)),
+        "/admin/upgrade" => Some(("POST /admin/upgrade", &admin.upgrade)),
+        _ => None,
+    };
+    if let Some((what, requests)) = deploy {
         if request.method() != hyper::Method::POST {
             return Ok(json(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({"error": "POST /admin/reload"}),
+                &serde_json::json!({"error": what}),
             ));
         }
-        return Ok(reload(&admin).await);
+        return Ok(deploy_and_report(requests).await);
     }
     if request.method() != hyper::Method::GET {
         return Ok(json(
@@ -114,10 +121,12 @@ async fn handle<B>(
     Ok(respond(status, "application/json", body))
 }
 
-/// Reloads and answers with the report: 200 when every worker was
-/// replaced, 409 when the reload was refused (nothing changed), 500 when
-/// it failed part way.
-async fn reload(admin: &NodeAdmin) -> Response<Full<Bytes>> {
+/// Reloads (or upgrades) and answers with the report: 200 when every
+/// worker (edge) was replaced, 409 when it was refused (nothing changed),
+/// 500 when it failed part way.
+async fn deploy_and_report(
+    requests: &tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
+) -> Response<Full<Bytes>> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
     let gone = || {
         json(
@@ -125,7 +134,7 @@ async fn reload(admin: &NodeAdmin) -> Response<Full<Bytes>> {
             &serde_json::json!({"error": "the supervisor is shutting down"}),
         )
     };
-    if admin.reload.send(reply).is_err() {
+    if requests.send(reply).is_err() {
         return gone();
     }
     match outcome.await {

@@ -4,6 +4,7 @@
 // Each test module uses a different part of the harness.
 #![allow(dead_code)]
 
+mod deploy;
 mod eventually;
 mod http;
 mod node;
@@ -12,6 +13,7 @@ mod ws;
 
 use std::time::Duration;
 
+pub use deploy::Deploy;
 pub(crate) use eventually::assert_eventually;
 pub use http::{http_request, http_request_head, HttpResponse};
 pub use node::{peak_rss_kib, wait_for_exit, Node};

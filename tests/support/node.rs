@@ -340,9 +340,18 @@ impl Node {
 
     /// Runs `torpor reload` against this node; (exit code, stdout, stderr).
     pub async fn reload(&self) -> (i32, String, String) {
+        self.deploy("reload").await
+    }
+
+    /// Runs `torpor upgrade` against this node; (exit code, stdout, stderr).
+    pub async fn upgrade(&self) -> (i32, String, String) {
+        self.deploy("upgrade").await
+    }
+
+    async fn deploy(&self, what: &str) -> (i32, String, String) {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_torpor"));
         command
-            .arg("reload")
+            .arg(what)
             .arg("--config")
             .arg(self.config_path())
             .arg("--admin")
@@ -350,7 +359,7 @@ impl Node {
             .kill_on_drop(true);
         let output = tokio::time::timeout(Duration::from_secs(60), command.output())
             .await
-            .expect("torpor reload answers within 60 s")
+            .unwrap_or_else(|_| panic!("torpor {what} answers within 60 s"))
             .unwrap();
         (
             output.status.code().unwrap_or(-1),

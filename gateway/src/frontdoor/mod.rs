@@ -61,6 +61,29 @@ pub struct FrontDoor {
     /// Front-door connections held per client address, while a limit is set.
     per_address: std::sync::Mutex<HashMap<IpAddr, usize>>,
     max_per_address: usize,
+    /// Requests (and upgrades) from their head until the object's answer
+    /// is delivered, the socket handed to the hold loop included.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// New connections are left in the kernel's backlog (an upgrade of
+    /// the edge is taking its listener).
+    paused: std::sync::atomic::AtomicBool,
+    pause_changed: tokio::sync::Notify,
+}
+
+/// One request's share of [`FrontDoor::requests_in_flight`].
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One connection's share of its address's count, given back on drop.
@@ -124,7 +147,33 @@ impl FrontDoor {
             )),
             per_address: std::sync::Mutex::new(HashMap::new()),
             max_per_address: config.limits.max_frontdoor_connections_per_address,
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            paused: std::sync::atomic::AtomicBool::new(false),
+            pause_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Stops taking new connections; those under way go on.
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.pause_changed.notify_waiters();
+    }
+
+    /// Takes new connections again.
+    pub fn resume(&self) {
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.pause_changed.notify_waiters();
+    }
+
+    /// Requests between their head and their answer (an upgrade until its
+    /// socket reached the hold loop).
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Counts a connection against its address; `None` past the limit.
@@ -151,12 +200,21 @@ impl FrontDoor {
 /// Accepts connections until the listener fails for good.
 pub async fn serve(listener: TcpListener, door: Arc<FrontDoor>) {
     loop {
+        let changed = door.pause_changed.notified();
+        if door.is_paused() {
+            changed.await;
+            continue;
+        }
         // Taken before accepting, so that past the limit clients wait in the
         // kernel's backlog rather than in our memory.
         let Ok(slot) = door.connection_slots.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = changed => continue,
+        };
+        let (stream, _) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors, most likely: back off instead of
@@ -219,6 +277,7 @@ async fn handle(
     peer: std::net::IpAddr,
     mut request: Request<Incoming>,
 ) -> Result<Reply, std::convert::Infallible> {
+    let in_flight = InFlight::new(&door.in_flight);
     let path = request.uri().path().to_owned();
     let Some((route, segment)) = door.route(&path) else {
         return Ok(reject(
@@ -313,7 +372,7 @@ async fn handle(
             ))
         }
     };
-    let mut response = respond(&door, reply, upgrade, on_upgrade);
+    let mut response = respond(&door, reply, upgrade, on_upgrade, in_flight);
     admitted.answer(&mut response);
     // Every routed response names its object, so that a client can keep
     // the id of a unique object, or address a named one by id.
@@ -406,6 +465,7 @@ fn respond(
     reply: FetchReply,
     upgrade: Option<handshake::Upgrade>,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    in_flight: InFlight,
 ) -> Reply {
     let Ok(status) = StatusCode::from_u16(reply.status) else {
         return reject(
@@ -449,6 +509,8 @@ fn respond(
         }
         let hold = door.hold.clone();
         tokio::spawn(async move {
+            // In flight until the socket is the hold loop's.
+            let _in_flight = in_flight;
             let command = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
                 Ok(Ok(parts)) => match parts.io.into_inner().into_std() {
                     Ok(stream) => Command::Adopt {

@@ -11,7 +11,7 @@
 
 use rusqlite::{params, Connection};
 use std::path::Path;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::Arc;
 
 pub(crate) struct AlarmStore {
@@ -112,14 +112,15 @@ pub(crate) enum AlarmChange {
 
 /// Writes the schedule's changes on a thread of its own.
 pub(crate) struct AlarmWriter {
-    changes: Sender<AlarmChange>,
+    changes: mpsc::Sender<AlarmChange>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl AlarmWriter {
     /// Starts the writer thread, which owns `store` from now on.
     pub(crate) fn spawn(mut store: AlarmStore) -> std::io::Result<AlarmWriter> {
         let (tx, rx) = mpsc::channel::<AlarmChange>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("torpor-alarms".into())
             .spawn(move || {
                 // What piled up while the last batch was written goes in
@@ -132,7 +133,16 @@ impl AlarmWriter {
                     }
                 }
             })?;
-        Ok(AlarmWriter { changes: tx })
+        Ok(AlarmWriter {
+            changes: tx,
+            thread,
+        })
+    }
+
+    /// Returns once every change sent is written (or failed to be).
+    pub(crate) fn finish(self) {
+        drop(self.changes);
+        let _ = self.thread.join();
     }
 
     pub(crate) fn send(&self, change: AlarmChange) {

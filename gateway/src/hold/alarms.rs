@@ -49,7 +49,7 @@ pub(crate) enum Persist {
     Remove,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
     due_ms: Option<u64>,
     retry_count: u32,
@@ -59,7 +59,8 @@ struct Entry {
     replaced_while_firing: bool,
 }
 
-#[derive(Debug, Default)]
+/// Plain data, so that it moves to the next edge process at an upgrade.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AlarmSchedule {
     due: BTreeSet<(u64, u32)>,
     entries: HashMap<u32, Entry>,

@@ -32,6 +32,7 @@ use torpor_proto::ws::{self, close_payload, encode_frame, Event, OpCode};
 use torpor_proto::SocketHandle;
 use tracing::{debug, error, info, warn};
 
+pub(crate) mod handover;
 /// Used by the tests below and the benches (through `hold::bench`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod harness;
@@ -334,6 +335,9 @@ impl EdgeCore {
             Command::Fetch(request) => self.fetch(request),
             Command::Adopt { handle, .. } => {
                 warn!(%handle, "adoption reached the core without its stream");
+            }
+            Command::HandOver { outcome, .. } => {
+                let _ = outcome.send(Err("the handover reached the core, not the shell".into()));
             }
             Command::AbortUpgrade { handle } => {
                 if let Some(slot) = self.slot_of(handle) {
@@ -1393,6 +1397,11 @@ impl EdgeCore {
         self.sessions
             .get(slot)
             .is_some_and(|s| s.generation == generation && s.wants_bytes())
+    }
+
+    /// The generation of the session at `slot`, if one is there.
+    pub(crate) fn generation_at(&self, slot: usize) -> Option<u32> {
+        self.sessions.get(slot).map(|s| s.generation)
     }
 
     /// The client's connection ended or failed.

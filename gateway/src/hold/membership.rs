@@ -55,12 +55,13 @@ pub(crate) fn write(path: &Path, objects: Vec<HeldObject>) -> io::Result<()> {
 /// while one is written are skipped but for the newest.
 pub(crate) struct Writer {
     lists: std::sync::mpsc::Sender<Vec<HeldObject>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Writer {
     pub(crate) fn spawn(path: PathBuf) -> io::Result<Writer> {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<HeldObject>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("torpor-sockets-file".into())
             .spawn(move || {
                 while let Ok(mut objects) = rx.recv() {
@@ -72,7 +73,13 @@ impl Writer {
                     }
                 }
             })?;
-        Ok(Writer { lists: tx })
+        Ok(Writer { lists: tx, thread })
+    }
+
+    /// Returns once the last list sent is written (or failed to be).
+    pub(crate) fn finish(self) {
+        drop(self.lists);
+        let _ = self.thread.join();
     }
 
     /// Queues this list to replace the file.

@@ -23,10 +23,11 @@ mod routing;
 mod session;
 mod shell;
 mod table;
+pub mod transfer;
 mod trim;
 
 pub use object::{ObjectReport, Usage};
-pub use shell::spawn;
+pub use shell::{spawn, spawn_taken_over};
 
 use bytes::Bytes;
 use mio::Waker;
@@ -167,11 +168,34 @@ pub enum Command {
         /// `None` if the edge has never seen the object.
         reply: oneshot::Sender<Option<ObjectReport>>,
     },
+    /// Hand the edge to the process at the other end of `stream` (`torpor
+    /// upgrade`), once nothing that cannot move is left (or at a deadline,
+    /// ending it). The outcome says whether it took everything: if not,
+    /// this process goes on serving.
+    HandOver {
+        /// The new process, which asked for the edge.
+        stream: std::os::unix::net::UnixStream,
+        /// The front door's listener, which moves too.
+        http_listener: std::os::fd::OwnedFd,
+        /// `Ok` once the new process serves everything.
+        outcome: std::sync::mpsc::Sender<Result<HandedOver, String>>,
+    },
     /// Pids of connected workers, by index.
     WorkerPids {
         /// One entry per worker index.
         reply: oneshot::Sender<Vec<Option<u32>>>,
     },
+}
+
+/// What an edge handed over.
+#[derive(Clone, Debug)]
+pub struct HandedOver {
+    /// Client sockets.
+    pub sockets: usize,
+    /// Bytes of state.
+    pub state_bytes: usize,
+    /// From the request to the new process's acknowledgement.
+    pub took: Duration,
 }
 
 /// Sends commands to the hold loop from any thread.

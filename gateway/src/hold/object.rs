@@ -204,6 +204,77 @@ impl Object {
         })
     }
 
+    /// The object as plain data, for the next edge process.
+    pub(crate) fn suspend(&self, number: u32) -> ObjectState {
+        ObjectState {
+            number,
+            namespace: self.namespace.to_string(),
+            class: self.class.to_string(),
+            id: self.id.to_hex(),
+            name: self.name.as_deref().map(str::to_owned),
+            sockets: self.sockets.clone(),
+            live: self.live,
+            sent: self.sent,
+            in_flight: self.in_flight,
+            in_flight_sizes: self.in_flight_sizes.iter().copied().collect(),
+            paused: self.paused.clone(),
+            auto_response: self.auto_reply.as_ref().map(|a| {
+                (
+                    a.pair.request.to_vec(),
+                    a.pair.response.to_vec(),
+                    a.pair.binary,
+                )
+            }),
+            auto_response_known: self.auto_reply_known,
+            active_us: u64::try_from(self.usage.active.as_micros()).unwrap_or(u64::MAX),
+            usage: self.usage.clone(),
+            recorded: self.recorded.clone(),
+            stored_bytes: self.stored_bytes,
+            recorded_stored_bytes: self.recorded_stored_bytes,
+        }
+    }
+
+    /// The object [`suspend`](Self::suspend) described; `None` if its id
+    /// is malformed.
+    pub(crate) fn resume(state: ObjectState, workers: u16) -> Option<Object> {
+        let id = ObjectId::from_hex(&state.id)?;
+        let mut usage = state.usage;
+        usage.active = Duration::from_micros(state.active_us);
+        Some(Object {
+            namespace: Arc::from(state.namespace),
+            class: Arc::from(state.class),
+            id,
+            name: state.name.map(String::into_boxed_str),
+            worker: worker_for(&id, workers),
+            sockets: state.sockets,
+            live: state.live,
+            sent: state.sent,
+            in_flight: state.in_flight,
+            in_flight_sizes: state.in_flight_sizes.into(),
+            paused: state.paused,
+            auto_reply: state.auto_response.map(|(request, response, binary)| {
+                let opcode = match binary {
+                    true => torpor_proto::ws::OpCode::Binary,
+                    false => torpor_proto::ws::OpCode::Text,
+                };
+                let frame = Bytes::from(torpor_proto::ws::encode_frame(opcode, &response));
+                Box::new(AutoReply {
+                    pair: AutoResponse {
+                        request: request.into(),
+                        response: response.into(),
+                        binary,
+                    },
+                    frame,
+                })
+            }),
+            auto_reply_known: state.auto_response_known,
+            usage,
+            stored_bytes: state.stored_bytes,
+            recorded: state.recorded,
+            recorded_stored_bytes: state.recorded_stored_bytes,
+        })
+    }
+
     /// The ledger and the admin API know an object by its name when it has
     /// one, else by its id.
     fn ledger_name(&self) -> String {
@@ -228,6 +299,30 @@ impl Object {
             usage,
         }
     }
+}
+
+/// An [`Object`] as plain data.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ObjectState {
+    pub(crate) number: u32,
+    namespace: String,
+    class: String,
+    id: String,
+    name: Option<String>,
+    sockets: Vec<u32>,
+    live: bool,
+    sent: u64,
+    in_flight: u32,
+    in_flight_sizes: Vec<u32>,
+    paused: Vec<u32>,
+    /// Request, response, binary.
+    auto_response: Option<(Vec<u8>, Vec<u8>, bool)>,
+    auto_response_known: bool,
+    active_us: u64,
+    usage: Usage,
+    recorded: crate::ledger::Usage,
+    stored_bytes: Option<u64>,
+    recorded_stored_bytes: Option<u64>,
 }
 
 /// Stable across processes and releases (unlike std's hasher), so an object

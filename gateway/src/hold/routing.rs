@@ -17,6 +17,7 @@ pub(crate) struct PendingFetch {
 }
 
 /// A call from one object to another, waiting for the callee's answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PendingCall {
     pub(crate) caller: u32,
     /// The caller's worker, where the answer goes.
@@ -89,6 +90,32 @@ impl Routes {
     /// Whether a request to an object on `worker` waits for its answer.
     pub(crate) fn busy(&self, worker: usize, worker_of: impl Fn(u32) -> usize) -> bool {
         self.fetches.values().any(|f| worker_of(f.object) == worker)
+    }
+
+    /// Requests from the front door waiting for their answers.
+    pub(crate) fn pending_fetches(&self) -> usize {
+        self.fetches.len()
+    }
+
+    /// Gives up on every request from the front door.
+    pub(crate) fn take_fetches(&mut self) -> Vec<PendingFetch> {
+        self.fetches.drain().map(|(_, fetch)| fetch).collect()
+    }
+
+    /// The calls waiting, and the next request id, as plain data; requests
+    /// from the front door cannot move and must be answered first.
+    pub(crate) fn suspend(&self) -> (Vec<(u64, &PendingCall)>, u64) {
+        let calls = self.calls.iter().map(|(id, call)| (*id, call)).collect();
+        (calls, self.next_request_id)
+    }
+
+    /// Routes with the calls [`suspend`](Self::suspend) listed.
+    pub(crate) fn resume(calls: Vec<(u64, PendingCall)>, next_request_id: u64) -> Routes {
+        Routes {
+            fetches: HashMap::new(),
+            calls: calls.into_iter().collect(),
+            next_request_id,
+        }
     }
 
     /// The process of `worker` went away: what it was sent before link

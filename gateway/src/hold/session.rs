@@ -11,10 +11,12 @@ use super::object::AutoReply;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use torpor_proto::ws::{close_payload, encode_frame, encode_header, Conn, Event, OpCode};
+use torpor_proto::ws::{
+    close_payload, encode_frame, encode_header, Conn, Event, OpCode, Suspended,
+};
 
 /// Where a socket is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Phase {
     /// Reserved for an upgrade whose `fetch` is running.
     Reserved,
@@ -241,6 +243,95 @@ impl Session {
     }
 }
 
+/// A [`Session`] as plain data: what a new edge process needs to go on
+/// serving the same connection (`torpor upgrade`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionState {
+    pub(crate) slot: u32,
+    generation: u32,
+    object: u32,
+    position: Option<u32>,
+    phase: Phase,
+    read_closed: bool,
+    paused: bool,
+    heard: bool,
+    missed_pings: u8,
+    pub(crate) adopted: bool,
+    pending: Vec<u8>,
+    fragmented_text: Option<bool>,
+    fragments: Vec<u8>,
+    close_received: bool,
+    /// What is queued for the client and not written yet, in order.
+    unwritten: Vec<u8>,
+    tags: Vec<String>,
+    attachment: Option<Vec<u8>>,
+    auto_response_at_ms: u64,
+}
+
+impl Session {
+    /// The session as plain data; its queue is emptied into it.
+    pub(crate) fn suspend(&mut self, slot: u32) -> SessionState {
+        let conn = self.conn.suspend();
+        SessionState {
+            slot,
+            generation: self.generation,
+            object: self.object,
+            position: self.position,
+            phase: self.phase,
+            read_closed: self.read_closed,
+            paused: self.paused,
+            heard: self.heard,
+            missed_pings: self.missed_pings,
+            adopted: self.adopted,
+            pending: conn.pending,
+            fragmented_text: conn.fragmented_text,
+            fragments: conn.fragments,
+            close_received: conn.close_received,
+            unwritten: self
+                .out
+                .take()
+                .map(|mut q| q.take_all())
+                .unwrap_or_default(),
+            tags: self.tags.iter().map(|t| t.to_string()).collect(),
+            attachment: self.attachment.as_deref().map(<[u8]>::to_vec),
+            auto_response_at_ms: self.auto_response_at_ms,
+        }
+    }
+
+    /// The session [`suspend`](Self::suspend) described.
+    pub(crate) fn resume(state: SessionState) -> Session {
+        let out = (!state.unwritten.is_empty()).then(|| {
+            let mut queue = Box::<OutQueue>::default();
+            queue.push(Bytes::from(state.unwritten));
+            queue
+        });
+        Session {
+            generation: state.generation,
+            object: state.object,
+            position: state.position,
+            phase: state.phase,
+            read_closed: state.read_closed,
+            paused: state.paused,
+            heard: state.heard,
+            missed_pings: state.missed_pings,
+            // The new process's connection has not been tried yet.
+            awaiting_writable: false,
+            to_flush: false,
+            adopted: state.adopted,
+            conn: Conn::resume(Suspended {
+                pending: state.pending,
+                fragmented_text: state.fragmented_text,
+                fragments: state.fragments,
+                close_received: state.close_received,
+            }),
+            out,
+            tags: state.tags.into_iter().map(String::into_boxed_str).collect(),
+            attachment: state.attachment.map(Vec::into_boxed_slice),
+            auto_response_at_ms: state.auto_response_at_ms,
+        }
+    }
+}
+
 /// A Close frame with `code` and `reason`.
 pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     Bytes::from(encode_frame(OpCode::Close, &close_payload(code, reason)))
@@ -377,6 +468,21 @@ impl OutQueue {
             self.chunks.pop_front();
         }
         self.staged_written += n;
+    }
+
+    /// Everything not written yet, in order, the pending pong last; the
+    /// queue is left empty.
+    pub(crate) fn take_all(&mut self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.bytes());
+        for chunk in &self.chunks {
+            all.extend_from_slice(chunk);
+        }
+        all.extend_from_slice(&self.staged[self.staged_written..]);
+        if let Some(pong) = &self.pong {
+            all.extend_from_slice(pong);
+        }
+        self.clear();
+        all
     }
 
     /// Empties the queue for reuse, keeping its allocations unless large.

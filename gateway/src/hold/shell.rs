@@ -5,13 +5,15 @@
 //! here.
 
 use super::alarm_store::{AlarmStore, AlarmWriter};
+use super::edge_core::handover::CoreState;
 use super::edge_core::{EdgeCore, Effect};
-use super::{membership, trim, Command, HoldHandle, HoldOptions};
+use super::{membership, transfer, trim, Command, HandedOver, HoldHandle, HoldOptions};
 use bytes::BytesMut;
 use mio::net::{TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,25 +47,13 @@ pub fn spawn(
     poll.registry()
         .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
     let (tx, rx) = mpsc::channel();
-    let (alarm_writer, stored_alarms) = match &options.alarm_store_path {
-        Some(path) => {
-            let store = AlarmStore::open(path).map_err(|err| {
-                io::Error::other(format!(
-                    "cannot open the alarm store {}: {err}",
-                    path.display()
-                ))
-            })?;
-            let stored = store
-                .load()
-                .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?;
-            (Some(AlarmWriter::spawn(store)?), stored)
-        }
-        None => (None, Vec::new()),
+    let stored_alarms = match &options.alarm_store_path {
+        Some(path) => open_alarm_store(path)?
+            .load()
+            .map_err(|err| io::Error::other(format!("cannot read the alarm store: {err}")))?,
+        None => Vec::new(),
     };
-    let sockets_writer = match &options.sockets_file {
-        Some(path) => Some(membership::Writer::spawn(path.clone())?),
-        None => None,
-    };
+    let (alarm_writer, sockets_writer) = writers(&options)?;
     let predecessors = options.sockets_file.as_deref().map(membership::take);
     let workers = options.workers as usize;
     let mut core = EdgeCore::new(options, Instant::now(), unix_ms(), random_u32());
@@ -88,6 +78,7 @@ pub fn spawn(
         unread: Vec::new(),
         alarm_writer,
         sockets_writer,
+        handover: None,
     };
     shell.apply();
     let thread = std::thread::Builder::new()
@@ -95,6 +86,135 @@ pub fn spawn(
         .spawn(move || shell.run())?;
     Ok((HoldHandle { tx, waker }, thread))
 }
+
+/// Starts the hold loop of an edge that takes over from its previous
+/// process (`torpor upgrade`): `state` as [`transfer::receive`] got it,
+/// and `fds` after the front door's listener: the IPC listener, each
+/// connected worker's link, then each client connection, in the state's
+/// order.
+pub fn spawn_taken_over(
+    options: HoldOptions,
+    state: &[u8],
+    fds: Vec<OwnedFd>,
+    start_worker: tokio::sync::mpsc::UnboundedSender<u16>,
+) -> io::Result<(HoldHandle, std::thread::JoinHandle<()>)> {
+    let state = CoreState::decode(state).map_err(io::Error::other)?;
+    let link_indexes = state.links();
+    let connections = state.connections();
+    if fds.len() != 1 + link_indexes.len() + connections.len() {
+        return Err(io::Error::other(format!(
+            "{} descriptors for {} links and {} connections",
+            fds.len(),
+            link_indexes.len(),
+            connections.len()
+        )));
+    }
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let mut fds = fds.into_iter();
+    let mut next = || {
+        fds.next()
+            .ok_or_else(|| io::Error::other("a descriptor short"))
+    };
+    let listener = std::os::unix::net::UnixListener::from(next()?);
+    listener.set_nonblocking(true)?;
+    let mut listener = UnixListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, IPC_LISTENER, Interest::READABLE)?;
+    let workers = options.workers as usize;
+    let mut links: Vec<Option<UnixStream>> = (0..workers).map(|_| None).collect();
+    for worker in link_indexes {
+        let stream = std::os::unix::net::UnixStream::from(next()?);
+        stream.set_nonblocking(true)?;
+        let mut stream = UnixStream::from_std(stream);
+        poll.registry().register(
+            &mut stream,
+            Token(LINK_BASE + worker),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        links[worker] = Some(stream);
+    }
+    let (alarm_writer, sockets_writer) = writers(&options)?;
+    let core =
+        EdgeCore::resume(options, state, Instant::now(), unix_ms()).map_err(io::Error::other)?;
+    let mut streams: Vec<Option<(TcpStream, u32)>> = Vec::new();
+    for slot in connections {
+        let stream = std::net::TcpStream::from(next()?);
+        stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(stream);
+        poll.registry()
+            .register(&mut stream, Token(slot), Interest::READABLE)?;
+        let generation = core
+            .generation_at(slot)
+            .ok_or_else(|| io::Error::other(format!("no session at slot {slot}")))?;
+        if streams.len() <= slot {
+            streams.resize_with(slot + 1, || None);
+        }
+        streams[slot] = Some((stream, generation));
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut shell = Shell {
+        poll,
+        core,
+        commands: rx,
+        start_worker,
+        listener,
+        streams,
+        links,
+        pending_links: Slab::new(),
+        scratch: vec![0; SCRATCH_BYTES],
+        unread: Vec::new(),
+        alarm_writer,
+        sockets_writer,
+        handover: None,
+    };
+    shell.core.resumed();
+    for worker in 0..workers {
+        if shell.links[worker].is_some() {
+            shell.finish_link_frames(worker);
+        }
+    }
+    shell.apply();
+    let thread = std::thread::Builder::new()
+        .name("torpor-hold".into())
+        .spawn(move || shell.run())?;
+    Ok((HoldHandle { tx, waker }, thread))
+}
+
+fn open_alarm_store(path: &std::path::Path) -> io::Result<AlarmStore> {
+    AlarmStore::open(path).map_err(|err| {
+        io::Error::other(format!(
+            "cannot open the alarm store {}: {err}",
+            path.display()
+        ))
+    })
+}
+
+/// The threads that write the alarm schedule and the sockets file, as the
+/// options ask.
+fn writers(options: &HoldOptions) -> io::Result<(Option<AlarmWriter>, Option<membership::Writer>)> {
+    let alarm_writer = match &options.alarm_store_path {
+        Some(path) => Some(AlarmWriter::spawn(open_alarm_store(path)?)?),
+        None => None,
+    };
+    let sockets_writer = match &options.sockets_file {
+        Some(path) => Some(membership::Writer::spawn(path.clone())?),
+        None => None,
+    };
+    Ok((alarm_writer, sockets_writer))
+}
+
+/// A handover asked for and not done yet.
+struct PendingHandover {
+    stream: std::os::unix::net::UnixStream,
+    http_listener: OwnedFd,
+    outcome: std::sync::mpsc::Sender<Result<HandedOver, String>>,
+    asked: Instant,
+}
+
+/// How long requests and upgrades under way may take to finish before a
+/// handover ends them.
+const HANDOVER_SETTLE: Duration = Duration::from_secs(2);
 
 struct PendingLink {
     stream: UnixStream,
@@ -118,6 +238,7 @@ struct Shell {
     unread: Vec<(u32, u32)>,
     alarm_writer: Option<AlarmWriter>,
     sockets_writer: Option<membership::Writer>,
+    handover: Option<PendingHandover>,
 }
 
 impl Shell {
@@ -125,10 +246,14 @@ impl Shell {
         info!(edge = self.core.options().edge, "hold loop running");
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = match self.unread.is_empty() {
+            let mut timeout = match self.unread.is_empty() {
                 true => self.core.poll_timeout(Instant::now(), unix_ms()),
                 false => Duration::ZERO,
             };
+            if self.handover.is_some() {
+                // Checked every few milliseconds until it can move.
+                timeout = timeout.min(Duration::from_millis(5));
+            }
             if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -176,7 +301,113 @@ impl Shell {
             for worker in 0..self.links.len() {
                 self.flush_link(worker);
             }
+            if let Some(pending) = self.handover.take() {
+                let due = pending.asked.elapsed() >= HANDOVER_SETTLE;
+                if !(self.core.can_move() || due) {
+                    self.handover = Some(pending);
+                } else if self.hand_over(pending) {
+                    info!("edge handed over; this process's hold loop stops");
+                    return;
+                }
+            }
         }
+    }
+
+    /// Sends the core and every connection to the new process; true once
+    /// it serves them. If it does not, this process takes its own state
+    /// back and goes on serving: every connection is still its own too.
+    fn hand_over(&mut self, mut pending: PendingHandover) -> bool {
+        self.core.end_what_cannot_move();
+        self.apply();
+        for worker in 0..self.links.len() {
+            self.flush_link(worker);
+        }
+        let options = self.core.options().clone();
+        let state = self.core.suspend();
+        // What they were sent is on disk before the new process opens them.
+        if let Some(writer) = self.alarm_writer.take() {
+            writer.finish();
+        }
+        if let Some(writer) = self.sockets_writer.take() {
+            writer.finish();
+        }
+        let sockets = state.connections().len();
+        let sent = self.send_state(&mut pending, &state);
+        match sent {
+            Ok(state_bytes) => {
+                let handed = HandedOver {
+                    sockets,
+                    state_bytes,
+                    took: pending.asked.elapsed(),
+                };
+                info!(sockets, state_bytes, took = ?handed.took, "edge handed over");
+                let _ = pending.outcome.send(Ok(handed));
+                true
+            }
+            Err(err) => {
+                error!(%err, "handover failed; this process goes on serving");
+                let resumed = EdgeCore::resume(options.clone(), state, Instant::now(), unix_ms());
+                match resumed {
+                    Ok(core) => self.core = core,
+                    Err(resume_err) => {
+                        error!(%resume_err, "cannot take the state back; the hold loop stops");
+                        let _ = pending.outcome.send(Err(err));
+                        std::process::exit(1);
+                    }
+                }
+                match writers(&options) {
+                    Ok((alarm_writer, sockets_writer)) => {
+                        self.alarm_writer = alarm_writer;
+                        self.sockets_writer = sockets_writer;
+                    }
+                    Err(err) => error!(%err, "cannot restart the edge's writers"),
+                }
+                self.core.resumed();
+                for worker in 0..self.links.len() {
+                    if self.links[worker].is_some() {
+                        self.finish_link_frames(worker);
+                    }
+                }
+                self.apply();
+                let _ = pending.outcome.send(Err(err));
+                false
+            }
+        }
+    }
+
+    /// Sends `state` and its descriptors, and waits for the new process to
+    /// take them; returns the state's size.
+    fn send_state(
+        &self,
+        pending: &mut PendingHandover,
+        state: &CoreState,
+    ) -> Result<usize, String> {
+        let bytes = state.encode()?;
+        let mut fds: Vec<BorrowedFd<'_>> =
+            vec![pending.http_listener.as_fd(), self.listener.as_fd()];
+        for worker in state.links() {
+            let link = self.links[worker]
+                .as_ref()
+                .ok_or_else(|| format!("worker {worker}'s link is not held"))?;
+            fds.push(link.as_fd());
+        }
+        for slot in state.connections() {
+            let (stream, _) = self
+                .streams
+                .get(slot)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| format!("the connection of slot {slot} is not held"))?;
+            fds.push(stream.as_fd());
+        }
+        let stream = &mut pending.stream;
+        let timeouts = stream
+            .set_write_timeout(Some(transfer::STEP_TIMEOUT))
+            .and(stream.set_read_timeout(Some(transfer::STEP_TIMEOUT)));
+        timeouts.map_err(|err| format!("handover socket: {err}"))?;
+        transfer::send(stream, &bytes, &fds).map_err(|err| format!("sending the edge: {err}"))?;
+        transfer::read_acknowledgement(stream)
+            .map_err(|err| format!("the new edge did not take over: {err}"))?;
+        Ok(bytes.len())
     }
 
     /// Writes what the core queued and carries out its effects, and reads
@@ -253,6 +484,23 @@ impl Shell {
                     stream,
                     read_ahead,
                 }) => self.adopt(handle, stream, &read_ahead),
+                Ok(Command::HandOver {
+                    stream,
+                    http_listener,
+                    outcome,
+                }) => {
+                    if self.handover.is_some() {
+                        let _ = outcome.send(Err("a handover is under way".to_owned()));
+                        continue;
+                    }
+                    info!("handover asked for; waiting for requests under way");
+                    self.handover = Some(PendingHandover {
+                        stream,
+                        http_listener,
+                        outcome,
+                        asked: Instant::now(),
+                    });
+                }
                 Ok(command) => {
                     self.core.command(command);
                     self.apply();

@@ -62,6 +62,16 @@ impl ObjectTable {
         object
     }
 
+    /// A table holding `objects`, numbered by their place.
+    pub(crate) fn from_objects(objects: Vec<Object>) -> ObjectTable {
+        let index = objects
+            .iter()
+            .enumerate()
+            .map(|(number, o)| ((o.namespace.clone(), o.id), number as u32))
+            .collect();
+        ObjectTable { objects, index }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Object> {
         self.objects.iter()
     }
@@ -110,6 +120,14 @@ impl Addresses {
         if !self.peers.is_empty() {
             self.peers.remove(&slot);
         }
+    }
+
+    /// Each socket's address, as plain data.
+    pub(crate) fn peers(&self) -> Vec<(u32, IpAddr)> {
+        self.peers
+            .iter()
+            .map(|(slot, peer)| (*slot, *peer))
+            .collect()
     }
 
     pub(crate) fn listed(&mut self, slot: u32) {

@@ -68,8 +68,25 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", env = config::env::ADMIN)]
         admin: Option<std::net::SocketAddr>,
     },
-    /// Print what this binary is (its version, IPC version and classes) as
-    /// JSON: what a reload checks before it deploys the binary.
+    /// Replace the edge processes of the running node with the binary now
+    /// on disk: each new process takes over its edge's listener, sockets
+    /// and their state, so no client socket closes.
+    #[command(
+        after_help = "Asks the node's admin listener (listen.admin of the config) and \
+                            prints its report. Sending SIGUSR2 to the supervisor does the same. \
+                            The workers keep running: `torpor reload` replaces them."
+    )]
+    Upgrade {
+        /// The node's config file: where its admin listener is.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The admin listener, if not the config's (`listen.admin`).
+        #[arg(long, value_name = "ADDR", env = config::env::ADMIN)]
+        admin: Option<std::net::SocketAddr>,
+    },
+    /// Print what this binary is (its version, IPC and handover versions,
+    /// and classes) as JSON: what a reload or an upgrade checks before it
+    /// deploys the binary.
     #[command(hide = true)]
     Describe,
     /// One edge process, started by the supervisor, which writes its setup

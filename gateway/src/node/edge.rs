@@ -17,6 +17,11 @@ pub(super) struct EdgeSetup {
     /// The node's config as the supervisor read it, with the listen port
     /// it settled.
     pub(super) config: ConfigSource,
+    /// Take the edge over from the process that runs it now (`torpor
+    /// upgrade`): its listener, sockets and state, instead of starting
+    /// afresh.
+    #[serde(default)]
+    pub(super) take_over: bool,
 }
 
 /// `torpor edge --index I`: reads its setup from stdin and runs.
@@ -31,12 +36,12 @@ pub(super) fn main(index: u16) -> ExitCode {
         }
     };
     match setup.config.resolve() {
-        Ok(config) => super::report(run(config, index), &who),
+        Ok(config) => super::report(run(config, index, setup.take_over), &who),
         Err(err) => super::config_failure(&who, &err),
     }
 }
 
-fn run(config: Config, index: u16) -> Result<(), BoxError> {
+fn run(config: Config, index: u16, take_over: bool) -> Result<(), BoxError> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     crate::metrics::describe();
 
@@ -52,8 +57,29 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let http = bind(config.listen.http)
-            .map_err(context(format!("cannot listen on {}", config.listen.http)))?;
+        // Asked for before anything else: until it answers, the running
+        // process holds everything, listener included.
+        let taken = match take_over {
+            true => {
+                let path = hold::transfer::socket_path(&run_dir, index);
+                Some(tokio::task::spawn_blocking(move || ask_for_edge(&path)).await??)
+            }
+            false => None,
+        };
+        let (http, http_fd) = match &taken {
+            Some(taken) => {
+                let fd = taken.http.try_clone()?;
+                let listener = std::net::TcpListener::from(taken.http.try_clone()?);
+                listener.set_nonblocking(true)?;
+                (tokio::net::TcpListener::from_std(listener)?, fd)
+            }
+            None => {
+                let http = bind(config.listen.http)
+                    .map_err(context(format!("cannot listen on {}", config.listen.http)))?;
+                let fd = std::os::fd::AsFd::as_fd(&http).try_clone_to_owned()?;
+                (http, fd)
+            }
+        };
         let admin_path = node_admin::edge_admin_path(&run_dir, index);
         let _ = std::fs::remove_file(&admin_path);
         let admin_listener = tokio::net::UnixListener::bind(&admin_path).map_err(context(
@@ -61,7 +87,7 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
         ))?;
 
         let ledger_path = data_dir.join(crate::bill_cli::LEDGER_FILE);
-        let ledger = start_ledger(&ledger_path)?;
+        let (ledger, ledger_thread) = start_ledger(&ledger_path)?;
         let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
         let options = hold::HoldOptions {
             edge: index,
@@ -88,9 +114,18 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
                 .map(|n| (n.name.clone(), Arc::from(n.class.as_str())))
                 .collect(),
         };
-        let (hold_handle, _hold_thread) = hold::spawn(options, start_tx).map_err(context(
-            format!("cannot start the hold loop on {}", ipc_path.display()),
-        ))?;
+        let mut taken = taken;
+        let (hold_handle, hold_thread) = match taken.as_mut() {
+            Some(taken) => {
+                let fds = std::mem::take(&mut taken.fds);
+                hold::spawn_taken_over(options, &taken.state, fds, start_tx)
+                    .map_err(context("cannot take the edge over".to_owned()))?
+            }
+            None => hold::spawn(options, start_tx).map_err(context(format!(
+                "cannot start the hold loop on {}",
+                ipc_path.display()
+            )))?,
+        };
         let supervisor_socket = run_dir.join(SUPERVISOR_SOCKET);
         tokio::spawn(async move {
             let Ok(socket) = tokio::net::UnixDatagram::unbound() else {
@@ -120,15 +155,34 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
                 (n.class.clone(), key)
             })
             .collect();
-        tokio::spawn(frontdoor::serve(http, door));
+        tokio::spawn(frontdoor::serve(http, door.clone()));
         tokio::spawn(admin::serve(
             admin_listener,
             Arc::new(admin::Admin {
-                hold: hold_handle,
+                hold: hold_handle.clone(),
                 metrics,
                 namespaces,
             }),
         ));
+        if let Some(mut taken) = taken {
+            hold::transfer::acknowledge(&mut taken.stream)
+                .map_err(context("cannot tell the old edge it may go".to_owned()))?;
+            tracing::info!(edge = index, "edge taken over from its previous process");
+        }
+        let handovers = Handovers {
+            door,
+            hold: hold_handle,
+            http: http_fd,
+            hold_thread,
+            ledger_thread,
+        };
+        let path = hold::transfer::socket_path(&run_dir, index);
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(context(format!("cannot listen on {}", path.display())))?;
+        std::thread::Builder::new()
+            .name("torpor-handover".into())
+            .spawn(move || handovers.serve(listener))?;
         tracing::info!(edge = index, "edge ready");
         torpor_objects::announce_ready();
         let parent = std::os::unix::process::parent_id();
@@ -148,15 +202,147 @@ fn run(config: Config, index: u16) -> Result<(), BoxError> {
     })
 }
 
+/// What the running process of an edge handed over.
+struct Taken {
+    stream: std::os::unix::net::UnixStream,
+    state: Vec<u8>,
+    /// The front door's listener.
+    http: std::os::fd::OwnedFd,
+    /// The hold loop's: the IPC listener, links, then client connections.
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// Asks the running process of this edge for everything it holds.
+fn ask_for_edge(path: &std::path::Path) -> Result<Taken, BoxError> {
+    use hold::transfer;
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(context(format!(
+        "cannot reach the running edge at {}",
+        path.display()
+    )))?;
+    stream.set_read_timeout(Some(transfer::STEP_TIMEOUT * 3))?;
+    stream.set_write_timeout(Some(transfer::STEP_TIMEOUT))?;
+    transfer::ask(&mut stream)?;
+    let (state, mut fds) = transfer::receive(&mut stream)
+        .map_err(context("the running edge did not hand over".to_owned()))?;
+    if fds.is_empty() {
+        return Err("the running edge sent no listener".into());
+    }
+    let http = fds.remove(0);
+    Ok(Taken {
+        stream,
+        state,
+        http,
+        fds,
+    })
+}
+
+/// Hands the edge to a new process when one asks (`torpor upgrade`).
+struct Handovers {
+    door: Arc<frontdoor::FrontDoor>,
+    hold: hold::HoldHandle,
+    /// The front door's listener, which goes along.
+    http: std::os::fd::OwnedFd,
+    hold_thread: std::thread::JoinHandle<()>,
+    ledger_thread: std::thread::JoinHandle<()>,
+}
+
+/// How long requests under way at the front door get to finish before a
+/// handover goes ahead without them (they are answered 503).
+const FRONT_DOOR_SETTLE: Duration = Duration::from_secs(2);
+
+impl Handovers {
+    fn serve(self, listener: std::os::unix::net::UnixListener) {
+        use hold::transfer;
+        for stream in listener.incoming() {
+            let mut stream = match stream {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::warn!(%err, "handover socket failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if !transfer::same_user(&stream) {
+                tracing::warn!("handover asked by another user, refused");
+                continue;
+            }
+            let _ = stream.set_read_timeout(Some(transfer::STEP_TIMEOUT));
+            if let Err(err) = transfer::read_ask(&mut stream) {
+                tracing::warn!(%err, "handover refused");
+                continue;
+            }
+            tracing::info!("a new edge process asks for this edge");
+            self.door.pause();
+            let settle_until = std::time::Instant::now() + FRONT_DOOR_SETTLE;
+            while self.door.requests_in_flight() > 0 && std::time::Instant::now() < settle_until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let http_listener = match self.http.try_clone() {
+                Ok(fd) => fd,
+                Err(err) => {
+                    tracing::error!(%err, "cannot hand over the listener");
+                    self.door.resume();
+                    continue;
+                }
+            };
+            let (outcome_tx, outcome) = std::sync::mpsc::channel();
+            self.hold.send(hold::Command::HandOver {
+                stream,
+                http_listener,
+                outcome: outcome_tx,
+            });
+            match outcome.recv() {
+                Ok(Ok(handed)) => {
+                    tracing::info!(
+                        sockets = handed.sockets,
+                        state_bytes = handed.state_bytes,
+                        took = ?handed.took,
+                        "edge handed over, exiting"
+                    );
+                    // Usage the hold loop sent last is written before we go.
+                    let _ = self.hold_thread.join();
+                    let _ = self.ledger_thread.join();
+                    std::process::exit(0);
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "handover failed; serving on");
+                    self.door.resume();
+                }
+                Err(_) => {
+                    tracing::error!("the hold loop is gone");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Opens the ledger and starts the thread that writes usage deltas to it,
-/// durably, off the hold loop.
+/// durably, off the hold loop. The thread ends once every sender is gone.
+type LedgerSender = std::sync::mpsc::Sender<Vec<crate::ledger::UsageDelta>>;
+
 fn start_ledger(
     path: &std::path::Path,
-) -> Result<std::sync::mpsc::Sender<Vec<crate::ledger::UsageDelta>>, BoxError> {
-    let mut ledger = crate::ledger::Ledger::open(path)
-        .map_err(|err| format!("cannot open the ledger {}: {err}", path.display()))?;
+) -> Result<(LedgerSender, std::thread::JoinHandle<()>), BoxError> {
+    // Another process of the node may hold the file's lock for a moment
+    // (an edge handing over commits its last usage): SQLite answers some
+    // of those opens "locked" at once, without waiting, so wait here.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut ledger = loop {
+        match crate::ledger::Ledger::open(path) {
+            Ok(ledger) => break ledger,
+            Err(err)
+                if err.to_string().contains("locked") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => {
+                return Err(format!("cannot open the ledger {}: {err}", path.display()).into())
+            }
+        }
+    };
     let (tx, rx) = std::sync::mpsc::channel::<Vec<crate::ledger::UsageDelta>>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("torpor-ledger".into())
         .spawn(move || {
             for deltas in rx {
@@ -168,7 +354,7 @@ fn start_ledger(
                 }
             }
         })?;
-    Ok(tx)
+    Ok((tx, thread))
 }
 
 /// An edge's listener, with SO_REUSEPORT: the edges share the port and

@@ -129,8 +129,12 @@ impl Node {
             // Parsed, not validated: the shell that asks for a reload
             // need not hold the node's secrets.
             Some(Command::Reload { config, admin }) => match Config::load(config.config) {
-                Ok(config) => reload::run(&config, admin),
+                Ok(config) => reload::run(&config, admin, reload::Deploy::Reload),
                 Err(err) => config_failure("torpor reload", &err),
+            },
+            Some(Command::Upgrade { config, admin }) => match Config::load(config.config) {
+                Ok(config) => reload::run(&config, admin, reload::Deploy::Upgrade),
+                Err(err) => config_failure("torpor upgrade", &err),
             },
             Some(Command::Describe) => self.describe(),
             Some(Command::Token { config, args }) => match config.load() {
@@ -140,13 +144,15 @@ impl Node {
         }
     }
 
-    /// `describe`: what a reload learns of this binary before deploying it.
+    /// `describe`: what a reload or an upgrade learns of this binary
+    /// before deploying it.
     fn describe(&self) -> ExitCode {
         let mut classes: Vec<&str> = self.registry.classes().collect();
         classes.sort_unstable();
         let described = serde_json::json!({
             "version": torpor_objects::build_version(),
             "ipc_version": torpor_proto::ipc::VERSION,
+            "handover_version": crate::hold::transfer::HANDOVER_VERSION,
             "classes": classes,
         });
         #[allow(clippy::print_stdout)] // the answer, read by the supervisor

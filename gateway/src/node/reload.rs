@@ -1,5 +1,5 @@
-//! `torpor reload`: asks the running node (its admin listener) to replace
-//! its workers, and prints the report.
+//! `torpor reload` and `torpor upgrade`: ask the running node (its admin
+//! listener) to replace its workers or its edges, and print the report.
 
 use crate::config::Config;
 use std::io::{Read, Write};
@@ -10,10 +10,27 @@ use std::time::Duration;
 /// timeout each, and then some.
 const MARGIN: Duration = Duration::from_secs(60);
 
-pub(super) fn run(config: &Config, admin: Option<std::net::SocketAddr>) -> ExitCode {
+/// What to replace.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Deploy {
+    /// The workers: new code for the objects, the config re-read.
+    Reload,
+    /// The edges: new code for the edges.
+    Upgrade,
+}
+
+pub(super) fn run(
+    config: &Config,
+    admin: Option<std::net::SocketAddr>,
+    deploy: Deploy,
+) -> ExitCode {
     let admin = admin.unwrap_or(config.listen.admin);
-    let timeout = config.handler_timeout * u32::from(config.workers) + MARGIN;
-    match post(admin, "/admin/reload", timeout) {
+    let (path, command) = match deploy {
+        Deploy::Reload => ("/admin/reload", "torpor reload"),
+        Deploy::Upgrade => ("/admin/upgrade", "torpor upgrade"),
+    };
+    let timeout = config.handler_timeout * u32::from(config.workers.max(config.edges)) + MARGIN;
+    match post(admin, path, timeout) {
         Ok((200, body)) => {
             #[allow(clippy::print_stdout)] // the report is the command's output
             {
@@ -22,11 +39,11 @@ pub(super) fn run(config: &Config, admin: Option<std::net::SocketAddr>) -> ExitC
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprintln!("torpor reload: the node answered {status}: {body}");
+            eprintln!("{command}: the node answered {status}: {body}");
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("torpor reload: cannot reach the node's admin listener on {admin}: {err}");
+            eprintln!("{command}: cannot reach the node's admin listener on {admin}: {err}");
             ExitCode::FAILURE
         }
     }

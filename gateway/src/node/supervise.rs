@@ -28,6 +28,10 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
                 .file_name()
                 .to_string_lossy()
                 .starts_with("worker-binary-")
+                || entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("edge-binary-")
             {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -64,7 +68,7 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
         let spec = supervisor::Spec {
             edge_program: PathBuf::from(supervisor::OWN_BINARY),
             worker_program: PathBuf::from(supervisor::OWN_BINARY),
-            edge_setup: edge_setup(&source, http_addr)?,
+            edge_setup: edge_setup(&source, http_addr, false)?,
             worker_setup: worker_setup(&config, &run_dir, &data_dir)?,
             worker_version: torpor_objects::build_version(),
             edges: config.edges,
@@ -77,6 +81,7 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
         }));
         let edges = supervisor::start_edges(&spec, &pids).await?;
         let (replace_tx, replace_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (upgrade_tx, upgrade_rx) = tokio::sync::mpsc::unbounded_channel();
         let supervisor = tokio::spawn(supervisor::supervise(
             spec,
             edges,
@@ -84,8 +89,10 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
             start_tx,
             start_rx,
             replace_rx,
+            upgrade_rx,
         ));
         let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (deploy_upgrade_tx, deploy_upgrade_rx) = tokio::sync::mpsc::unbounded_channel();
         let (edges_count, workers_count) = (config.edges, config.workers);
         tokio::spawn(reloads(
             Reloader {
@@ -95,12 +102,17 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
                 run_dir: run_dir.clone(),
                 data_dir,
                 replace: replace_tx,
+                upgrade: upgrade_tx,
+                take_over_setup: edge_setup(&source, http_addr, true)?,
                 pins: 0,
                 pinned: None,
+                pinned_edges: None,
             },
             reload_rx,
+            deploy_upgrade_rx,
         ));
         tokio::spawn(hangups(reload_tx.clone()));
+        tokio::spawn(user2s(deploy_upgrade_tx.clone()));
         tokio::spawn(node_admin::serve(
             admin_listener,
             Arc::new(node_admin::NodeAdmin {
@@ -108,6 +120,7 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
                 edges: edges_count,
                 pids,
                 reload: reload_tx,
+                upgrade: deploy_upgrade_tx,
             }),
         ));
         tracing::info!(%http_addr, %admin_addr, edges = edges_count, workers = workers_count, "torpor ready");
@@ -127,12 +140,18 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
 }
 
 /// An edge's `Setup`: the config as read here, with the port settled
-/// here instead of a port of 0.
-fn edge_setup(source: &ConfigSource, http_addr: std::net::SocketAddr) -> Result<Vec<u8>, BoxError> {
+/// here instead of a port of 0; `take_over` for the new process of an
+/// upgrade.
+fn edge_setup(
+    source: &ConfigSource,
+    http_addr: std::net::SocketAddr,
+    take_over: bool,
+) -> Result<Vec<u8>, BoxError> {
     let setup = super::edge::EdgeSetup {
         config: source
             .clone()
             .with_override("http", "--http", &http_addr.to_string()),
+        take_over,
     };
     Ok(setup_frame(&serde_json::to_vec(&setup)?))
 }
@@ -214,10 +233,15 @@ struct Reloader {
     run_dir: PathBuf,
     data_dir: PathBuf,
     replace: tokio::sync::mpsc::UnboundedSender<supervisor::Replace>,
+    upgrade: tokio::sync::mpsc::UnboundedSender<supervisor::Upgrade>,
+    /// The `Setup` a new edge process gets to take its edge over.
+    take_over_setup: Vec<u8>,
     /// Binaries pinned so far, for unique names.
     pins: u32,
     /// The binary the workers run since the last reload.
     pinned: Option<PathBuf>,
+    /// The binary the edges run since the last upgrade.
+    pinned_edges: Option<PathBuf>,
 }
 
 /// What `<program> describe` prints.
@@ -225,23 +249,48 @@ struct Reloader {
 struct Described {
     version: String,
     ipc_version: u16,
+    /// Binaries from before `torpor upgrade` existed say nothing: 0.
+    #[serde(default)]
+    handover_version: u32,
     classes: Vec<String>,
 }
 
-/// Runs reloads one after the other, as they are asked for.
+/// Runs reloads and upgrades one after the other, as they are asked for.
 async fn reloads(
     mut reloader: Reloader,
-    mut requests: tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>,
+    mut upgrades: tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>,
 ) {
-    while let Some(reply) = requests.recv().await {
-        let outcome = reloader.reload().await;
+    loop {
+        let (what, reply, outcome) = tokio::select! {
+            Some(reply) = reloads.recv() => ("reload", reply, reloader.reload().await),
+            Some(reply) = upgrades.recv() => ("upgrade", reply, reloader.upgrade().await),
+            else => return,
+        };
         match &outcome {
-            Ok(report) => tracing::info!(%report, "reloaded"),
+            Ok(report) => tracing::info!(%report, "{what} done"),
             Err(err) => {
-                tracing::error!(refused = err.refused, message = %err.message, "reload failed")
+                tracing::error!(refused = err.refused, message = %err.message, "{what} failed")
             }
         }
         let _ = reply.send(outcome);
+    }
+}
+
+/// SIGUSR2 upgrades the edges, as it does for nginx.
+async fn user2s(upgrade: tokio::sync::mpsc::UnboundedSender<ReloadRequest>) {
+    let kind = tokio::signal::unix::SignalKind::user_defined2();
+    let mut signals = match tokio::signal::unix::signal(kind) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGUSR2");
+            return;
+        }
+    };
+    while signals.recv().await.is_some() {
+        tracing::info!("SIGUSR2: upgrading the edges");
+        let (reply, _outcome) = tokio::sync::oneshot::channel();
+        let _ = upgrade.send(reply);
     }
 }
 
@@ -281,7 +330,7 @@ impl Reloader {
         }
         // Pinned first: what is checked is what the workers then run, even
         // if another file is renamed over the deploy path meanwhile.
-        let pinned = self.pin().map_err(ReloadError::refused)?;
+        let pinned = self.pin("worker").map_err(ReloadError::refused)?;
         let described = match self.describe(&pinned).await {
             Ok(described) => described,
             Err(err) => {
@@ -338,11 +387,77 @@ impl Reloader {
         }))
     }
 
+    /// Replaces every edge's process by one of the binary now on disk,
+    /// which takes over its listener, sockets and state: no client socket
+    /// closes. Refused, changing nothing, if the binary fails to start or
+    /// speaks another IPC or handover version.
+    async fn upgrade(&mut self) -> Result<serde_json::Value, ReloadError> {
+        let started = std::time::Instant::now();
+        let pinned = self.pin("edge").map_err(ReloadError::refused)?;
+        let described = match self.describe(&pinned).await {
+            Ok(described) => described,
+            Err(err) => {
+                let _ = std::fs::remove_file(&pinned);
+                return Err(ReloadError::refused(err));
+            }
+        };
+        let handover = hold::transfer::HANDOVER_VERSION;
+        let refusal = if described.ipc_version != ipc::VERSION {
+            Some(format!(
+                "the new binary speaks ipc version {}, the running workers {}: restart the node to deploy it",
+                described.ipc_version,
+                ipc::VERSION
+            ))
+        } else if described.handover_version != handover {
+            Some(format!(
+                "the new binary speaks handover version {}, the running edges {handover}: restart the node to deploy it",
+                described.handover_version
+            ))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let _ = std::fs::remove_file(&pinned);
+            return Err(ReloadError::refused(refusal));
+        }
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let upgrade = supervisor::Upgrade {
+            edge_program: pinned.clone(),
+            take_over_setup: self.take_over_setup.clone(),
+            reply,
+        };
+        self.upgrade
+            .send(upgrade)
+            .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?;
+        let upgraded = outcome
+            .await
+            .map_err(|_| ReloadError::failed("the supervisor is gone".to_owned()))?;
+        let upgraded = match upgraded {
+            Ok(upgraded) => upgraded,
+            Err(err) if err.contains(" 0 edges before it") => {
+                // Nothing changed: the first edge's old process serves on.
+                let _ = std::fs::remove_file(&pinned);
+                return Err(ReloadError::refused(err));
+            }
+            Err(err) => return Err(ReloadError::failed(err)),
+        };
+        if let Some(previous) = self.pinned_edges.replace(pinned) {
+            let _ = std::fs::remove_file(previous);
+        }
+        Ok(serde_json::json!({
+            "version": described.version,
+            "handover_version": described.handover_version,
+            "edges": upgraded.edges,
+            "upgrade_ms": upgraded.took_ms,
+            "took_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
     /// A hard link to the binary at the deploy path (a copy on another
     /// file system) in the run directory, under a name of its own.
-    fn pin(&mut self) -> Result<PathBuf, String> {
+    fn pin(&mut self, role: &str) -> Result<PathBuf, String> {
         self.pins += 1;
-        let pinned = self.run_dir.join(format!("worker-binary-{}", self.pins));
+        let pinned = self.run_dir.join(format!("{role}-binary-{}", self.pins));
         let _ = std::fs::remove_file(&pinned);
         std::fs::hard_link(&self.program, &pinned)
             .or_else(|_| std::fs::copy(&self.program, &pinned).map(drop))

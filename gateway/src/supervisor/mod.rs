@@ -138,6 +138,41 @@ pub struct Swap {
     pub clean: bool,
 }
 
+/// An upgrade's replacement of the edges, asked of [`supervise`].
+pub struct Upgrade {
+    /// The binary the new edges run (pinned, and checked).
+    pub edge_program: PathBuf,
+    /// An edge's `Setup` frame that takes the edge over from its process.
+    pub take_over_setup: Vec<u8>,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<Upgraded, String>>,
+}
+
+/// What an upgrade did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Upgraded {
+    /// One entry per edge, in the order they were replaced.
+    pub edges: Vec<EdgeSwap>,
+    /// From the first new process's start to the last one's `Ready`.
+    pub took_ms: u64,
+}
+
+/// One edge's replacement.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EdgeSwap {
+    /// The edge's index.
+    pub index: u16,
+    /// The process that handed the edge over.
+    pub old_pid: Option<u32>,
+    /// The one that took it.
+    pub new_pid: Option<u32>,
+    /// From the new process's start until it served everything.
+    pub took_ms: u64,
+}
+
+/// How long a new edge may take to start and take over every socket.
+const EDGE_TAKE_OVER_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Edge,
@@ -210,6 +245,7 @@ pub async fn supervise(
     requests_tx: UnboundedSender<u16>,
     mut requests: UnboundedReceiver<u16>,
     mut replaces: UnboundedReceiver<Replace>,
+    mut upgrades: UnboundedReceiver<Upgrade>,
 ) {
     let (exit_tx, mut exits) = mpsc::unbounded_channel();
     let (ready_tx, mut readies) = mpsc::unbounded_channel();
@@ -266,6 +302,14 @@ pub async fn supervise(
                     finish(started);
                 }
             }
+            Some(upgrade) = upgrades.recv() => {
+                if rolling.is_some() {
+                    let _ = upgrade.reply.send(Err("a reload is under way".to_owned()));
+                    continue;
+                }
+                let outcome = children.upgrade_edges(&upgrade).await;
+                let _ = upgrade.reply.send(outcome);
+            }
             Some(index) = edge_restarts.recv() => {
                 children.start(Kind::Edge, index).await;
             }
@@ -314,6 +358,11 @@ pub async fn supervise(
                 }
             }
             Some((kind, index, pid, status)) = exits.recv() => {
+                if kind == Kind::Edge && pid_of(&children.pids, kind, index) != Some(pid) {
+                    // A process an upgrade replaced: it handed its edge over.
+                    info!(index, pid, %status, "replaced edge process exited");
+                    continue;
+                }
                 set_pid_if(&children.pids, kind, index, pid, None);
                 match kind {
                     Kind::Edge => {
@@ -439,6 +488,75 @@ impl Children {
         false
     }
 
+    /// Replaces each edge's process by one of `upgrade.edge_program` that
+    /// takes the edge over, one edge at a time; stops at the first that
+    /// fails (its old process serves on).
+    async fn upgrade_edges(&mut self, upgrade: &Upgrade) -> Result<Upgraded, String> {
+        let started = Instant::now();
+        let mut done = Upgraded::default();
+        for index in 0..self.spec.edges {
+            let swap = self
+                .take_over_edge(index, &upgrade.edge_program, &upgrade.take_over_setup)
+                .await
+                .map_err(|err| {
+                    let replaced = done.edges.len();
+                    format!("{err}; {replaced} edges before it were upgraded")
+                })?;
+            info!(index, old_pid = ?swap.old_pid, new_pid = ?swap.new_pid, took_ms = swap.took_ms, "edge upgraded");
+            done.edges.push(swap);
+        }
+        // Edges restarted after a crash from now on run the new binary.
+        self.spec.edge_program = upgrade.edge_program.clone();
+        done.took_ms = millis(started.elapsed());
+        Ok(done)
+    }
+
+    async fn take_over_edge(
+        &mut self,
+        index: u16,
+        program: &std::path::Path,
+        setup: &[u8],
+    ) -> Result<EdgeSwap, String> {
+        let started = Instant::now();
+        let old_pid = pid_of(&self.pids, Kind::Edge, index);
+        let mut child = spawn_program(program, "edge", index, setup, false)
+            .await
+            .map_err(|err| format!("cannot start the new edge {index}: {err}"))?;
+        let new_pid = child.id();
+        // From now on the slot is the new process's: the old one's exit,
+        // once it has handed over, is not a crash.
+        set_pid(&self.pids, Kind::Edge, index, new_pid);
+        let Some(stdout) = child.stdout.take() else {
+            set_pid(&self.pids, Kind::Edge, index, old_pid);
+            return Err(format!("the new edge {index} has no stdout"));
+        };
+        let mut reader = ControlReader::new(stdout);
+        let ready = tokio::time::timeout(EDGE_TAKE_OVER_TIMEOUT, reader.ready()).await;
+        match ready {
+            Ok(Ok(_)) => {
+                reader.drain();
+                watch(child, Kind::Edge, index, &self.exits);
+                Ok(EdgeSwap {
+                    index,
+                    old_pid,
+                    new_pid,
+                    took_ms: millis(started.elapsed()),
+                })
+            }
+            failed => {
+                let _ = child.kill().await;
+                // The old process got no acknowledgement: it serves on. If
+                // it is gone anyway, its exit restarts the edge as a crash.
+                set_pid(&self.pids, Kind::Edge, index, old_pid);
+                let why = match failed {
+                    Ok(Err(err)) => err,
+                    _ => format!("not ready in {EDGE_TAKE_OVER_TIMEOUT:?}"),
+                };
+                Err(format!("the new edge {index} did not take over: {why}"))
+            }
+        }
+    }
+
     /// Starts a child; false if it could not be spawned.
     async fn start(&mut self, kind: Kind, index: u16) -> bool {
         let mut child = match spawn(&self.spec, kind, index).await {
@@ -526,10 +644,32 @@ fn pid_of(pids: &Mutex<Pids>, kind: Kind, index: u16) -> Option<u32> {
 /// Spawns a child and writes its `Setup` on its stdin, which stays open for
 /// a worker (for `Retire`); its stdout is piped (for `Ready`).
 async fn spawn(spec: &Spec, kind: Kind, index: u16) -> std::io::Result<Child> {
-    let (role, setup, program) = match kind {
-        Kind::Edge => ("edge", &spec.edge_setup, &spec.edge_program),
-        Kind::Worker => ("worker", &spec.worker_setup, &spec.worker_program),
-    };
+    match kind {
+        Kind::Edge => {
+            spawn_program(&spec.edge_program, "edge", index, &spec.edge_setup, false).await
+        }
+        Kind::Worker => {
+            spawn_program(
+                &spec.worker_program,
+                "worker",
+                index,
+                &spec.worker_setup,
+                true,
+            )
+            .await
+        }
+    }
+}
+
+/// Spawns `program role --index i` with `setup` on its stdin, kept open
+/// if `keep_stdin`.
+async fn spawn_program(
+    program: &std::path::Path,
+    role: &str,
+    index: u16,
+    setup: &[u8],
+    keep_stdin: bool,
+) -> std::io::Result<Child> {
     let mut child = Command::new(program)
         .arg(role)
         .arg("--index")
@@ -545,7 +685,7 @@ async fn spawn(spec: &Spec, kind: Kind, index: u16) -> std::io::Result<Child> {
             warn!(%err, role, index, "cannot hand the child its setup");
         }
     }
-    if kind == Kind::Edge {
+    if !keep_stdin {
         child.stdin = None;
     }
     Ok(child)

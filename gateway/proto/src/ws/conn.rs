@@ -35,6 +35,19 @@ pub enum Event<'a> {
     },
 }
 
+/// A [`Conn`]'s state between reads, as plain data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Suspended {
+    /// Bytes of a frame that has not fully arrived.
+    pub pending: Vec<u8>,
+    /// While a fragmented message is being assembled: whether it is text.
+    pub fragmented_text: Option<bool>,
+    /// The fragments' payload so far.
+    pub fragments: Vec<u8>,
+    /// The client's Close has been read.
+    pub close_received: bool,
+}
+
 /// Decoder state of one server-side WebSocket.
 #[derive(Debug, Default)]
 pub struct Conn {
@@ -102,6 +115,39 @@ impl Conn {
             self.partial = None;
         }
         Ok(())
+    }
+
+    /// What the decoder holds between reads, so that another process can
+    /// go on decoding the same connection ([`Conn::resume`]).
+    pub fn suspend(&self) -> Suspended {
+        let partial = self.partial.as_deref();
+        let message = partial.and_then(|p| p.message.as_ref());
+        Suspended {
+            pending: partial.map(|p| p.pending.clone()).unwrap_or_default(),
+            fragmented_text: message.map(|m| m.is_text),
+            fragments: message.map(|m| m.data.clone()).unwrap_or_default(),
+            close_received: self.close_received,
+        }
+    }
+
+    /// A decoder that goes on where [`Conn::suspend`] left off.
+    pub fn resume(state: Suspended) -> Conn {
+        let message = state.fragmented_text.map(|is_text| Fragmented {
+            is_text,
+            data: state.fragments,
+            // Checked again from the start: a suspended state is not trusted.
+            utf8_checked: 0,
+        });
+        let partial = (!state.pending.is_empty() || message.is_some()).then(|| {
+            Box::new(Partial {
+                pending: state.pending,
+                message,
+            })
+        });
+        Conn {
+            partial,
+            close_received: state.close_received,
+        }
     }
 
     /// True when the socket owns no buffer.
@@ -487,6 +533,28 @@ mod tests {
                 let (mut got, result) = feed(&mut conn, &bytes[last..cut]);
                 result.unwrap();
                 events.append(&mut got);
+                last = cut;
+            }
+            prop_assert_eq!(events, expected);
+        }
+
+        /// A connection handed to another process between any two reads
+        /// decodes as if it never moved.
+        #[test]
+        fn a_stream_suspended_between_reads_decodes_the_same(cuts in proptest::collection::vec(0usize..62000, 0..12)) {
+            let bytes = stream();
+            let (expected, result) = feed(&mut Conn::default(), &bytes);
+            result.unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+            cuts.sort_unstable();
+            let mut conn = Conn::default();
+            let mut events = Vec::new();
+            let mut last = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                let (mut got, result) = feed(&mut conn, &bytes[last..cut]);
+                result.unwrap();
+                events.append(&mut got);
+                conn = Conn::resume(conn.suspend());
                 last = cut;
             }
             prop_assert_eq!(events, expected);

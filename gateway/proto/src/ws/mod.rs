@@ -7,7 +7,7 @@ mod conn;
 mod error;
 mod frame;
 
-pub use conn::{Conn, Event, Limits};
+pub use conn::{Conn, Event, Limits, Suspended};
 pub use error::ProtocolError;
 pub use frame::{
     apply_mask, close_payload, decode_header, encode_frame, encode_header, is_valid_close_code,

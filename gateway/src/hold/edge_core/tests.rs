@@ -336,6 +336,108 @@ fn a_hibernating_object_is_evicted_and_its_next_message_activates_it_again() {
     }
 }
 
+#[test]
+fn a_core_suspended_and_resumed_owes_every_client_and_worker_what_it_owed() {
+    use super::handover::CoreState;
+    let mut h = Harness::new(options());
+    let talker = h.connect("room", &["red"]);
+    h.worker_sends(ToEdge::SetAttachment {
+        handle: talker.handle,
+        attachment: Some(Bytes::from_static(b"{\"name\":\"ada\"}")),
+    });
+    h.worker_sends(ToEdge::SetAutoResponse {
+        object: talker.object,
+        pair: Some(AutoResponse {
+            request: Bytes::from_static(b"ping"),
+            response: Bytes::from_static(b"pong"),
+            binary: false,
+        }),
+    });
+    let closing = h.connect("room", &[]);
+    h.worker_sends(ToEdge::Close {
+        handle: closing.handle,
+        code: 4002,
+        reason: String::new(),
+    });
+    let halfway = h.connect("room", &[]);
+    let frame = client_frame(true, TEXT, b"split across processes");
+    h.client_sends(halfway, &frame[..9]);
+    let slow = h.connect("room", &[]);
+    h.peer_at(slow.slot).expect("peer").room = 10;
+    send(&mut h, slow, "queued while the edge moves");
+    let mut half_send = Vec::new();
+    ToEdge::Send {
+        handle: talker.handle,
+        is_text: true,
+        payload: Bytes::from_static(b"half sent by the worker"),
+    }
+    .encode(&mut half_send);
+    assert!(h.core.link_bytes(0, &half_send[..7]));
+    h.take_inbox();
+
+    assert!(h.core.can_move());
+    h.core.end_what_cannot_move();
+    let bytes = h.core.suspend().encode().expect("encoded");
+    let state = CoreState::decode(&bytes).expect("decoded");
+    assert_eq!(
+        state.connections(),
+        [talker.slot, closing.slot, halfway.slot, slow.slot]
+    );
+    assert_eq!(state.links(), [0]);
+    h.core = EdgeCore::resume(options(), state, h.now, h.now_ms).expect("resumed");
+    h.core.resumed();
+    h.settle();
+
+    h.client_sends(halfway, &frame[9..]);
+    assert_eq!(
+        messages(&h.take_inbox()),
+        [(halfway.handle, "split across processes".to_owned())]
+    );
+    assert!(h.core.link_bytes(0, &half_send[7..]));
+    h.settle();
+    assert_eq!(texts(&received(&h, talker)), ["half sent by the worker"]);
+    h.client_sends(talker, &client_frame(true, TEXT, b"ping"));
+    assert_eq!(
+        texts(&received(&h, talker)),
+        ["half sent by the worker", "pong"]
+    );
+    h.client_reads(slow, 1000);
+    assert_eq!(texts(&received(&h, slow)), ["queued while the edge moves"]);
+    h.advance(CLOSE_TIMEOUT);
+    assert!(!h.is_open(closing), "its close deadline came with it");
+    assert!(h.is_open(talker));
+
+    // Hibernated and woken, the object finds its socket's tags and
+    // attachment, kept across the move.
+    let o = h.core.objects.get(talker.object).expect("the object");
+    let (in_flight, sent) = (o.in_flight, o.sent);
+    h.worker_sends(ToEdge::Done {
+        object: talker.object,
+        events: in_flight,
+        rows_read: 0,
+        rows_written: 0,
+        stored_bytes: None,
+        active_us: 0,
+    });
+    h.worker_sends(ToEdge::Idle {
+        object: talker.object,
+        handled: sent,
+        active_us: 0,
+    });
+    assert!(matches!(h.take_inbox()[..], [ToWorker::Evict { .. }]));
+    h.client_sends(talker, &client_frame(true, TEXT, b"wake"));
+    let inbox = h.take_inbox();
+    let Some(ToWorker::Activate { sockets, .. }) = inbox.first() else {
+        panic!("expected an Activate, got {inbox:?}");
+    };
+    let info = sockets
+        .iter()
+        .find(|s| s.handle == talker.handle)
+        .expect("the talker is listed");
+    assert_eq!(info.tags, ["red"]);
+    assert_eq!(info.attachment.as_deref(), Some(&b"{\"name\":\"ada\"}"[..]));
+}
+
 /// One step of a hostile client's life.
 #[derive(Clone, Debug)]
 enum Step {
