@@ -231,7 +231,13 @@ impl Session {
         if self.phase == Phase::Closing {
             return false;
         }
-        self.out.get_or_insert_with(Default::default).push(frame);
+        let queue = self.out.get_or_insert_with(Default::default);
+        // A pong waiting for the queue to drain would go after our Close,
+        // where nothing may follow (RFC 6455 §5.5.1): it goes before.
+        if let Some(pong) = queue.pong.take() {
+            queue.push(pong);
+        }
+        queue.push(frame);
         self.phase = Phase::Closing;
         true
     }
@@ -651,6 +657,20 @@ mod tests {
         let queue = session.out.as_mut().unwrap();
         assert!(queue.flush(&mut socket).unwrap());
         assert_eq!(socket.taken, [0x8a, 4, 0, 0, 0x27, 0x0f]);
+    }
+
+    #[test]
+    fn a_pong_waiting_for_a_slow_client_goes_before_our_close() {
+        let mut session = open();
+        session.awaiting_writable = true;
+        session.out = Some(Box::default());
+        session.react(&Event::Ping(b"p"), None, 0);
+        assert!(session.start_closing(close_frame(1002, "")));
+        let mut socket = Trickle::new(usize::MAX, usize::MAX);
+        assert!(session.out.as_mut().unwrap().flush(&mut socket).unwrap());
+        assert_eq!(socket.taken[..3], [0x8a, 1, b'p'], "the pong first");
+        assert_eq!(socket.taken[3], 0x88, "then the Close, last");
+        assert_eq!(socket.taken.len(), 3 + 4);
     }
 
     #[test]
