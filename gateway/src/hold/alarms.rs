@@ -118,6 +118,11 @@ impl AlarmSchedule {
         }
     }
 
+    /// Whether `object` has an alarm set or firing.
+    pub(crate) fn has(&self, object: u32) -> bool {
+        self.entries.contains_key(&object)
+    }
+
     /// When the next alarm is due, in Unix milliseconds.
     pub(crate) fn next_due_ms(&self) -> Option<u64> {
         self.due.first().map(|(at, _)| *at)

@@ -55,6 +55,12 @@ const SPARE_QUEUES: usize = 256;
 /// queued for it before the edge drops the connection.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Objects an edge keeps that are not live and hold no socket of it: past
+/// this many, it forgets those whose counts the ledger has, down to half.
+/// Without a bound, every name ever asked for (a client minting a new one
+/// per request) would stay in memory for the node's life.
+pub(crate) const IDLE_OBJECTS_KEPT: usize = 10_000;
+
 /// A server's ping with no payload (RFC 6455 §5.5.2: unmasked, FIN, opcode 9).
 const KEEPALIVE_PING: [u8; 2] = [0x89, 0x00];
 
@@ -313,6 +319,7 @@ impl EdgeCore {
         self.fire_due_alarms();
         if self.now >= self.next_ledger_flush {
             self.flush_ledger();
+            self.forget_idle_objects();
             self.next_ledger_flush = self.now + LEDGER_FLUSH_INTERVAL;
             if self.trimmer.tick(self.now) {
                 self.effects.push(Effect::ReleaseMemory);
@@ -519,6 +526,30 @@ impl EdgeCore {
         if !deltas.is_empty() && ledger.send(deltas).is_err() {
             error!("the ledger thread is gone; usage is no longer recorded");
             self.options.ledger = None;
+        }
+    }
+
+    /// Forgets objects nothing holds here, once there are too many.
+    fn forget_idle_objects(&mut self) {
+        let held = self.objects.len();
+        if held <= IDLE_OBJECTS_KEPT {
+            return;
+        }
+        let with_ledger = self.options.ledger.is_some();
+        let forgettable: Vec<u32> = self
+            .objects
+            .numbered()
+            .filter(|(number, o)| o.is_forgettable(with_ledger) && !self.alarms.has(*number))
+            .map(|(number, _)| number)
+            .take(held - IDLE_OBJECTS_KEPT / 2)
+            .collect();
+        debug!(
+            held,
+            forgotten = forgettable.len(),
+            "forgetting idle objects"
+        );
+        for object in forgettable {
+            self.objects.forget(object);
         }
     }
 

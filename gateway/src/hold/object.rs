@@ -155,6 +155,33 @@ impl Object {
         self.usage.active += Duration::from_micros(micros);
     }
 
+    /// Whether the edge may forget the object: not live, no socket, nothing
+    /// in flight or waiting, and (with a ledger) every count in it.
+    pub(crate) fn is_forgettable(&self, with_ledger: bool) -> bool {
+        let idle = !self.live
+            && self.sockets.is_empty()
+            && self.in_flight == 0
+            && self.in_flight_sizes.is_empty()
+            && self.paused.is_empty();
+        idle && (!with_ledger || self.is_recorded())
+    }
+
+    /// Whether the ledger has been sent every count.
+    fn is_recorded(&self) -> bool {
+        self.stored_bytes == self.recorded_stored_bytes
+            && self.recorded.requests == self.usage.requests
+            && self.recorded.rpc_calls == self.usage.rpc_calls
+            && self.recorded.alarms == self.usage.alarms
+            && self.recorded.ws_upgrades == self.usage.upgrades
+            && self.recorded.ws_messages_in == self.usage.ws_messages_in
+            && self.recorded.ws_messages_out == self.usage.ws_messages_out
+            && self.recorded.auto_responses == self.usage.auto_responses
+            && self.recorded.protocol_pings == self.usage.protocol_pings
+            && self.recorded.rows_read == self.usage.rows_read
+            && self.recorded.rows_written == self.usage.rows_written
+            && u128::from(self.recorded.active_ms) == self.usage.active.as_millis()
+    }
+
     /// What the object used since the last call, for the ledger; `None` if
     /// nothing changed.
     pub(crate) fn take_ledger_delta(&mut self) -> Option<UsageDelta> {

@@ -9,21 +9,44 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use torpor_objects::ids::ObjectId;
 
+/// An object's number is its place in the table in the low 24 bits and
+/// the place's generation in the high 8: a place is reused once its object
+/// is forgotten, and a late message naming the previous one must not reach
+/// the new one.
+const PLACE_BITS: u32 = 24;
+const PLACE_MASK: u32 = (1 << PLACE_BITS) - 1;
+
+#[derive(Default)]
+struct Place {
+    generation: u8,
+    object: Option<Object>,
+}
+
 #[derive(Default)]
 pub(crate) struct ObjectTable {
-    /// Kept for the node's life: their usage counts live here until the
-    /// persisted ledger has them.
-    objects: Vec<Object>,
+    places: Vec<Place>,
+    /// Places whose object was forgotten.
+    free: Vec<u32>,
     index: HashMap<(Arc<str>, ObjectId), u32>,
+}
+
+fn number_of(place: u32, generation: u8) -> u32 {
+    (u32::from(generation) << PLACE_BITS) | place
 }
 
 impl ObjectTable {
     pub(crate) fn get(&self, object: u32) -> Option<&Object> {
-        self.objects.get(object as usize)
+        let place = self.places.get((object & PLACE_MASK) as usize)?;
+        (number_of(object & PLACE_MASK, place.generation) == object)
+            .then_some(place.object.as_ref())
+            .flatten()
     }
 
     pub(crate) fn get_mut(&mut self, object: u32) -> Option<&mut Object> {
-        self.objects.get_mut(object as usize)
+        let place = self.places.get_mut((object & PLACE_MASK) as usize)?;
+        (number_of(object & PLACE_MASK, place.generation) == object)
+            .then_some(place.object.as_mut())
+            .flatten()
     }
 
     /// The object's number, if the edge knows it.
@@ -43,55 +66,103 @@ impl ObjectTable {
     ) -> u32 {
         let key = (namespace, id);
         if let Some(&object) = self.index.get(&key) {
-            let o = &mut self.objects[object as usize];
-            if o.name.is_none() {
-                o.name = name.map(Box::from);
+            if let Some(o) = self.get_mut(object) {
+                if o.name.is_none() {
+                    o.name = name.map(Box::from);
+                }
             }
             return object;
         }
         let worker = worker_for(&id, workers);
-        let object = self.objects.len() as u32;
-        self.objects.push(Object::new(
-            key.0.clone(),
-            class,
-            id,
-            name.map(Box::from),
-            worker,
-        ));
-        self.index.insert(key, object);
-        object
+        let object = Object::new(key.0.clone(), class, id, name.map(Box::from), worker);
+        let number = match self.free.pop() {
+            Some(free) => {
+                let place = &mut self.places[free as usize];
+                place.generation = place.generation.wrapping_add(1);
+                place.object = Some(object);
+                number_of(free, place.generation)
+            }
+            None => {
+                let place = self.places.len() as u32;
+                self.places.push(Place {
+                    generation: 0,
+                    object: Some(object),
+                });
+                number_of(place, 0)
+            }
+        };
+        self.index.insert(key, number);
+        number
     }
 
-    /// A table holding `objects`, numbered by their place.
-    pub(crate) fn from_objects(objects: Vec<Object>) -> ObjectTable {
-        let index = objects
-            .iter()
-            .enumerate()
-            .map(|(number, o)| ((o.namespace.clone(), o.id), number as u32))
-            .collect();
-        ObjectTable { objects, index }
+    /// Forgets an object: its number no longer names anything.
+    pub(crate) fn forget(&mut self, object: u32) {
+        if self.get(object).is_none() {
+            return;
+        }
+        let place = object & PLACE_MASK;
+        if let Some(gone) = self.places[place as usize].object.take() {
+            self.index.remove(&(gone.namespace, gone.id));
+            self.free.push(place);
+        }
+    }
+
+    /// Objects held.
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Each object with its number.
+    pub(crate) fn numbered(&self) -> impl Iterator<Item = (u32, &Object)> {
+        self.places.iter().enumerate().filter_map(|(place, p)| {
+            let number = number_of(place as u32, p.generation);
+            p.object.as_ref().map(|o| (number, o))
+        })
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Object> {
-        self.objects.iter()
+        self.places.iter().filter_map(|p| p.object.as_ref())
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Object> {
-        self.objects.iter_mut()
+        self.places.iter_mut().filter_map(|p| p.object.as_mut())
+    }
+
+    /// A table holding `objects` under the numbers they had.
+    pub(crate) fn from_numbered(objects: Vec<(u32, Object)>) -> Result<ObjectTable, String> {
+        let mut table = ObjectTable::default();
+        for (number, object) in objects {
+            let place = (number & PLACE_MASK) as usize;
+            if table.places.len() <= place {
+                table.places.resize_with(place + 1, Place::default);
+            }
+            let slot = &mut table.places[place];
+            if slot.object.is_some() {
+                return Err(format!("two objects numbered at place {place}"));
+            }
+            slot.generation = (number >> PLACE_BITS) as u8;
+            table
+                .index
+                .insert((object.namespace.clone(), object.id), number);
+            slot.object = Some(object);
+        }
+        table.free = (0..table.places.len() as u32)
+            .filter(|&p| table.places[p as usize].object.is_none())
+            .collect();
+        Ok(table)
     }
 
     /// Numbers of the objects on `worker`.
     pub(crate) fn on_worker(&self, worker: usize) -> Vec<u32> {
-        (0..self.objects.len() as u32)
-            .filter(|&o| self.objects[o as usize].worker as usize == worker)
+        self.numbered()
+            .filter(|(_, o)| o.worker as usize == worker)
+            .map(|(number, _)| number)
             .collect()
     }
 
     /// The worker that serves `object`.
     pub(crate) fn worker_of(&self, object: u32) -> usize {
-        self.objects
-            .get(object as usize)
-            .map_or(usize::MAX, |o| o.worker as usize)
+        self.get(object).map_or(usize::MAX, |o| o.worker as usize)
     }
 }
 
@@ -163,6 +234,29 @@ mod tests {
         assert_eq!(table.find("ns", id), Some(a));
         let other = table.number(Arc::from("other"), Arc::from("C"), id, None, 4);
         assert_ne!(a, other, "namespaces do not share objects");
+    }
+
+    #[test]
+    fn a_forgotten_objects_number_names_nothing_even_once_its_place_is_reused() {
+        let mut table = ObjectTable::default();
+        let id = |byte: &str| ObjectId::from_hex(&byte.repeat(32)).unwrap();
+        let old = table.number(Arc::from("ns"), Arc::from("C"), id("01"), None, 2);
+        table.forget(old);
+        assert!(table.get(old).is_none());
+        assert_eq!(table.find("ns", id("01")), None);
+        assert_eq!(table.len(), 0);
+        let new = table.number(Arc::from("ns"), Arc::from("C"), id("02"), None, 2);
+        assert_eq!(new & PLACE_MASK, old & PLACE_MASK, "the place is reused");
+        assert_ne!(new, old);
+        assert!(table.get(old).is_none(), "a late message names nothing");
+        assert_eq!(table.get(new).map(|o| o.id), Some(id("02")));
+        let rebuilt = ObjectTable::from_numbered(vec![(
+            new,
+            Object::new(Arc::from("ns"), Arc::from("C"), id("02"), None, 0),
+        )])
+        .unwrap();
+        assert_eq!(rebuilt.find("ns", id("02")), Some(new));
+        assert!(rebuilt.get(old).is_none());
     }
 
     #[test]

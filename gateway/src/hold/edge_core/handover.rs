@@ -121,9 +121,8 @@ impl EdgeCore {
             .collect();
         let objects = self
             .objects
-            .iter()
-            .enumerate()
-            .map(|(number, o)| o.suspend(number as u32))
+            .numbered()
+            .map(|(number, o)| o.suspend(number))
             .collect();
         let links = self
             .links
@@ -207,17 +206,15 @@ impl EdgeCore {
             ));
         }
         let mut objects = Vec::with_capacity(state.objects.len());
-        for (number, object) in state.objects.into_iter().enumerate() {
-            if object.number as usize != number {
-                return Err(format!("object {} out of place", object.number));
-            }
+        for object in state.objects {
+            let number = object.number;
             let object = Object::resume(object, options.workers)
                 .ok_or_else(|| format!("object {number} has a malformed id"))?;
-            objects.push(object);
+            objects.push((number, object));
         }
         let mut core = EdgeCore::new(options, now, now_ms, state.generation_base);
         core.generations = state.generations;
-        core.objects = ObjectTable::from_objects(objects);
+        core.objects = ObjectTable::from_numbered(objects)?;
         core.sessions = state
             .sessions
             .into_iter()

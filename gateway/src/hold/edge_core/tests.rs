@@ -438,6 +438,65 @@ fn a_core_suspended_and_resumed_owes_every_client_and_worker_what_it_owed() {
     assert_eq!(info.attachment.as_deref(), Some(&b"{\"name\":\"ada\"}"[..]));
 }
 
+#[test]
+fn objects_that_hold_nothing_are_forgotten_past_the_bound_and_come_back_when_asked_for() {
+    let mut h = Harness::new(options());
+    let kept = h.connect("kept", &[]);
+    let count = IDLE_OBJECTS_KEPT + 100;
+    for i in 0..count {
+        let mut answer = h.request(&format!("n{i}"), false);
+        let inbox = h.take_inbox();
+        let Some(ToWorker::Fetch {
+            object, request_id, ..
+        }) = inbox.iter().find(|m| matches!(m, ToWorker::Fetch { .. }))
+        else {
+            panic!("no fetch in {inbox:?}");
+        };
+        let (object, request_id) = (*object, *request_id);
+        h.worker_sends(ToEdge::FetchResponse {
+            request_id,
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        });
+        h.worker_sends(ToEdge::Done {
+            object,
+            events: 1,
+            rows_read: 0,
+            rows_written: 0,
+            stored_bytes: None,
+            active_us: 0,
+        });
+        h.worker_sends(ToEdge::Idle {
+            object,
+            handled: 1,
+            active_us: 0,
+        });
+        assert_eq!(answer.try_recv().map(|r| r.status), Ok(200));
+    }
+    assert!(h.core.objects.len() > IDLE_OBJECTS_KEPT);
+    h.advance(Duration::from_secs(1));
+    let held = h.core.objects.len();
+    assert!(
+        held <= IDLE_OBJECTS_KEPT / 2 + 1,
+        "{held} objects held after the sweep"
+    );
+    assert!(
+        h.core.objects.get(kept.object).is_some(),
+        "one with a socket stays"
+    );
+    // A forgotten object asked for again is numbered anew and served.
+    h.take_inbox();
+    let _answer = h.request("n0", false);
+    let inbox = h.take_inbox();
+    assert!(
+        matches!(inbox.first(), Some(ToWorker::Activate { name: Some(name), .. }) if name == "n0"),
+        "{inbox:?}"
+    );
+    h.client_sends(kept, &client_frame(true, TEXT, b"still here"));
+    assert_eq!(messages(&h.take_inbox()).len(), 1);
+}
+
 /// One step of a hostile client's life.
 #[derive(Clone, Debug)]
 enum Step {
