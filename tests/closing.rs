@@ -95,7 +95,8 @@ async fn a_message_followed_at_once_by_fin_is_handled_and_the_close_reported() {
 /// flood still reaches its object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_flooding_pings_without_reading_holds_one_pong() {
-    let node = Node::start();
+    // With no ping limit: the default closes such a client (test below).
+    let node = Node::builder().limit("max_pings_per_second", "0").start();
     let name = unique_name("pingflood");
     let mut watcher = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
     let edge = node.node_info().await["edges"][0]["pid"].as_u64().unwrap() as u32;
@@ -136,4 +137,24 @@ async fn a_client_flooding_pings_without_reading_holds_one_pong() {
     // Never closed: the object still counts both sockets.
     assert_eq!(watcher.request("count").await, "2");
     drop(flooder);
+}
+
+/// A client that sends more protocol pings a second than allowed is closed
+/// with 1008, its object told; one that stays under the limit is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flooder_is_closed_with_1008_and_its_object_told() {
+    let node = Node::builder().limit("max_pings_per_second", "50").start();
+    let name = unique_name("pinglimit");
+    let mut watcher = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    let addr = node.http_addr();
+    let path = format!("/bench/{name}?tag=announce-close");
+    let flooder = tokio::task::spawn_blocking(move || {
+        let mut client = RawClient::connect(addr, &path);
+        let ping = Frame::new(OP_PING, Vec::new()).encode();
+        client.write_bytes(&ping.repeat(1000));
+        client.expect_close_code()
+    });
+    assert_eq!(flooder.await.unwrap(), 1008);
+    assert_eq!(watcher.recv_text().await, "closed:1008");
+    assert_eq!(watcher.request("count").await, "1", "the flooder is gone");
 }

@@ -114,6 +114,9 @@ pub struct Limits {
     pub max_connections_per_address: usize,
     /// Bytes queued for a client that does not read; closed beyond.
     pub max_outbound_queue_bytes: usize,
+    /// Protocol pings one socket may send in a second; past it the socket
+    /// is closed (1008). 0 is no limit.
+    pub max_pings_per_second: u16,
     /// Largest HTTP request head; 431 beyond.
     pub max_request_head_bytes: usize,
     /// Largest HTTP request body to an object; 413 beyond.
@@ -333,6 +336,7 @@ impl Default for Limits {
             max_connections_per_object: 32_768,
             max_connections_per_address: 0,
             max_outbound_queue_bytes: 4 << 20,
+            max_pings_per_second: 100,
             max_request_head_bytes: 16 << 10,
             max_request_bytes: 1 << 20,
             handshake_timeout: Duration::from_secs(10),

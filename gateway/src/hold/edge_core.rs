@@ -64,6 +64,9 @@ pub(crate) const IDLE_OBJECTS_KEPT: usize = 10_000;
 /// A server's ping with no payload (RFC 6455 §5.5.2: unmasked, FIN, opcode 9).
 const KEEPALIVE_PING: [u8; 2] = [0x89, 0x00];
 
+/// Why a socket that sent more pings a second than allowed is closed (1008).
+pub(crate) const PING_FLOOD_REASON: &str = "too many pings";
+
 /// Why a socket whose outbound queue went over the limit is closed (1008).
 pub(crate) const OVERFLOW_REASON: &str = "outbound queue over limit";
 
@@ -1485,7 +1488,8 @@ impl EdgeCore {
         let Some(o) = self.objects.get_mut(object) else {
             return;
         };
-        match session.react(&event, o.auto_reply.as_deref(), self.now_ms) {
+        let max_pings = self.options.max_pings_per_second;
+        match session.react(&event, o.auto_reply.as_deref(), self.now_ms, max_pings) {
             Reaction::Ignore => {}
             Reaction::AutoResponded => {
                 o.usage.auto_responses += 1;
@@ -1499,6 +1503,13 @@ impl EdgeCore {
                 o.usage.protocol_pings += 1;
                 self.counters.protocol_pings += 1;
                 self.mark_to_flush(slot);
+            }
+            Reaction::PingFlood => {
+                self.counters.protocol_errors += 1;
+                debug!(slot, max_pings, "too many pings, closing");
+                session.read_closed = true;
+                self.report_closed(slot, 1008, PING_FLOOD_REASON, false);
+                self.close_gracefully(slot, close_frame(1008, PING_FLOOD_REASON));
             }
             Reaction::Deliver => {
                 let (is_text, payload) = match event {

@@ -60,6 +60,8 @@ pub struct HoldOptions {
     pub max_connections_per_address: usize,
     /// Bytes queued for one client before it is closed.
     pub max_outbound_queue_bytes: usize,
+    /// Protocol pings one socket may send in a second; 0: no limit.
+    pub max_pings_per_second: u16,
     /// Events in flight per object before its sockets stop being read.
     pub max_events_in_flight: u32,
     /// Bytes of events sent to workers and not yet answered, over all of

@@ -48,6 +48,10 @@ pub(crate) struct Session {
     pub(crate) heard: bool,
     /// Keepalive pings the client has not answered, in a row.
     pub(crate) missed_pings: u8,
+    /// Pings the client may still send in the second `ping_second`.
+    ping_allowance: u16,
+    /// The Unix second (its low 16 bits) `ping_allowance` is for.
+    ping_second: u16,
     /// The client took less than was written: the queue waits for the
     /// connection to become writable.
     pub(crate) awaiting_writable: bool,
@@ -73,6 +77,8 @@ pub(crate) enum Reaction {
     AutoResponded,
     /// A protocol ping; its pong is queued (or replaces one not yet sent).
     Ponged,
+    /// More pings in a second than the limit: close the socket (1008).
+    PingFlood,
     /// A message for the object.
     Deliver,
     /// The client's Close while open: report it, and answer with ours.
@@ -116,6 +122,8 @@ impl Session {
             paused: false,
             heard: false,
             missed_pings: 0,
+            ping_allowance: 0,
+            ping_second: 0,
             awaiting_writable: false,
             to_flush: false,
             adopted: false,
@@ -147,6 +155,7 @@ impl Session {
         event: &Event<'_>,
         auto: Option<&AutoReply>,
         now_ms: u64,
+        max_pings_per_second: u16,
     ) -> Reaction {
         match self.phase {
             Phase::Open => {}
@@ -171,6 +180,9 @@ impl Session {
                 }
             }
             Event::Ping(payload) => {
+                if !self.allow_ping(now_ms, max_pings_per_second) {
+                    return Reaction::PingFlood;
+                }
                 self.queue_pong(payload);
                 Reaction::Ponged
             }
@@ -179,6 +191,26 @@ impl Session {
                 self.read_closed = true;
                 Reaction::PeerClosed
             }
+        }
+    }
+
+    /// Counts a ping against this second's allowance (`max` a second; 0:
+    /// no limit); false past it.
+    fn allow_ping(&mut self, now_ms: u64, max: u16) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let second = (now_ms / 1000) as u16;
+        if second != self.ping_second {
+            self.ping_second = second;
+            self.ping_allowance = max;
+        }
+        match self.ping_allowance.checked_sub(1) {
+            Some(left) => {
+                self.ping_allowance = left;
+                true
+            }
+            None => false,
         }
     }
 
@@ -219,7 +251,7 @@ impl Session {
     pub(crate) fn queue_pong(&mut self, payload: &[u8]) {
         let queue = self.out.get_or_insert_with(Default::default);
         if self.awaiting_writable {
-            queue.pong = Some(Bytes::from(encode_frame(OpCode::Pong, payload)));
+            queue.replace_pong(payload);
         } else {
             queue.push_frame_of(OpCode::Pong, payload);
         }
@@ -234,9 +266,7 @@ impl Session {
         let queue = self.out.get_or_insert_with(Default::default);
         // A pong waiting for the queue to drain would go after our Close,
         // where nothing may follow (RFC 6455 §5.5.1): it goes before.
-        if let Some(pong) = queue.pong.take() {
-            queue.push(pong);
-        }
+        queue.settle_pong();
         queue.push(frame);
         self.phase = Phase::Closing;
         true
@@ -320,6 +350,9 @@ impl Session {
             paused: state.paused,
             heard: state.heard,
             missed_pings: state.missed_pings,
+            // A new allowance in the new process's first second.
+            ping_allowance: 0,
+            ping_second: 0,
             // The new process's connection has not been tried yet.
             awaiting_writable: false,
             to_flush: false,
@@ -355,8 +388,10 @@ pub(crate) struct OutQueue {
     staged: Vec<u8>,
     /// How much of `staged` has been written.
     staged_written: usize,
-    /// The newest unanswered ping's pong, sent once the rest is taken.
-    pong: Option<Bytes>,
+    /// The newest unanswered ping's pong (a whole frame, its buffer kept
+    /// for the next one), sent once the rest is taken.
+    pong: Vec<u8>,
+    pong_waiting: bool,
 }
 
 /// Frames handed to one `writev`; Linux takes up to 1024.
@@ -385,6 +420,22 @@ impl OutQueue {
         self.staged.extend_from_slice(payload);
     }
 
+    /// Makes `payload`'s pong the one waiting, in place of any other: no
+    /// allocation per ping once the buffer exists.
+    pub(crate) fn replace_pong(&mut self, payload: &[u8]) {
+        self.pong.clear();
+        encode_header(&mut self.pong, true, OpCode::Pong, payload.len());
+        self.pong.extend_from_slice(payload);
+        self.pong_waiting = true;
+    }
+
+    /// Queues the waiting pong now, before whatever comes next.
+    fn settle_pong(&mut self) {
+        if std::mem::take(&mut self.pong_waiting) {
+            self.staged.extend_from_slice(&self.pong);
+        }
+    }
+
     /// Makes what is staged a chunk, so that a chunk can follow it.
     fn seal(&mut self) {
         if self.staged_written < self.staged.len() {
@@ -400,7 +451,11 @@ impl OutQueue {
     pub(crate) fn bytes(&self) -> usize {
         self.chunk_bytes
             + (self.staged.len() - self.staged_written)
-            + self.pong.as_ref().map_or(0, Bytes::len)
+            + if self.pong_waiting {
+                self.pong.len()
+            } else {
+                0
+            }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -414,10 +469,7 @@ impl OutQueue {
         self.chunk_bytes
             + self.chunks.len() * FRAME_OVERHEAD_BYTES
             + self.staged.capacity()
-            + self
-                .pong
-                .as_ref()
-                .map_or(0, |p| p.len() + FRAME_OVERHEAD_BYTES)
+            + self.pong.capacity()
     }
 
     /// Writes until done or the socket would block, up to 64 frames per
@@ -425,9 +477,9 @@ impl OutQueue {
     pub(crate) fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
         loop {
             if self.chunks.is_empty() && self.staged_written == self.staged.len() {
-                match self.pong.take() {
-                    Some(pong) => self.push(pong),
-                    None => {
+                match std::mem::take(&mut self.pong_waiting) {
+                    true => self.staged.extend_from_slice(&self.pong),
+                    false => {
                         self.staged.clear();
                         self.staged_written = 0;
                         return Ok(true);
@@ -484,8 +536,8 @@ impl OutQueue {
             all.extend_from_slice(chunk);
         }
         all.extend_from_slice(&self.staged[self.staged_written..]);
-        if let Some(pong) = &self.pong {
-            all.extend_from_slice(pong);
+        if self.pong_waiting {
+            all.extend_from_slice(&self.pong);
         }
         self.clear();
         all
@@ -503,7 +555,10 @@ impl OutQueue {
             self.staged.shrink_to(SMALL_FRAME_BYTES);
         }
         self.staged_written = 0;
-        self.pong = None;
+        self.pong_waiting = false;
+        if self.pong.capacity() > SMALL_FRAME_BYTES {
+            self.pong = Vec::new();
+        }
     }
 }
 
@@ -627,7 +682,7 @@ mod tests {
     fn a_cleared_queue_is_empty() {
         let mut queue = OutQueue::default();
         queue.push(Bytes::from_static(b"abc"));
-        queue.pong = Some(Bytes::from_static(b"p"));
+        queue.replace_pong(b"p");
         queue.clear();
         assert!(queue.is_empty());
         let mut socket = Trickle::new(1, 0);
@@ -647,7 +702,7 @@ mod tests {
         session.awaiting_writable = true;
         session.out = Some(Box::default());
         for i in 0..10_000u32 {
-            let reaction = session.react(&Event::Ping(&i.to_be_bytes()), None, 0);
+            let reaction = session.react(&Event::Ping(&i.to_be_bytes()), None, 0, 0);
             assert_eq!(reaction, Reaction::Ponged);
         }
         let held = session.queued_bytes();
@@ -660,11 +715,37 @@ mod tests {
     }
 
     #[test]
+    fn pings_past_the_limit_in_a_second_are_a_flood_and_the_next_second_starts_afresh() {
+        let mut session = open();
+        for _ in 0..3 {
+            assert_eq!(
+                session.react(&Event::Ping(b""), None, 5_000, 3),
+                Reaction::Ponged
+            );
+        }
+        assert_eq!(
+            session.react(&Event::Ping(b""), None, 5_999, 3),
+            Reaction::PingFlood
+        );
+        assert_eq!(
+            session.react(&Event::Ping(b""), None, 6_000, 3),
+            Reaction::Ponged
+        );
+        let mut unlimited = open();
+        for _ in 0..10_000 {
+            assert_eq!(
+                unlimited.react(&Event::Ping(b""), None, 0, 0),
+                Reaction::Ponged
+            );
+        }
+    }
+
+    #[test]
     fn a_pong_waiting_for_a_slow_client_goes_before_our_close() {
         let mut session = open();
         session.awaiting_writable = true;
         session.out = Some(Box::default());
-        session.react(&Event::Ping(b"p"), None, 0);
+        session.react(&Event::Ping(b"p"), None, 0, 0);
         assert!(session.start_closing(close_frame(1002, "")));
         let mut socket = Trickle::new(usize::MAX, usize::MAX);
         assert!(session.out.as_mut().unwrap().flush(&mut socket).unwrap());
@@ -684,15 +765,15 @@ mod tests {
             frame: Bytes::from(encode_frame(OpCode::Text, b"pong")),
         };
         let mut session = open();
-        let hit = session.react(&Event::Text(b"ping"), Some(&auto), 42);
+        let hit = session.react(&Event::Text(b"ping"), Some(&auto), 42, 0);
         assert_eq!(hit, Reaction::AutoResponded);
         assert_eq!(session.auto_response_at_ms, 42);
         assert_eq!(
-            session.react(&Event::Binary(b"ping"), Some(&auto), 43),
+            session.react(&Event::Binary(b"ping"), Some(&auto), 43, 0),
             Reaction::Deliver
         );
         assert_eq!(
-            session.react(&Event::Text(b"pin"), Some(&auto), 44),
+            session.react(&Event::Text(b"pin"), Some(&auto), 44, 0),
             Reaction::Deliver
         );
         assert_eq!(session.auto_response_at_ms, 42);
@@ -704,7 +785,7 @@ mod tests {
         assert!(session.start_closing(close_frame(1000, "")));
         assert!(!session.start_closing(close_frame(1000, "")));
         assert_eq!(
-            session.react(&Event::Text(b"late"), None, 0),
+            session.react(&Event::Text(b"late"), None, 0, 0),
             Reaction::Ignore
         );
         assert_eq!(
@@ -715,7 +796,7 @@ mod tests {
             code: Some(1000),
             reason: "",
         };
-        assert_eq!(session.react(&close, None, 0), Reaction::CloseAnswered);
+        assert_eq!(session.react(&close, None, 0, 0), Reaction::CloseAnswered);
         assert!(!session.close_complete(), "our Close is not written yet");
         session.out = None;
         assert!(session.close_complete());

@@ -98,6 +98,7 @@ fn run(config: Config, index: u16, take_over: bool) -> Result<(), BoxError> {
             max_connections_per_object: config.limits.max_connections_per_object,
             max_connections_per_address: config.limits.max_connections_per_address,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
+            max_pings_per_second: config.limits.max_pings_per_second,
             max_events_in_flight: config.limits.max_events_in_flight,
             max_bytes_in_flight: config.limits.max_bytes_in_flight,
             // One edge keeps the node's alarm schedule; workers send every

@@ -25,6 +25,7 @@ pub(crate) fn options() -> HoldOptions {
         max_connections_per_object: 100,
         max_connections_per_address: 0,
         max_outbound_queue_bytes: LIMIT,
+        max_pings_per_second: 0,
         max_events_in_flight: 8,
         max_bytes_in_flight: 1 << 20,
         alarm_store_path: None,

@@ -192,6 +192,28 @@ fn protocol_errors_close_with_their_code_and_tell_the_object() {
 }
 
 #[test]
+fn a_socket_that_sends_more_pings_a_second_than_allowed_is_closed_with_1008() {
+    let mut options = options();
+    options.max_pings_per_second = 10;
+    let mut h = Harness::new(options);
+    let flooder = h.connect("room", &[]);
+    let calm = h.connect("room", &[]);
+    let mut pings = Vec::new();
+    for _ in 0..11 {
+        pings.extend(client_frame(true, PING, b""));
+    }
+    h.client_sends(calm, &pings[..10 * 6]);
+    h.advance(Duration::from_secs(1));
+    h.client_sends(calm, &pings[..10 * 6]);
+    h.client_sends(flooder, &pings);
+    assert!(h.is_open(calm), "ten a second is allowed, every second");
+    assert_eq!(closes(&h.take_inbox()), [(flooder.handle, 1008, false)]);
+    let frames = received(&h, flooder);
+    assert_eq!(frames.iter().filter(|f| f.opcode == PONG).count(), 10);
+    assert_eq!(frames.last().and_then(ServerFrame::close_code), Some(1008));
+}
+
+#[test]
 fn a_broadcast_to_a_tag_reaches_its_sockets_but_not_the_one_excepted() {
     let mut h = Harness::new(options());
     let red = h.connect("room", &["red"]);
@@ -540,6 +562,7 @@ proptest! {
     ) {
         let mut options = options();
         options.keepalive_interval = Duration::from_secs(3);
+        options.max_pings_per_second = 5;
         let mut h = Harness::new(options);
         let socket = h.connect("room", &[]);
         h.peer_at(socket.slot).expect("peer").room = ping_room;
