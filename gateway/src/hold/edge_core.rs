@@ -429,6 +429,7 @@ impl EdgeCore {
         let size = link.events().len().saturating_sub(before);
         o.in_flight_sizes
             .push_back(u32::try_from(size).unwrap_or(u32::MAX));
+        o.in_flight_bytes += size as u64;
         self.bytes_in_flight += size as u64;
         self.ask_for_worker(worker);
     }
@@ -1291,10 +1292,13 @@ impl EdgeCore {
     /// Reads again the object's sockets paused for its events in flight,
     /// once half of those are answered.
     fn resume_object(&mut self, object: u32) {
+        let object_bytes = self.object_bytes_in_flight();
         let Some(o) = self.objects.get_mut(object) else {
             return;
         };
-        if o.paused.is_empty() || o.in_flight > self.options.max_events_in_flight / 2 {
+        let half_answered = o.in_flight <= self.options.max_events_in_flight / 2
+            && o.in_flight_bytes <= object_bytes / 2;
+        if o.paused.is_empty() || !half_answered {
             return;
         }
         for slot in std::mem::take(&mut o.paused) {
@@ -1310,16 +1314,12 @@ impl EdgeCore {
         {
             return;
         }
-        let max = self.options.max_events_in_flight;
         for (slot, generation) in std::mem::take(&mut self.paused_for_bytes) {
             let Some(session) = self.sessions.get(slot as usize) else {
                 continue;
             };
             // One paused for its object's events too stays paused for them.
-            let over = self
-                .objects
-                .get(session.object)
-                .is_some_and(|o| o.in_flight >= max);
+            let over = self.object_is_full(session.object);
             if !over {
                 self.resume_reading(slot as usize, |s| s.generation == generation);
             }
@@ -1333,6 +1333,22 @@ impl EdgeCore {
                 self.to_read.push((slot as u32, session.generation));
             }
         }
+    }
+
+    /// An object's share of the edge's bytes in flight: one sender as fast
+    /// as it can go must not fill the link to its worker, where every
+    /// other object's events would wait behind its own.
+    fn object_bytes_in_flight(&self) -> u64 {
+        (self.options.max_bytes_in_flight / 16).max(1 << 20)
+    }
+
+    /// Whether the object has as many events, or bytes, in flight as it
+    /// may: its sockets stop being read.
+    fn object_is_full(&self, object: u32) -> bool {
+        self.objects.get(object).is_some_and(|o| {
+            o.in_flight >= self.options.max_events_in_flight
+                || o.in_flight_bytes >= self.object_bytes_in_flight()
+        })
     }
 
     /// Events in flight to the worker's process that went away will not
@@ -1528,8 +1544,7 @@ impl EdgeCore {
                 self.send_encoded(object, |out| {
                     ToWorker::encode_message(out, object, handle, is_text, at_ms, payload)
                 });
-                let in_flight = self.object(object).in_flight;
-                if in_flight >= self.options.max_events_in_flight {
+                if self.object_is_full(object) {
                     self.sessions[slot].paused = true;
                     self.object(object).paused.push(slot as u32);
                 } else if self.bytes_in_flight >= self.options.max_bytes_in_flight {

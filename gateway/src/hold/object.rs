@@ -88,6 +88,8 @@ pub(crate) struct Object {
     /// The encoded size of each event in flight, oldest first: a worker
     /// answers an object's events in order, one `Done` each.
     pub(crate) in_flight_sizes: std::collections::VecDeque<u32>,
+    /// The sum of `in_flight_sizes`.
+    pub(crate) in_flight_bytes: u64,
     /// Sockets whose reading waits for `in_flight` to fall.
     pub(crate) paused: Vec<u32>,
     pub(crate) auto_reply: Option<Box<AutoReply>>,
@@ -121,6 +123,7 @@ impl Object {
             sent: 0,
             in_flight: 0,
             in_flight_sizes: std::collections::VecDeque::new(),
+            in_flight_bytes: 0,
             paused: Vec::new(),
             auto_reply: None,
             auto_reply_known: false,
@@ -139,6 +142,7 @@ impl Object {
     /// away): forgets them, and returns their bytes.
     pub(crate) fn forget_in_flight(&mut self) -> u64 {
         self.in_flight = 0;
+        self.in_flight_bytes = 0;
         self.in_flight_sizes.drain(..).map(u64::from).sum()
     }
 
@@ -146,7 +150,9 @@ impl Object {
     pub(crate) fn answered(&mut self, events: u32) -> u64 {
         self.in_flight = self.in_flight.saturating_sub(events);
         let count = (events as usize).min(self.in_flight_sizes.len());
-        self.in_flight_sizes.drain(..count).map(u64::from).sum()
+        let bytes: u64 = self.in_flight_sizes.drain(..count).map(u64::from).sum();
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+        bytes
     }
 
     /// Live time the worker reports; the node's edges together hold the
@@ -277,6 +283,7 @@ impl Object {
             live: state.live,
             sent: state.sent,
             in_flight: state.in_flight,
+            in_flight_bytes: state.in_flight_sizes.iter().map(|&s| u64::from(s)).sum(),
             in_flight_sizes: state.in_flight_sizes.into(),
             paused: state.paused,
             auto_reply: state.auto_response.map(|(request, response, binary)| {

@@ -258,6 +258,39 @@ fn a_sender_is_paused_at_its_objects_events_in_flight_and_resumed_at_half() {
 }
 
 #[test]
+fn a_fast_sender_is_paused_at_its_objects_share_of_the_bytes_in_flight() {
+    let mut options = options();
+    options.max_events_in_flight = 10_000;
+    let mut h = Harness::new(options);
+    let fast = h.connect("fast", &[]);
+    let other = h.connect("other", &[]);
+    let message = client_frame(true, BINARY, &[7; 16_000]);
+    let mut sent = 0u32;
+    while h.client_sends(fast, &message) {
+        sent += 1;
+        assert!(sent < 1000, "never paused");
+    }
+    // A sixteenth of the edge's 1 MiB, but at least 1 MiB: 1 MiB.
+    assert_eq!(sent, 66, "paused once 1 MiB was in flight");
+    assert!(
+        h.client_sends(other, &client_frame(true, TEXT, b"me too")),
+        "another object's sockets are still read"
+    );
+    h.worker_sends(ToEdge::Done {
+        object: fast.object,
+        events: sent / 2 + 1,
+        rows_read: 0,
+        rows_written: 0,
+        stored_bytes: None,
+        active_us: 0,
+    });
+    assert!(
+        h.core.wants_bytes(fast.slot, fast.generation),
+        "half answered"
+    );
+}
+
+#[test]
 fn a_client_that_does_not_read_is_closed_at_its_limit_with_1008() {
     let mut h = Harness::new(options());
     let socket = h.connect("room", &[]);
