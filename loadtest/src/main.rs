@@ -2,7 +2,8 @@
 //! measured against. Scenarios: `idle` (memory per idle connection), `ping`
 //! (auto-response round trips), `echo` (round trips through a live object),
 //! `broadcast` (one message to every socket of an object), `churn`
-//! (connects and disconnects per second), `wake` (a hibernated object's
+//! (connects and disconnects per second), `create` (new objects per
+//! second over HTTP), `wake` (a hibernated object's
 //! first reply), `alarms` (how late alarms fire) and `reload` (the workers
 //! swapped for a new binary under load) and `attack` (a fresh client's
 //! first echo while one client process attacks the node). `baseline-server` is the
@@ -25,6 +26,7 @@ mod broadcast;
 mod churn;
 mod client;
 mod cpu;
+mod create;
 mod flags;
 mod fleet;
 mod frames;
@@ -56,6 +58,7 @@ use alarms::{AlarmOptions, Variant};
 use attack::{AttackKind, AttackOptions};
 use broadcast::BroadcastOptions;
 use churn::ChurnOptions;
+use create::CreateOptions;
 use flags::Flags;
 use idle::{ClientOptions, IdleOptions};
 use reload::ReloadOptions;
@@ -301,6 +304,23 @@ loadtest attack-table RESULT.json...
   runs: a row per kind, each cell the median of that kind's runs
   (loadtest/attack.sh prints it).
 
+loadtest create [flags]
+  New objects per second through the HTTP front door: --connections
+  keep-alive connections in a closed loop, each request to --path with
+  {n} replaced by a name no request used before (this run, connection and
+  sequence number), so each answer is an object created. Reports 2xx
+  answers/s (objects created), all answers by status, failures, and
+  latency p50/p99/max. One client thread; Torpor only, any routes (no
+  bench_routes needed). Pin it apart from the node (taskset -c 1).
+  --url URL             ws:// or host:port of the node [ws://127.0.0.1:8787]
+  --path PATH           [/presence/{n}]; /counter/{n} with --method POST
+                        stores a value in each new object
+  --method M            [GET]
+  --connections N       [32]
+  --duration DURATION   measured [10s]
+  --warmup DURATION     unmeasured first [1s]
+  --json PATH           also write the figures as JSON
+
 loadtest report RESULT.json
   Prints the summary of a saved run and writes its HTML report again.
 
@@ -476,6 +496,18 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Failure::Run)?;
             say(&attack::table::render(&reports).map_err(Failure::Run)?);
+            Ok(())
+        }
+        "create" => {
+            let opts = create_options(rest).map_err(usage)?;
+            let report = create::run(&opts).map_err(Failure::Run)?;
+            say(&report.to_string());
+            if let Some(path) = &opts.json {
+                let json = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Failure::Run(format!("json: {e}")))?;
+                std::fs::write(path, json)
+                    .map_err(|e| Failure::Run(format!("write {}: {e}", path.display())))?;
+            }
             Ok(())
         }
         "report" => {
@@ -782,6 +814,28 @@ fn attack_options(args: &[String]) -> Result<AttackOptions, String> {
             Some(default) => flags.positive("count", default)?,
             None => 0,
         },
+        json: flags.path("json")?,
+    };
+    flags.finish()?;
+    opts.check()?;
+    Ok(opts)
+}
+
+fn create_options(args: &[String]) -> Result<CreateOptions, String> {
+    let mut flags = Flags::parse(args)?;
+    let url = flags.string("url", "ws://127.0.0.1:8787")?;
+    let opts = CreateOptions {
+        // Target::parse wants ws://; host:port alone is accepted too.
+        url: if url.contains("://") {
+            url
+        } else {
+            format!("ws://{url}")
+        },
+        path: flags.string("path", "/presence/{n}")?,
+        method: flags.string("method", "GET")?,
+        connections: flags.positive("connections", 32)?,
+        duration: flags.duration("duration", Duration::from_secs(10))?,
+        warmup: flags.duration("warmup", Duration::from_secs(1))?,
         json: flags.path("json")?,
     };
     flags.finish()?;
