@@ -387,18 +387,35 @@ impl ObjectHost {
         }
     }
 
-    /// Commits the event's storage writes; true once they are durable.
-    pub(crate) fn commit_event(&self) -> bool {
+    /// Commits the event's storage writes; true once they are durable. The
+    /// fsync runs on the blocking pool: the worker goes on with other
+    /// objects' events meanwhile, and their fsyncs overlap with this one.
+    pub(crate) async fn commit_event(&self) -> bool {
         self.in_event.set(false);
-        match self.storage.borrow_mut().as_mut() {
-            None => true,
-            Some(storage) => match storage.commit_event() {
-                Ok(()) => true,
+        let pending = match self.storage.borrow_mut().as_mut() {
+            None => return true,
+            Some(storage) => match storage.commit_event_unsynced() {
+                Ok(None) => return true,
+                Ok(Some(pending)) => pending,
                 Err(err) => {
                     warn!(class = %self.class, %err, "event commit failed");
-                    false
+                    return false;
                 }
             },
+        };
+        let synced = match tokio::task::spawn_blocking(move || pending.sync()).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join.to_string())),
+        };
+        match synced {
+            Ok(()) => true,
+            Err(err) => {
+                // SQLite holds the commit as done; only a fresh connection
+                // reads what the disk has.
+                warn!(class = %self.class, %err, "event commit not synced, closing the database");
+                self.storage.borrow_mut().take();
+                false
+            }
         }
     }
 
@@ -437,13 +454,14 @@ impl ObjectHost {
     ) -> Result<T> {
         let mut slot = self.storage.borrow_mut();
         if slot.is_none() {
-            let mut opened =
-                storage::Storage::open(&self.storage_spec.path, self.storage_spec.limits)
-                    .map_err(storage_error)?;
-            self.report_alarm_row(&mut opened);
-            if self.in_event.get() {
-                opened.begin_event().map_err(storage_error)?;
+            let (path, limits) = (&self.storage_spec.path, self.storage_spec.limits);
+            let mut opened = if self.in_event.get() {
+                storage::Storage::open_in_event(path, limits)
+            } else {
+                storage::Storage::open(path, limits)
             }
+            .map_err(storage_error)?;
+            self.report_alarm_row(&mut opened);
             *slot = Some(opened);
         }
         match slot.as_mut() {
@@ -538,6 +556,39 @@ impl ObjectHost {
             .map(f)
             .ok_or(Error::WebSocketClosed)
     }
+}
+
+impl Drop for ObjectHost {
+    /// The database closes on the blocking pool: a close checkpoints,
+    /// which fsyncs the WAL and the database file, and a worker
+    /// hibernating objects as fast as it creates them would otherwise wait
+    /// for two fsyncs per object. A host dropped mid-event (its task
+    /// cancelled as the worker exits) rolls the event back first: the
+    /// close's checkpoint must run with synchronous FULL, which an event
+    /// turns off until it ends.
+    fn drop(&mut self) {
+        let Some(mut storage) = self.storage.get_mut().take() else {
+            return;
+        };
+        if self.in_event.get() {
+            let _ = storage.rollback_event();
+        }
+        close_elsewhere(storage);
+    }
+}
+
+/// Closes `storage` on the blocking pool if there is a runtime, else here.
+/// SQLite serializes a reopen of the same file against the close.
+pub(crate) fn close_elsewhere(storage: storage::Storage) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        drop(storage);
+        return;
+    };
+    runtime.spawn_blocking(move || {
+        if let Err(err) = storage.close() {
+            warn!(%err, "closing an object's database failed");
+        }
+    });
 }
 
 fn storage_error(err: StorageError) -> Error {

@@ -1076,7 +1076,7 @@ async fn handle_event(
     if ran.ok {
         host.alarm_intent_written().await;
     }
-    let committed = ran.ok && host.commit_event();
+    let committed = ran.ok && host.commit_event().await;
     if committed {
         host.release_gate();
     } else {

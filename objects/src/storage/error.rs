@@ -47,6 +47,10 @@ pub enum StorageError {
     /// (disk full, I/O); continuing would autocommit the rest of the event.
     #[error("the event transaction was rolled back by sqlite after an earlier error")]
     EventAborted,
+    /// The fsync that makes a commit durable failed; the commit may or may
+    /// not be on disk, so the database must be closed.
+    #[error("cannot sync the commit to disk: {0}")]
+    Sync(#[source] std::io::Error),
     #[error("cannot create storage directory {path}")]
     CreateDir {
         path: PathBuf,

@@ -10,6 +10,11 @@
 //! and SQL call in between is one atomic, durable commit. Outside an event
 //! each call commits on its own (SQLite autocommit; batch calls are still
 //! atomic). Not here: scheduling, alarms, billing ledgers, or any async.
+//!
+//! [`Storage::commit_event_unsynced`] splits the commit from its fsync
+//! ([`PendingSync`]), so that a worker can wait for the disk on another
+//! thread while it runs other objects' events: the fsyncs of many objects
+//! then overlap, and the file system commits them together.
 
 mod alarm;
 mod authorizer;
@@ -24,15 +29,66 @@ pub use sql::{Cursor, SqlValue};
 
 use authorizer::AuthState;
 use rusqlite::config::DbConfig;
+use rusqlite::hooks::Wal;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
-use std::path::Path;
+use std::cell::Cell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits on a lock held by another connection (a
 /// backup or an inspection tool) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL frames past which a commit is followed by a checkpoint: SQLite's own
+/// default, which the WAL hook below takes over.
+const AUTOCHECKPOINT_FRAMES: i32 = 1000;
+
+thread_local! {
+    /// Set around an unsynced COMMIT: the WAL hook must not checkpoint then
+    /// (synchronous is OFF, so the checkpoint would not fsync), only note.
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    /// Frames in the WAL after the last unsynced COMMIT that wrote any.
+    static FRAMES_WRITTEN: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+/// Runs after every commit that wrote WAL frames, on the committing thread.
+/// Replaces SQLite's autocheckpoint hook, which would checkpoint inside an
+/// unsynced commit without fsyncing the database file before it resets the
+/// WAL.
+fn wal_committed(wal: &Wal, frames: i32) -> rusqlite::Result<()> {
+    if DEFERRING.with(Cell::get) {
+        FRAMES_WRITTEN.with(|written| written.set(Some(frames)));
+    } else if frames >= AUTOCHECKPOINT_FRAMES {
+        // As SQLite's own hook: a checkpoint that cannot run now (a reader
+        // holds the WAL) runs after a later commit.
+        let _ = wal.checkpoint();
+    }
+    Ok(())
+}
+
+/// The fsyncs that make an unsynced commit durable: its WAL frames, and the
+/// directory entry of a WAL file created since the database was opened.
+/// Holds its own file descriptors, so the database may close meanwhile.
+#[must_use = "the commit is not durable until sync returns"]
+#[derive(Debug)]
+pub struct PendingSync {
+    wal: File,
+    dir: Option<File>,
+}
+
+impl PendingSync {
+    /// Blocks until the commit is on disk.
+    pub fn sync(self) -> std::io::Result<()> {
+        self.wal.sync_data()?;
+        if let Some(dir) = self.dir {
+            dir.sync_all()?;
+        }
+        Ok(())
+    }
+}
 
 /// Storage limits of one object; `Default` is DESIGN's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,11 +124,19 @@ pub struct RowCounts {
 }
 
 /// One object's open database. Dropping it closes the file, so a hibernated
-/// object holds no file descriptor.
+/// object holds no file descriptor. Drop it only between events (or after
+/// [`Storage::rollback_event`]): an event leaves synchronous OFF until it
+/// ends, and the checkpoint of a close must fsync.
 pub struct Storage {
     conn: Connection,
     auth: Arc<AuthState>,
     limits: StorageLimits,
+    path: PathBuf,
+    /// The tables exist and are committed; a new file gets them inside its
+    /// first event, so that they cost no commit of their own.
+    has_schema: bool,
+    /// The directory has been fsynced since the WAL could have been created.
+    dir_synced: bool,
     event_open: bool,
     /// Open `transaction_sync` blocks; each is a SAVEPOINT named by depth.
     savepoint_depth: usize,
@@ -93,6 +157,21 @@ impl Storage {
     /// Opens (creating if missing) the object's database at `path`, with its
     /// parent directories.
     pub fn open(path: &Path, limits: StorageLimits) -> Result<Storage, StorageError> {
+        let mut storage = Self::open_file(path, limits)?;
+        storage.ensure_schema()?;
+        Ok(storage)
+    }
+
+    /// [`Self::open`], then [`Self::begin_event`]: a new file's tables are
+    /// created inside the event's transaction and commit with its writes,
+    /// one WAL commit where a separate schema commit would cost another.
+    pub fn open_in_event(path: &Path, limits: StorageLimits) -> Result<Storage, StorageError> {
+        let mut storage = Self::open_file(path, limits)?;
+        storage.begin_event()?;
+        Ok(storage)
+    }
+
+    fn open_file(path: &Path, limits: StorageLimits) -> Result<Storage, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
                 path: dir.to_path_buf(),
@@ -112,6 +191,9 @@ impl Storage {
             conn,
             auth,
             limits,
+            path: path.to_path_buf(),
+            has_schema: false,
+            dir_synced: false,
             event_open: false,
             savepoint_depth: 0,
             counts: RowCounts::default(),
@@ -123,10 +205,17 @@ impl Storage {
         // Room for every `list` variant (up to 32) next to the other KV and
         // savepoint statements.
         conn.set_prepared_statement_cache_capacity(64);
+        // Switching a new file to WAL writes its header through a rollback
+        // journal, fsynced (synchronous is FULL by default): the header must
+        // be on disk before any WAL frame is, or recovery would find a
+        // database of zero pages and delete the WAL.
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         // FULL: a WAL commit fsyncs before it returns, which is what the
-        // output gate promises before releasing an event's messages.
+        // output gate promises before releasing an event's messages. An
+        // event's commit turns it OFF and fsyncs by itself instead
+        // (`commit_event_unsynced`); checkpoints always run under FULL.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.wal_hook(Some(wal_committed));
         // Durable Objects turns foreign keys on; object code may turn them off.
         conn.pragma_update(None, "foreign_keys", true)?;
         // Refuses writable_schema, shadow-table writes and other ways SQL
@@ -139,21 +228,46 @@ impl Storage {
         })?;
         let length = i32::try_from(limits.max_sql_value_bytes).unwrap_or(i32::MAX);
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _torpor_kv(
-                key TEXT COLLATE BINARY PRIMARY KEY,
-                value BLOB NOT NULL
-            ) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS _torpor_alarm(
-                id INTEGER PRIMARY KEY CHECK (id = 1),
-                at_ms INTEGER NOT NULL
-            );",
-        )
+        Ok(())
     }
 
-    /// Closes the file, reporting what dropping would swallow.
-    pub fn close(self) -> Result<(), StorageError> {
+    /// Creates the engine's tables if they are missing: in the open
+    /// transaction if there is one, else in one commit of their own. On an
+    /// existing file it writes nothing.
+    fn ensure_schema(&mut self) -> Result<(), StorageError> {
+        if self.has_schema {
+            return Ok(());
+        }
+        let _internal = self.auth.internal();
+        self.conn
+            .execute_batch(
+                "SAVEPOINT _torpor_schema;
+                CREATE TABLE IF NOT EXISTS _torpor_kv(
+                    key TEXT COLLATE BINARY PRIMARY KEY,
+                    value BLOB NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS _torpor_alarm(
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    at_ms INTEGER NOT NULL
+                );
+                RELEASE _torpor_schema;",
+            )
+            .map_err(|e| self.sql_error(e))?;
+        // Inside an event the tables are only there once it commits.
+        self.has_schema = self.conn.is_autocommit();
+        Ok(())
+    }
+
+    /// Closes the file, reporting what dropping would swallow. An open
+    /// event is rolled back first.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.rollback_event()?;
         self.conn.close().map_err(|(_, e)| StorageError::Sqlite(e))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn limits(&self) -> &StorageLimits {
@@ -175,16 +289,39 @@ impl Storage {
             self.internal_sql("ROLLBACK")?;
             self.savepoint_depth = 0;
         }
+        // Only outside a transaction may it change; back to FULL when the
+        // event ends.
+        self.internal_sql("PRAGMA synchronous=OFF")?;
         // IMMEDIATE takes the write lock now, so a lock conflict fails the
         // event before the handler runs rather than at its first write.
-        self.internal_sql("BEGIN IMMEDIATE")?;
+        if let Err(e) = self.internal_sql("BEGIN IMMEDIATE") {
+            self.restore_synchronous();
+            return Err(e);
+        }
         self.event_open = true;
+        if let Err(e) = self.ensure_schema() {
+            let _ = self.rollback_event();
+            return Err(e);
+        }
         Ok(())
     }
 
     /// Commits the event; on `Ok` its writes are durable on disk. On `Err`
     /// they are rolled back and the event is over.
     pub fn commit_event(&mut self) -> Result<(), StorageError> {
+        match self.commit_event_unsynced()? {
+            Some(pending) => pending.sync().map_err(StorageError::Sync),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the event without waiting for the disk: its writes are
+    /// visible at once, and durable once the returned [`PendingSync`] (none
+    /// if the event wrote nothing) has synced. Until then nothing may be
+    /// released that depends on them. If the sync fails, the database must
+    /// be closed: SQLite holds the commit as done. On `Err` the writes are
+    /// rolled back and the event is over.
+    pub fn commit_event_unsynced(&mut self) -> Result<Option<PendingSync>, StorageError> {
         if !self.event_open {
             return Err(StorageError::NoEvent);
         }
@@ -195,16 +332,75 @@ impl Storage {
         }
         self.event_open = false;
         if self.conn.is_autocommit() {
+            self.after_rollback();
             return Err(StorageError::EventAborted);
         }
-        if let Err(e) = self.internal_sql("COMMIT") {
+        DEFERRING.with(|d| d.set(true));
+        FRAMES_WRITTEN.with(|f| f.set(None));
+        let committed = self.internal_sql("COMMIT");
+        DEFERRING.with(|d| d.set(false));
+        let frames = FRAMES_WRITTEN.with(Cell::take);
+        if let Err(e) = committed {
             if !self.conn.is_autocommit() {
                 // Best effort: the commit error is the one to report.
                 let _ = self.internal_sql("ROLLBACK");
             }
+            self.after_rollback();
             return Err(e);
         }
-        Ok(())
+        self.has_schema = true;
+        self.restore_synchronous();
+        let Some(frames) = frames else {
+            return Ok(None);
+        };
+        if frames >= AUTOCHECKPOINT_FRAMES {
+            // Under FULL again: it fsyncs the WAL, then the database file.
+            let _internal = self.auth.internal();
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+        self.pending_sync().map(Some).map_err(StorageError::Sync)
+    }
+
+    fn pending_sync(&mut self) -> std::io::Result<PendingSync> {
+        let mut wal_path = self.path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal = File::open(wal_path)?;
+        let dir = match (self.dir_synced, self.path.parent()) {
+            (false, Some(dir)) => {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                Some(File::open(dir)?)
+            }
+            _ => None,
+        };
+        // Once this sync has run the entry is durable; if it fails, the
+        // caller closes the database, and a new `Storage` syncs again.
+        self.dir_synced = true;
+        Ok(PendingSync { wal, dir })
+    }
+
+    /// Back to FULL, so that what runs outside an event (autocommit calls,
+    /// checkpoints, the checkpoint of a close) fsyncs as it did.
+    fn restore_synchronous(&self) {
+        if let Err(err) = self.internal_sql("PRAGMA synchronous=FULL") {
+            tracing::warn!(%err, "cannot set synchronous back to FULL");
+        }
+    }
+
+    /// After the event's transaction is gone: FULL again, and the tables
+    /// the event would have created made now, for the calls outside events.
+    fn after_rollback(&mut self) {
+        self.restore_synchronous();
+        if !self.has_schema {
+            if let Err(err) = self.ensure_schema() {
+                tracing::warn!(%err, "cannot create the storage tables");
+            }
+        }
     }
 
     /// Undoes everything since `begin_event`, including open
@@ -213,10 +409,13 @@ impl Storage {
     pub fn rollback_event(&mut self) -> Result<(), StorageError> {
         self.event_open = false;
         self.savepoint_depth = 0;
-        if self.conn.is_autocommit() {
-            return Ok(());
-        }
-        self.internal_sql("ROLLBACK")
+        let rolled_back = if self.conn.is_autocommit() {
+            Ok(())
+        } else {
+            self.internal_sql("ROLLBACK")
+        };
+        self.after_rollback();
+        rolled_back
     }
 
     /// Runs `f` atomically: its writes are kept if it returns `Ok` and undone
@@ -471,6 +670,108 @@ mod tests {
             s.end_savepoint(true),
             Err(StorageError::NoSavepoint)
         ));
+    }
+
+    fn synchronous(s: &Storage) -> i64 {
+        let _internal = s.auth.internal();
+        s.conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_event_commits_unsynced_and_its_pending_sync_makes_it_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/id.sqlite");
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        assert_eq!(synchronous(&s), 2, "FULL outside events");
+        s.begin_event().unwrap();
+        assert_eq!(synchronous(&s), 0, "OFF inside: the commit does not fsync");
+        s.put("k", b"v").unwrap();
+        let pending = s.commit_event_unsynced().unwrap().expect("it wrote");
+        assert_eq!(synchronous(&s), 2, "FULL again once the event is over");
+        // The first commit since the open also syncs the WAL's directory
+        // entry; later ones only the WAL.
+        assert!(pending.dir.is_some());
+        pending.sync().unwrap();
+        s.begin_event().unwrap();
+        s.put("k", b"w").unwrap();
+        let pending = s.commit_event_unsynced().unwrap().expect("it wrote");
+        assert!(pending.dir.is_none());
+        pending.sync().unwrap();
+        // An event that writes nothing has nothing to wait for.
+        s.begin_event().unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"w".to_vec()));
+        assert!(s.commit_event_unsynced().unwrap().is_none());
+        s.close().unwrap();
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"w".to_vec()));
+    }
+
+    #[test]
+    fn a_rolled_back_event_leaves_synchronous_full() {
+        let (_dir, mut s) = open_temp();
+        s.begin_event().unwrap();
+        s.put("k", b"v").unwrap();
+        s.rollback_event().unwrap();
+        assert_eq!(synchronous(&s), 2);
+    }
+
+    #[test]
+    fn a_new_database_gets_its_tables_in_its_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/id.sqlite");
+        let mut s = Storage::open_in_event(&path, StorageLimits::default()).unwrap();
+        s.put("k", b"v").unwrap();
+        s.set_alarm(Some(7)).unwrap();
+        s.commit_event().unwrap();
+        s.close().unwrap();
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(s.alarm().unwrap(), Some(7));
+    }
+
+    #[test]
+    fn a_failed_first_event_still_leaves_working_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/id.sqlite");
+        let mut s = Storage::open_in_event(&path, StorageLimits::default()).unwrap();
+        s.put("k", b"v").unwrap();
+        s.rollback_event().unwrap();
+        // Outside an event, as the runtime's alarm bookkeeping runs.
+        assert_eq!(s.get("k").unwrap(), None);
+        assert_eq!(s.alarm().unwrap(), None);
+        s.set_alarm(None).unwrap();
+        s.begin_event().unwrap();
+        s.put("k", b"w").unwrap();
+        s.commit_event().unwrap();
+        assert_eq!(s.get("k").unwrap(), Some(b"w".to_vec()));
+    }
+
+    #[test]
+    fn a_commit_past_the_checkpoint_threshold_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/id.sqlite");
+        let mut s = Storage::open(&path, StorageLimits::default()).unwrap();
+        let wal = dir.path().join("c/id.sqlite-wal");
+        let value = vec![7u8; 100_000];
+        // 25 values of ~25 pages each: past 1000 frames, a checkpoint
+        // restarts the WAL, which then stays far below 1000 pages.
+        for i in 0..60 {
+            s.begin_event().unwrap();
+            s.put(&format!("k{i}"), &value).unwrap();
+            s.commit_event().unwrap();
+        }
+        let wal_pages = std::fs::metadata(&wal).unwrap().len() / 4096;
+        assert!(wal_pages < 1100, "the WAL grew to {wal_pages} pages");
+        let _internal = s.auth.internal();
+        let (log, checkpointed): (i64, i64) = s
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(log < 1000 && checkpointed <= log, "{log} {checkpointed}");
     }
 
     #[test]
