@@ -110,6 +110,7 @@ pub(crate) struct Shared {
     pub(crate) keys: Rc<HashMap<String, NamespaceKey>>,
     pub(crate) calls: Rc<Calls>,
     pub(crate) env_values: Rc<EnvValues>,
+    pub(crate) spares: Rc<storage::Spares>,
 }
 
 /// The config's vars and secrets, as the worker was given them.
@@ -144,6 +145,7 @@ pub(crate) struct ObjectHost {
     /// Which edges hold the object, gather and eviction.
     ties: RefCell<ObjectTies>,
     storage_spec: StorageSpec,
+    spares: Rc<storage::Spares>,
     /// Opened on first use, closed when the object hibernates (the host is
     /// dropped), so a hibernated object holds no file descriptor.
     storage: RefCell<Option<storage::Storage>>,
@@ -186,6 +188,7 @@ impl ObjectHost {
             auto_response_known: Cell::new(false),
             ties: RefCell::new(ObjectTies::new(shared.outbox.edges())),
             storage_spec,
+            spares: shared.spares.clone(),
             storage: RefCell::new(None),
             in_event: Cell::new(false),
             websocket_event_timeout: Cell::new(None),
@@ -455,6 +458,9 @@ impl ObjectHost {
         let mut slot = self.storage.borrow_mut();
         if slot.is_none() {
             let (path, limits) = (&self.storage_spec.path, self.storage_spec.limits);
+            if !path.exists() {
+                self.spares.take_into(path);
+            }
             let mut opened = if self.in_event.get() {
                 storage::Storage::open_in_event(path, limits)
             } else {

@@ -17,7 +17,7 @@ use crate::instance::DynObject;
 use crate::lifecycle::{self, Action, ExitReason, WorkerLife};
 use crate::outbox::Outbox;
 use crate::registry::{Factory, Registry};
-use crate::storage::StorageLimits;
+use crate::storage::{Spares, StorageLimits};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use slab::Slab;
@@ -36,6 +36,10 @@ use torpor_sdk::host::Abort;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
 use tracing::{debug, info, warn};
 
+/// Empty databases each worker keeps ready per class directory (see
+/// `storage::Spares`): enough to cover a burst of new objects while the
+/// next batch is fsynced.
+const SPARES_PER_DIR: usize = 64;
 /// How long a worker waits for an edge that is down before trying again.
 const RECONNECT_INTERVAL: Duration = Duration::from_millis(50);
 /// Past `handler_timeout`, how long a retiring worker waits for its last
@@ -281,6 +285,7 @@ async fn serve(
             vars: options.vars.clone(),
             secrets: options.secrets.clone(),
         }),
+        spares: Rc::new(Spares::new(SPARES_PER_DIR)),
     };
     let (input_tx, mut inputs) = mpsc::unbounded_channel();
     for edge in 0..options.edges {

@@ -20,11 +20,13 @@ mod alarm;
 mod authorizer;
 mod error;
 mod kv;
+mod spares;
 mod sql;
 
 pub use authorizer::RESERVED_PREFIX;
 pub use error::StorageError;
 pub use kv::ListOptions;
+pub use spares::Spares;
 pub use sql::{Cursor, SqlValue};
 
 use authorizer::AuthState;
