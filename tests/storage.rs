@@ -101,3 +101,54 @@ fn reading_a_new_object_creates_no_file_and_its_first_write_does() {
     assert!(file.exists(), "{} missing after a write", file.display());
     assert_eq!(request("GET").text(), "1");
 }
+
+/// Descriptors `pid` holds on object databases (the file, its WAL, its WAL
+/// index), counted from `/proc/PID/fd`.
+fn database_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.to_string_lossy().contains(".sqlite"))
+        .count()
+}
+
+/// A worker keeps at most `limits.max_open_databases_per_worker` object
+/// databases open however many objects are live: past it the least
+/// recently used one closes, and its object, still live, reopens it on its
+/// next storage call and finds everything it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_open_databases_stay_under_the_cap_and_reopen_on_demand() {
+    const CAP: usize = 4;
+    const OBJECTS: usize = 12;
+    // Hibernation would close the databases too: not within this test.
+    let node = Node::builder()
+        .workers(1)
+        .hibernate_after("60s")
+        .limit("max_open_databases_per_worker", &CAP.to_string())
+        .start();
+    let prefix = unique_name("capped");
+    for i in 0..OBJECTS {
+        assert_eq!(post(&node, &format!("/counter/{prefix}-{i}")), "1");
+    }
+    let worker = node.worker_pids().await[0].expect("the worker is up");
+    // Closes run on the worker's blocking pool, just after the open that
+    // asked for them. Three descriptors per open database at most.
+    crate::support::assert_eventually!(
+        database_fds(worker) <= 3 * CAP,
+        Duration::from_secs(3),
+        "worker {worker} holds {} database descriptors for {OBJECTS} live objects, cap {CAP}",
+        database_fds(worker)
+    );
+    // Every object is still live, and the closed
+    // ones open again with what they stored.
+    for i in 0..OBJECTS {
+        assert_eq!(post(&node, &format!("/counter/{prefix}-{i}")), "2");
+    }
+    crate::support::assert_eventually!(
+        database_fds(worker) <= 3 * CAP,
+        Duration::from_secs(3),
+        "worker {worker} holds {} database descriptors after the reopens, cap {CAP}",
+        database_fds(worker)
+    );
+}

@@ -140,6 +140,11 @@ pub struct Limits {
     /// reading the sockets that send more until half is answered. Bounds
     /// what slow workers make the edge's queues and their inboxes hold.
     pub max_bytes_in_flight: u64,
+    /// Object databases one worker keeps open at once (three file
+    /// descriptors each); past it the least recently used of objects
+    /// between events are closed, and opened again on their next storage
+    /// call. Bounds a worker's descriptors however many objects are live.
+    pub max_open_databases_per_worker: usize,
 }
 
 /// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
@@ -344,6 +349,7 @@ impl Default for Limits {
             max_frontdoor_connections_per_address: 256,
             max_events_in_flight: 1024,
             max_bytes_in_flight: 64 << 20,
+            max_open_databases_per_worker: 1024,
         }
     }
 }
@@ -528,6 +534,12 @@ impl Config {
             return Err(invalid(
                 "limits.max_bytes_in_flight",
                 format!("{} is under 1048576", limits.max_bytes_in_flight),
+            ));
+        }
+        if limits.max_open_databases_per_worker == 0 {
+            return Err(invalid(
+                "limits.max_open_databases_per_worker",
+                "must be at least 1".to_owned(),
             ));
         }
         if limits.max_events_in_flight == 0 {
@@ -870,6 +882,26 @@ mod tests {
             err.contains("/open/{name}") && err.contains("hmac"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cap_of_no_open_databases_is_refused_with_its_name() {
+        let text = "[limits]\nmax_open_databases_per_worker = 0\n";
+        let err = Config::from_toml(text, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("limits.max_open_databases_per_worker"),
+            "{err}"
+        );
+        let text = "[limits]\nmax_open_databases_per_worker = 8\n";
+        let config = Config::from_toml(text, "t.toml".into())
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(config.limits.max_open_databases_per_worker, 8);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (filled from every edge that holds some when the object wakes) and the
 //! commands its calls turn into, each sent to the edge it concerns.
 
+use crate::databases::OpenDatabases;
 use crate::gate::OutputGate;
 use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
@@ -11,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use torpor_proto::ipc::{self, SocketInfo, ToEdge};
@@ -111,6 +112,7 @@ pub(crate) struct Shared {
     pub(crate) calls: Rc<Calls>,
     pub(crate) env_values: Rc<EnvValues>,
     pub(crate) spares: Rc<storage::Spares>,
+    pub(crate) databases: Rc<OpenDatabases>,
 }
 
 /// The config's vars and secrets, as the worker was given them.
@@ -146,6 +148,15 @@ pub(crate) struct ObjectHost {
     ties: RefCell<ObjectTies>,
     storage_spec: StorageSpec,
     spares: Rc<storage::Spares>,
+    /// The worker's open databases, and this host's place among them
+    /// while its own is open.
+    databases: Rc<OpenDatabases>,
+    last_use: Cell<Option<u64>>,
+    /// This host, as the list of open databases refers to it.
+    me: Weak<ObjectHost>,
+    /// Usage of a database the cap closed before it was reported: rows
+    /// read and written, and its size if it was written.
+    carried: Cell<(storage::RowCounts, Option<u64>)>,
     /// Opened on first use, closed when the object hibernates (the host is
     /// dropped), so a hibernated object holds no file descriptor.
     storage: RefCell<Option<storage::Storage>>,
@@ -160,11 +171,13 @@ pub(crate) struct ObjectHost {
 }
 
 impl ObjectHost {
+    /// `me` is the `Rc` the host is about to be put in (`Rc::new_cyclic`).
     pub(crate) fn new(
         identity: Identity,
         max_attachment_bytes: usize,
         shared: &Shared,
         storage_spec: StorageSpec,
+        me: Weak<ObjectHost>,
     ) -> ObjectHost {
         let Identity {
             namespace,
@@ -189,6 +202,10 @@ impl ObjectHost {
             ties: RefCell::new(ObjectTies::new(shared.outbox.edges())),
             storage_spec,
             spares: shared.spares.clone(),
+            databases: shared.databases.clone(),
+            last_use: Cell::new(None),
+            me,
+            carried: Cell::new((storage::RowCounts::default(), None)),
             storage: RefCell::new(None),
             in_event: Cell::new(false),
             websocket_event_timeout: Cell::new(None),
@@ -417,6 +434,7 @@ impl ObjectHost {
                 // reads what the disk has.
                 warn!(class = %self.class, %err, "event commit not synced, closing the database");
                 self.storage.borrow_mut().take();
+                self.forget_database();
                 false
             }
         }
@@ -425,10 +443,22 @@ impl ObjectHost {
     /// Rows read and written since the last call, and the database size
     /// if storage is open: what the edge bills for.
     pub(crate) fn take_storage_usage(&self) -> (u64, u64, Option<u64>) {
+        let (carried, carried_size) = self.carried.take();
         let slot = self.storage.borrow();
         let Some(storage) = slot.as_ref() else {
-            return (0, 0, None);
+            return (carried.rows_read, carried.rows_written, carried_size);
         };
+        let (read, written, size) = self.unreported_usage(storage);
+        (
+            read + carried.rows_read,
+            written + carried.rows_written,
+            size.or(carried_size),
+        )
+    }
+
+    /// What `storage` read and wrote since the last report, and its size if
+    /// it wrote; the report is then taken as made.
+    fn unreported_usage(&self, storage: &storage::Storage) -> (u64, u64, Option<u64>) {
         let now = storage.row_counts();
         let last = self.reported_rows.replace(now);
         // The size only changes with writes: skip the two PRAGMAs otherwise.
@@ -439,6 +469,37 @@ impl ObjectHost {
             now.rows_written.saturating_sub(last.rows_written),
             size,
         )
+    }
+
+    /// Closes the database if it is open and no event uses it (the cap on
+    /// open databases asks); true if it closed. What it read and wrote
+    /// since the last report is kept for the next.
+    pub(crate) fn close_idle_storage(&self) -> bool {
+        if self.in_event.get() {
+            return false;
+        }
+        let Ok(mut slot) = self.storage.try_borrow_mut() else {
+            return false;
+        };
+        let Some(storage) = slot.take() else {
+            return false;
+        };
+        drop(slot);
+        let (read, written, size) = self.unreported_usage(&storage);
+        self.reported_rows.set(storage::RowCounts::default());
+        let (mut carried, carried_size) = self.carried.get();
+        carried.rows_read += read;
+        carried.rows_written += written;
+        self.carried.set((carried, size.or(carried_size)));
+        self.forget_database();
+        close_elsewhere(storage);
+        true
+    }
+
+    fn forget_database(&self) {
+        if let Some(mark) = self.last_use.take() {
+            self.databases.forget(mark);
+        }
     }
 
     /// Undoes the event's storage writes.
@@ -469,6 +530,14 @@ impl ObjectHost {
             .map_err(storage_error)?;
             self.report_alarm_row(&mut opened);
             *slot = Some(opened);
+            self.reported_rows.set(storage::RowCounts::default());
+            self.last_use
+                .set(Some(self.databases.touch(None, &self.me)));
+            // This database is borrowed, so it is not among those closed.
+            self.databases.enforce();
+        } else {
+            self.last_use
+                .set(Some(self.databases.touch(self.last_use.get(), &self.me)));
         }
         match slot.as_mut() {
             Some(storage) => f(storage).map_err(storage_error),
@@ -573,6 +642,7 @@ impl Drop for ObjectHost {
     /// close's checkpoint must run with synchronous FULL, which an event
     /// turns off until it ends.
     fn drop(&mut self) {
+        self.forget_database();
         let Some(mut storage) = self.storage.get_mut().take() else {
             return;
         };

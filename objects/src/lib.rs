@@ -10,6 +10,7 @@
 mod build;
 pub mod builtin;
 mod control;
+mod databases;
 mod gate;
 mod host;
 pub mod ids;

@@ -11,6 +11,7 @@
 //! `Shutdown`).
 
 use crate::control::ControlIn;
+use crate::databases::OpenDatabases;
 use crate::host::{to_id, Calls, EnvValues, Identity, ObjectHost, Shared, StorageSpec};
 use crate::ids::NamespaceKey;
 use crate::instance::DynObject;
@@ -92,6 +93,10 @@ pub struct WorkerOptions {
     /// Sockets one object may hold, over all edges: each edge checks its
     /// own share, the worker (which sees every upgrade) the whole.
     pub max_connections_per_object: usize,
+    /// Object databases kept open at once; past it the least recently used
+    /// of objects between events are closed (`limits.max_open_databases_per_worker`).
+    #[serde(default = "default_max_open_databases")]
+    pub max_open_databases: usize,
     /// Objects keep their databases under `data_dir/<class>/`; the node
     /// secret is there too.
     pub data_dir: PathBuf,
@@ -120,12 +125,19 @@ impl std::fmt::Debug for WorkerOptions {
                 "max_connections_per_object",
                 &self.max_connections_per_object,
             )
+            .field("max_open_databases", &self.max_open_databases)
             .field("data_dir", &self.data_dir)
             .field("namespaces", &self.namespaces)
             .field("vars", &self.vars)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// A worker started by a supervisor that does not send the cap (an older
+/// one, during a reload) keeps this many databases open.
+fn default_max_open_databases() -> usize {
+    1024
 }
 
 /// The IPC socket of edge `edge` in `run_dir`.
@@ -286,6 +298,7 @@ async fn serve(
             secrets: options.secrets.clone(),
         }),
         spares: Rc::new(Spares::new(SPARES_PER_DIR)),
+        databases: Rc::new(OpenDatabases::new(options.max_open_databases)),
     };
     let (input_tx, mut inputs) = mpsc::unbounded_channel();
     for edge in 0..options.edges {
@@ -665,12 +678,15 @@ impl Worker {
             id: key.1.clone(),
             name: name.clone(),
         };
-        let host = Rc::new(ObjectHost::new(
-            identity,
-            self.options.max_attachment_bytes,
-            &self.shared,
-            storage,
-        ));
+        let host = Rc::new_cyclic(|me| {
+            ObjectHost::new(
+                identity,
+                self.options.max_attachment_bytes,
+                &self.shared,
+                storage,
+                me.clone(),
+            )
+        });
         for other in host.gather(edge, |e| self.life.is_connected(e)) {
             let gather = ToEdge::Gather {
                 namespace: key.0.clone(),
