@@ -217,3 +217,55 @@ async fn a_busy_worker_is_sent_no_more_than_the_edges_byte_budget() {
     let grown_mib = peak_rss_kib(worker).saturating_sub(before) / 1024;
     assert!(grown_mib < 12, "the worker's peak grew by {grown_mib} MiB");
 }
+
+/// Live objects are what an attacker naming new objects makes a worker
+/// hold until they hibernate (10 s by default): at tens of thousands a
+/// second each one's cost is what bounds the worker's memory. Measured as
+/// the growth of the worker's peak RSS over a few thousand live Presence
+/// objects that never touch storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_object_costs_its_worker_a_few_kib() {
+    const OBJECTS: u64 = 4000;
+    let node = Node::builder().workers(1).hibernate_after("120s").start();
+    let prefix = unique_name("live");
+    let touch = |i: u64| {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut stream = std::net::TcpStream::connect(node.http_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(crate::support::NETWORK_TIMEOUT))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        (i * 100..(i + 1) * 100).for_each(|n| {
+            let request = format!("GET /presence/{prefix}-{n} HTTP/1.1\r\nHost: x\r\n\r\n");
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                assert!(!line.is_empty(), "connection closed");
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+        });
+    };
+    // The first hundred wake the worker and warm its allocator.
+    touch(0);
+    let worker = node.worker_pids().await[0].expect("the worker is up");
+    let before = peak_rss_kib(worker);
+    for batch in 1..=OBJECTS / 100 {
+        touch(batch);
+    }
+    let per_object = (peak_rss_kib(worker) - before) * 1024 / OBJECTS;
+    // 10.3 KiB each before the mailbox carried boxed events and the task
+    // boxed its handler's futures, 3.5 KiB after.
+    assert!(
+        per_object < 6 * 1024,
+        "each live object costs its worker {per_object} bytes"
+    );
+}

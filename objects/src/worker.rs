@@ -190,6 +190,9 @@ enum Event {
 }
 
 /// An event and the edge it came from (`None`: from the worker itself).
+/// Boxed in the mailbox: a channel allocates room for 32 of what it
+/// carries when it is made, and at 200 bytes each that was 6 KiB for every
+/// live object, most of what one costs a worker.
 struct Delivery {
     edge: Option<u16>,
     event: Event,
@@ -198,7 +201,7 @@ struct Delivery {
 struct Live {
     key: (String, String),
     host: Rc<ObjectHost>,
-    mailbox: mpsc::UnboundedSender<Delivery>,
+    mailbox: mpsc::UnboundedSender<Box<Delivery>>,
     /// Wakes the object's task when every edge has listed its sockets.
     gathered: Rc<Notify>,
 }
@@ -264,7 +267,7 @@ pub fn run(
 
 struct Worker {
     registry: Rc<Registry>,
-    options: WorkerOptions,
+    options: Rc<WorkerOptions>,
     outbox: Rc<Outbox>,
     shared: Shared,
     objects: Rc<RefCell<Objects>>,
@@ -328,7 +331,7 @@ async fn serve(
         registry,
         life,
         told_on_loss: vec![HashSet::new(); usize::from(options.edges)],
-        options,
+        options: Rc::new(options),
         outbox,
         shared,
         objects: Rc::new(RefCell::new(objects)),
@@ -649,7 +652,7 @@ impl Worker {
             edge: Some(edge),
             event,
         };
-        if live.mailbox.send(delivery).is_err() {
+        if live.mailbox.send(Box::new(delivery)).is_err() {
             warn!(edge, object, "event for an object whose task ended");
         }
     }
@@ -756,7 +759,7 @@ impl Worker {
                     edge: None,
                     event: Event::EdgeLost { sockets },
                 };
-                let _ = live.mailbox.send(lost);
+                let _ = live.mailbox.send(Box::new(lost));
             }
             if hibernate {
                 hibernated.push(slot);
@@ -789,11 +792,12 @@ struct ObjectTask {
     /// Held for the task's life.
     running: TaskCount,
     slot: usize,
-    mailbox: mpsc::UnboundedReceiver<Delivery>,
+    mailbox: mpsc::UnboundedReceiver<Box<Delivery>>,
     host: Rc<ObjectHost>,
     gathered: Rc<Notify>,
     factory: Option<Factory>,
-    options: WorkerOptions,
+    /// Shared: a copy per object was a dozen allocations per live object.
+    options: Rc<WorkerOptions>,
     objects: Rc<RefCell<Objects>>,
 }
 
@@ -874,7 +878,8 @@ async fn object_task(task: ObjectTask) {
                 }
             }
         };
-        let source = delivery.edge.and_then(|e| host.binding(e).map(|b| (e, b)));
+        let Delivery { edge, event } = *delivery;
+        let source = edge.and_then(|e| host.binding(e).map(|b| (e, b)));
         let life = ObjectLife {
             factory,
             host: &host,
@@ -882,9 +887,11 @@ async fn object_task(task: ObjectTask) {
             options: &options,
         };
         life.wake(&instance, source);
-        let event = match delivery.event {
+        // The handler's futures are boxed: inline, the largest of them
+        // would size the task for its whole life, idle as it mostly is.
+        let event = match event {
             Event::EdgeLost { sockets } => {
-                life.close_abruptly(&mut instance, sockets).await;
+                Box::pin(life.close_abruptly(&mut instance, sockets)).await;
                 continue;
             }
             Event::Lost { sockets } => {
@@ -901,21 +908,21 @@ async fn object_task(task: ObjectTask) {
                         })
                         .collect(),
                 );
-                life.close_abruptly(&mut instance, sockets).await;
+                Box::pin(life.close_abruptly(&mut instance, sockets)).await;
                 None
             }
             event => Some(event),
         };
         let survived = match event {
             Some(event) => {
-                handle_event(
+                Box::pin(handle_event(
                     &mut instance,
                     factory,
                     &host,
                     event,
                     source.map(|(e, b)| (e, b.object)),
                     &options,
-                )
+                ))
                 .await
             }
             None => true,
