@@ -412,16 +412,21 @@ impl ObjectHost {
     /// objects' events meanwhile, and their fsyncs overlap with this one.
     pub(crate) async fn commit_event(&self) -> bool {
         self.in_event.set(false);
-        let pending = match self.storage.borrow_mut().as_mut() {
+        let committed = match self.storage.borrow_mut().as_mut() {
             None => return true,
-            Some(storage) => match storage.commit_event_unsynced() {
-                Ok(None) => return true,
-                Ok(Some(pending)) => pending,
-                Err(err) => {
-                    warn!(class = %self.class, %err, "event commit failed");
-                    return false;
-                }
-            },
+            Some(storage) => storage.commit_event_unsynced(),
+        };
+        let pending = match committed {
+            Ok(None) => return true,
+            Ok(Some(pending)) => pending,
+            Err(StorageError::Sync(err)) => {
+                self.not_synced(&err);
+                return false;
+            }
+            Err(err) => {
+                warn!(class = %self.class, %err, "event commit failed");
+                return false;
+            }
         };
         let synced = match tokio::task::spawn_blocking(move || pending.sync()).await {
             Ok(result) => result,
@@ -430,13 +435,18 @@ impl ObjectHost {
         match synced {
             Ok(()) => true,
             Err(err) => {
-                // SQLite holds the commit as done; only a fresh connection
-                // reads what the disk has.
-                warn!(class = %self.class, %err, "event commit not synced, closing the database");
-                self.storage.borrow_mut().take();
-                self.forget_database();
+                self.not_synced(&err);
                 false
             }
+        }
+    }
+
+    /// SQLite holds the commit as done but the disk may not have it: the
+    /// database closes, so that the next event reads what the disk has.
+    fn not_synced(&self, err: &std::io::Error) {
+        warn!(class = %self.class, %err, "event commit not synced, closing the database");
+        if let Some(storage) = self.storage.borrow_mut().take() {
+            self.close_storage(storage);
         }
     }
 
@@ -485,6 +495,13 @@ impl ObjectHost {
             return false;
         };
         drop(slot);
+        self.close_storage(storage);
+        true
+    }
+
+    /// Closes `storage`, taken out of this host, keeping what it read and
+    /// wrote since the last report for the next.
+    fn close_storage(&self, storage: storage::Storage) {
         let (read, written, size) = self.unreported_usage(&storage);
         self.reported_rows.set(storage::RowCounts::default());
         let (mut carried, carried_size) = self.carried.get();
@@ -493,7 +510,6 @@ impl ObjectHost {
         self.carried.set((carried, size.or(carried_size)));
         self.forget_database();
         close_elsewhere(storage);
-        true
     }
 
     fn forget_database(&self) {
