@@ -1,6 +1,7 @@
 //! Storage engine benches: what an object's KV and SQL calls cost, with and
-//! without the durable commit that closes every event (WAL, synchronous=FULL,
-//! so each commit is an fsync).
+//! without the durable commit that closes every event (WAL; `commit_event`
+//! fsyncs before it returns, `commit_event_unsynced` leaves the fsync to
+//! its caller), and what opening an object's database costs.
 //!
 //! Groups are `storage/<op>/<size>`. Each database lives in a temp dir under
 //! `CARGO_TARGET_TMPDIR`, on the same disk as `target/`, rather than in
@@ -212,11 +213,66 @@ fn sql_insert(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a new or reopened object costs the worker's thread: opening
+/// an existing database (and closing it, as the cap on open databases
+/// does), a new file's first event with its fsyncs inline (a worker with
+/// no spare database left), and an event's commit without its fsync (what
+/// the worker's thread pays; the fsync runs on the blocking pool).
+fn object_lifecycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("storage/object");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let existing = dir.path().join("existing.sqlite");
+    Storage::open(&existing, StorageLimits::default())
+        .and_then(Storage::close)
+        .expect("make");
+    group.bench_function("open_close_existing", |b| {
+        b.iter(|| {
+            let storage = Storage::open(&existing, StorageLimits::default()).expect("open");
+            storage.close().expect("close");
+        });
+    });
+    let mut n = 0usize;
+    group.bench_function("new_file_first_event_synced", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                dir.path().join(format!("new-{n}.sqlite"))
+            },
+            |path| {
+                let mut storage =
+                    Storage::open_in_event(&path, StorageLimits::default()).expect("open");
+                storage.put("value", b"1").expect("put");
+                storage.commit_event().expect("commit");
+                storage
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    let (_dir, mut storage) = open();
+    let mut i = 0usize;
+    group.bench_function("kv_put_commit_unsynced", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                (key(i), stamped(100, i))
+            },
+            |(key, value)| {
+                storage.begin_event().expect("begin");
+                storage.put(&key, &value).expect("put");
+                storage.commit_event_unsynced().expect("commit")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     kv_put_commit,
     kv_get,
     kv_put_batch_commit,
-    sql_insert
+    sql_insert,
+    object_lifecycle
 );
 criterion_main!(benches);
