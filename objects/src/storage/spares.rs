@@ -181,7 +181,13 @@ fn make_template(dir: &Path) -> Option<Vec<u8>> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::options().write(true).create_new(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // An object's database is its node's user's alone, whatever the umask.
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_data()
 }
@@ -245,6 +251,9 @@ mod tests {
         }
         let second = dir.path().join("b.sqlite");
         assert!(spares.take_into(&second));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&second).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
         let mut s = Storage::open_in_event(&second, StorageLimits::default()).unwrap();
         s.put("k", b"v").unwrap();
         s.set_alarm(Some(5)).unwrap();
