@@ -3,9 +3,9 @@
 //! (auto-response round trips), `echo` (round trips through a live object),
 //! `broadcast` (one message to every socket of an object), `churn`
 //! (connects and disconnects per second), `create` (new objects per
-//! second over HTTP), `wake` (a hibernated object's
-//! first reply), `alarms` (how late alarms fire) and `reload` (the workers
-//! swapped for a new binary under load) and `attack` (a fresh client's
+//! second over HTTP), `wake` (a hibernated object's first reply), `alarms`
+//! (how late alarms fire), `reload` (the workers, or the edges, swapped for
+//! a new binary under load) and `attack` (a fresh client's
 //! first echo while one client process attacks the node). `baseline-server` is the
 //! plain tokio-tungstenite server the scenarios compare Torpor with, and
 //! `idle-client`/`traffic-client`/`reload-client` are the hidden child
@@ -61,7 +61,7 @@ use churn::ChurnOptions;
 use create::CreateOptions;
 use flags::Flags;
 use idle::{ClientOptions, IdleOptions};
-use reload::ReloadOptions;
+use reload::{Deploy, ReloadOptions};
 use reload_client::ReloadClientOptions;
 use results::Report;
 use rtt::RttOptions;
@@ -194,7 +194,8 @@ loadtest alarms [flags]
   --prefix NAME         object name prefix [alarm]
 
 loadtest reload [flags]
-  Swaps the node's workers for another binary (torpor reload) while
+  Swaps the node's workers for another binary (torpor reload), or with
+  --deploy upgrade its edges (torpor upgrade), while
   --connections sockets over --rooms Bench objects (/bench/<prefix><i>)
   stay open: objects 0..--busy-rooms carry traffic the whole time, the
   others are quiet and hibernated (polled on the admin API) when the swap
@@ -204,8 +205,10 @@ loadtest reload [flags]
   closes, every echo is answered exactly once and in order, every socket
   gets every broadcast of its object exactly once, and after the swap every
   object answers `pid` from a new worker (and `version` with
-  --expect-version). Measured: the node's reload report (took_ms, per
-  worker drain_ms and gap_ms), and echo latency and CPU in phases
+  --expect-version), or after an upgrade every edge runs in a new process
+  and the old ones have exited. Measured: the node's report (took_ms, per
+  worker drain_ms and gap_ms, or upgrade_ms and per edge took_ms), and
+  echo latency and CPU in phases
   `warmup`, `before`, `during` (reload request → answer + --tail) and
   `after`. Torpor only.
   --url, --admin, --processes, --concurrency, --client-cpu, --json as above
@@ -220,9 +223,11 @@ loadtest reload [flags]
   --before DURATION     traffic before the swap [10s]
   --tail DURATION       `during` goes on this long after the answer [1s]
   --after DURATION      traffic after the swap [10s]
+  --deploy KIND         reload (the workers) or upgrade (the edges) [reload]
   --reload-cmd CMD      run with sh -c to swap (its stdout's last JSON line
-                        is the report) [POST /admin/reload on --admin]
-  --expect-version V    what `version` must answer after the swap
+                        is the report) [POST /admin/reload or /admin/upgrade
+                        on --admin]
+  --expect-version V    what `version` must answer after a reload
   --prefix NAME         object name prefix [reload-]
   --hibernate-timeout DURATION  for the quiet objects to hibernate [60s]
 
@@ -743,6 +748,8 @@ fn reload_options(args: &[String]) -> Result<ReloadOptions, String> {
         before: flags.duration("before", Duration::from_secs(10))?,
         tail: flags.duration("tail", Duration::from_secs(1))?,
         after: flags.duration("after", Duration::from_secs(10))?,
+        deploy: Deploy::parse(&flags.string("deploy", "reload")?)
+            .map_err(|e| format!("--deploy: {e}"))?,
         reload_cmd: flags.optional_string("reload-cmd")?,
         expect_version: flags.optional_string("expect-version")?,
         prefix: flags.string("prefix", "reload-")?,
@@ -757,6 +764,9 @@ fn reload_options(args: &[String]) -> Result<ReloadOptions, String> {
     }
     if u64::from(opts.rooms) > opts.connections {
         return Err("--connections must be at least --rooms (one socket per object)".into());
+    }
+    if opts.deploy == Deploy::Upgrade && opts.expect_version.is_some() {
+        return Err("--expect-version is for a reload: an upgrade keeps the workers".into());
     }
     if opts.bcast_every.is_zero() {
         return Err("--bcast-every must be more than 0".into());
@@ -1055,6 +1065,7 @@ mod tests {
         );
         assert_eq!(opts.interval, Duration::from_millis(100));
         assert_eq!((opts.reload_cmd, opts.expect_version), (None, None));
+        assert_eq!(opts.deploy, Deploy::Reload);
         let opts = reload_options(&args(&[
             "--reload-cmd",
             "mv b a && torpor reload",
@@ -1074,6 +1085,23 @@ mod tests {
         assert!(reload_options(&args(&["--rooms", "2", "--busy-rooms", "3"])).is_err());
         assert!(reload_options(&args(&["--connections", "5", "--rooms", "6"])).is_err());
         assert!(reload_options(&args(&["--bcast-every", "0s"])).is_err());
+    }
+
+    #[test]
+    fn reload_flags_take_an_upgrade_without_a_version() {
+        let opts = reload_options(&args(&[
+            "--deploy",
+            "upgrade",
+            "--reload-cmd",
+            "mv b a && torpor upgrade",
+        ]))
+        .unwrap();
+        assert_eq!(opts.deploy, Deploy::Upgrade);
+        assert_eq!(opts.reload_cmd.as_deref(), Some("mv b a && torpor upgrade"));
+        let refused = reload_options(&args(&["--deploy", "upgrade", "--expect-version", "x"]));
+        assert!(refused.unwrap_err().contains("--expect-version"));
+        let refused = reload_options(&args(&["--deploy", "edges"]));
+        assert!(refused.unwrap_err().contains("--deploy"));
     }
 
     #[test]

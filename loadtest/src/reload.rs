@@ -1,12 +1,16 @@
 //! `loadtest reload`: the node's workers are swapped for another binary
-//! (`torpor reload`) while `--connections` sockets over `--rooms` Bench
-//! objects stay open, half of the objects hibernated and half busy with echo
-//! and broadcast traffic the whole time. What must hold: no socket closes,
-//! every echo is answered exactly once and in order, every broadcast reaches
-//! every socket of its object exactly once, and afterwards every object
-//! answers from a new worker process (and with `--expect-version`, that
-//! version). What is measured: how long the swap takes (the node's report:
-//! `took_ms`, and per worker `drain_ms` and `gap_ms`) and the latency of
+//! (`torpor reload`), or with `--deploy upgrade` its edges are (`torpor
+//! upgrade`: new edge processes take over every socket), while
+//! `--connections` sockets over `--rooms` Bench objects stay open, half of
+//! the objects hibernated and half busy with echo and broadcast traffic the
+//! whole time. What must hold: no socket closes, every echo is answered
+//! exactly once and in order, every broadcast reaches every socket of its
+//! object exactly once, and afterwards, for a reload, every object answers
+//! from a new worker process (and with `--expect-version`, that version);
+//! for an upgrade, every edge runs in a new process and the old ones have
+//! exited (the workers, and so the objects' version, stay). What is
+//! measured: how long the swap takes (the node's report: `took_ms`, and per
+//! worker `drain_ms` and `gap_ms`, or per edge `took_ms`) and the latency of
 //! echoes before, during and after it.
 //!
 //! The run, in order:
@@ -19,11 +23,11 @@
 //!    `--before`;
 //! 5. the quiet objects are checked to be hibernated still; phase `during`
 //!    starts and the swap is asked for (`--reload-cmd`, run with `sh -c`,
-//!    or `POST /admin/reload` on `--admin`); it lasts until the answer and
-//!    `--tail` more;
+//!    or `POST /admin/reload` or `/admin/upgrade` on `--admin`); it lasts
+//!    until the answer and `--tail` more;
 //! 6. phase `after`: every object is asked `version` and `pid` again (which
-//!    wakes the quiet ones, in the new workers), then traffic runs to the
-//!    end of `--after`;
+//!    wakes the quiet ones, in the new workers after a reload), then traffic
+//!    runs to the end of `--after`;
 //! 7. traffic stops, the replies still owed are awaited, and each socket's
 //!    broadcasts are counted against what the senders sent.
 //!
@@ -56,6 +60,42 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(50);
 /// The timeline in the notes starts this long before the reload request.
 const TIMELINE_LEAD: Duration = Duration::from_secs(1);
+/// An old edge hands over before it exits, so it may outlive the report.
+const OLD_EDGE_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the run swaps under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deploy {
+    /// The workers, for a binary with new objects' code (`torpor reload`).
+    Reload,
+    /// The edges, for a binary with new edge code (`torpor upgrade`).
+    Upgrade,
+}
+
+impl Deploy {
+    pub fn parse(text: &str) -> Result<Deploy, String> {
+        match text {
+            "reload" => Ok(Deploy::Reload),
+            "upgrade" => Ok(Deploy::Upgrade),
+            _ => Err(format!("deploy {text:?} is not reload or upgrade")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Deploy::Reload => "reload",
+            Deploy::Upgrade => "upgrade",
+        }
+    }
+
+    /// What asks the node for it when no `--reload-cmd` is given.
+    fn admin_path(self) -> &'static str {
+        match self {
+            Deploy::Reload => "/admin/reload",
+            Deploy::Upgrade => "/admin/upgrade",
+        }
+    }
+}
 
 /// `loadtest reload` flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +119,7 @@ pub struct ReloadOptions {
     pub after: Duration,
     /// `during` lasts this long past the reload's answer.
     pub tail: Duration,
+    pub deploy: Deploy,
     pub reload_cmd: Option<String>,
     pub expect_version: Option<String>,
     pub prefix: String,
@@ -275,19 +316,18 @@ struct Swap {
     wall: Duration,
 }
 
-/// Runs `--reload-cmd` (stdout: the report) or POSTs `/admin/reload`.
-fn reload(admin: SocketAddr, command: Option<&str>) -> Swap {
+/// Runs `--reload-cmd` (stdout: the report) or POSTs the deploy's admin
+/// path.
+fn reload(admin: SocketAddr, deploy: Deploy, command: Option<&str>) -> Swap {
     let started = Instant::now();
+    let path = deploy.admin_path();
     let (text, error) = match command {
         Some(command) => run_command(command),
-        None => match admin::post(admin, "/admin/reload", RELOAD_TIMEOUT) {
+        None => match admin::post(admin, path, RELOAD_TIMEOUT) {
             Ok((200, body)) => (body, None),
             Ok((status, body)) => (
                 body.clone(),
-                Some(format!(
-                    "POST /admin/reload: status {status}: {}",
-                    body.trim()
-                )),
+                Some(format!("POST {path}: status {status}: {}", body.trim())),
             ),
             Err(e) => (String::new(), Some(e)),
         },
@@ -300,9 +340,10 @@ fn reload(admin: SocketAddr, command: Option<&str>) -> Swap {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .find(serde_json::Value::is_object);
     let error = error.or_else(|| {
-        report
-            .is_none()
-            .then(|| format!("the reload printed no JSON report: {:?}", text.trim()))
+        report.is_none().then(|| {
+            let name = deploy.name();
+            format!("the {name} printed no JSON report: {:?}", text.trim())
+        })
     });
     Swap {
         report,
@@ -387,10 +428,11 @@ fn tally(answers: &BTreeMap<u32, String>) -> String {
         .join(", ")
 }
 
-/// A number field of each worker in the node's report.
-fn worker_numbers(report: &serde_json::Value, key: &str) -> Vec<u64> {
+/// A number field of each entry of `list` (`workers`, `edges`) in the
+/// node's report.
+fn report_numbers(report: &serde_json::Value, list: &str, key: &str) -> Vec<u64> {
     report
-        .get("workers")
+        .get(list)
         .and_then(serde_json::Value::as_array)
         .map(|list| {
             list.iter()
@@ -398,6 +440,76 @@ fn worker_numbers(report: &serde_json::Value, key: &str) -> Vec<u64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What is wrong with an upgrade, from its report and the edge pids the
+/// node listed before and after: each edge the node ran must have handed
+/// over to a process of its own that the node lists now.
+fn edge_problems(report: &serde_json::Value, before: &[u32], after: &[u32]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let swapped = report
+        .get("edges")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    let mut old = report_numbers(report, "edges", "old_pid");
+    let mut new = report_numbers(report, "edges", "new_pid");
+    if swapped != before.len() || old.len() != swapped || new.len() != swapped {
+        problems.push(format!(
+            "the upgrade report lists {swapped} edges ({} old pids, {} new), the node ran {}",
+            old.len(),
+            new.len(),
+            before.len()
+        ));
+    }
+    let sorted = |pids: &[u32]| {
+        let mut pids: Vec<u64> = pids.iter().copied().map(u64::from).collect();
+        pids.sort_unstable();
+        pids
+    };
+    old.sort_unstable();
+    new.sort_unstable();
+    if old != sorted(before) {
+        problems.push(format!(
+            "the upgrade report's old pids {old:?} are not the edges the node ran, {before:?}"
+        ));
+    }
+    if new != sorted(after) {
+        problems.push(format!(
+            "the upgrade report's new pids {new:?} are not the edges the node runs now, {after:?}"
+        ));
+    }
+    let kept: Vec<&u32> = after.iter().filter(|p| before.contains(p)).collect();
+    if !kept.is_empty() {
+        problems.push(format!("edge pids {kept:?} did not change"));
+    }
+    problems
+}
+
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, ...).
+fn proc_state(stat: &str) -> Option<char> {
+    // The name before it is in parentheses and may hold both spaces and
+    // parentheses; the last `)` ends it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
+/// Waits up to `timeout` for each pid to leave `/proc`; those that did not,
+/// with their state (`Z`: exited, not reaped by the supervisor).
+fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<(u32, char)> {
+    let give_up = Instant::now() + timeout;
+    loop {
+        let left: Vec<(u32, char)> = pids
+            .iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some((*pid, proc_state(&stat).unwrap_or('?')))
+            })
+            .collect();
+        if left.is_empty() || Instant::now() >= give_up {
+            return left;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
 }
 
 pub fn run(opts: &ReloadOptions) -> Result<(Report, Failures), String> {
@@ -447,7 +559,8 @@ pub fn run(opts: &ReloadOptions) -> Result<(Report, Failures), String> {
     let report = Report {
         scenario: "reload".into(),
         title: format!(
-            "torpor reload under load: {} sockets over {} objects ({} busy, {} hibernated)",
+            "torpor {} under load: {} sockets over {} objects ({} busy, {} hibernated)",
+            opts.deploy.name(),
             thousands(opts.connections as f64),
             opts.rooms,
             opts.busy_rooms,
@@ -479,10 +592,10 @@ pub fn run(opts: &ReloadOptions) -> Result<(Report, Failures), String> {
                 ),
             ),
             (
-                "reload".into(),
+                opts.deploy.name().into(),
                 opts.reload_cmd
                     .clone()
-                    .unwrap_or_else(|| format!("POST http://{admin}/admin/reload")),
+                    .unwrap_or_else(|| format!("POST http://{admin}{}", opts.deploy.admin_path())),
             ),
         ],
         host: opts.common.host(),
@@ -547,7 +660,9 @@ fn measure(
     // 2. Who answers before.
     let versions_before = ask_all(&mut fleet, &mut inbox, shares, opts.rooms, "version")?;
     let pids_before = ask_all(&mut fleet, &mut inbox, shares, opts.rooms, "pid")?;
-    let workers_before = admin::node(admin)?.worker_pids();
+    let node_before = admin::node(admin)?;
+    let workers_before = node_before.worker_pids();
+    let edges_before = node_before.edge_pids();
 
     // 3. The quiet objects hibernate.
     let quiet: Vec<String> = (opts.busy_rooms..opts.rooms)
@@ -590,8 +705,9 @@ fn measure(
     }
     if quiet_hibernated < quiet.len() as u64 {
         failures.push(format!(
-            "only {quiet_hibernated} of {} quiet objects were hibernated when the reload began",
-            quiet.len()
+            "only {quiet_hibernated} of {} quiet objects were hibernated when the {} began",
+            quiet.len(),
+            opts.deploy.name()
         ));
     }
     events.push(("polled", now_ms()));
@@ -600,9 +716,14 @@ fn measure(
     let during_started = Instant::now();
     let meters = Meters::start(server, &fleet)?;
     let reload_unix_ms = unix_ms(SystemTime::now());
-    eprintln!("reload: swapping the workers");
+    let swapped = match opts.deploy {
+        Deploy::Reload => "workers",
+        Deploy::Upgrade => "edges",
+    };
+    eprintln!("reload: swapping the {swapped}");
     let command = opts.reload_cmd.clone();
-    let swapping = std::thread::spawn(move || reload(admin, command.as_deref()));
+    let deploy = opts.deploy;
+    let swapping = std::thread::spawn(move || reload(admin, deploy, command.as_deref()));
     while !swapping.is_finished() {
         if during_started.elapsed() > RELOAD_TIMEOUT + Duration::from_secs(10) {
             return Err("the reload thread did not finish".into());
@@ -640,7 +761,9 @@ fn measure(
     events.push(("pids asked", now_ms()));
     let pids_after = ask_all(&mut fleet, &mut inbox, shares, opts.rooms, "pid")?;
     events.push(("answered", now_ms()));
-    let workers_after = admin::node(admin)?.worker_pids();
+    let node_after = admin::node(admin)?;
+    let workers_after = node_after.worker_pids();
+    let edges_after = node_after.edge_pids();
     pump(&mut fleet, &mut inbox, after_started + opts.after)?;
 
     // 7. Stop, drain, count.
@@ -782,19 +905,36 @@ fn measure(
     let new_pids: Vec<u64> = swap
         .report
         .as_ref()
-        .map(|r| worker_numbers(r, "new_pid"))
+        .map(|r| report_numbers(r, "workers", "new_pid"))
         .unwrap_or_default();
     let on_new_worker = pids_after
         .values()
         .filter(|p| p.parse::<u64>().is_ok_and(|p| new_pids.contains(&p)))
         .count();
-    check(
-        swap.report.is_none() || on_new_worker == opts.rooms as usize,
-        format!(
-            "{on_new_worker} of {} objects answer from a new worker after the reload",
-            opts.rooms
+    let mut old_edges_left = Vec::new();
+    match opts.deploy {
+        Deploy::Reload => check(
+            swap.report.is_none() || on_new_worker == opts.rooms as usize,
+            format!(
+                "{on_new_worker} of {} objects answer from a new worker after the reload",
+                opts.rooms
+            ),
         ),
-    );
+        Deploy::Upgrade => {
+            if let Some(report) = &swap.report {
+                for problem in edge_problems(report, &edges_before, &edges_after) {
+                    check(false, problem);
+                }
+            }
+            old_edges_left = wait_gone(&edges_before, OLD_EDGE_EXIT_TIMEOUT);
+            check(
+                old_edges_left.is_empty(),
+                format!(
+                    "old edge processes have not exited (pid, state; Z: not reaped): {old_edges_left:?}"
+                ),
+            );
+        }
+    }
 
     // The phases.
     let during_seconds = (after_started - during_started).as_secs_f64();
@@ -834,7 +974,7 @@ fn measure(
     );
     let mut before = phase(
         "before",
-        "traffic, before the reload is asked for".into(),
+        format!("traffic, before the {} is asked for", opts.deploy.name()),
         before_seconds,
         1,
     );
@@ -845,7 +985,8 @@ fn measure(
     let mut during = phase(
         "during",
         format!(
-            "from the reload request to its answer and {} s more",
+            "from the {} request to its answer and {} s more",
+            opts.deploy.name(),
             opts.tail.as_secs_f64()
         ),
         during_seconds,
@@ -855,13 +996,13 @@ fn measure(
         .counters
         .insert("reload_wall_ms".into(), swap.wall.as_millis() as f64);
     if let Some(report) = &swap.report {
-        for key in ["took_ms", "replace_ms"] {
+        for key in ["took_ms", "replace_ms", "upgrade_ms"] {
             if let Some(v) = report.get(key).and_then(serde_json::Value::as_u64) {
                 during.counters.insert(key.into(), v as f64);
             }
         }
         for key in ["drain_ms", "gap_ms"] {
-            let values = worker_numbers(report, key);
+            let values = report_numbers(report, "workers", key);
             if let Some(max) = values.iter().max() {
                 // `drain_max_ms`: a name ending in `_ms` reads as ms.
                 let name = key.trim_end_matches("_ms");
@@ -875,26 +1016,50 @@ fn measure(
                     .insert(format!("worker{i}_{key}"), *v as f64);
             }
         }
-        let workers = report
-            .get("workers")
-            .and_then(serde_json::Value::as_array)
-            .map_or(0, Vec::len);
-        during
-            .counters
-            .insert("workers_replaced".into(), workers as f64);
-        let clean = report
-            .get("workers")
-            .and_then(serde_json::Value::as_array)
-            .map_or(0, |l| {
-                l.iter()
-                    .filter(|w| w.get("clean") == Some(&serde_json::Value::Bool(true)))
-                    .count()
-            });
-        during.counters.insert("workers_clean".into(), clean as f64);
+        let listed = |key: &str| {
+            report
+                .get(key)
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len)
+        };
+        match opts.deploy {
+            Deploy::Reload => {
+                during
+                    .counters
+                    .insert("workers_replaced".into(), listed("workers") as f64);
+                let clean = report
+                    .get("workers")
+                    .and_then(serde_json::Value::as_array)
+                    .map_or(0, |l| {
+                        l.iter()
+                            .filter(|w| w.get("clean") == Some(&serde_json::Value::Bool(true)))
+                            .count()
+                    });
+                during.counters.insert("workers_clean".into(), clean as f64);
+            }
+            Deploy::Upgrade => {
+                // Each edge's start of its new process → every socket served.
+                let took = report_numbers(report, "edges", "took_ms");
+                if let Some(max) = took.iter().max() {
+                    during
+                        .counters
+                        .insert("edge_took_max_ms".into(), *max as f64);
+                }
+                for (i, v) in took.iter().enumerate() {
+                    during
+                        .counters
+                        .insert(format!("edge{i}_took_ms"), *v as f64);
+                }
+                during
+                    .counters
+                    .insert("edges_replaced".into(), listed("edges") as f64);
+            }
+        }
         during
             .counters
             .insert("quiet_hibernated_at_reload".into(), quiet_hibernated as f64);
-        run.notes.push(format!("reload report: {report}"));
+        run.notes
+            .push(format!("{} report: {report}", opts.deploy.name()));
     }
     let after = phase(
         "after",
@@ -931,8 +1096,20 @@ fn measure(
         ("bcast_received", total.bcast_received),
         ("bcast_duplicated", total.bcast_duplicated),
         ("bcast_missing", total.bcast_missing),
-        ("objects_on_new_worker", on_new_worker as u64),
     ];
+    let counters = counters.into_iter().chain(match opts.deploy {
+        Deploy::Reload => vec![("objects_on_new_worker", on_new_worker as u64)],
+        Deploy::Upgrade => vec![
+            (
+                "edges_new",
+                edges_after
+                    .iter()
+                    .filter(|p| !edges_before.contains(p))
+                    .count() as u64,
+            ),
+            ("old_edges_left", old_edges_left.len() as u64),
+        ],
+    });
     for (k, v) in counters {
         whole.counters.insert(k.into(), v as f64);
     }
@@ -948,7 +1125,7 @@ fn measure(
         tally(&versions_after)
     ));
     run.notes.push(format!(
-        "worker pids before: {workers_before:?}, after: {workers_after:?}; objects' pids before: {}; after: {}",
+        "worker pids before: {workers_before:?}, after: {workers_after:?}; edge pids before: {edges_before:?}, after: {edges_after:?}; objects' pids before: {}; after: {}",
         tally(&pids_before),
         tally(&pids_after)
     ));
@@ -1032,8 +1209,9 @@ mod tests {
             r#"{"version":"0.1.0+b","workers":[{"index":0,"drain_ms":3,"gap_ms":40},{"index":1,"drain_ms":5,"gap_ms":38}],"took_ms":90}"#,
         )
         .unwrap();
-        assert_eq!(worker_numbers(&report, "gap_ms"), [40, 38]);
-        assert!(worker_numbers(&report, "nothing").is_empty());
+        assert_eq!(report_numbers(&report, "workers", "gap_ms"), [40, 38]);
+        assert!(report_numbers(&report, "workers", "nothing").is_empty());
+        assert!(report_numbers(&report, "edges", "took_ms").is_empty());
         let (text, error) = run_command("echo noise; echo '{\"took_ms\": 7}'");
         assert!(error.is_none(), "{error:?}");
         let last = text
@@ -1044,6 +1222,39 @@ mod tests {
         assert_eq!(last["took_ms"], 7);
         let (_, error) = run_command("exit 3");
         assert!(error.unwrap().contains("failed"));
+    }
+
+    #[test]
+    fn an_upgrade_report_moves_every_edge_to_a_new_process() {
+        let report: serde_json::Value = serde_json::from_str(
+            r#"{"version":"0.1.0+b","handover_version":1,"edges":[{"index":0,"old_pid":11,"new_pid":21,"took_ms":310},{"index":1,"old_pid":12,"new_pid":22,"took_ms":290}],"upgrade_ms":600,"took_ms":640}"#,
+        )
+        .unwrap();
+        assert_eq!(report_numbers(&report, "edges", "took_ms"), [310, 290]);
+        assert!(report_numbers(&report, "workers", "took_ms").is_empty());
+        assert_eq!(
+            edge_problems(&report, &[11, 12], &[22, 21]),
+            Vec::<String>::new()
+        );
+        // The node lists an old pid still.
+        let problems = edge_problems(&report, &[11, 12], &[21, 12]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].contains("[12] did not change"), "{problems:?}");
+        // One edge more than the report moved.
+        let problems = edge_problems(&report, &[11, 12, 13], &[21, 22, 13]);
+        assert!(problems[0].contains("lists 2 edges"), "{problems:?}");
+        let empty = serde_json::json!({"took_ms": 5});
+        assert!(!edge_problems(&empty, &[11], &[11]).is_empty());
+    }
+
+    #[test]
+    fn the_state_follows_the_process_name() {
+        assert_eq!(proc_state("1234 (torpor) S 1 1234"), Some('S'));
+        assert_eq!(proc_state("1234 (a) b) (c) Z 1 1234"), Some('Z'));
+        assert_eq!(proc_state("1234 torpor"), None);
+        let mine = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(proc_state(&mine).is_some(), "{mine}");
+        assert!(wait_gone(&[std::process::id()], Duration::ZERO).len() == 1);
     }
 
     #[test]
