@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 
 use crate::results::{metric_text, ratio, Report};
 
-/// The scenario counters worth a median (the rest are per-run checks).
-const MEDIAN_COUNTERS: [&str; 10] = [
+/// The scenario counters worth a median (the rest are per-run checks),
+/// besides each edge's `edge<i>_took_ms`.
+const MEDIAN_COUNTERS: [&str; 12] = [
     "wakes",
     "lost",
     "unconfirmed_wakes",
@@ -20,7 +21,18 @@ const MEDIAN_COUNTERS: [&str; 10] = [
     "sockets_closed",
     "duplicated",
     "bcast_missing",
+    // upgrade
+    "upgrade_ms",
+    "edge_took_max_ms",
 ];
+
+fn is_median_counter(name: &str) -> bool {
+    MEDIAN_COUNTERS.contains(&name)
+        || name
+            .strip_prefix("edge")
+            .and_then(|rest| rest.strip_suffix("_took_ms"))
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// `(target or "ratio", phase, figure)` → one value per run.
 type Figures = BTreeMap<(String, String, String), Vec<f64>>;
@@ -86,7 +98,7 @@ fn collect(reports: &[Report]) -> Figures {
                     }
                 }
                 for (k, v) in &p.counters {
-                    if MEDIAN_COUNTERS.contains(&k.as_str()) {
+                    if is_median_counter(k) {
                         put(name, &p.name, k, Some(*v));
                     }
                 }
@@ -167,6 +179,16 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn each_edges_handover_gets_a_median() {
+        assert!(is_median_counter("edge0_took_ms"));
+        assert!(is_median_counter("edge12_took_ms"));
+        assert!(is_median_counter("upgrade_ms"));
+        assert!(!is_median_counter("edge_took_ms"));
+        assert!(!is_median_counter("edgex_took_ms"));
+        assert!(!is_median_counter("worker0_drain_ms"));
     }
 
     #[test]
