@@ -46,10 +46,10 @@ const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Sockets per `Activate` or `Sockets` frame: with the largest attachments
 /// (16 KiB) a frame stays near 8 MiB, far below the IPC frame limit.
 const ACTIVATE_CHUNK: usize = 512;
-/// Bytes queued for clients since the shell last wrote, past which the
-/// core stops taking worker frames until it has: a worker's burst must not
-/// pile up in memory, or over a healthy client's limit, before a write.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// A socket with this much to write gets it written before the core takes
+/// more of a worker's frames: a burst for one client must not pile up in
+/// memory, or over a reading client's limit, before a write.
+const WRITE_SOON_BYTES: usize = 64 * 1024;
 /// Emptied out-queues kept for the next batch: a few hundred spare the
 /// allocator most of its work and cost an edge about 50 KB.
 const SPARE_QUEUES: usize = 256;
@@ -151,8 +151,9 @@ pub(crate) struct EdgeCore {
     /// Sockets (slot, generation) to read again: their reading was paused
     /// and is no longer, and no new readiness event will say so.
     to_read: Vec<(u32, u32)>,
-    /// Bytes queued for clients since the shell last wrote.
-    queued_since_write: usize,
+    /// A socket has `WRITE_SOON_BYTES` to write: the shell writes before
+    /// the core takes more frames.
+    write_soon: bool,
     /// Emptied queues kept for reuse.
     #[expect(clippy::vec_box, reason = "the boxes are what is reused")]
     spare_queues: Vec<Box<OutQueue>>,
@@ -194,7 +195,7 @@ impl EdgeCore {
             targets: Vec::new(),
             to_flush: Vec::new(),
             to_read: Vec::new(),
-            queued_since_write: 0,
+            write_soon: false,
             spare_queues: Vec::new(),
             trimmer: Trimmer::new(now),
             membership_changed: false,

@@ -214,8 +214,10 @@ impl Session {
         }
     }
 
-    /// Queues a frame for the client under the outbound `limit`.
-    pub(crate) fn queue(&mut self, frame: Bytes, limit: usize) -> Queued {
+    /// Queues a frame for the client under the outbound `limit`; a
+    /// `shared` one (a broadcast's, queued on every socket of an object) is
+    /// kept as it is, never copied.
+    pub(crate) fn queue(&mut self, frame: Bytes, limit: usize, shared: bool) -> Queued {
         let cost = frame.len() + FRAME_OVERHEAD_BYTES;
         match self.phase {
             Phase::Closing | Phase::Overflowed => Queued::Dropped,
@@ -227,7 +229,9 @@ impl Session {
                     self.out = None;
                     return Queued::OverDuringAccept;
                 }
-                self.out.get_or_insert_with(Default::default).push(frame);
+                self.out
+                    .get_or_insert_with(Default::default)
+                    .push_as(frame, shared);
                 Queued::Yes
             }
             Phase::Open => {
@@ -238,7 +242,9 @@ impl Session {
                 if self.awaiting_writable && self.queued_bytes() + cost > limit {
                     return Queued::OverLimit;
                 }
-                self.out.get_or_insert_with(Default::default).push(frame);
+                self.out
+                    .get_or_insert_with(Default::default)
+                    .push_as(frame, shared);
                 Queued::Yes
             }
         }
@@ -402,6 +408,23 @@ impl OutQueue {
     pub(crate) fn push(&mut self, frame: Bytes) {
         if frame.len() <= SMALL_FRAME_BYTES {
             self.staged.extend_from_slice(&frame);
+            return;
+        }
+        self.push_chunk(frame);
+    }
+
+    /// Queues a frame, never copying a `shared` one.
+    pub(crate) fn push_as(&mut self, frame: Bytes, shared: bool) {
+        if shared {
+            self.push_chunk(frame);
+        } else {
+            self.push(frame);
+        }
+    }
+
+    /// Queues a frame as a chunk of its own.
+    fn push_chunk(&mut self, frame: Bytes) {
+        if frame.is_empty() {
             return;
         }
         self.seal();
@@ -789,7 +812,7 @@ mod tests {
             Reaction::Ignore
         );
         assert_eq!(
-            session.queue(Bytes::from_static(b"x"), 1 << 20),
+            session.queue(Bytes::from_static(b"x"), 1 << 20, false),
             Queued::Dropped
         );
         let close = Event::Close {
@@ -806,19 +829,19 @@ mod tests {
     fn sends_over_the_limit_during_accept_mark_the_socket_not_fail_it() {
         let mut session = Session::reserved(0, 1);
         session.phase = Phase::Accepted;
-        assert_eq!(session.queue(big(1), 700), Queued::Yes);
-        assert_eq!(session.queue(big(2), 700), Queued::Yes);
-        assert_eq!(session.queue(big(3), 700), Queued::OverDuringAccept);
+        assert_eq!(session.queue(big(1), 700, false), Queued::Yes);
+        assert_eq!(session.queue(big(2), 700, false), Queued::Yes);
+        assert_eq!(session.queue(big(3), 700, false), Queued::OverDuringAccept);
         assert_eq!(session.phase, Phase::Overflowed);
         assert!(session.out.is_none(), "what was queued is let go");
-        assert_eq!(session.queue(big(4), 700), Queued::Dropped);
+        assert_eq!(session.queue(big(4), 700, false), Queued::Dropped);
     }
 
     #[test]
     fn an_open_socket_over_its_limit_is_told_so() {
         let mut session = open();
         assert_eq!(
-            session.queue(Bytes::from(vec![0; 4096]), 1024),
+            session.queue(Bytes::from(vec![0; 4096]), 1024, false),
             Queued::Yes,
             "not yet found unread: it is about to be written"
         );
@@ -826,7 +849,7 @@ mod tests {
         session.awaiting_writable = true;
         let limit = 10 * (SMALL_FRAME_BYTES + 1 + FRAME_OVERHEAD_BYTES);
         let mut queued = 0;
-        while session.queue(big(1), limit) == Queued::Yes {
+        while session.queue(big(1), limit, false) == Queued::Yes {
             queued += 1;
         }
         assert_eq!(queued, 10);

@@ -39,7 +39,7 @@ impl EdgeCore {
     }
 
     pub(super) fn handle_link_frames(&mut self, worker: usize) -> bool {
-        while self.queued_since_write < WRITE_BATCH_BYTES {
+        while !self.write_soon {
             let Some(link) = self.links.get_mut(worker).filter(|l| l.up) else {
                 return true;
             };
@@ -613,7 +613,7 @@ impl EdgeCore {
         let frame = data_frame(is_text, payload);
         let count = targets.len() as u64;
         for &slot in &targets {
-            self.queue_frame(slot as usize, frame.clone());
+            self.queue_frame_as(slot as usize, frame.clone(), true);
         }
         self.object(object).usage.ws_messages_out += count;
         self.counters.ws_messages_out += count;

@@ -176,6 +176,11 @@ impl EdgeCore {
     /// Queues a frame for a client; it is written when the shell next
     /// writes.
     pub(super) fn queue_frame(&mut self, slot: usize, frame: Bytes) {
+        self.queue_frame_as(slot, frame, false);
+    }
+
+    /// Queues a frame for a client, never copying a `shared` one.
+    pub(super) fn queue_frame_as(&mut self, slot: usize, frame: Bytes, shared: bool) {
         let limit = self.options.max_outbound_queue_bytes;
         let Some(session) = self.sessions.get_mut(slot) else {
             return;
@@ -183,10 +188,12 @@ impl EdgeCore {
         if session.out.is_none() {
             session.out = self.spare_queues.pop();
         }
-        let len = frame.len();
-        match session.queue(frame, limit) {
+        match session.queue(frame, limit, shared) {
             Queued::Yes => {
-                self.queued_since_write += len;
+                let unwritten = session.out.as_ref().map_or(0, |q| q.bytes());
+                if unwritten >= WRITE_SOON_BYTES {
+                    self.write_soon = true;
+                }
                 self.mark_to_flush(slot);
             }
             Queued::Dropped => {}
@@ -218,7 +225,7 @@ impl EdgeCore {
     /// shell: it calls [`write_to`](Self::write_to) with its connection.
     pub(crate) fn next_to_flush(&mut self) -> Option<(usize, u32)> {
         let Some((slot, generation)) = self.to_flush.pop() else {
-            self.queued_since_write = 0;
+            self.write_soon = false;
             return None;
         };
         Some((slot as usize, generation))
