@@ -3,9 +3,9 @@
 //! and attachments, fans broadcasts out, and talks to the worker processes
 //! over Unix sockets.
 //!
-//! It is two parts. [`edge_core`] is the logic, without I/O: sessions
-//! ([`session`]), the object table ([`table`]), requests on their way
-//! ([`routing`]), alarms, keepalive. [`shell`] is a mio loop that moves
+//! It is two parts. `edge_core` is the logic, without I/O: sessions
+//! (`session`), the object table (`table`), requests on their way
+//! (`routing`), alarms, keepalive. `shell` is a mio loop that moves
 //! bytes between the core and the sockets, and keeps its timers.
 //!
 //! Not here: HTTP (the front door hands sockets over after the 101) and

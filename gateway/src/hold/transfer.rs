@@ -3,8 +3,8 @@
 //!
 //! 1. new → old: `TORPORHO`, then the handover version (u32 LE);
 //! 2. old → new: the state's length (u64 LE) and the number of descriptors
-//!    (u32 LE), the state (an encoded [`CoreState`](super::edge_core::handover::CoreState)),
-//!    then the descriptors, at most [`FDS_PER_MESSAGE`] per message, each
+//!    (u32 LE), the state (an encoded `CoreState` of the edge core),
+//!    then the descriptors, at most 250 per message, each
 //!    message one byte carrying them as `SCM_RIGHTS`;
 //! 3. new → old: `K` once it serves them all. Until then the old process
 //!    holds every connection too, and goes on serving if `K` never comes.
