@@ -212,3 +212,31 @@ async fn chat_room_hibernates_between_messages_and_keeps_names() {
         }
     }
 }
+
+/// Past `max_live_objects_per_worker`, idle objects hibernate after a
+/// second instead of `hibernate_after`: objects woken faster than they
+/// sleep (a client minting names) stay bounded in the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_live_object_bound_idle_objects_hibernate_early() {
+    let node = Node::builder()
+        .workers(1)
+        .hibernate_after("60s")
+        .limit("max_live_objects_per_worker", "3")
+        .start();
+    let names: Vec<String> = (0..6)
+        .map(|i| unique_name(&format!("pressed{i}")))
+        .collect();
+    let mut clients = Vec::new();
+    for name in &names {
+        let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+        assert_eq!(client.request("echo:up").await, "up");
+        clients.push(client);
+    }
+    // Those woken past the bound sleep within seconds, not a minute.
+    for name in &names[3..] {
+        node.wait_hibernated("Bench", name, Duration::from_secs(10))
+            .await;
+    }
+    // And wake again on their next message, their sockets kept.
+    assert_eq!(clients[5].request("echo:again").await, "again");
+}

@@ -145,6 +145,11 @@ pub struct Limits {
     /// between events are closed, and opened again on their next storage
     /// call. Bounds a worker's descriptors however many objects are live.
     pub max_open_databases_per_worker: usize,
+    /// Live objects one worker holds before it hibernates idle ones early:
+    /// past it, an object with no event for a second hibernates instead of
+    /// waiting `hibernate_after`. Bounds a worker's memory when clients
+    /// wake objects faster than they go back to sleep. 0 is no limit.
+    pub max_live_objects_per_worker: usize,
 }
 
 /// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
@@ -350,6 +355,7 @@ impl Default for Limits {
             max_events_in_flight: 1024,
             max_bytes_in_flight: 64 << 20,
             max_open_databases_per_worker: 1024,
+            max_live_objects_per_worker: 10_000,
         }
     }
 }

@@ -97,6 +97,11 @@ pub struct WorkerOptions {
     /// of objects between events are closed (`limits.max_open_databases_per_worker`).
     #[serde(default = "default_max_open_databases")]
     pub max_open_databases: usize,
+    /// Live objects past which idle ones hibernate after
+    /// [`PRESSED_HIBERNATE_AFTER`] instead of `hibernate_after`
+    /// (`limits.max_live_objects_per_worker`); 0 is no limit.
+    #[serde(default)]
+    pub max_live_objects: usize,
     /// Objects keep their databases under `data_dir/<class>/`; the node
     /// secret is there too.
     pub data_dir: PathBuf,
@@ -126,6 +131,7 @@ impl std::fmt::Debug for WorkerOptions {
                 &self.max_connections_per_object,
             )
             .field("max_open_databases", &self.max_open_databases)
+            .field("max_live_objects", &self.max_live_objects)
             .field("data_dir", &self.data_dir)
             .field("namespaces", &self.namespaces)
             .field("vars", &self.vars)
@@ -136,6 +142,10 @@ impl std::fmt::Debug for WorkerOptions {
 
 /// A worker started by a supervisor that does not send the cap (an older
 /// one, during a reload) keeps this many databases open.
+/// How long an object waits for its next event before it hibernates while
+/// its worker holds more than `max_live_objects`.
+pub const PRESSED_HIBERNATE_AFTER: Duration = Duration::from_secs(1);
+
 fn default_max_open_databases() -> usize {
     1024
 }
@@ -840,7 +850,15 @@ async fn object_task(task: ObjectTask) {
     loop {
         let next = match mailbox.try_recv() {
             Ok(delivery) => Ok(Some(delivery)),
-            Err(_) => tokio::time::timeout(options.hibernate_after, mailbox.recv()).await,
+            Err(_) => {
+                let live = objects.borrow().lives.len();
+                let pressed = options.max_live_objects > 0 && live > options.max_live_objects;
+                let idle = match pressed {
+                    true => options.hibernate_after.min(PRESSED_HIBERNATE_AFTER),
+                    false => options.hibernate_after,
+                };
+                tokio::time::timeout(idle, mailbox.recv()).await
+            }
         };
         let delivery = match next {
             Ok(Some(delivery)) => delivery,

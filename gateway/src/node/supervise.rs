@@ -169,6 +169,7 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
         max_attachment_bytes: config.limits.max_attachment_bytes,
         max_connections_per_object: config.limits.max_connections_per_object,
         max_open_databases: config.limits.max_open_databases_per_worker,
+        max_live_objects: config.limits.max_live_objects_per_worker,
         data_dir: data_dir.to_owned(),
         namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
         vars: config.vars.clone(),
