@@ -97,9 +97,9 @@ pub struct WorkerOptions {
     /// of objects between events are closed (`limits.max_open_databases_per_worker`).
     #[serde(default = "default_max_open_databases")]
     pub max_open_databases: usize,
-    /// Live objects past which idle ones hibernate after
-    /// [`PRESSED_HIBERNATE_AFTER`] instead of `hibernate_after`
-    /// (`limits.max_live_objects_per_worker`); 0 is no limit.
+    /// Live objects past which idle ones hibernate after a second instead
+    /// of `hibernate_after` (`limits.max_live_objects_per_worker`); 0 is
+    /// no limit.
     #[serde(default)]
     pub max_live_objects: usize,
     /// Objects keep their databases under `data_dir/<class>/`; the node
