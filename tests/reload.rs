@@ -2,26 +2,12 @@
 //! edges hold every socket; nothing a client sent is lost or answered twice,
 //! and a binary that cannot serve is refused before anything changes.
 
-use crate::support::{assert_eventually, unique_name, Client, Deploy, Node, NETWORK_TIMEOUT};
+use crate::support::{
+    assert_eventually, echo_until, unique_name, Client, Deploy, Node, NETWORK_TIMEOUT,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A client that sends `echo:<name>-<n>` one after the other and checks
-/// each answer, until told to stop; returns how many it sent.
-async fn echo_until(mut client: Client, name: String, stop: Arc<AtomicBool>) -> (Client, u64) {
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let text = format!("{name}-{sent}");
-        let answer = client.request(&format!("echo:{text}")).await;
-        assert_eq!(
-            answer, text,
-            "{name}: a reply out of order, lost or repeated"
-        );
-        sent += 1;
-    }
-    (client, sent)
-}
 
 async fn pid_of(client: &mut Client) -> String {
     client.request("pid").await

@@ -18,7 +18,7 @@ pub(crate) use eventually::assert_eventually;
 pub use http::{http_request, http_request_head, HttpResponse};
 pub use node::{peak_rss_kib, wait_for_exit, Node};
 pub use raw::{upgrade_response, Frame, RawClient, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
-pub use ws::Client;
+pub use ws::{echo_until, Client};
 
 /// Longest wait for one expected network event (a reply, a close frame).
 pub const NETWORK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -167,3 +167,23 @@ pub fn describe(message: &Message) -> String {
         Message::Frame(_) => "raw frame".to_owned(),
     }
 }
+
+/// A client that sends `echo:<name>-<n>` one after the other and checks
+/// each answer, until told to stop; returns how many it sent.
+pub async fn echo_until(
+    mut client: Client,
+    name: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Client, u64) {
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let text = format!("{name}-{sent}");
+        let answer = client.request(&format!("echo:{text}")).await;
+        assert_eq!(
+            answer, text,
+            "{name}: a reply out of order, lost or repeated"
+        );
+        sent += 1;
+    }
+    (client, sent)
+}

@@ -45,6 +45,18 @@ fn closes(inbox: &[ToWorker]) -> Vec<(SocketHandle, u16, bool)> {
         .collect()
 }
 
+/// The worker's `Done` for `events` events of `object`.
+fn done(object: u32, events: u32) -> ToEdge {
+    ToEdge::Done {
+        object,
+        events,
+        rows_read: 0,
+        rows_written: 0,
+        stored_bytes: None,
+        active_us: 0,
+    }
+}
+
 fn send(h: &mut Harness, socket: Socket, text: &str) {
     h.worker_sends(ToEdge::Send {
         handle: socket.handle,
@@ -243,17 +255,9 @@ fn a_sender_is_paused_at_its_objects_events_in_flight_and_resumed_at_half() {
         !h.client_sends(socket, &client_frame(true, TEXT, b"over")),
         "paused with {max} in flight"
     );
-    let done = |events| ToEdge::Done {
-        object: socket.object,
-        events,
-        rows_read: 0,
-        rows_written: 0,
-        stored_bytes: None,
-        active_us: 0,
-    };
-    h.worker_sends(done(1));
+    h.worker_sends(done(socket.object, 1));
     assert!(!h.core.wants_bytes(socket.slot, socket.generation));
-    h.worker_sends(done(max / 2 - 1));
+    h.worker_sends(done(socket.object, max / 2 - 1));
     assert!(h.core.wants_bytes(socket.slot, socket.generation));
 }
 
@@ -276,14 +280,7 @@ fn a_fast_sender_is_paused_at_its_objects_share_of_the_bytes_in_flight() {
         h.client_sends(other, &client_frame(true, TEXT, b"me too")),
         "another object's sockets are still read"
     );
-    h.worker_sends(ToEdge::Done {
-        object: fast.object,
-        events: sent / 2 + 1,
-        rows_read: 0,
-        rows_written: 0,
-        stored_bytes: None,
-        active_us: 0,
-    });
+    h.worker_sends(done(fast.object, sent / 2 + 1));
     assert!(
         h.core.wants_bytes(fast.slot, fast.generation),
         "half answered"
@@ -365,14 +362,7 @@ fn a_hibernating_object_is_evicted_and_its_next_message_activates_it_again() {
     let mut h = Harness::new(options());
     let socket = h.connect("room", &[]);
     h.take_inbox();
-    h.worker_sends(ToEdge::Done {
-        object: socket.object,
-        events: 1,
-        rows_read: 0,
-        rows_written: 0,
-        stored_bytes: None,
-        active_us: 0,
-    });
+    h.worker_sends(done(socket.object, 1));
     h.worker_sends(ToEdge::Idle {
         object: socket.object,
         handled: 1,
@@ -466,14 +456,7 @@ fn a_core_suspended_and_resumed_owes_every_client_and_worker_what_it_owed() {
     // attachment, kept across the move.
     let o = h.core.objects.get(talker.object).expect("the object");
     let (in_flight, sent) = (o.in_flight, o.sent);
-    h.worker_sends(ToEdge::Done {
-        object: talker.object,
-        events: in_flight,
-        rows_read: 0,
-        rows_written: 0,
-        stored_bytes: None,
-        active_us: 0,
-    });
+    h.worker_sends(done(talker.object, in_flight));
     h.worker_sends(ToEdge::Idle {
         object: talker.object,
         handled: sent,
@@ -619,14 +602,7 @@ proptest! {
                 Step::Advance(ms) => h.advance(Duration::from_millis(ms)),
             }
             prop_assert!(h.queued(socket) <= LIMIT + 20_000 + 64, "{} queued", h.queued(socket));
-            h.worker_sends(ToEdge::Done {
-                object: socket.object,
-                events: 1000,
-                rows_read: 0,
-                rows_written: 0,
-                stored_bytes: None,
-                active_us: 0,
-            });
+            h.worker_sends(done(socket.object, 1000));
         }
         h.client_gone(socket);
         h.advance(CLOSE_TIMEOUT);
