@@ -140,7 +140,7 @@ pub struct Limits {
     /// reading the sockets that send more until half is answered. Bounds
     /// what slow workers make the edge's queues and their inboxes hold.
     pub max_bytes_in_flight: u64,
-    /// Object databases one worker keeps open at once (three file
+    /// Object databases one worker keeps open at once (two file
     /// descriptors each); past it the least recently used of objects
     /// between events are closed, and opened again on their next storage
     /// call. Bounds a worker's descriptors however many objects are live.

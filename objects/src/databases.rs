@@ -1,6 +1,6 @@
 //! The databases a worker's live objects hold open, least recently used
-//! first, and the cap on how many: each costs three file descriptors (the
-//! file, its WAL and the WAL index) and a place in the list SQLite's unix
+//! first, and the cap on how many: each costs two file descriptors (the
+//! file and its WAL) and a place in the list SQLite's unix
 //! VFS searches on every open, so without a cap a worker creating objects
 //! faster than they hibernate runs out of descriptors and slows as it goes.
 //! Past the cap the least recently used database of an object between

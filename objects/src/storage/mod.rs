@@ -41,7 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits on a lock held by another connection (a
-/// backup or an inspection tool) before failing.
+/// backup or an inspection tool, or the object's previous connection still
+/// closing) before failing. An object's open database is locked for as long
+/// as it is open, so such tools see it once the object hibernates.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// WAL frames past which a commit is followed by a checkpoint: SQLite's own
@@ -211,6 +213,14 @@ impl Storage {
         // journal, fsynced (synchronous is FULL by default): the header must
         // be on disk before any WAL frame is, or recovery would find a
         // database of zero pages and delete the WAL.
+        // Before the first access: in WAL mode SQLite then keeps the WAL
+        // index in the connection's memory instead of a shared-memory
+        // file, which saves a file, its descriptor and its mmap per open
+        // database, and holds the file lock between transactions instead
+        // of taking it for each one. One instance per object means one
+        // connection per file; another opener waits (busy timeout) until
+        // the object closes it.
+        conn.pragma_update_and_check(None, "locking_mode", "EXCLUSIVE", |r| r.get::<_, String>(0))?;
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         // FULL: a WAL commit fsyncs before it returns, which is what the
         // output gate promises before releasing an event's messages. An
@@ -557,6 +567,32 @@ mod tests {
         assert_eq!(sync, 2, "synchronous=FULL");
         drop(_internal);
         s.put("k", b"v").unwrap();
+    }
+
+    #[test]
+    fn an_open_database_keeps_its_wal_index_in_memory_not_in_a_file() {
+        let (dir, mut s) = open_temp();
+        s.begin_event().unwrap();
+        s.put("k", b"v").unwrap();
+        s.commit_event().unwrap();
+        let db = dir.path().join("Class/id.sqlite");
+        assert!(dir.path().join("Class/id.sqlite-wal").exists());
+        assert!(
+            !dir.path().join("Class/id.sqlite-shm").exists(),
+            "a shared-memory file costs every open database a file, a descriptor and a mapping"
+        );
+        // Another connection waits for the object's, as long as it is open.
+        let other = Connection::open(&db).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        assert!(other
+            .query_row("SELECT count(*) FROM _torpor_kv", [], |r| r
+                .get::<_, i64>(0))
+            .is_err());
+        drop(s);
+        let rows: i64 = other
+            .query_row("SELECT count(*) FROM _torpor_kv", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]
