@@ -31,6 +31,8 @@
 #   SERVER_CPU [0]  CLIENT_CPU [1]  taskset -c lists (none: not pinned)
 #   HTTP_PORT [38787]  ADMIN_PORT [39090]  (not bench.sh's nor reload.sh's)
 #   CONFIG_TEMPLATE [config/torpor.toml]
+#   TORPOR [target/release/torpor, built here] the node's binary; one
+#     named here is used as it is (an A/B against an older build)
 #   START_NODE [1]; 0 attacks a node you started yourself at URL, ADMIN
 #     (default the ports above), counting DATA_DIR's files if set, with
 #     PAUSE [15] seconds between runs so its handshake_timeout lets go of
@@ -64,6 +66,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 HTTP_PORT=${HTTP_PORT:-38787}
 ADMIN_PORT=${ADMIN_PORT:-39090}
 CONFIG_TEMPLATE=${CONFIG_TEMPLATE:-config/torpor.toml}
+TORPOR=${TORPOR:-}
 START_NODE=${START_NODE:-1}
 URL=${URL:-ws://127.0.0.1:$HTTP_PORT}
 ADMIN=${ADMIN:-127.0.0.1:$ADMIN_PORT}
@@ -73,8 +76,9 @@ out=${1:-target/attack/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
 cargo build --release --locked -p torpor-loadtest >&2
-if [ "$START_NODE" = 1 ]; then
+if [ "$START_NODE" = 1 ] && [ -z "$TORPOR" ]; then
   cargo build --release --locked -p torpor >&2
+  TORPOR=target/release/torpor
 fi
 # 10,000 held connections and the fresh client's in one process; the hard
 # limit cannot be raised, but the soft one can be raised to it.
@@ -102,7 +106,7 @@ trap stop_node EXIT
 
 start_node() { # LOG-NAME
   node_data=$(mktemp -d)
-  local cmd=(./target/release/torpor --config "$CONFIG_TEMPLATE" --http "127.0.0.1:$HTTP_PORT"
+  local cmd=("$TORPOR" --config "$CONFIG_TEMPLATE" --http "127.0.0.1:$HTTP_PORT"
     --admin "127.0.0.1:$ADMIN_PORT" --data-dir "$node_data")
   # Not through pin(): a backgrounded function is a subshell, and $! would be
   # its pid, not Torpor's. taskset execs, so $! is the supervisor's pid.
