@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{unique_name, Client, Node};
+use crate::support::{assert_eventually, unique_name, Client, Node};
 
 const HIBERNATE_AFTER: &str = "300ms";
 const HIBERNATE_WAIT: Duration = Duration::from_secs(10);
@@ -239,4 +240,89 @@ async fn past_the_live_object_bound_idle_objects_hibernate_early() {
     }
     // And wake again on their next message, their sockets kept.
     assert_eq!(clients[5].request("echo:again").await, "again");
+}
+
+/// A worker wakes at most `WAKES_AT_ONCE` objects at a time for clients;
+/// the next wake waits for a turn while live objects' events go on, so a
+/// storm of new objects cannot hold up the objects already running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_wakes_at_once_a_wake_waits_its_turn_while_live_objects_go_on() {
+    let node = Node::builder()
+        .workers(1)
+        .hibernate_after(HIBERNATE_AFTER)
+        .start();
+    let turns = torpor_objects::WAKES_AT_ONCE;
+    let names: Vec<String> = (0..=turns)
+        .map(|i| unique_name(&format!("sleeper{i}")))
+        .collect();
+    let mut sleepers = Vec::new();
+    for name in &names {
+        let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+        assert_eq!(client.request("echo:up").await, "up");
+        sleepers.push(client);
+    }
+    let mut woken_before = Vec::new();
+    for name in &names {
+        let stats = node.wait_hibernated("Bench", name, HIBERNATE_WAIT).await;
+        woken_before.push(stats.wakes);
+    }
+    // A live object, kept busy from here on: its events never idle long
+    // enough for it to hibernate, so none of them is a wake.
+    let live_name = unique_name("live");
+    let mut live = Client::connect(&node.ws_url(&format!("/bench/{live_name}"))).await;
+    assert_eq!(live.request("echo:warm").await, "warm");
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let echoes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = echoes.clone();
+    let busy = tokio::spawn(async move {
+        loop {
+            assert_eq!(live.request("echo:busy").await, "busy");
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if stopped.try_recv().is_ok() {
+                return;
+            }
+        }
+    });
+
+    // Each hibernated sleeper is woken by a handler that sleeps 8 s.
+    for client in &mut sleepers {
+        client.send_text("sleep:8000").await;
+    }
+    let woken = || async {
+        let mut woken = 0;
+        for (name, before) in names.iter().zip(&woken_before) {
+            woken += usize::from(node.stats("Bench", name).await.wakes > *before);
+        }
+        woken
+    };
+    let mut now_woken;
+    assert_eventually!(
+        {
+            now_woken = woken().await;
+            now_woken >= turns
+        },
+        Duration::from_secs(5),
+        "{now_woken} of {} sleepers woke, not {turns}",
+        turns + 1
+    );
+    // The live object had its chance meanwhile, and took it: 20 more
+    // events handled while the last sleeper still waits for its turn.
+    let seen = echoes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eventually!(
+        echoes.load(std::sync::atomic::Ordering::Relaxed) >= seen + 20,
+        Duration::from_secs(5),
+        "the live object stopped handling events while objects woke"
+    );
+    assert_eq!(
+        woken().await,
+        turns,
+        "more objects woke at once than the worker gives turns"
+    );
+    let _ = stop.send(());
+    busy.await.unwrap();
+    // Every sleeper gets its turn, the last once one of the first is done.
+    for client in &mut sleepers {
+        let reply = client.try_recv(Duration::from_secs(30)).await;
+        assert_eq!(reply, Some(Message::Text("slept".into())));
+    }
 }

@@ -24,4 +24,4 @@ mod worker;
 pub use build::build_version;
 pub use control::{announce_ready, ControlIn};
 pub use registry::Registry;
-pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions};
+pub use worker::{edge_socket_path, run, WorkerError, WorkerOptions, WAKES_AT_ONCE};

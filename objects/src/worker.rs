@@ -30,7 +30,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Abort;
@@ -140,12 +140,22 @@ impl std::fmt::Debug for WorkerOptions {
     }
 }
 
-/// A worker started by a supervisor that does not send the cap (an older
-/// one, during a reload) keeps this many databases open.
 /// How long an object waits for its next event before it hibernates while
 /// its worker holds more than `max_live_objects`.
 pub const PRESSED_HIBERNATE_AFTER: Duration = Duration::from_secs(1);
 
+/// Objects a worker wakes at once for clients and alarms. A wake is the
+/// dear part of a first event (the instance, the database opened, often a
+/// first commit), and objects run on one thread in the order their events
+/// became ready: a storm of new objects, as one client minting names can
+/// make, would otherwise put a wake ahead of every live object's next
+/// event. Past this many the rest wait their turn, in order, while live
+/// objects' events go on. Calls from other objects never wait here: the
+/// caller may be one of the waking, and would wait on itself.
+pub const WAKES_AT_ONCE: usize = 4;
+
+/// A worker started by a supervisor that does not send the cap (an older
+/// one, during a reload) keeps this many databases open.
 fn default_max_open_databases() -> usize {
     1024
 }
@@ -197,6 +207,19 @@ enum Event {
     Lost {
         sockets: Vec<SocketHandle>,
     },
+}
+
+impl Event {
+    /// Whether waking an object for this event waits for a turn
+    /// (`WAKES_AT_ONCE`): a client's and an alarm's do; a call from another
+    /// object, and the closes of sockets whose edge went away, do not.
+    fn waits_turn_to_wake(&self) -> bool {
+        match self {
+            Event::Fetch { chain, rpc, .. } => chain.is_empty() && rpc.is_none(),
+            Event::Message { .. } | Event::Closed { .. } | Event::Alarm { .. } => true,
+            Event::EdgeLost { .. } | Event::Lost { .. } => false,
+        }
+    }
 }
 
 /// An event and the edge it came from (`None`: from the worker itself).
@@ -288,6 +311,8 @@ struct Worker {
     told_on_loss: Vec<HashSet<(String, String)>>,
     /// Object tasks still running.
     tasks: Rc<Cell<usize>>,
+    /// Turns to wake an object (`WAKES_AT_ONCE`).
+    wakes: Rc<Semaphore>,
 }
 
 async fn serve(
@@ -346,6 +371,7 @@ async fn serve(
         shared,
         objects: Rc::new(RefCell::new(objects)),
         tasks: Rc::new(Cell::new(0)),
+        wakes: Rc::new(Semaphore::new(WAKES_AT_ONCE)),
     };
     read_control(control, input_tx);
     let parent = std::os::unix::process::parent_id();
@@ -729,6 +755,7 @@ impl Worker {
             factory: self.registry.factory(&class),
             options: self.options.clone(),
             objects: self.objects.clone(),
+            wakes: self.wakes.clone(),
         }));
         slot
     }
@@ -809,6 +836,7 @@ struct ObjectTask {
     /// Shared: a copy per object was a dozen allocations per live object.
     options: Rc<WorkerOptions>,
     objects: Rc<RefCell<Objects>>,
+    wakes: Rc<Semaphore>,
 }
 
 /// `data_dir/<class>/<id>.sqlite`. Ids are hex, but every byte outside
@@ -840,6 +868,7 @@ async fn object_task(task: ObjectTask) {
         factory,
         options,
         objects,
+        wakes,
     } = task;
     while host.is_gathering() {
         gathered.notified().await;
@@ -897,6 +926,12 @@ async fn object_task(task: ObjectTask) {
             }
         };
         let Delivery { edge, event } = *delivery;
+        let waking = instance.is_none() && factory.is_some() && event.waits_turn_to_wake();
+        // Held until the event is done: its commit is part of the wake.
+        let _turn = match waking {
+            true => wakes.acquire().await.ok(),
+            false => None,
+        };
         let source = edge.and_then(|e| host.binding(e).map(|b| (e, b)));
         let life = ObjectLife {
             factory,
