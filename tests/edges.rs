@@ -381,3 +381,77 @@ async fn an_object_with_sockets_past_one_ipc_frame_wakes_with_all_of_them() {
     );
     assert_eq!(last.len(), 2_000);
 }
+
+/// `limits.max_connections` is the node's: each edge holds an equal share,
+/// an upgrade past its edge's share gets 503, and a closed socket frees
+/// its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_holds_max_connections_and_answers_the_rest_503() {
+    let node = Node::builder()
+        .edges(2)
+        .limit("max_connections", "4")
+        .start();
+    let name = unique_name("capped");
+    let url = node.ws_url(&format!("/bench/{name}"));
+    let mut held = Vec::new();
+    let mut refused = 0;
+    // Each attempt lands on an edge by the kernel's hash: in 30, both
+    // edges are picked at least twice all but never (2^-28).
+    for _ in 0..30 {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => held.push(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 503);
+                refused += 1;
+            }
+            Err(other) => panic!("upgrade failed: {other}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (4, 26));
+    assert_eq!(connections_by_edge(&node, "Bench", &name).await, vec![2, 2]);
+
+    // A closed socket's place is taken again.
+    drop(held.pop());
+    assert_eventually!(
+        connections_by_edge(&node, "Bench", &name)
+            .await
+            .iter()
+            .sum::<u64>()
+            == 3,
+        Duration::from_secs(5),
+        "the closed socket is still counted"
+    );
+    let mut again = false;
+    for _ in 0..30 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
+            held.push(socket);
+            again = true;
+            break;
+        }
+    }
+    assert!(again, "no upgrade taken after a socket closed");
+}
+
+/// `edges = "auto"` runs as many edges as `limits.max_connections` needs at
+/// the open files limit the node inherits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_edges_are_as_many_as_max_connections_needs() {
+    let fd_limit = torpor::config::open_files_limit();
+    let per_edge = torpor::config::Config::default().sockets_per_edge(fd_limit);
+    // One more socket than an edge holds needs two edges.
+    let wanted = usize::try_from(per_edge.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut config = torpor::config::Config::default();
+    config.edges = torpor::config::Edges::Auto;
+    config.limits.max_connections = wanted;
+    let expected = config.edges_for(fd_limit).unwrap();
+    let node = Node::builder()
+        .env("TORPOR_EDGES", "auto")
+        .limit("max_connections", &wanted.to_string())
+        .start();
+    let pids = edge_pids(&node).await;
+    assert_eq!(pids.len(), usize::from(expected), "{pids:?}");
+    assert!(pids.iter().all(Option::is_some), "{pids:?}");
+    let mut client =
+        Client::connect(&node.ws_url(&format!("/bench/{}", unique_name("auto")))).await;
+    assert_eq!(client.request("echo:up").await, "up");
+}

@@ -35,8 +35,11 @@ pub mod env {
 pub struct Config {
     /// Where objects keep their data.
     pub data_dir: PathBuf,
-    /// Number of edge processes sharing the listen port (SO_REUSEPORT).
-    pub edges: u16,
+    /// Number of edge processes sharing the listen port (SO_REUSEPORT), or
+    /// `"auto"`: as many as `limits.max_connections` needs at the open
+    /// files limit. Always a count after [`Config::validate`].
+    #[serde(deserialize_with = "edges")]
+    pub edges: Edges,
     /// Number of worker processes.
     pub workers: u16,
     /// Idle time after which an object is dropped from memory.
@@ -107,6 +110,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest serialized attachment.
     pub max_attachment_bytes: usize,
+    /// WebSockets the whole node holds, spread evenly over its edges;
+    /// upgrades past an edge's share get 503. 0 is no limit but the edges'
+    /// open files limits. `edges = "auto"` sizes the node from it.
+    pub max_connections: usize,
     /// Sockets per object; 503 beyond.
     pub max_connections_per_object: usize,
     /// Open WebSockets from one client IP address; 429 beyond. 0 is no
@@ -264,7 +271,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("./data"),
-            edges: 1,
+            edges: Edges::Count(1),
             workers: 2,
             hibernate_after: Duration::from_secs(10),
             worker_idle_exit: Duration::from_secs(60),
@@ -343,6 +350,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 1 << 20,
             max_attachment_bytes: 2048,
+            max_connections: 0,
             max_connections_per_object: 32_768,
             max_connections_per_address: 0,
             max_outbound_queue_bytes: 4 << 20,
@@ -483,11 +491,7 @@ impl Config {
                     .parse()
                     .map_err(|e| invalid(format!("{value:?}: {e}")))?
             }
-            "edges" => {
-                self.edges = value
-                    .parse()
-                    .map_err(|e| invalid(format!("{value:?}: {e}")))?
-            }
+            "edges" => self.edges = Edges::parse(value).map_err(invalid)?,
             _ => return Err(invalid("no such override".to_owned())),
         }
         Ok(())
@@ -505,12 +509,7 @@ impl Config {
                 format!("{} is not within 1..=256", self.workers),
             ));
         }
-        if self.edges == 0 || self.edges > 64 {
-            return Err(invalid(
-                "edges",
-                format!("{} is not within 1..=64", self.edges),
-            ));
-        }
+        self.edges = Edges::Count(self.edges_for(open_files_limit())?);
         let limits = &self.limits;
         if !(125..=32 << 20).contains(&limits.max_message_bytes) {
             return Err(invalid(
@@ -797,6 +796,126 @@ fn check_origins(i: usize, route: &Route) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// How many edge processes a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edges {
+    Count(u16),
+    /// As many as `limits.max_connections` needs (resolved by `validate`).
+    Auto,
+}
+
+impl Edges {
+    /// Most edges a node runs.
+    pub const MAX: u16 = 64;
+
+    fn parse(text: &str) -> Result<Edges, String> {
+        match text {
+            "auto" => Ok(Edges::Auto),
+            _ => text
+                .parse()
+                .map(Edges::Count)
+                .map_err(|_| format!("{text:?} is neither a number of edges nor \"auto\"")),
+        }
+    }
+}
+
+/// Files an edge keeps open besides its clients' sockets: listeners, the
+/// links to workers, the ledger, the alarm schedule, logs and the poller.
+const EDGE_OWN_FILES: u64 = 256;
+
+/// The open files limit every process of the node gets (each raises its
+/// soft limit to this hard one at start); `u64::MAX` if unlimited.
+pub fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX)
+}
+
+impl Config {
+    /// The WebSockets one edge can hold under an open files limit of
+    /// `fd_limit`: what is left once its front door's connections and its
+    /// own files are counted.
+    pub fn sockets_per_edge(&self, fd_limit: u64) -> u64 {
+        let frontdoor = u64::try_from(self.limits.max_frontdoor_connections).unwrap_or(u64::MAX);
+        fd_limit
+            .saturating_sub(frontdoor)
+            .saturating_sub(EDGE_OWN_FILES + u64::from(self.workers))
+    }
+
+    /// The number of edges, checked against `limits.max_connections` at an
+    /// open files limit of `fd_limit`, or worked out from it for `"auto"`.
+    pub fn edges_for(&self, fd_limit: u64) -> Result<u16, ConfigError> {
+        let wanted = u64::try_from(self.limits.max_connections).unwrap_or(u64::MAX);
+        let per_edge = self.sockets_per_edge(fd_limit);
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "edges".to_owned(),
+            message,
+        };
+        let room = format!(
+            "at an open files limit of {fd_limit}, an edge holds {per_edge} sockets \
+             (the limit less limits.max_frontdoor_connections and {} files of its own)",
+            EDGE_OWN_FILES + u64::from(self.workers)
+        );
+        let needed = match per_edge {
+            0 => u64::MAX,
+            _ => wanted.div_ceil(per_edge).max(1),
+        };
+        match self.edges {
+            Edges::Auto if wanted == 0 => Err(invalid(
+                "\"auto\" sizes the node from limits.max_connections, which is 0 (no limit): \
+                 set it, or give a number of edges"
+                    .to_owned(),
+            )),
+            Edges::Auto => u16::try_from(needed)
+                .ok()
+                .filter(|&n| n <= Edges::MAX)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "limits.max_connections = {wanted} needs more than {} edges: {room}",
+                        Edges::MAX
+                    ))
+                }),
+            Edges::Count(n) if n == 0 || n > Edges::MAX => {
+                Err(invalid(format!("{n} is not within 1..={}", Edges::MAX)))
+            }
+            Edges::Count(n) if u64::from(n) < needed => Err(invalid(format!(
+                "limits.max_connections = {wanted} over {n} edges is more than they hold: \
+                 {room}; set edges = {needed} or \"auto\""
+            ))),
+            Edges::Count(n) => Ok(n),
+        }
+    }
+
+    /// The resolved number of edges (1 before [`Config::validate`] resolves
+    /// `"auto"`).
+    pub fn edge_count(&self) -> u16 {
+        match self.edges {
+            Edges::Count(n) => n,
+            Edges::Auto => 1,
+        }
+    }
+
+    /// The WebSockets each edge may hold of `limits.max_connections`
+    /// (0: no limit).
+    pub fn max_sockets_per_edge(&self) -> usize {
+        let edges = usize::from(self.edge_count().max(1));
+        self.limits.max_connections.div_ceil(edges)
+    }
+}
+
+fn edges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Edges, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Count(u16),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Count(n) => Ok(Edges::Count(n)),
+        Raw::Text(text) => Edges::parse(&text).map_err(serde::de::Error::custom),
+    }
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -1063,5 +1182,74 @@ mod tests {
         assert_eq!(config.prices.requests_included, 1_000_000);
         let err = Config::from_toml("[prices]\nrequest_usd = 1", "t.toml".into()).unwrap_err();
         assert!(err.to_string().contains("request_usd"), "{err}");
+    }
+
+    fn with_edges(edges: &str, max_connections: usize) -> Config {
+        let text = format!("edges = {edges}\n[limits]\nmax_connections = {max_connections}\n");
+        Config::from_toml(&text, "t.toml".into()).unwrap()
+    }
+
+    #[test]
+    fn auto_edges_are_as_many_as_the_connections_need_at_the_files_limit() {
+        // 20,000 files less 4,096 front-door connections and 258 of its own.
+        let per_edge = 20_000 - 4096 - 256 - 2;
+        assert_eq!(Config::default().sockets_per_edge(20_000), per_edge);
+        let auto = |max| with_edges("\"auto\"", max).edges_for(20_000);
+        assert_eq!(auto(1).unwrap(), 1);
+        assert_eq!(auto(per_edge as usize).unwrap(), 1);
+        assert_eq!(auto(per_edge as usize + 1).unwrap(), 2);
+        assert_eq!(auto(1_000_000).unwrap(), 64);
+        let err = auto(1_100_000).unwrap_err().to_string();
+        assert!(err.contains("needs more than 64 edges"), "{err}");
+        assert!(err.contains("an edge holds 15646 sockets"), "{err}");
+        let err = auto(0).unwrap_err().to_string();
+        assert!(err.contains("limits.max_connections, which is 0"), "{err}");
+        // Unlimited files: one edge for anything.
+        assert_eq!(
+            with_edges("\"auto\"", 5_000_000)
+                .edges_for(u64::MAX)
+                .unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_number_of_edges_must_hold_max_connections() {
+        assert_eq!(with_edges("2", 0).edges_for(20_000).unwrap(), 2);
+        assert_eq!(with_edges("2", 31_292).edges_for(20_000).unwrap(), 2);
+        let err = with_edges("2", 40_000)
+            .edges_for(20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set edges = 3 or \"auto\""), "{err}");
+        let err = with_edges("0", 0)
+            .edges_for(20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0 is not within 1..=64"), "{err}");
+        let err = with_edges("65", 0)
+            .edges_for(20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("65 is not within 1..=64"), "{err}");
+        let err = Config::from_toml("edges = \"many\"", "t.toml".into()).unwrap_err();
+        assert!(
+            err.to_string().contains("neither a number of edges nor"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_edge_holds_its_share_of_max_connections() {
+        let mut config = with_edges("3", 10);
+        assert_eq!(config.max_sockets_per_edge(), 4);
+        config.limits.max_connections = 0;
+        assert_eq!(config.max_sockets_per_edge(), 0);
+        let mut config = Config::default();
+        config.set("edges", "auto").unwrap();
+        assert_eq!(config.edges, Edges::Auto);
+        config.set("edges", "4").unwrap();
+        assert_eq!(config.edge_count(), 4);
+        assert!(config.set("edges", "-1").is_err());
     }
 }

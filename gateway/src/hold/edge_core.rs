@@ -642,6 +642,13 @@ impl EdgeCore {
                 let _ = request.reply.send(FetchReply::error(429, &message));
                 return;
             }
+            let (held, limit) = (self.sessions.len(), self.options.max_sockets);
+            if limit > 0 && held >= limit {
+                let message =
+                    format!("this edge holds {held} sockets, its share of limits.max_connections");
+                let _ = request.reply.send(FetchReply::error(503, &message));
+                return;
+            }
             let limit = self.options.max_connections_per_object;
             if connections >= limit {
                 let message = format!("object holds {connections} sockets, limit {limit}");

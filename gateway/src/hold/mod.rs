@@ -54,6 +54,9 @@ pub struct HoldOptions {
     pub max_message_bytes: usize,
     /// Largest attachment.
     pub max_attachment_bytes: usize,
+    /// Sockets this edge holds (its share of `limits.max_connections`);
+    /// upgrades past it get 503. 0 is no limit.
+    pub max_sockets: usize,
     /// Sockets per object.
     pub max_connections_per_object: usize,
     /// Open sockets per client address; 0 is no limit.

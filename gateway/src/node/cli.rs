@@ -131,7 +131,8 @@ pub struct NodeArgs {
     /// Where objects keep their data (`data_dir`).
     #[arg(long, value_name = "DIR", env = config::env::DATA_DIR)]
     pub data_dir: Option<String>,
-    /// Edge processes sharing the listen port (`edges`).
+    /// Edge processes sharing the listen port (`edges`): a number, or `auto`
+    /// for as many as `limits.max_connections` needs.
     #[arg(long, value_name = "N", env = config::env::EDGES)]
     pub edges: Option<String>,
     /// Worker processes (`workers`).

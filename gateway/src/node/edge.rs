@@ -95,6 +95,7 @@ fn run(config: Config, index: u16, take_over: bool) -> Result<(), BoxError> {
             ipc_path: ipc_path.clone(),
             max_message_bytes: config.limits.max_message_bytes,
             max_attachment_bytes: config.limits.max_attachment_bytes,
+            max_sockets: config.max_sockets_per_edge(),
             max_connections_per_object: config.limits.max_connections_per_object,
             max_connections_per_address: config.limits.max_connections_per_address,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,

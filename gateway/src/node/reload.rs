@@ -29,7 +29,8 @@ pub(super) fn run(
         Deploy::Reload => ("/admin/reload", "torpor reload"),
         Deploy::Upgrade => ("/admin/upgrade", "torpor upgrade"),
     };
-    let timeout = config.handler_timeout * u32::from(config.workers.max(config.edges)) + MARGIN;
+    let timeout =
+        config.handler_timeout * u32::from(config.workers.max(config.edge_count())) + MARGIN;
     match post(admin, path, timeout) {
         Ok((200, body)) => {
             #[allow(clippy::print_stdout)] // the report is the command's output

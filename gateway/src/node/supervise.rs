@@ -71,11 +71,11 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
             edge_setup: edge_setup(&source, http_addr, false)?,
             worker_setup: worker_setup(&config, &run_dir, &data_dir)?,
             worker_version: torpor_objects::build_version(),
-            edges: config.edges,
+            edges: config.edge_count(),
             workers: config.workers,
         };
         let pids = Arc::new(Mutex::new(supervisor::Pids {
-            edges: vec![None; usize::from(config.edges)],
+            edges: vec![None; usize::from(config.edge_count())],
             workers: vec![None; usize::from(config.workers)],
             worker_versions: vec![None; usize::from(config.workers)],
         }));
@@ -93,7 +93,7 @@ pub(super) fn run(config: Config, source: ConfigSource, node: NodeArgs) -> Resul
         ));
         let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         let (deploy_upgrade_tx, deploy_upgrade_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (edges_count, workers_count) = (config.edges, config.workers);
+        let (edges_count, workers_count) = (config.edge_count(), config.workers);
         tokio::spawn(reloads(
             Reloader {
                 node,
@@ -161,7 +161,7 @@ fn edge_setup(
 fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<u8>, BoxError> {
     let options = WorkerOptions {
         run_dir: run_dir.to_owned(),
-        edges: config.edges,
+        edges: config.edge_count(),
         index: 0,
         hibernate_after: config.hibernate_after,
         idle_exit: config.worker_idle_exit,

@@ -22,6 +22,7 @@ pub(crate) fn options() -> HoldOptions {
         ipc_path: "unused".into(),
         max_message_bytes: MAX_MESSAGE,
         max_attachment_bytes: 2048,
+        max_sockets: 0,
         max_connections_per_object: 100,
         max_connections_per_address: 0,
         max_outbound_queue_bytes: LIMIT,
