@@ -30,9 +30,8 @@ use tokio::task::JoinSet;
 use crate::admin;
 use crate::client::Target;
 use crate::latency::Recorder;
-use crate::results::{Phase, Report, TargetRun};
+use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::scenario;
-use crate::server::TargetKind;
 use crate::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
@@ -206,7 +205,7 @@ pub fn run(opts: &AlarmOptions) -> Result<Report, String> {
             ("delay".into(), format!("{} ms", opts.delay.as_millis())),
             ("variant".into(), opts.variant.name().into()),
         ],
-        host: crate::results::Host::here(None, None),
+        host: crate::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),

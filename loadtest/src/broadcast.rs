@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
-use crate::results::{CpuFigures, Phase, Report, TargetRun};
+use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
 };
@@ -389,7 +389,7 @@ fn phase_from(
 mod tests {
     use super::*;
     use crate::cpu::CpuUsage;
-    use crate::results::ClientCpu;
+    use crate::report::model::ClientCpu;
     use crate::traffic::ChildResult;
 
     #[test]

@@ -28,7 +28,7 @@ use crate::client::{
 use crate::fleet;
 use crate::latency::Recorder;
 use crate::open::{mask_for, room_path};
-use crate::results::{CpuFigures, Phase, Report, TargetRun};
+use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
 };
@@ -441,7 +441,7 @@ mod tests {
     use super::*;
     use crate::cpu::CpuUsage;
     use crate::flags::Flags;
-    use crate::results::ClientCpu;
+    use crate::report::model::ClientCpu;
 
     #[test]
     fn results_add_up_to_rates() {

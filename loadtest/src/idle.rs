@@ -23,7 +23,7 @@ use crate::client::Target;
 use crate::fleet::{self, Fleet};
 use crate::kernel;
 use crate::open::{self, OpenPlan};
-use crate::results::{Memory, MemoryPoint, Report, TargetRun};
+use crate::report::model::{Memory, MemoryPoint, Report, TargetRun};
 use crate::rss;
 use crate::scenario::{self, for_each_target, open_fleet, Common};
 use crate::server::Server;
@@ -171,7 +171,7 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     eprintln!(
         "loadtest: {} rss {:.1} MiB (pids {pids:?}); opening {connections} connections over {} rooms from {} processes",
         server.kind.name(),
-        crate::results::mib(rss_before),
+        crate::report::text::mib(rss_before),
         opts.rooms,
         plan.len()
     );

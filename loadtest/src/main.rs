@@ -12,8 +12,8 @@
 //! processes the scenarios spawn.
 //!
 //! This file only parses flags and dispatches; each scenario has its own
-//! file, the shared parent side is `scenario.rs`, and the report model is
-//! `results.rs`.
+//! file, the shared parent side is `scenario.rs`, and the report (model, text,
+//! HTML) is `report/`.
 // A load generator's results are its output, and stdout is also how a client
 // process reports to its parent, so printing is the point here.
 #![allow(clippy::print_stdout)]
@@ -30,22 +30,19 @@ mod create;
 mod flags;
 mod fleet;
 mod frames;
-mod html;
 mod idle;
 mod kernel;
 mod latency;
-mod medians;
 mod open;
 mod progress;
 mod reload;
 mod reload_client;
-mod results;
+mod report;
 mod rss;
 mod rtt;
 mod scenario;
 mod server;
 mod session;
-mod svg;
 mod traffic;
 mod wake;
 
@@ -63,7 +60,7 @@ use flags::Flags;
 use idle::{ClientOptions, IdleOptions};
 use reload::{Deploy, ReloadOptions};
 use reload_client::ReloadClientOptions;
-use results::Report;
+use report::model::Report;
 use rtt::RttOptions;
 use scenario::Common;
 use traffic::{Kind, TrafficOptions};
@@ -523,7 +520,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
             let report = Report::read(path).map_err(Failure::Run)?;
             say(&report.to_string());
             let html = path.with_extension("html");
-            std::fs::write(&html, html::render(&report))
+            std::fs::write(&html, report::html::render(&report))
                 .map_err(|e| Failure::Run(format!("write {}: {e}", html.display())))?;
             say(&format!("html written to {}", html.display()));
             Ok(())
@@ -539,7 +536,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 .map(|p| Report::read(Path::new(p)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Failure::Run)?;
-            say(&medians::render(&reports));
+            say(&report::medians::render(&reports));
             Ok(())
         }
         "baseline-server" => baseline::run(rest).map_err(|e| match e {
@@ -583,7 +580,7 @@ fn usage_of(command: &str) -> Option<&'static str> {
 fn finish(report: Report, json: Option<&Path>) -> Result<(), Failure> {
     say(&report.to_string());
     if let Some(path) = json {
-        let html = report.write(path).map_err(Failure::Run)?;
+        let html = report::save::write(&report, path).map_err(Failure::Run)?;
         say(&format!(
             "json written to {}, html to {}",
             path.display(),
@@ -927,7 +924,7 @@ mod tests {
         assert_eq!(opts.hold, Duration::from_secs(1));
         assert_eq!(opts.common.processes, None);
         assert_eq!(opts.rooms, 100);
-        assert_eq!(opts.common.targets, [server::TargetKind::Torpor]);
+        assert_eq!(opts.common.targets, [report::model::TargetKind::Torpor]);
     }
 
     #[test]

@@ -47,9 +47,10 @@ use crate::latency::{human_ms, Recorder};
 use crate::reload_client::{
     ChildReport, Command as ClientCommand, ReloadClientOptions, PHASES, SLOT_MS,
 };
-use crate::results::{thousands, ClientCpu, CpuFigures, Phase, Report, TargetRun};
+use crate::report::model::{ClientCpu, CpuFigures, Phase, Report, TargetKind, TargetRun};
+use crate::report::text::thousands;
 use crate::scenario::{self, open_fleet, Common};
-use crate::server::{Server, TargetKind};
+use crate::server::Server;
 
 const CLASS: &str = "Bench";
 /// How long a reload (command or POST) may take before it counts as hung.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::admin::{self, ObjectUsage};
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
-use crate::results::{CpuFigures, Phase, Report, TargetRun};
+use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, split_rate, Common, Measured,
     Traffic,
@@ -361,7 +361,7 @@ mod tests {
     use super::*;
     use crate::cpu::{CpuUsage, Role};
     use crate::flags::Flags;
-    use crate::results::ClientCpu;
+    use crate::report::model::ClientCpu;
 
     fn opts(kind: Kind) -> RttOptions {
         let mut flags = Flags::parse(&[]).unwrap();

@@ -10,8 +10,8 @@ use crate::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::flags::Flags;
 use crate::fleet::{self, Event, Fleet};
 use crate::progress;
-use crate::results::{ClientCpu, CpuFigures, Host, OpenFigures, TargetRun};
-use crate::server::{parse_targets, Placement, Server, TargetKind, BASELINE_MAX_CONNECTIONS};
+use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
+use crate::server::{parse_targets, Placement, Server, BASELINE_MAX_CONNECTIONS};
 use crate::traffic::{ChildResult, Command, Kind, TrafficOptions};
 
 /// How long every child gets to say `ready`.
@@ -67,7 +67,7 @@ impl Common {
     }
 
     pub fn host(&self) -> Host {
-        Host::here(
+        crate::server::this_host(
             self.placement.server_cpus.clone(),
             self.placement.client_cpus.clone(),
         )

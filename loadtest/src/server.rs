@@ -12,11 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use crate::admin;
 use crate::client::Target;
 use crate::cpu::{Role, Watch};
-use crate::{admin, rss};
+use crate::report::model::{Host, TargetKind};
+use crate::rss;
 
 /// How long a baseline may take to print its ready line.
 const BASELINE_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,31 +25,6 @@ const BASELINE_EXIT_GRACE: Duration = Duration::from_secs(5);
 /// One process may hold 20000 descriptors on the machines this runs on; a
 /// baseline is one process, so this is as many connections as it can take.
 pub const BASELINE_MAX_CONNECTIONS: u64 = 19_000;
-
-/// Which server a run measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    Torpor,
-    /// The baseline with tokio-tungstenite's default config.
-    Default,
-    /// The baseline with a 4 KiB read buffer.
-    Tuned,
-}
-
-impl TargetKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            TargetKind::Torpor => "torpor",
-            TargetKind::Default => "default",
-            TargetKind::Tuned => "tuned",
-        }
-    }
-
-    pub fn is_baseline(self) -> bool {
-        self != TargetKind::Torpor
-    }
-}
 
 /// `--target torpor|default|tuned|all` and `--baselines` (the same as
 /// `--target all`) to the list of servers, Torpor first.
@@ -74,6 +49,20 @@ pub fn parse_targets(target: Option<&str>, baselines: bool) -> Result<Vec<Target
         }
     };
     Ok(list)
+}
+
+/// The machine a run is on, as the report records it.
+pub fn this_host(server_cpus: Option<String>, client_cpus: Option<String>) -> Host {
+    Host {
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        clock_ticks_per_second: crate::cpu::clock_ticks_per_second(),
+        taskset: have_taskset(),
+        server_cpus,
+        client_cpus,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
 }
 
 /// Where processes run: `taskset -c` lists, `None` for wherever.

@@ -44,11 +44,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::churn;
 use crate::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
 use crate::frames::FrameScanner;
 use crate::latency::Recorder;
 use crate::open::{self, tell_parent, OpenPlan};
-use crate::{churn, rss};
+use crate::rss;
 
 /// The scratch buffer every socket is read into.
 const SCRATCH_BYTES: usize = 64 * 1024;

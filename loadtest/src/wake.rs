@@ -29,9 +29,9 @@ use serde::Serialize;
 use crate::admin;
 use crate::client::Target;
 use crate::latency::Recorder;
-use crate::results::{mib, Phase, Report, TargetRun};
+use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::text::mib;
 use crate::scenario;
-use crate::server::TargetKind;
 use crate::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
@@ -340,7 +340,7 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             ("variant".into(), opts.variant.name().into()),
             ("fill time".into(), format!("{prepare_seconds:.1} s")),
         ],
-        host: crate::results::Host::here(None, None),
+        host: crate::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),

@@ -61,10 +61,10 @@ use crate::client::{
     OPCODE_CLOSE, OPCODE_TEXT,
 };
 use crate::latency::Recorder;
-use crate::results::{mib, Phase, Report, TargetRun};
+use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::text::mib;
 use crate::rss;
 use crate::scenario;
-use crate::server::TargetKind;
 use node::{DiskUsage, NodeSample};
 
 /// The attacker's and the fresh client's source addresses.
@@ -658,7 +658,7 @@ fn report(
         title: format!("a fresh client while {} attack the node", describe(opts)),
         unix_time: scenario::unix_time(),
         settings,
-        host: crate::results::Host::here(None, None),
+        host: crate::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),

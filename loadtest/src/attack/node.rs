@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::admin;
-use crate::results::mib;
+use crate::report::text::mib;
 use crate::rss;
 
 /// The node's processes, their memory and fds at one moment.

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::medians::median;
-use crate::results::{thousands, Phase, Report};
+use crate::report::medians::median;
+use crate::report::model::{Phase, Report};
+use crate::report::text::thousands;
 
 /// One run's figures, as the table shows them.
 #[derive(Debug, Default)]
@@ -144,7 +145,7 @@ pub fn render(reports: &[Report]) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::latency::Recorder;
-    use crate::results::TargetRun;
+    use crate::report::model::TargetRun;
 
     fn report(kind: &str, rate: f64, p99_us: u64, rss_peak: f64, met: bool) -> Report {
         let mut attack = Phase {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::results::{metric_text, ratio, Report};
+use crate::report::model::Report;
+use crate::report::text::{metric_text, ratio};
 
 /// The scenario counters worth a median (the rest are per-run checks),
 /// besides each edge's `edge<i>_took_ms`.
@@ -172,7 +173,7 @@ pub fn render(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::sample_report;
+    use crate::report::model::tests::sample_report;
 
     #[test]
     fn medians_of_odd_and_even_counts() {

@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 
 use crate::latency::human_ms;
-use crate::results::{metric_text, mib, ratio, thousands, Phase, Report, TargetRun};
-use crate::server::TargetKind;
-use crate::svg::{self, escape, short_number, LineChart, Series};
+use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::svg::{self, escape, short_number, LineChart, Series};
+use crate::report::text::{metric_text, mib, ratio, thousands};
 
 /// Percentile axis: x = -log10(1 - q), so 90 % is 1, 99 % is 2, …
 const SPECTRUM_MAX: f64 = 5.0;
@@ -594,8 +594,8 @@ pub fn utc(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::sample_report;
-    use crate::results::{Memory, MemoryPoint, OpenFigures};
+    use crate::report::model::tests::sample_report;
+    use crate::report::model::{Memory, MemoryPoint, OpenFigures};
 
     #[test]
     fn report_page_is_self_contained_with_tables_and_charts() {
