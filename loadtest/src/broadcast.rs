@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::child::protocol::{Command, Kind};
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
@@ -24,7 +25,6 @@ use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
 };
 use crate::server::Server;
-use crate::traffic::{Command, Kind};
 
 const ROOM_PREFIX: &str = "bcast-";
 /// How long the sender's `count` may take.
@@ -388,9 +388,9 @@ fn phase_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::child::protocol::ChildResult;
     use crate::cpu::CpuUsage;
     use crate::report::model::ClientCpu;
-    use crate::traffic::ChildResult;
 
     #[test]
     fn a_message_is_acknowledged_once_every_process_has_it() {

@@ -9,20 +9,18 @@
 //! curve); once all are open it lets the server settle, samples again, holds,
 //! and reports growth per connection.
 //!
-//! A held connection is a bare `std::net::TcpStream` in a `Vec`: no buffer, no
-//! task, no epoll registration, so 100,000 of them cost the load generator
-//! little more than the kernel's sockets.
+//! The children are [`child::idle`](crate::child::idle). A held connection
+//! is a bare `std::net::TcpStream` in a `Vec`: no buffer, no task, no epoll
+//! registration, so 100,000 of them cost the load generator little more than
+//! the kernel's sockets.
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::admin;
-use crate::client::Target;
+use crate::child::idle::{ClientOptions, ROOM_PREFIX};
 use crate::fleet::{self, Fleet};
 use crate::kernel;
-use crate::open::{self, OpenPlan};
 use crate::report::model::{Memory, MemoryPoint, Report, TargetRun};
 use crate::rss;
 use crate::scenario::{self, for_each_target, open_fleet, Common};
@@ -30,7 +28,6 @@ use crate::server::Server;
 
 /// The bench object class and the prefix of its names.
 const CLASS: &str = "Bench";
-const ROOM_PREFIX: &str = "idle-";
 /// How long a child keeps opening; below the parent's ready timeout so that
 /// a child with stragglers still reports what it got.
 const OPEN_DEADLINE: Duration = Duration::from_secs(240);
@@ -42,8 +39,6 @@ const RSS_SAMPLE_GAP: Duration = Duration::from_secs(1);
 const HOLD_SLACK: Duration = Duration::from_secs(120);
 /// Memory samples while opening: one every tenth of the connections.
 const CURVE_STEPS: u64 = 10;
-/// Descriptors a client process needs besides its sockets.
-const SPARE_FDS: u64 = 64;
 /// Less RSS growth than this per connection is not a measurement but a
 /// server reusing what an earlier run freed.
 const IMPLAUSIBLE_BYTES_PER_CONNECTION: f64 = 256.0;
@@ -56,44 +51,6 @@ pub struct IdleOptions {
     pub rooms: u32,
     pub attach_bytes: usize,
     pub hold: Duration,
-}
-
-/// `loadtest idle-client` flags: one child's share of the work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientOptions {
-    pub url: String,
-    pub rooms: u32,
-    /// Global index of this child's first connection; connection `k` joins
-    /// room `k % rooms`, so rooms fill evenly across children.
-    pub first_index: u64,
-    pub connections: u64,
-    pub attach_bytes: usize,
-    pub source_ip: std::net::Ipv4Addr,
-    pub concurrency: usize,
-    pub open_deadline: Duration,
-    /// Holding ends by itself this long after `ready`.
-    pub hold_deadline: Duration,
-}
-
-impl ClientOptions {
-    /// The command-line flags that `main` parses back into these options.
-    pub fn to_args(&self) -> Vec<String> {
-        let ms = |d: Duration| format!("{}ms", d.as_millis());
-        [
-            ("--url", self.url.clone()),
-            ("--rooms", self.rooms.to_string()),
-            ("--first-index", self.first_index.to_string()),
-            ("--connections", self.connections.to_string()),
-            ("--attach-bytes", self.attach_bytes.to_string()),
-            ("--source-ip", self.source_ip.to_string()),
-            ("--concurrency", self.concurrency.to_string()),
-            ("--open-deadline", ms(self.open_deadline)),
-            ("--hold-deadline", ms(self.hold_deadline)),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect()
-    }
 }
 
 /// Splits a run against `url` over child processes, or says why it cannot be.
@@ -272,77 +229,6 @@ fn server_connections(admin: SocketAddr, rooms: u32) -> Option<u64> {
         }
     }
     Some(total)
-}
-
-/// Runs one client process: opens its share, reports, holds, closes.
-pub fn run_client(opts: &ClientOptions) -> Result<(), String> {
-    let target = Target::parse(&opts.url)?;
-    if opts.rooms == 0 || opts.concurrency == 0 {
-        return Err("--rooms and --concurrency must be at least 1".into());
-    }
-    if let Some(limit) = rss::open_files_limit()? {
-        if opts.connections + SPARE_FDS > limit {
-            return Err(format!(
-                "{} connections need {} file descriptors, the limit is {limit}: \
-                 raise --processes",
-                opts.connections,
-                opts.connections + SPARE_FDS
-            ));
-        }
-    }
-    let attach: Option<Arc<[u8]>> = (opts.attach_bytes > 0).then(|| {
-        let mut message = b"attach:".to_vec();
-        message.resize(message.len() + opts.attach_bytes, b'a');
-        message.into()
-    });
-    let plan = OpenPlan {
-        room_prefix: ROOM_PREFIX.to_string(),
-        rooms: opts.rooms,
-        first_index: opts.first_index,
-        connections: opts.connections,
-        attach,
-        source_ip: opts.source_ip,
-        concurrency: opts.concurrency,
-        deadline: opts.open_deadline,
-    };
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let started = Instant::now();
-    let opened = runtime.block_on(open::open_all(Arc::new(target), &plan));
-    let open_ms = started.elapsed().as_millis();
-    // The sockets were taken out of the reactor; the runtime has nothing left to do.
-    drop(runtime);
-    opened
-        .report(&mut std::io::stdout().lock(), open_ms)
-        .map_err(|e| format!("cannot report to parent: {e}"))?;
-
-    // Hold: nothing is read or written on the sockets. Stdin is read on a
-    // thread so the wait below can have a deadline.
-    let (tx, released) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 64];
-        loop {
-            match std::io::stdin().read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(());
-    });
-    if released.recv_timeout(opts.hold_deadline).is_err() {
-        eprintln!(
-            "client {}: parent did not release us within {} s; closing",
-            opts.source_ip,
-            opts.hold_deadline.as_secs()
-        );
-    }
-    drop(opened.streams);
-    Ok(())
 }
 
 #[cfg(test)]

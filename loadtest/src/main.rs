@@ -23,6 +23,7 @@ mod alarms;
 mod attack;
 mod baseline;
 mod broadcast;
+mod child;
 mod churn;
 mod client;
 mod cpu;
@@ -33,17 +34,14 @@ mod frames;
 mod idle;
 mod kernel;
 mod latency;
-mod open;
 mod progress;
 mod reload;
-mod reload_client;
 mod report;
 mod rss;
 mod rtt;
 mod scenario;
 mod server;
 mod session;
-mod traffic;
 mod wake;
 
 use std::io::Write as _;
@@ -54,16 +52,17 @@ use std::time::Duration;
 use alarms::{AlarmOptions, Variant};
 use attack::{AttackKind, AttackOptions};
 use broadcast::BroadcastOptions;
+use child::idle::ClientOptions;
+use child::protocol::{Kind, TrafficOptions};
+use child::reload_protocol::ReloadClientOptions;
 use churn::ChurnOptions;
 use create::CreateOptions;
 use flags::Flags;
-use idle::{ClientOptions, IdleOptions};
+use idle::IdleOptions;
 use reload::{Deploy, ReloadOptions};
-use reload_client::ReloadClientOptions;
 use report::model::Report;
 use rtt::RttOptions;
 use scenario::Common;
-use traffic::{Kind, TrafficOptions};
 use wake::{Probe, WakeOptions};
 
 const USAGE: &str = "\
@@ -545,15 +544,15 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }),
         "idle-client" => {
             let opts = client_options(rest).map_err(usage)?;
-            idle::run_client(&opts).map_err(Failure::Run)
+            child::idle::run_client(&opts).map_err(Failure::Run)
         }
         "traffic-client" => {
             let opts = traffic_options(rest).map_err(usage)?;
-            traffic::run_child(&opts).map_err(Failure::Run)
+            child::traffic::run_child(&opts).map_err(Failure::Run)
         }
         "reload-client" => {
             let opts = reload_client_options(rest).map_err(usage)?;
-            reload_client::run_child(&opts).map_err(Failure::Run)
+            child::reload::run_child(&opts).map_err(Failure::Run)
         }
         "help" | "-h" | "--help" => {
             say(USAGE.trim_end());

@@ -41,12 +41,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::admin;
+use crate::child::reload_protocol::{
+    ChildReport, Command as ClientCommand, ReloadClientOptions, PHASES, SLOT_MS,
+};
 use crate::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::fleet::{self, Event, Fleet, Share};
 use crate::latency::{human_ms, Recorder};
-use crate::reload_client::{
-    ChildReport, Command as ClientCommand, ReloadClientOptions, PHASES, SLOT_MS,
-};
 use crate::report::model::{ClientCpu, CpuFigures, Phase, Report, TargetKind, TargetRun};
 use crate::report::text::thousands;
 use crate::scenario::{self, open_fleet, Common};

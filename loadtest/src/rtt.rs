@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::admin::{self, ObjectUsage};
+use crate::child::protocol::{ChildResult, Command, Kind};
 use crate::fleet::{self, Fleet};
 use crate::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
@@ -29,7 +30,6 @@ use crate::scenario::{
     Traffic,
 };
 use crate::server::Server;
-use crate::traffic::{ChildResult, Command, Kind};
 
 const CLASS: &str = "Bench";
 

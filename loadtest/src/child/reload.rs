@@ -37,21 +37,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
+use crate::child::open::{self, tell_parent, OpenPlan};
+use crate::child::protocol::Clock;
+use crate::child::reload_protocol::{ChildReport, Command, ReloadClientOptions, PHASES, SLOT_MS};
 use crate::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
 use crate::frames::FrameScanner;
 use crate::latency::Recorder;
-use crate::open::{self, tell_parent, OpenPlan};
 use crate::rss;
-use crate::traffic::Clock;
 
 /// The scratch buffer every socket is read into.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -67,10 +66,6 @@ const OPEN_DEADLINE: Duration = Duration::from_secs(240);
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// Descriptors a client process needs besides its sockets.
 const SPARE_FDS: u64 = 64;
-/// Latency phases: warm-up, before, during and after the swap.
-pub const PHASES: usize = 4;
-/// Width of one timeline slot.
-pub const SLOT_MS: u64 = 100;
 /// Distinct failure reasons kept; the rest are lumped together.
 const MAX_REASONS: usize = 16;
 const MASK: [u8; 4] = [0x3c, 0x91, 0x0e, 0x7a];
@@ -79,41 +74,6 @@ const OPCODE_PONG: u8 = 0xa;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
-}
-
-/// `loadtest reload-client` flags: one child's share of the work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadClientOptions {
-    pub url: String,
-    pub room_prefix: String,
-    pub rooms: u32,
-    pub busy_rooms: u32,
-    /// Echoing sockets per busy room (the control socket never echoes).
-    pub echoers_per_room: u64,
-    pub first_index: u64,
-    pub connections: u64,
-    pub source_ip: Ipv4Addr,
-    pub concurrency: usize,
-}
-
-impl ReloadClientOptions {
-    /// The command-line flags that `main` parses back into these options.
-    pub fn to_args(&self) -> Vec<String> {
-        [
-            ("--url", self.url.clone()),
-            ("--room-prefix", self.room_prefix.clone()),
-            ("--rooms", self.rooms.to_string()),
-            ("--busy-rooms", self.busy_rooms.to_string()),
-            ("--echoers-per-room", self.echoers_per_room.to_string()),
-            ("--first-index", self.first_index.to_string()),
-            ("--connections", self.connections.to_string()),
-            ("--source-ip", self.source_ip.to_string()),
-            ("--concurrency", self.concurrency.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect()
-    }
 }
 
 /// What a socket does, from its global index.
@@ -141,136 +101,6 @@ impl Role {
             echoing: busy && !control && position <= echoers_per_room,
         }
     }
-}
-
-/// A command from the parent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    Hello,
-    Ask {
-        room: u32,
-        text: String,
-    },
-    Start {
-        interval: Duration,
-        window: u32,
-        bcast_every: Duration,
-    },
-    Phase(usize),
-    Stop,
-    Expect(BTreeMap<u32, u64>),
-}
-
-impl Command {
-    pub fn to_line(&self) -> String {
-        match self {
-            Command::Hello => "hello".into(),
-            Command::Ask { room, text } => format!("ask {room} {text}"),
-            Command::Start {
-                interval,
-                window,
-                bcast_every,
-            } => format!(
-                "start {} {window} {}",
-                interval.as_millis(),
-                bcast_every.as_millis()
-            ),
-            Command::Phase(n) => format!("phase {n}"),
-            Command::Stop => "stop".into(),
-            Command::Expect(counts) => {
-                let list: Vec<String> = counts.iter().map(|(r, n)| format!("{r}:{n}")).collect();
-                // An empty list still needs a word, or the line would not parse.
-                format!(
-                    "expect {}",
-                    if list.is_empty() {
-                        "-".into()
-                    } else {
-                        list.join(",")
-                    }
-                )
-            }
-        }
-    }
-
-    pub fn parse(line: &str) -> Result<Command, String> {
-        let bad = || format!("malformed command {line:?}");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let int = |i: usize| -> Result<u64, String> {
-            words.get(i).and_then(|w| w.parse().ok()).ok_or_else(bad)
-        };
-        Ok(match words.first().copied() {
-            Some("hello") if words.len() == 1 => Command::Hello,
-            Some("ask") if words.len() == 3 => Command::Ask {
-                room: u32::try_from(int(1)?).map_err(|_| bad())?,
-                text: words[2].to_string(),
-            },
-            Some("start") if words.len() == 4 => Command::Start {
-                interval: Duration::from_millis(int(1)?),
-                window: u32::try_from(int(2)?).map_err(|_| bad())?.max(1),
-                bcast_every: Duration::from_millis(int(3)?),
-            },
-            Some("phase") if words.len() == 2 => {
-                let n = usize::try_from(int(1)?).map_err(|_| bad())?;
-                if n >= PHASES {
-                    return Err(bad());
-                }
-                Command::Phase(n)
-            }
-            Some("stop") if words.len() == 1 => Command::Stop,
-            Some("expect") if words.len() == 2 => {
-                let mut counts = BTreeMap::new();
-                if words[1] != "-" {
-                    for pair in words[1].split(',') {
-                        let (room, count) = pair.split_once(':').ok_or_else(bad)?;
-                        counts.insert(
-                            room.parse().map_err(|_| bad())?,
-                            count.parse().map_err(|_| bad())?,
-                        );
-                    }
-                }
-                Command::Expect(counts)
-            }
-            _ => return Err(bad()),
-        })
-    }
-}
-
-/// What a child reports at the end (`result`), and in part at `stop`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ChildReport {
-    pub sockets: u64,
-    /// Sockets that closed or failed, by reason.
-    pub closed: BTreeMap<String, u64>,
-    /// Echo requests written (the hellos included) and their replies.
-    pub echo_sent: u64,
-    pub echo_answered: u64,
-    /// Requests still unanswered at the end (their socket died, or the
-    /// drain timed out).
-    pub echo_lost: u64,
-    /// A reply for a request already answered.
-    pub echo_duplicated: u64,
-    /// A reply for a request that was not the oldest one unanswered.
-    pub echo_misordered: u64,
-    /// Frames that fit nothing asked for.
-    pub unexpected: u64,
-    /// Broadcasts sent, by room (only rooms whose sender is here).
-    pub bcast_sent: BTreeMap<u32, u64>,
-    /// Over every socket of the busy rooms here: what each should have got
-    /// (the `expect` counts), what arrived in order, repeats, and numbers
-    /// never seen (skipped over, or missing at the end).
-    pub bcast_expected: u64,
-    pub bcast_received: u64,
-    pub bcast_duplicated: u64,
-    pub bcast_missing: u64,
-    /// Echo send → reply, by phase (wire buckets).
-    pub echo_latency: Vec<Vec<[u64; 2]>>,
-    /// Broadcast send → back on the sender, by phase.
-    pub bcast_latency: Vec<Vec<[u64; 2]>>,
-    /// `[slot start unix ms, echo replies, their max µs, requests sent]`
-    /// per [`SLOT_MS`] slot.
-    pub timeline: Vec<[u64; 4]>,
-    pub rss_bytes: u64,
 }
 
 /// One open connection: its stream and what the socket will not take yet.
@@ -1006,41 +836,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_round_trip_through_their_lines() {
-        let mut counts = BTreeMap::new();
-        counts.insert(3, 120);
-        counts.insert(0, 7);
-        for command in [
-            Command::Hello,
-            Command::Ask {
-                room: 4,
-                text: "version".into(),
-            },
-            Command::Start {
-                interval: Duration::from_millis(100),
-                window: 2,
-                bcast_every: Duration::from_millis(250),
-            },
-            Command::Phase(2),
-            Command::Stop,
-            Command::Expect(counts),
-            Command::Expect(BTreeMap::new()),
-        ] {
-            assert_eq!(Command::parse(&command.to_line()), Ok(command.clone()));
-        }
-        for bad in [
-            "",
-            "phase 4",
-            "ask x version",
-            "expect 1-2",
-            "start 1 2",
-            "hello 1",
-        ] {
-            assert!(Command::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn roles_follow_the_index() {
         // 20 rooms, 10 busy, 2 echoers per room.
         let role = |k| Role::of(k, 20, 10, 2);
@@ -1058,23 +853,5 @@ mod tests {
         assert!(quiet.control && !quiet.busy && !quiet.echoing);
         assert!(!role(35).echoing && !role(35).control);
         assert!(Role::of(10_000 - 1, 20, 10, u64::MAX).busy == (9_999 % 20 < 10));
-    }
-
-    #[test]
-    fn client_flags_round_trip() {
-        let opts = ReloadClientOptions {
-            url: "ws://127.0.0.1:18787".into(),
-            room_prefix: "reload-".into(),
-            rooms: 20,
-            busy_rooms: 10,
-            echoers_per_room: 499,
-            first_index: 0,
-            connections: 10_000,
-            source_ip: Ipv4Addr::new(127, 0, 0, 10),
-            concurrency: 256,
-        };
-        let args = opts.to_args();
-        assert!(args.windows(2).any(|w| w == ["--busy-rooms", "10"]));
-        assert_eq!(args.len(), 18);
     }
 }
