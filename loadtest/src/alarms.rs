@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::admin;
-use crate::client::Target;
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::scenario;
-use crate::session::{loopback_source, Session};
+use crate::wire::admin;
+use crate::wire::client::Target;
+use crate::wire::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);

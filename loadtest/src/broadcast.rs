@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::child::protocol::{Command, Kind};
 use crate::fleet::{self, Fleet};
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
@@ -389,7 +389,7 @@ fn phase_from(
 mod tests {
     use super::*;
     use crate::child::protocol::ChildResult;
-    use crate::cpu::CpuUsage;
+    use crate::measure::cpu::CpuUsage;
     use crate::report::model::ClientCpu;
 
     #[test]

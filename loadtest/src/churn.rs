@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::child::protocol::{ChildResult, Command, Kind};
 use crate::fleet;
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
@@ -215,8 +215,8 @@ fn phase_from(opts: &ChurnOptions, measured: &Measured) -> Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::CpuUsage;
     use crate::flags::Flags;
+    use crate::measure::cpu::CpuUsage;
     use crate::report::model::ClientCpu;
 
     #[test]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::Target;
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
+use crate::wire::client::Target;
 
 /// A response head larger than this is not the node's.
 const MAX_HEAD_BYTES: usize = 16 * 1024;

@@ -291,7 +291,7 @@ impl Fleet {
     pub fn rss_total(&self) -> u64 {
         self.members
             .iter()
-            .filter_map(|m| crate::rss::rss_bytes(m.child.id()).ok())
+            .filter_map(|m| crate::measure::rss::rss_bytes(m.child.id()).ok())
             .sum()
     }
 

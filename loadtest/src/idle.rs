@@ -17,14 +17,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::admin;
 use crate::child::idle::{ClientOptions, ROOM_PREFIX};
 use crate::fleet::{self, Fleet};
-use crate::kernel;
+use crate::measure::{kernel, rss};
 use crate::report::model::{Memory, MemoryPoint, Report, TargetRun};
-use crate::rss;
 use crate::scenario::{self, for_each_target, open_fleet, Common};
 use crate::server::Server;
+use crate::wire::admin;
 
 /// The bench object class and the prefix of its names.
 const CLASS: &str = "Bench";

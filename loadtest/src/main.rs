@@ -18,31 +18,25 @@
 // process reports to its parent, so printing is the point here.
 #![allow(clippy::print_stdout)]
 
-mod admin;
 mod alarms;
 mod attack;
 mod baseline;
 mod broadcast;
 mod child;
 mod churn;
-mod client;
-mod cpu;
 mod create;
 mod flags;
 mod fleet;
-mod frames;
 mod idle;
-mod kernel;
-mod latency;
+mod measure;
 mod progress;
 mod reload;
 mod report;
-mod rss;
 mod rtt;
 mod scenario;
 mod server;
-mod session;
 mod wake;
+mod wire;
 
 use std::io::Write as _;
 use std::path::Path;

@@ -40,17 +40,17 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::admin;
 use crate::child::reload_protocol::{
     ChildReport, Command as ClientCommand, ReloadClientOptions, PHASES, SLOT_MS,
 };
-use crate::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::fleet::{self, Event, Fleet, Share};
-use crate::latency::{human_ms, Recorder};
+use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
+use crate::measure::latency::{human_ms, Recorder};
 use crate::report::model::{ClientCpu, CpuFigures, Phase, Report, TargetKind, TargetRun};
 use crate::report::text::thousands;
 use crate::scenario::{self, open_fleet, Common};
 use crate::server::Server;
+use crate::wire::admin;
 
 const CLASS: &str = "Bench";
 /// How long a reload (command or POST) may take before it counts as hung.

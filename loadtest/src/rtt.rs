@@ -20,16 +20,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::admin::{self, ObjectUsage};
 use crate::child::protocol::{ChildResult, Command, Kind};
 use crate::fleet::{self, Fleet};
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
 use crate::scenario::{
     self, for_each_target, measure, open_fleet, spawn_traffic, split_rate, Common, Measured,
     Traffic,
 };
 use crate::server::Server;
+use crate::wire::admin::{self, ObjectUsage};
 
 const CLASS: &str = "Bench";
 
@@ -359,8 +359,8 @@ fn phase_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{CpuUsage, Role};
     use crate::flags::Flags;
+    use crate::measure::cpu::{CpuUsage, Role};
     use crate::report::model::ClientCpu;
 
     fn opts(kind: Kind) -> RttOptions {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::child::protocol::{ChildResult, Command, Kind, TrafficOptions};
-use crate::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::flags::Flags;
 use crate::fleet::{self, Event, Fleet};
+use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::progress;
 use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
 use crate::server::{parse_targets, Placement, Server, BASELINE_MAX_CONNECTIONS};

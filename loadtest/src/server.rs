@@ -12,11 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::admin;
-use crate::client::Target;
-use crate::cpu::{Role, Watch};
+use crate::measure::cpu::{Role, Watch};
+use crate::measure::rss;
 use crate::report::model::{Host, TargetKind};
-use crate::rss;
+use crate::wire::admin;
+use crate::wire::client::Target;
 
 /// How long a baseline may take to print its ready line.
 const BASELINE_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ pub fn parse_targets(target: Option<&str>, baselines: bool) -> Result<Vec<Target
 pub fn this_host(server_cpus: Option<String>, client_cpus: Option<String>) -> Host {
     Host {
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
-        clock_ticks_per_second: crate::cpu::clock_ticks_per_second(),
+        clock_ticks_per_second: crate::measure::cpu::clock_ticks_per_second(),
         taskset: have_taskset(),
         server_cpus,
         client_cpus,

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::admin;
-use crate::client::Target;
-use crate::latency::Recorder;
+use crate::measure::latency::Recorder;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::report::text::mib;
 use crate::scenario;
-use crate::session::{loopback_source, Session};
+use crate::wire::admin;
+use crate::wire::client::Target;
+use crate::wire::session::{loopback_source, Session};
 
 const CLASS: &str = "Bench";
 /// Bytes per `put` value while filling: ~100 KiB, under the 128 KiB value

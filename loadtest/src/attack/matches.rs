@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::sockets::upgrade;
 use super::Ctx;
-use crate::client::{close_code, decode_frame, encode_frame, OPCODE_CLOSE};
+use crate::wire::client::{close_code, decode_frame, encode_frame, OPCODE_CLOSE};
 
 const OPCODE_BINARY: u8 = 0x2;
 /// The first byte of a tick frame, then the tick number (u64, big-endian).

@@ -55,16 +55,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 
-use crate::admin;
-use crate::client::{
+use crate::measure::latency::Recorder;
+use crate::measure::rss;
+use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::text::mib;
+use crate::scenario;
+use crate::wire::admin;
+use crate::wire::client::{
     self, decode_frame, encode_frame, ClientError, HandshakeError, Open, Source, Target,
     OPCODE_CLOSE, OPCODE_TEXT,
 };
-use crate::latency::Recorder;
-use crate::report::model::{Phase, Report, TargetKind, TargetRun};
-use crate::report::text::mib;
-use crate::rss;
-use crate::scenario;
 use node::{DiskUsage, NodeSample};
 
 /// The attacker's and the fresh client's source addresses.

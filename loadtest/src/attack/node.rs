@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::admin;
+use crate::measure::rss;
 use crate::report::text::mib;
-use crate::rss;
+use crate::wire::admin;
 
 /// The node's processes, their memory and fds at one moment.
 #[derive(Debug, Clone, Default)]

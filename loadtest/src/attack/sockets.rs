@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{Ctx, CONNECT_TIMEOUT};
-use crate::client::{self, encode_frame, HandshakeError};
+use crate::wire::client::{self, encode_frame, HandshakeError};
 
 const OPCODE_BINARY: u8 = 0x2;
 const OPCODE_PING: u8 = 0x9;
@@ -165,7 +165,7 @@ pub async fn fast_send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::decode_frame;
+    use crate::wire::client::decode_frame;
 
     /// Unmasks a client frame the way the node does: header, mask, payload.
     fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {

@@ -144,7 +144,7 @@ pub fn render(reports: &[Report]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::latency::Recorder;
+    use crate::measure::latency::Recorder;
     use crate::report::model::TargetRun;
 
     fn report(kind: &str, rate: f64, p99_us: u64, rss_peak: f64, met: bool) -> Report {

@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::child::open::{mask_for, room_path};
 use crate::child::protocol::ChildResult;
-use crate::client::{
+use crate::measure::latency::Recorder;
+use crate::wire::client::{
     self, decode_frame, encode_frame, Open, Source, Target, OPCODE_CLOSE, OPCODE_TEXT,
 };
-use crate::latency::Recorder;
 
 /// Connect and upgrade.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

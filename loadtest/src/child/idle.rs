@@ -8,8 +8,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::child::open::{self, OpenPlan};
-use crate::client::Target;
-use crate::rss;
+use crate::measure::rss;
+use crate::wire::client::Target;
 
 /// Where every idle connection goes: `/bench/idle-<room>`.
 pub const ROOM_PREFIX: &str = "idle-";

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::client::{self, ClientError, Open, Source, Target};
+use crate::wire::client::{self, ClientError, Open, Source, Target};
 
 /// One connection attempt: connect, upgrade and attach.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -47,10 +47,10 @@ use tokio::sync::{oneshot, Notify};
 use crate::child::open::{self, tell_parent, OpenPlan};
 use crate::child::protocol::Clock;
 use crate::child::reload_protocol::{ChildReport, Command, ReloadClientOptions, PHASES, SLOT_MS};
-use crate::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
-use crate::frames::FrameScanner;
-use crate::latency::Recorder;
-use crate::rss;
+use crate::measure::latency::Recorder;
+use crate::measure::rss;
+use crate::wire::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
+use crate::wire::frames::FrameScanner;
 
 /// The scratch buffer every socket is read into.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -789,7 +789,7 @@ async fn socket_loop(engine: Rc<Engine>, i: usize) {
                                     engine.on_text(i, frame.len, frame.prefix, now);
                                 }
                                 OPCODE_CLOSE => {
-                                    closed = Some(crate::client::close_code(frame.prefix));
+                                    closed = Some(crate::wire::client::close_code(frame.prefix));
                                 }
                                 // A node with a keepalive closes sockets that
                                 // leave its pings unanswered.

@@ -29,10 +29,10 @@ use tokio::sync::Notify;
 use crate::child::churn;
 use crate::child::open::{self, tell_parent, OpenPlan};
 use crate::child::protocol::{ChildResult, Clock, Command, Kind, TrafficOptions};
-use crate::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
-use crate::frames::FrameScanner;
-use crate::latency::Recorder;
-use crate::rss;
+use crate::measure::latency::Recorder;
+use crate::measure::rss;
+use crate::wire::client::{encode_frame, Target, OPCODE_CLOSE, OPCODE_TEXT};
+use crate::wire::frames::FrameScanner;
 
 /// The scratch buffer every socket is read into.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -653,7 +653,7 @@ async fn read_loop(conn: Arc<Conn>, engine: Rc<Engine>) {
                                     engine.on_text(&conn, frame.len, frame.prefix, now);
                                 }
                                 OPCODE_CLOSE => {
-                                    closed = Some(crate::client::close_code(frame.prefix));
+                                    closed = Some(crate::wire::client::close_code(frame.prefix));
                                 }
                                 // Pings, pongs and binary frames are none of ours.
                                 _ => {}

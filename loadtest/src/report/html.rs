@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::latency::human_ms;
+use crate::measure::latency::human_ms;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::report::svg::{self, escape, short_number, LineChart, Series};
 use crate::report::text::{metric_text, mib, ratio, thousands};

@@ -91,7 +91,7 @@ fn collect(reports: &[Report]) -> Figures {
                     for (role, v) in cpu
                         .per_million_by_role
                         .iter()
-                        .filter(|(role, _)| **role != crate::cpu::Role::Server)
+                        .filter(|(role, _)| **role != crate::measure::cpu::Role::Server)
                     {
                         let metric =
                             format!("cpu_{}_per_million", format!("{role:?}").to_lowercase());

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cpu::{CpuUsage, Role};
-use crate::kernel::KernelMemory;
-use crate::latency::Latency;
+use crate::measure::cpu::{CpuUsage, Role};
+use crate::measure::kernel::KernelMemory;
+use crate::measure::latency::Latency;
 
 /// One run of one scenario against one or more targets.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -427,7 +427,7 @@ impl Report {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::latency::Recorder;
+    use crate::measure::latency::Recorder;
 
     fn latency(us: &[u64]) -> Latency {
         let mut r = Recorder::new();

@@ -4,8 +4,8 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::cpu::Role;
-use crate::latency::human_ms;
+use crate::measure::cpu::Role;
+use crate::measure::latency::human_ms;
 use crate::report::model::{CpuFigures, Memory, Phase, Report, TargetRun};
 
 /// `12345.6` → `12,346`.

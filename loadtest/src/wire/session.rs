@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{
+use crate::wire::client::{
     self, decode_frame, encode_frame, ClientError, Open, Source, Target, OPCODE_CLOSE, OPCODE_TEXT,
 };
 

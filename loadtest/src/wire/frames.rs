@@ -8,7 +8,7 @@
 //! sequence number). About 50 bytes a connection, where a buffering client
 //! would keep kilobytes. Payloads past the prefix are skipped, not kept.
 
-use crate::client::FrameError;
+use crate::wire::client::FrameError;
 
 /// Payload bytes kept from the start of each frame.
 pub const PREFIX_BYTES: usize = 24;
