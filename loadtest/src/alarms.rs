@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::fleet::run::unix_time;
 use crate::measure::latency::Recorder;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
-use crate::scenario;
 use crate::wire::admin;
 use crate::wire::client::Target;
 use crate::wire::session::{loopback_source, Session};
@@ -198,14 +198,14 @@ pub fn run(opts: &AlarmOptions) -> Result<Report, String> {
     Ok(Report {
         scenario: "alarms".into(),
         title: format!("alarm lateness ({})", opts.variant.name()),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("objects".into(), opts.objects.to_string()),
             ("count".into(), opts.count.to_string()),
             ("delay".into(), format!("{} ms", opts.delay.as_millis())),
             ("variant".into(), opts.variant.name().into()),
         ],
-        host: crate::server::this_host(None, None),
+        host: crate::fleet::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),

@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::child::protocol::{Command, Kind};
+use crate::fleet::run::{
+    for_each_target, measure, open_fleet, spawn_traffic, unix_time, Common, Measured, Traffic,
+};
+use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
 use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{
-    self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
-};
-use crate::server::Server;
 
 const ROOM_PREFIX: &str = "bcast-";
 /// How long the sender's `count` may take.
@@ -60,7 +60,7 @@ pub fn run(opts: &BroadcastOptions) -> Result<Report, String> {
             "one message to all {} sockets of one object",
             opts.connections
         ),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("connections".into(), opts.connections.to_string()),
             ("rooms".into(), "1".into()),

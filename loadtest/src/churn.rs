@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use crate::child::protocol::{ChildResult, Command, Kind};
 use crate::fleet;
+use crate::fleet::run::{
+    for_each_target, measure, open_fleet, spawn_traffic, unix_time, Common, Measured, Traffic,
+};
+use crate::fleet::server::Server;
 use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{
-    self, for_each_target, measure, open_fleet, spawn_traffic, Common, Measured, Traffic,
-};
-use crate::server::Server;
 
 const ROOM_PREFIX: &str = "churn-";
 /// Connections of process `i` count from `i × this`, so processes use
@@ -63,7 +63,7 @@ pub fn run(opts: &ChurnOptions) -> Result<Report, String> {
     Ok(Report {
         scenario: "churn".into(),
         title: "connections opened and closed cleanly at a rate".into(),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("rate".into(), format!("{} connects/s", opts.rate)),
             (

@@ -18,11 +18,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::child::idle::{ClientOptions, ROOM_PREFIX};
+use crate::fleet::run::{for_each_target, open_fleet, unix_time, Common, READY_TIMEOUT};
+use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
 use crate::measure::{kernel, rss};
 use crate::report::model::{Memory, MemoryPoint, Report, TargetRun};
-use crate::scenario::{self, for_each_target, open_fleet, Common};
-use crate::server::Server;
 use crate::wire::admin;
 
 /// The bench object class and the prefix of its names.
@@ -58,11 +58,8 @@ pub fn plan(opts: &IdleOptions, url: &str, connections: u64) -> Result<Vec<Clien
         return Err("--rooms must be at least 1".into());
     }
     let shares = fleet::split(connections, opts.common.processes_for(connections))?;
-    let hold_deadline = scenario::READY_TIMEOUT
-        + SETTLE
-        + RSS_SAMPLE_GAP * RSS_SAMPLES as u32
-        + opts.hold
-        + HOLD_SLACK;
+    let hold_deadline =
+        READY_TIMEOUT + SETTLE + RSS_SAMPLE_GAP * RSS_SAMPLES as u32 + opts.hold + HOLD_SLACK;
     Ok(shares
         .into_iter()
         .map(|share| ClientOptions {
@@ -87,7 +84,7 @@ pub fn run(opts: &IdleOptions) -> Result<Report, String> {
     Ok(Report {
         scenario: "idle".into(),
         title: "memory per idle WebSocket".into(),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("connections".into(), opts.connections.to_string()),
             ("rooms".into(), opts.rooms.to_string()),

@@ -29,12 +29,9 @@ mod flags;
 mod fleet;
 mod idle;
 mod measure;
-mod progress;
 mod reload;
 mod report;
 mod rtt;
-mod scenario;
-mod server;
 mod wake;
 mod wire;
 
@@ -52,11 +49,11 @@ use child::reload_protocol::ReloadClientOptions;
 use churn::ChurnOptions;
 use create::CreateOptions;
 use flags::Flags;
+use fleet::run::Common;
 use idle::IdleOptions;
 use reload::{Deploy, ReloadOptions};
 use report::model::Report;
 use rtt::RttOptions;
-use scenario::Common;
 use wake::{Probe, WakeOptions};
 
 const USAGE: &str = "\

@@ -43,13 +43,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::child::reload_protocol::{
     ChildReport, Command as ClientCommand, ReloadClientOptions, PHASES, SLOT_MS,
 };
+use crate::fleet::run::{open_fleet, unix_time, Common};
+use crate::fleet::server::Server;
 use crate::fleet::{self, Event, Fleet, Share};
 use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::measure::latency::{human_ms, Recorder};
 use crate::report::model::{ClientCpu, CpuFigures, Phase, Report, TargetKind, TargetRun};
 use crate::report::text::thousands;
-use crate::scenario::{self, open_fleet, Common};
-use crate::server::Server;
 use crate::wire::admin;
 
 const CLASS: &str = "Bench";
@@ -567,7 +567,7 @@ pub fn run(opts: &ReloadOptions) -> Result<(Report, Failures), String> {
             opts.busy_rooms,
             opts.rooms - opts.busy_rooms
         ),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("connections".into(), opts.connections.to_string()),
             ("rooms".into(), opts.rooms.to_string()),

@@ -21,14 +21,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::child::protocol::{ChildResult, Command, Kind};
+use crate::fleet::run::{
+    for_each_target, measure, open_fleet, spawn_traffic, split_rate, unix_time, Common, Measured,
+    Traffic,
+};
+use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
 use crate::measure::latency::Recorder;
 use crate::report::model::{CpuFigures, Phase, Report, TargetRun};
-use crate::scenario::{
-    self, for_each_target, measure, open_fleet, spawn_traffic, split_rate, Common, Measured,
-    Traffic,
-};
-use crate::server::Server;
 use crate::wire::admin::{self, ObjectUsage};
 
 const CLASS: &str = "Bench";
@@ -115,7 +115,7 @@ pub fn run(opts: &RttOptions) -> Result<Report, String> {
             Kind::Ping => "ping answered by the auto-response (Torpor: no wake)".into(),
             _ => "echo through a live object".into(),
         },
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings,
         host: opts.common.host(),
         targets,

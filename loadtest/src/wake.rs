@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::fleet::run::unix_time;
 use crate::measure::latency::Recorder;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::report::text::mib;
-use crate::scenario;
 use crate::wire::admin;
 use crate::wire::client::Target;
 use crate::wire::session::{loopback_source, Session};
@@ -328,7 +328,7 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     Ok(Report {
         scenario: "wake".into(),
         title: format!("wake of a hibernated object ({})", opts.variant.name()),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings: vec![
             ("objects".into(), opts.objects.to_string()),
             (
@@ -340,7 +340,7 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             ("variant".into(), opts.variant.name().into()),
             ("fill time".into(), format!("{prepare_seconds:.1} s")),
         ],
-        host: crate::server::this_host(None, None),
+        host: crate::fleet::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),

@@ -55,11 +55,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 
+use crate::fleet::run::unix_time;
 use crate::measure::latency::Recorder;
 use crate::measure::rss;
 use crate::report::model::{Phase, Report, TargetKind, TargetRun};
 use crate::report::text::mib;
-use crate::scenario;
 use crate::wire::admin;
 use crate::wire::client::{
     self, decode_frame, encode_frame, ClientError, HandshakeError, Open, Source, Target,
@@ -656,9 +656,9 @@ fn report(
     Report {
         scenario: "attack".into(),
         title: format!("a fresh client while {} attack the node", describe(opts)),
-        unix_time: scenario::unix_time(),
+        unix_time: unix_time(),
         settings,
-        host: crate::server::this_host(None, None),
+        host: crate::fleet::server::this_host(None, None),
         targets: vec![TargetRun {
             target: TargetKind::Torpor,
             url: opts.url.clone(),
@@ -799,7 +799,7 @@ fn run_attack(
         source: Source::new(ATTACK_IP, std::process::id()),
         kind: opts.kind,
         opts: opts.clone(),
-        run_id: run_id(scenario::unix_time(), std::process::id()),
+        run_id: run_id(unix_time(), std::process::id()),
         gate: Semaphore::new(opts.concurrency),
         counts: counts.clone(),
         stop: stop_rx,

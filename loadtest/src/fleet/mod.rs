@@ -1,5 +1,9 @@
-//! The load generator's client processes: how a run is split over them, and
-//! the parent's end of talking to them.
+//! The parent's side of a run: the servers under test ([server]: Torpor, and
+//! the baselines it starts), running a scenario against each of them and one
+//! measured phase over the clients ([run]), progress bars ([progress]), and,
+//! here, the load generator's client processes: how a run is split over
+//! them, and the parent's end of talking to them. It speaks to the children
+//! only through their protocol, and fills in the report's model.
 //!
 //! Several processes are needed because each may hold fewer than 20000 file
 //! descriptors; process `i` connects from its own source address
@@ -14,6 +18,10 @@
 //! parent → child direction is lines on the child's stdin, whose end tells
 //! the child to close everything and exit. Every wait here has a deadline.
 
+pub mod progress;
+pub mod run;
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -21,7 +29,7 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::server::pinned_command;
+use crate::fleet::server::pinned_command;
 
 /// Below the 20000 file descriptors a process may hold, with room for the
 /// runtime's own (epoll, stdio, eventfd).

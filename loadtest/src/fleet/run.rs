@@ -8,11 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::child::protocol::{ChildResult, Command, Kind, TrafficOptions};
 use crate::flags::Flags;
+use crate::fleet::progress;
+use crate::fleet::server::{parse_targets, Placement, Server, BASELINE_MAX_CONNECTIONS};
 use crate::fleet::{self, Event, Fleet};
 use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
-use crate::progress;
 use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
-use crate::server::{parse_targets, Placement, Server, BASELINE_MAX_CONNECTIONS};
 
 /// How long every child gets to say `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -67,7 +67,7 @@ impl Common {
     }
 
     pub fn host(&self) -> Host {
-        crate::server::this_host(
+        crate::fleet::server::this_host(
             self.placement.server_cpus.clone(),
             self.placement.client_cpus.clone(),
         )
