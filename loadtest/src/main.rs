@@ -18,21 +18,13 @@
 // process reports to its parent, so printing is the point here.
 #![allow(clippy::print_stdout)]
 
-mod alarms;
-mod attack;
 mod baseline;
-mod broadcast;
 mod child;
-mod churn;
-mod create;
 mod flags;
 mod fleet;
-mod idle;
 mod measure;
-mod reload;
 mod report;
-mod rtt;
-mod wake;
+mod scenarios;
 mod wire;
 
 use std::io::Write as _;
@@ -40,21 +32,21 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alarms::{AlarmOptions, Variant};
-use attack::{AttackKind, AttackOptions};
-use broadcast::BroadcastOptions;
 use child::idle::ClientOptions;
 use child::protocol::{Kind, TrafficOptions};
 use child::reload_protocol::ReloadClientOptions;
-use churn::ChurnOptions;
-use create::CreateOptions;
 use flags::Flags;
 use fleet::run::Common;
-use idle::IdleOptions;
-use reload::{Deploy, ReloadOptions};
 use report::model::Report;
-use rtt::RttOptions;
-use wake::{Probe, WakeOptions};
+use scenarios::alarms::{self, AlarmOptions, Variant};
+use scenarios::attack::{self, AttackKind, AttackOptions};
+use scenarios::broadcast::{self, BroadcastOptions};
+use scenarios::churn::{self, ChurnOptions};
+use scenarios::create::{self, CreateOptions};
+use scenarios::idle::{self, IdleOptions};
+use scenarios::reload::{self, Deploy, ReloadOptions};
+use scenarios::rtt::{self, RttOptions};
+use scenarios::wake::{self, Probe, WakeOptions};
 
 const USAGE: &str = "\
 usage: loadtest <scenario> [flags]
