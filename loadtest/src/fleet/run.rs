@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::child::protocol::{ChildResult, Command, Kind, TrafficOptions};
-use crate::flags::Flags;
 use crate::fleet::progress;
-use crate::fleet::server::{parse_targets, Placement, Server, BASELINE_MAX_CONNECTIONS};
+use crate::fleet::server::{Placement, Server, BASELINE_MAX_CONNECTIONS};
 use crate::fleet::{self, Event, Fleet};
 use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
@@ -33,33 +32,6 @@ pub struct Common {
 }
 
 impl Common {
-    pub fn parse(flags: &mut Flags) -> Result<Common, String> {
-        let target = flags.optional_string("target")?;
-        let baselines = flags.boolean("baselines", false)?;
-        let processes = match flags.optional_string("processes")?.as_deref() {
-            None | Some("auto") => None,
-            Some(n) => Some(
-                n.parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| format!("--processes {n:?} is not auto or a number from 1"))?,
-            ),
-        };
-        Ok(Common {
-            url: flags.string("url", "ws://127.0.0.1:8787")?,
-            admin: flags.string("admin", "127.0.0.1:9090")?,
-            targets: parse_targets(target.as_deref(), baselines)?,
-            placement: Placement {
-                server_cpus: flags.cpus("server-cpu", "0")?,
-                client_cpus: flags.cpus("client-cpu", "1")?,
-                baseline_threads: flags.optional_number("baseline-threads")?,
-            },
-            processes,
-            concurrency: flags.positive("concurrency", 256)?,
-            json: flags.path("json")?,
-        })
-    }
-
     /// The processes for `connections` (auto unless given).
     pub fn processes_for(&self, connections: u64) -> u32 {
         self.processes
@@ -86,6 +58,22 @@ impl Common {
             );
         }
         (connections, None)
+    }
+}
+
+#[cfg(test)]
+impl Common {
+    /// A run with every flag at its default, for tests that need one.
+    pub fn defaults() -> Common {
+        Common {
+            url: "ws://127.0.0.1:8787".into(),
+            admin: "127.0.0.1:9090".into(),
+            targets: vec![TargetKind::Torpor],
+            placement: Placement::default(),
+            processes: None,
+            concurrency: 256,
+            json: None,
+        }
     }
 }
 
@@ -321,55 +309,9 @@ pub fn spawn_traffic(
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn common_flags_have_defaults() {
-        let mut flags = Flags::parse(&[]).unwrap();
-        let c = Common::parse(&mut flags).unwrap();
-        assert_eq!(c.url, "ws://127.0.0.1:8787");
-        assert_eq!(c.targets, [TargetKind::Torpor]);
-        assert_eq!(c.placement.server_cpus.as_deref(), Some("0"));
-        assert_eq!(c.placement.client_cpus.as_deref(), Some("1"));
-        assert_eq!(c.processes, None);
-        assert_eq!(c.processes_for(40_000), 3);
-        flags.finish().unwrap();
-    }
-
-    #[test]
-    fn common_flags_parse_targets_processes_and_cpus() {
-        let mut flags = Flags::parse(&args(&[
-            "--baselines",
-            "true",
-            "--processes",
-            "3",
-            "--client-cpu",
-            "none",
-            "--baseline-threads",
-            "2",
-        ]))
-        .unwrap();
-        let c = Common::parse(&mut flags).unwrap();
-        assert_eq!(c.targets.len(), 3);
-        assert_eq!(c.processes, Some(3));
-        assert_eq!(c.placement.client_cpus, None);
-        assert_eq!(c.placement.baseline_threads, Some(2));
-        for bad in [
-            ["--processes", "0"],
-            ["--target", "x"],
-            ["--server-cpu", "a"],
-        ] {
-            let mut flags = Flags::parse(&args(&bad)).unwrap();
-            assert!(Common::parse(&mut flags).is_err(), "{bad:?}");
-        }
-    }
-
     #[test]
     fn baselines_are_capped_at_their_descriptor_limit() {
-        let mut flags = Flags::parse(&[]).unwrap();
-        let c = Common::parse(&mut flags).unwrap();
+        let c = Common::defaults();
         assert_eq!(
             c.connections_for(TargetKind::Torpor, 100_000),
             (100_000, None)

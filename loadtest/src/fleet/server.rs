@@ -26,31 +26,6 @@ const BASELINE_EXIT_GRACE: Duration = Duration::from_secs(5);
 /// baseline is one process, so this is as many connections as it can take.
 pub const BASELINE_MAX_CONNECTIONS: u64 = 19_000;
 
-/// `--target torpor|default|tuned|all` and `--baselines` (the same as
-/// `--target all`) to the list of servers, Torpor first.
-pub fn parse_targets(target: Option<&str>, baselines: bool) -> Result<Vec<TargetKind>, String> {
-    use TargetKind::*;
-    let list = match target {
-        None if baselines => vec![Torpor, Default, Tuned],
-        None => vec![Torpor],
-        Some("all") => vec![Torpor, Default, Tuned],
-        Some(_) if baselines => {
-            return Err(
-                "--baselines runs every target; leave out --target or use --target all".into(),
-            )
-        }
-        Some("torpor") => vec![Torpor],
-        Some("default") => vec![Default],
-        Some("tuned") => vec![Tuned],
-        Some(other) => {
-            return Err(format!(
-                "--target {other:?} is not torpor, default, tuned or all"
-            ))
-        }
-    };
-    Ok(list)
-}
-
 /// The machine a run is on, as the report records it.
 pub fn this_host(server_cpus: Option<String>, client_cpus: Option<String>) -> Host {
     Host {
@@ -319,20 +294,6 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use TargetKind::*;
-
-    #[test]
-    fn targets_follow_the_flags() {
-        assert_eq!(parse_targets(None, false), Ok(vec![Torpor]));
-        assert_eq!(parse_targets(None, true), Ok(vec![Torpor, Default, Tuned]));
-        assert_eq!(
-            parse_targets(Some("all"), true),
-            Ok(vec![Torpor, Default, Tuned])
-        );
-        assert_eq!(parse_targets(Some("tuned"), false), Ok(vec![Tuned]));
-        assert!(parse_targets(Some("tuned"), true).is_err());
-        assert!(parse_targets(Some("nginx"), false).is_err());
-    }
 
     #[test]
     fn ready_line_gives_address_and_pid() {

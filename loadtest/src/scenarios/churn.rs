@@ -215,15 +215,13 @@ fn phase_from(opts: &ChurnOptions, measured: &Measured) -> Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flags::Flags;
     use crate::measure::cpu::CpuUsage;
     use crate::report::model::ClientCpu;
 
     #[test]
     fn results_add_up_to_rates() {
-        let mut flags = Flags::parse(&[]).unwrap();
         let opts = ChurnOptions {
-            common: Common::parse(&mut flags).unwrap(),
+            common: Common::defaults(),
             rooms: 10,
             duration: Duration::from_secs(10),
             rate: 100.0,

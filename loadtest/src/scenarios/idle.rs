@@ -230,16 +230,14 @@ fn server_connections(admin: SocketAddr, rooms: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flags::Flags;
 
-    fn opts(connections: u64, processes: &str) -> IdleOptions {
-        let args: Vec<String> = ["--processes", processes]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut flags = Flags::parse(&args).unwrap();
+    /// `processes`: `None` for `--processes auto`.
+    fn opts(connections: u64, processes: Option<u32>) -> IdleOptions {
         IdleOptions {
-            common: Common::parse(&mut flags).unwrap(),
+            common: Common {
+                processes,
+                ..Common::defaults()
+            },
             connections,
             rooms: 100,
             attach_bytes: 0,
@@ -249,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_hundred_thousand_split_over_auto_processes() {
-        let o = opts(100_000, "auto");
+        let o = opts(100_000, None);
         let plan = plan(&o, "ws://127.0.0.1:18787", o.connections).unwrap();
         assert_eq!(plan.len(), 7);
         assert!(plan.iter().all(|c| c.connections < 19_000));
@@ -260,14 +258,14 @@ mod tests {
 
     #[test]
     fn too_few_processes_say_how_many() {
-        let o = opts(100_000, "5");
+        let o = opts(100_000, Some(5));
         let err = plan(&o, "ws://x:1", o.connections).unwrap_err();
         assert!(err.contains("raise --processes to at least 6"), "{err}");
     }
 
     #[test]
     fn child_flags_round_trip_through_the_command_line() {
-        let o = opts(1000, "2");
+        let o = opts(1000, Some(2));
         let child = plan(&o, "ws://127.0.0.1:18787", 1000).unwrap().remove(1);
         let args = child.to_args();
         assert_eq!(args[0], "--url");

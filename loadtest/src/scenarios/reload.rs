@@ -14,8 +14,9 @@
 //! echoes before, during and after it.
 //!
 //! The run, in order:
-//! 1. the client processes (`reload-client`, see `reload_client.rs`) open
-//!    the sockets, `/bench/<prefix><k % rooms>`; every socket sends one echo;
+//! 1. the client processes (`reload-client`, see
+//!    [`child::reload`](crate::child::reload)) open the sockets,
+//!    `/bench/<prefix><k % rooms>`; every socket sends one echo;
 //! 2. each object is asked `version` and `pid` on its first socket;
 //! 3. the quiet objects are polled (`/admin/objects/Bench/<name>`) until
 //!    they are hibernated (`active: false`);

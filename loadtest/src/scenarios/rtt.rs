@@ -5,8 +5,9 @@
 //! no wake; a baseline answers it with a plain `pong` message. `echo:<n × x>`
 //! goes through the (live) object and comes back.
 //!
-//! Per target: open the connections (client processes, see `fleet.rs`), warm
-//! up (closed loop, not measured: wakes echo's objects), then
+//! Per target: open the connections (client processes, see
+//! [`fleet`]), warm up (closed loop, not measured: wakes
+//! echo's objects), then
 //! - phase `max`: a closed loop, every connection keeping `--window` requests
 //!   outstanding for `--duration`: the most the server answers per second;
 //! - phase `half` (or `rate` if `--rate` is given): an open loop paced at half
@@ -359,14 +360,12 @@ fn phase_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flags::Flags;
     use crate::measure::cpu::{CpuUsage, Role};
     use crate::report::model::ClientCpu;
 
     fn opts(kind: Kind) -> RttOptions {
-        let mut flags = Flags::parse(&[]).unwrap();
         RttOptions {
-            common: Common::parse(&mut flags).unwrap(),
+            common: Common::defaults(),
             kind,
             connections: 100,
             rooms: 10,

@@ -3,7 +3,7 @@
 //! [`client::open`]; after that the socket is a tokio stream with one read
 //! buffer, which is all a handful of held sockets need.
 //!
-//! Like the rest of `client.rs`, it handles unfragmented text frames and a
+//! Like the rest of [`client`], it handles unfragmented text frames and a
 //! close frame, and nothing else: the Bench protocol needs no more.
 
 use std::net::Ipv4Addr;
