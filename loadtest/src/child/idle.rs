@@ -7,14 +7,11 @@ use std::io::Read;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::child::open::{self, OpenPlan};
-use crate::measure::rss;
+use crate::child::open::{self, OpenPlan, SPARE_FDS};
 use crate::wire::client::Target;
 
 /// Where every idle connection goes: `/bench/idle-<room>`.
 pub const ROOM_PREFIX: &str = "idle-";
-/// Descriptors a client process needs besides its sockets.
-const SPARE_FDS: u64 = 64;
 
 /// `loadtest idle-client` flags: one child's share of the work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,16 +58,7 @@ pub fn run_client(opts: &ClientOptions) -> Result<(), String> {
     if opts.rooms == 0 || opts.concurrency == 0 {
         return Err("--rooms and --concurrency must be at least 1".into());
     }
-    if let Some(limit) = rss::open_files_limit()? {
-        if opts.connections + SPARE_FDS > limit {
-            return Err(format!(
-                "{} connections need {} file descriptors, the limit is {limit}: \
-                 raise --processes",
-                opts.connections,
-                opts.connections + SPARE_FDS
-            ));
-        }
-    }
+    open::check_descriptors(opts.connections, opts.connections + SPARE_FDS)?;
     let attach: Option<Arc<[u8]>> = (opts.attach_bytes > 0).then(|| {
         let mut message = b"attach:".to_vec();
         message.resize(message.len() + opts.attach_bytes, b'a');

@@ -3,9 +3,12 @@
 //! `concurrency` in flight, each retried after transient failures, until done
 //! or a deadline. Reports on stdout as the fleet protocol says (`progress`,
 //! `fail`, `retries`, `ready`). The result is bare std sockets: what happens
-//! to them next is the caller's business.
+//! to them next is the caller's business, though the start-up every child
+//! shares (the descriptor check, one thread, sockets handed to tokio) is here
+//! too.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use crate::measure::rss;
 use crate::wire::client::{self, ClientError, Open, Source, Target};
 
 /// One connection attempt: connect, upgrade and attach.
@@ -28,6 +32,8 @@ const BACKOFF: [Duration; 3] = [
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Distinct failure reasons a child reports; the rest are lumped together.
 const MAX_FAILURE_REASONS: usize = 16;
+/// Descriptors a client process needs besides its sockets.
+pub const SPARE_FDS: u64 = 64;
 
 /// What one child opens.
 #[derive(Debug, Clone)]
@@ -82,6 +88,51 @@ impl Opened {
         )?;
         out.flush()
     }
+}
+
+/// Fails, saying what to do, unless this process may hold the `needed`
+/// descriptors its `connections` take.
+pub fn check_descriptors(connections: u64, needed: u64) -> Result<(), String> {
+    match rss::open_files_limit()? {
+        Some(limit) if needed > limit => Err(format!(
+            "{connections} connections need {needed} file descriptors, the limit is {limit}: \
+             raise --processes"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a child's work on this one thread (a current-thread runtime and a
+/// `LocalSet`, so its tasks may share `Rc`s), which keeps a client process
+/// to one core at most.
+pub fn run_on_one_thread(serve: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, serve)
+}
+
+/// Opens a child's share and tells the parent how it went (`fail`,
+/// `retries`, `ready`).
+pub async fn open_and_report(target: Arc<Target>, plan: &OpenPlan) -> Result<Opened, String> {
+    let started = Instant::now();
+    let opened = open_all(target, plan).await;
+    opened
+        .report(&mut std::io::stdout().lock(), started.elapsed().as_millis())
+        .map_err(|e| format!("cannot report to parent: {e}"))?;
+    Ok(opened)
+}
+
+/// An opened socket made ready for traffic: registered with tokio, and
+/// without Nagle's delay, since requests and replies are small.
+pub fn into_tokio(stream: std::net::TcpStream) -> Result<tokio::net::TcpStream, String> {
+    stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_nonblocking(true))
+        .map_err(|e| format!("socket options: {e}"))?;
+    tokio::net::TcpStream::from_std(stream).map_err(|e| format!("register socket: {e}"))
 }
 
 /// One line to the parent; a parent that has gone away is noticed at the

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
-use crate::child::open::{self, tell_parent, OpenPlan};
+use crate::child::open::{self, tell_parent, OpenPlan, SPARE_FDS};
 use crate::child::protocol::Clock;
 use crate::child::reload_protocol::{ChildReport, Command, ReloadClientOptions, PHASES, SLOT_MS};
 use crate::measure::latency::Recorder;
@@ -64,8 +64,6 @@ const BCAST_WINDOW: usize = 16;
 const OPEN_DEADLINE: Duration = Duration::from_secs(240);
 /// A client process nobody talks to still ends.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
-/// Descriptors a client process needs besides its sockets.
-const SPARE_FDS: u64 = 64;
 /// Distinct failure reasons kept; the rest are lumped together.
 const MAX_REASONS: usize = 16;
 const MASK: [u8; 4] = [0x3c, 0x91, 0x0e, 0x7a];
@@ -526,21 +524,11 @@ pub fn run_child(opts: &ReloadClientOptions) -> Result<(), String> {
     if opts.rooms == 0 || opts.concurrency == 0 {
         return Err("--rooms and --concurrency must be at least 1".into());
     }
-    if let Some(limit) = rss::open_files_limit()? {
-        let needed = opts.connections + opts.concurrency as u64 + SPARE_FDS;
-        if needed > limit {
-            return Err(format!(
-                "{} connections need {needed} file descriptors, the limit is {limit}: raise --processes",
-                opts.connections
-            ));
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(Arc::new(target), opts.clone()))
+    open::check_descriptors(
+        opts.connections,
+        opts.connections + opts.concurrency as u64 + SPARE_FDS,
+    )?;
+    open::run_on_one_thread(serve(Arc::new(target), opts.clone()))
 }
 
 async fn serve(target: Arc<Target>, opts: ReloadClientOptions) -> Result<(), String> {
@@ -554,13 +542,9 @@ async fn serve(target: Arc<Target>, opts: ReloadClientOptions) -> Result<(), Str
         concurrency: opts.concurrency,
         deadline: OPEN_DEADLINE,
     };
-    let started = Instant::now();
     // Streams come back in the order they opened, not by index, so each
     // one's index travels with it.
-    let opened = open::open_all(Arc::clone(&target), &plan).await;
-    opened
-        .report(&mut std::io::stdout().lock(), started.elapsed().as_millis())
-        .map_err(|e| format!("cannot report to parent: {e}"))?;
+    let opened = open::open_and_report(Arc::clone(&target), &plan).await?;
 
     let now = Instant::now();
     let mut io = Vec::with_capacity(opened.streams.len());
@@ -568,11 +552,7 @@ async fn serve(target: Arc<Target>, opts: ReloadClientOptions) -> Result<(), Str
     let mut by_room: HashMap<u32, Vec<usize>> = HashMap::new();
     let mut control = HashMap::new();
     for (stream, index) in opened.streams.into_iter().zip(opened.indices) {
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_nonblocking(true))
-            .map_err(|e| format!("socket options: {e}"))?;
-        let stream = TcpStream::from_std(stream).map_err(|e| format!("register socket: {e}"))?;
+        let stream = open::into_tokio(stream)?;
         let role = Role::of(index, opts.rooms, opts.busy_rooms, opts.echoers_per_room);
         let i = io.len();
         by_room.entry(role.room).or_default().push(i);

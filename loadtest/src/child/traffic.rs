@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::child::churn;
-use crate::child::open::{self, tell_parent, OpenPlan};
+use crate::child::open::{self, tell_parent, OpenPlan, SPARE_FDS};
 use crate::child::protocol::{ChildResult, Clock, Command, Kind, TrafficOptions};
 use crate::measure::latency::Recorder;
 use crate::measure::rss;
@@ -49,8 +49,6 @@ const OPEN_DEADLINE: Duration = Duration::from_secs(240);
 const PACER_MIN_SLEEP: Duration = Duration::from_micros(50);
 /// A client process nobody talks to still ends.
 const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Descriptors a client process needs besides its sockets.
-const SPARE_FDS: u64 = 64;
 /// The masking key of every request. RFC 6455 wants unpredictable keys
 /// against proxies' caches; on loopback a fixed one lets a request be encoded
 /// once for all connections.
@@ -415,21 +413,11 @@ pub fn run_child(opts: &TrafficOptions) -> Result<(), String> {
     if opts.rooms == 0 || opts.concurrency == 0 {
         return Err("--rooms and --concurrency must be at least 1".into());
     }
-    if let Some(limit) = rss::open_files_limit()? {
-        let needed = opts.connections + opts.concurrency as u64 + SPARE_FDS;
-        if needed > limit {
-            return Err(format!(
-                "{} connections need {needed} file descriptors, the limit is {limit}: raise --processes",
-                opts.connections
-            ));
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(Arc::new(target), opts.clone()))
+    open::check_descriptors(
+        opts.connections,
+        opts.connections + opts.concurrency as u64 + SPARE_FDS,
+    )?;
+    open::run_on_one_thread(serve(Arc::new(target), opts.clone()))
 }
 
 /// The request frame and its reply's length, by kind.
@@ -458,24 +446,16 @@ async fn serve(target: Arc<Target>, opts: TrafficOptions) -> Result<(), String> 
             concurrency: opts.concurrency,
             deadline: OPEN_DEADLINE,
         };
-        let started = Instant::now();
-        let opened = open::open_all(Arc::clone(&target), &plan).await;
-        opened
-            .report(&mut std::io::stdout().lock(), started.elapsed().as_millis())
-            .map_err(|e| format!("cannot report to parent: {e}"))?;
-        streams = opened.streams;
+        streams = open::open_and_report(Arc::clone(&target), &plan)
+            .await?
+            .streams;
     } else {
         tell_parent("ready 0 0 0");
     }
 
     let mut conns = Vec::with_capacity(streams.len());
     for stream in streams {
-        // Small requests and replies: do not let Nagle hold any back.
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_nonblocking(true))
-            .map_err(|e| format!("socket options: {e}"))?;
-        let stream = TcpStream::from_std(stream).map_err(|e| format!("register socket: {e}"))?;
+        let stream = open::into_tokio(stream)?;
         conns.push(Arc::new(Conn {
             stream,
             out: Mutex::new(Out::default()),
