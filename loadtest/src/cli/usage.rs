@@ -39,7 +39,12 @@ loadtest idle [flags]
   sent, and reports server RSS per connection (Torpor: all edges summed),
   kernel Slab and TCP buffer memory per connection (/proc/meminfo,
   /proc/net/sockstat), time to open them all, and RSS against connections
-  (sampled every 10 %).
+  (sampled every 10 %). When the hold ends it waits (at most 2 min) for
+  the run's objects to hibernate, then sums the RSS of every process of
+  the node (supervisor, edges, workers and any other child of the
+  supervisor; a baseline: its one process): the `node` line, and the
+  whole node's growth per connection beside the edges' share of it at the
+  same moments (memory.node in the JSON).
   --connections N       in total [15000]
   --rooms N             Bench objects to spread them over [100]
   --attach-bytes N      send attach:<N x 'a'> on each and await ok; 0 = none [0]

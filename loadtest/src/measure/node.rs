@@ -1,11 +1,26 @@
 //! The node's processes, read from outside it: the ones `/admin/node` lists
 //! (supervisor, edges, workers) and every other descendant of the
-//! supervisor, so a child the admin API does not know of still counts.
+//! supervisor, so a child the admin API does not know of still counts; and
+//! what they hold in memory at one moment.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use serde::{Deserialize, Serialize};
+
+use crate::measure::rss;
 use crate::wire::admin;
+
+/// One process of the node and its resident memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessMemory {
+    /// `supervisor`, `edge`, `worker`, or `child` for one the admin API does
+    /// not list.
+    pub role: String,
+    pub pid: u32,
+    pub rss_bytes: u64,
+}
 
 /// Every process of the node now, with its role (re-read: workers come and
 /// go, and a restarted edge has a new pid).
@@ -70,6 +85,22 @@ pub fn descendants(root: u32, parents: &[(u32, u32)]) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Every process of the node now and its RSS. A process that exits between
+/// the listing and the read (a worker with nothing left to do) is left out.
+pub fn memory(admin: SocketAddr) -> Result<Vec<ProcessMemory>, String> {
+    Ok(processes(admin)?
+        .into_iter()
+        .filter_map(|(role, pid)| {
+            let rss_bytes = rss::rss_bytes(pid).ok()?;
+            Some(ProcessMemory {
+                role: role.to_string(),
+                pid,
+                rss_bytes,
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

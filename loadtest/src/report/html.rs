@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use crate::measure::latency::human_ms;
-use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::model::{NodeMemory, Phase, Report, TargetKind, TargetRun};
 use crate::report::svg::{self, escape, short_number, LineChart, Series};
 use crate::report::text::{metric_text, mib, ratio, thousands};
 
@@ -473,7 +473,9 @@ fn memory(out: &mut String, report: &Report) {
             mib(m.rss_end_of_hold_bytes)
         );
     }
-    out.push_str("</table><div class=\"charts\">");
+    out.push_str("</table>");
+    node_memory(out, &rows);
+    out.push_str("<div class=\"charts\">");
     let per_conn: Vec<Series> = rows
         .iter()
         .filter_map(|t| {
@@ -561,6 +563,16 @@ fn memory(out: &mut String, report: &Report) {
             &bars(&|t| t.memory.as_ref().map(|m| m.rss_per_connection)),
             &|v| format!("{} B", thousands(v)),
         ));
+        if rows
+            .iter()
+            .all(|t| t.memory.as_ref().is_some_and(|m| m.node.is_some()))
+        {
+            out.push_str(&svg::bar_chart(
+                "whole-node RSS bytes per connection, end of hold (lower is better)",
+                &bars(&|t| Some(t.memory.as_ref()?.node.as_ref()?.rss_per_connection)),
+                &|v| format!("{} B", thousands(v)),
+            ));
+        }
         out.push_str(&svg::bar_chart(
             "kernel slab bytes per connection",
             &bars(&|t| t.memory.as_ref().map(|m| m.slab_per_connection)),
@@ -568,6 +580,53 @@ fn memory(out: &mut String, report: &Report) {
         ));
     }
     out.push_str("</div>");
+}
+
+/// The whole node at the end of the hold: every process by role, and RSS
+/// per connection beside the edges' share of it.
+fn node_memory(out: &mut String, rows: &[&TargetRun]) {
+    let nodes: Vec<(&TargetRun, &NodeMemory)> = rows
+        .iter()
+        .filter_map(|t| Some((*t, t.memory.as_ref()?.node.as_ref()?)))
+        .collect();
+    if nodes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3>Whole node, end of hold</h3><p class=\"sub\">Every process of the server \
+         (Torpor: supervisor, edges, workers and any other child of the supervisor), sampled \
+         when the hold ends, once the objects have hibernated; growth from before the first \
+         connection, per connection, with the edges' share of it at the same moments.</p>\
+         <table><tr><th>target</th><th>processes, MiB</th><th>node RSS before</th>\
+         <th>node RSS end of hold</th><th>objects live</th><th>node RSS / connection</th>\
+         <th>edges' share / connection</th></tr>",
+    );
+    for (t, node) in nodes {
+        let mut roles = Vec::new();
+        for role in ["supervisor", "edge", "worker", "child", "server"] {
+            let (bytes, n) = node.role_end_of_hold(role);
+            if n > 0 {
+                roles.push(format!("{role} \u{d7}{n}: {:.1}", mib(bytes)));
+            }
+        }
+        let live = node
+            .live_objects_end_of_hold
+            .map_or("-".to_string(), |n| n.to_string());
+        let _ = write!(
+            out,
+            "<tr><td><span class=\"chip\" style=\"background:{}\"></span>{}</td><td>{}</td>\
+             <td>{:.1} MiB</td><td>{:.1} MiB</td><td>{live}</td><td>{} B</td><td>{}</td></tr>",
+            color(t.target),
+            t.target.name(),
+            escape(&roles.join(", ")),
+            mib(node.rss_before_bytes),
+            mib(node.rss_end_of_hold_bytes),
+            thousands(node.rss_per_connection),
+            node.edges_share()
+                .map_or("-".to_string(), |v| format!("{} B", thousands(v)))
+        );
+    }
+    out.push_str("</table>");
 }
 
 /// Unix seconds as `2025-11-24 09:38 UTC`.
@@ -656,6 +715,17 @@ mod tests {
         // The ratio row: 1000 / 3000.
         assert!(html.contains("0.33x"));
         assert!(!html.contains("<h2>Phase"));
+    }
+
+    #[test]
+    fn idle_page_shows_the_whole_node_by_role() {
+        let mut report = sample_report();
+        report.scenario = "idle".into();
+        report.targets[0].memory = Some(crate::report::model::tests::node_memory_sample());
+        let html = render(&report);
+        assert!(html.contains("<h3>Whole node, end of hold</h3>"));
+        assert!(html.contains("edge \u{d7}2: 9.5"), "{html}");
+        assert!(html.contains(">6,000 B<") && html.contains(">2,000 B<"));
     }
 
     #[test]

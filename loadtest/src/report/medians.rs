@@ -74,6 +74,20 @@ fn collect(reports: &[Report]) -> Figures {
                     "tcp_mem_per_connection",
                     Some(m.tcp_mem_per_connection),
                 );
+                if let Some(node) = &m.node {
+                    put(
+                        name,
+                        "memory",
+                        "node_rss_per_connection",
+                        Some(node.rss_per_connection),
+                    );
+                    put(
+                        name,
+                        "memory",
+                        "edges_rss_per_connection_end_of_hold",
+                        node.edges_share(),
+                    );
+                }
             }
             for p in &t.phases {
                 if p.per_second > 0.0 {

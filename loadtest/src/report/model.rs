@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::measure::cpu::{CpuUsage, Role};
 use crate::measure::kernel::KernelMemory;
 use crate::measure::latency::Latency;
+use crate::measure::node::ProcessMemory;
 
 /// One run of one scenario against one or more targets.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -235,6 +236,46 @@ pub struct Memory {
     /// The server's own count of sockets, if it can say.
     pub server_connections: Option<u64>,
     pub hold_seconds: f64,
+    /// Every process of the server, not only those above: what the machine
+    /// pays. `None` in reports from before it was measured.
+    pub node: Option<NodeMemory>,
+}
+
+/// The whole server's memory: Torpor's supervisor, edges and workers (and
+/// any other child of the supervisor), or a baseline's one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeMemory {
+    /// Summed over every process before the first connection.
+    pub rss_before_bytes: u64,
+    /// Each process when the hold ends, once the objects have hibernated.
+    pub processes_end_of_hold: Vec<ProcessMemory>,
+    /// Objects of the run's rooms still live when the hold ended (0: every
+    /// one hibernated); `None` where the server cannot say (a baseline).
+    pub live_objects_end_of_hold: Option<u64>,
+    /// Derived: the sum of `processes_end_of_hold`.
+    pub rss_end_of_hold_bytes: u64,
+    /// Derived: growth of the whole node from before the first connection
+    /// to the end of the hold, per connection.
+    pub rss_per_connection: f64,
+    /// Derived: the edges' share of it at the same moments (the processes of
+    /// [`Memory::pids`]), per connection.
+    pub edges_rss_per_connection: f64,
+}
+
+impl NodeMemory {
+    /// The edges' share, where the server has edges (a baseline has none).
+    pub fn edges_share(&self) -> Option<f64> {
+        (self.role_end_of_hold("edge").1 > 0).then_some(self.edges_rss_per_connection)
+    }
+
+    /// RSS at the end of the hold of the processes in `role`, and how many.
+    pub fn role_end_of_hold(&self, role: &str) -> (u64, usize) {
+        self.processes_end_of_hold
+            .iter()
+            .filter(|p| p.role == role)
+            .fold((0, 0), |(bytes, n), p| (bytes + p.rss_bytes, n + 1))
+    }
 }
 
 /// One sample taken while opening.
@@ -265,6 +306,14 @@ impl Memory {
             per(self.kernel_after.tcp_mem_bytes as f64 - self.kernel_before.tcp_mem_bytes as f64);
         self.slab_per_connection =
             per(self.kernel_after.slab_bytes as f64 - self.kernel_before.slab_bytes as f64);
+        let edges_growth = self.rss_end_of_hold_bytes as f64 - self.rss_before_bytes as f64;
+        if let Some(node) = self.node.as_mut() {
+            node.rss_end_of_hold_bytes =
+                node.processes_end_of_hold.iter().map(|p| p.rss_bytes).sum();
+            node.rss_per_connection =
+                per(node.rss_end_of_hold_bytes as f64 - node.rss_before_bytes as f64);
+            node.edges_rss_per_connection = per(edges_growth);
+        }
     }
 
     /// `(connections, RSS growth per connection)` along the curve.
@@ -383,6 +432,16 @@ pub fn compare(targets: &[TargetRun]) -> Vec<Comparison> {
                 o.slab_per_connection,
                 false,
             );
+            if let (Some(tn), Some(on)) = (&t.node, &o.node) {
+                push(
+                    "memory",
+                    "node_rss_per_connection",
+                    other.target,
+                    tn.rss_per_connection,
+                    on.rss_per_connection,
+                    false,
+                );
+            }
         }
     }
     out
@@ -568,6 +627,52 @@ pub mod tests {
         assert_eq!(m.rss_growth_bytes, -1_000_000);
         m.derive(0);
         assert_eq!(m.rss_per_connection, 0.0);
+    }
+
+    /// A node as `idle` finds it: the edges grew 2,000 B a connection, the
+    /// workers another 4,000.
+    pub fn node_memory_sample() -> Memory {
+        let process = |role: &str, pid, rss_bytes| ProcessMemory {
+            role: role.into(),
+            pid,
+            rss_bytes,
+        };
+        let mut m = Memory {
+            pids: vec![11, 12],
+            rss_before_bytes: 8_000_000,
+            rss_after_bytes: 10_000_000,
+            rss_end_of_hold_bytes: 10_000_000,
+            node: Some(NodeMemory {
+                rss_before_bytes: 20_000_000,
+                processes_end_of_hold: vec![
+                    process("supervisor", 10, 4_000_000),
+                    process("edge", 11, 5_000_000),
+                    process("edge", 12, 5_000_000),
+                    process("worker", 13, 6_000_000),
+                    process("worker", 14, 6_000_000),
+                ],
+                live_objects_end_of_hold: Some(0),
+                ..NodeMemory::default()
+            }),
+            ..Memory::default()
+        };
+        m.derive(1000);
+        m
+    }
+
+    #[test]
+    fn the_whole_node_is_divided_per_connection_beside_the_edges() {
+        let m = node_memory_sample();
+        let node = m.node.as_ref().unwrap();
+        assert_eq!(node.rss_end_of_hold_bytes, 26_000_000);
+        assert_eq!(node.rss_per_connection, 6000.0);
+        assert_eq!(node.edges_rss_per_connection, 2000.0);
+        assert_eq!(node.role_end_of_hold("edge"), (10_000_000, 2));
+        assert_eq!(node.role_end_of_hold("worker"), (12_000_000, 2));
+        assert_eq!(node.role_end_of_hold("child"), (0, 0));
+        // Reports from before the node was measured still read.
+        let old: Memory = serde_json::from_str(r#"{"rss_before_bytes":1}"#).unwrap();
+        assert!(old.node.is_none());
     }
 
     #[test]

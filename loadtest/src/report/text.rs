@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 
 use crate::measure::cpu::Role;
 use crate::measure::latency::human_ms;
-use crate::report::model::{CpuFigures, Memory, Phase, Report, TargetRun};
+use crate::report::model::{CpuFigures, Memory, NodeMemory, Phase, Report, TargetRun};
 
 /// `12345.6` → `12,346`.
 pub fn thousands(value: f64) -> String {
@@ -172,10 +172,51 @@ fn write_memory(f: &mut fmt::Formatter<'_>, m: &Memory) -> fmt::Result {
         m.slab_per_connection,
         m.tcp_mem_per_connection
     )?;
+    if let Some(node) = &m.node {
+        write_node_memory(f, node)?;
+    }
     if let Some(n) = m.server_connections {
         writeln!(f, "  server says {n} connections")?;
     }
     Ok(())
+}
+
+/// The whole node at the end of the hold, by role, and per connection beside
+/// the edges' share.
+fn write_node_memory(f: &mut fmt::Formatter<'_>, node: &NodeMemory) -> fmt::Result {
+    let mut roles = Vec::new();
+    for (role, plural) in [
+        ("supervisor", "supervisor"),
+        ("edge", "edges"),
+        ("worker", "workers"),
+        ("child", "other children"),
+        ("server", "server"),
+    ] {
+        let (bytes, n) = node.role_end_of_hold(role);
+        if n > 0 {
+            roles.push(format!("{plural} ({n}) {:.1}", mib(bytes)));
+        }
+    }
+    let objects = match node.live_objects_end_of_hold {
+        Some(0) => ", every object hibernated".to_string(),
+        Some(live) => format!(", {live} objects still live"),
+        None => String::new(),
+    };
+    writeln!(
+        f,
+        "  node      before {:.1} MiB, end of hold {:.1} MiB{objects}: {} MiB",
+        mib(node.rss_before_bytes),
+        mib(node.rss_end_of_hold_bytes),
+        roles.join(", ")
+    )?;
+    let edges = node
+        .edges_share()
+        .map_or(String::new(), |e| format!(", {e:.0} of them the edges'"));
+    writeln!(
+        f,
+        "  per conn  {:.0} bytes RSS for the whole node{edges} (end of hold)",
+        node.rss_per_connection
+    )
 }
 
 impl Report {
@@ -329,6 +370,26 @@ mod tests {
         );
         assert!(
             text.contains("open      1,000 of 1,000 in 0.50 s (2,000/s)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_summary_shows_the_whole_node_and_the_edges_share() {
+        let mut report = sample_report();
+        report.targets[0].memory = Some(crate::report::model::tests::node_memory_sample());
+        let text = report.to_string();
+        assert!(
+            text.contains(
+                "  node      before 19.1 MiB, end of hold 24.8 MiB, every object hibernated: \
+                 supervisor (1) 3.8, edges (2) 9.5, workers (2) 11.4 MiB"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  per conn  6000 bytes RSS for the whole node, 2000 of them the edges' (end of hold)"
+            ),
             "{text}"
         );
     }

@@ -1,13 +1,17 @@
 //! `loadtest idle`: how much memory an idle WebSocket costs.
 //!
 //! Per target, the parent reads the server's RSS (Torpor: summed over its
-//! edges; a baseline: its one process) and the kernel's socket memory, spawns
+//! edges, and over every process of the node; a baseline: its one process)
+//! and the kernel's socket memory, spawns
 //! client processes (`loadtest idle-client`), each of which opens its share
 //! of the connections from its own source address, says `ready`, and then
 //! holds them without a single read or write until its stdin closes. While
 //! they open, the parent samples RSS and Slab about every 10 % (the memory
 //! curve); once all are open it lets the server settle, samples again, holds,
-//! and reports growth per connection.
+//! and reports growth per connection. When the hold ends it waits for the
+//! run's objects to hibernate (Torpor) and samples the whole node, so the
+//! figure is what the machine pays for idle sockets, the edges' share beside
+//! it.
 //!
 //! The children are [`child::idle`](crate::child::idle). A held connection
 //! is a bare `std::net::TcpStream` in a `Vec`: no buffer, no task, no epoll
@@ -15,14 +19,15 @@
 //! the kernel's sockets.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::child::idle::{ClientOptions, ROOM_PREFIX};
 use crate::fleet::run::{for_each_target, open_fleet, unix_time, Common, READY_TIMEOUT};
 use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
+use crate::measure::node::{self, ProcessMemory};
 use crate::measure::{kernel, rss};
-use crate::report::model::{Memory, MemoryPoint, Report, TargetRun};
+use crate::report::model::{Memory, MemoryPoint, NodeMemory, Report, TargetRun};
 use crate::wire::admin;
 
 /// The bench object class and the prefix of its names.
@@ -38,6 +43,10 @@ const RSS_SAMPLE_GAP: Duration = Duration::from_secs(1);
 const HOLD_SLACK: Duration = Duration::from_secs(120);
 /// Memory samples while opening: one every tenth of the connections.
 const CURVE_STEPS: u64 = 10;
+/// When the hold ends, how long the run's objects get to hibernate before
+/// the whole node is sampled anyway (and the live ones noted).
+const HIBERNATE_WAIT: Duration = Duration::from_secs(120);
+const HIBERNATE_POLL: Duration = Duration::from_millis(500);
 /// Less RSS growth than this per connection is not a measurement but a
 /// server reusing what an earlier run freed.
 const IMPLAUSIBLE_BYTES_PER_CONNECTION: f64 = 256.0;
@@ -58,8 +67,12 @@ pub fn plan(opts: &IdleOptions, url: &str, connections: u64) -> Result<Vec<Clien
         return Err("--rooms must be at least 1".into());
     }
     let shares = fleet::split(connections, opts.common.processes_for(connections))?;
-    let hold_deadline =
-        READY_TIMEOUT + SETTLE + RSS_SAMPLE_GAP * RSS_SAMPLES as u32 + opts.hold + HOLD_SLACK;
+    let hold_deadline = READY_TIMEOUT
+        + SETTLE
+        + RSS_SAMPLE_GAP * RSS_SAMPLES as u32
+        + opts.hold
+        + HIBERNATE_WAIT
+        + HOLD_SLACK;
     Ok(shares
         .into_iter()
         .map(|share| ClientOptions {
@@ -120,6 +133,11 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
         return Err("no server process to measure (no edge running?)".into());
     }
     let rss_before = server.rss_bytes(&pids)?;
+    // The whole node is a second figure beside the edges': a node that
+    // cannot be listed costs the run that figure, not the run.
+    let node_before = node_memory(server, &pids)
+        .map_err(|e| run.notes.push(format!("whole node not measured: {e}")))
+        .ok();
     let kernel_before = kernel::read()?;
     eprintln!(
         "loadtest: {} rss {:.1} MiB (pids {pids:?}); opening {connections} connections over {} rooms from {} processes",
@@ -139,6 +157,10 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
             slab_bytes: kernel_before.slab_bytes,
         }],
         hold_seconds: opts.hold.as_secs_f64(),
+        node: node_before.map(|processes| NodeMemory {
+            rss_before_bytes: processes.iter().map(|p| p.rss_bytes).sum(),
+            ..NodeMemory::default()
+        }),
         ..Memory::default()
     };
 
@@ -197,8 +219,34 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     }
     eprintln!("loadtest: holding {:.1} s", opts.hold.as_secs_f64());
     std::thread::sleep(opts.hold);
+    let live_objects = server
+        .admin
+        .and_then(|admin| wait_for_hibernation(admin, opts.rooms));
+    // The edges and the whole node at the same moment, the clients still
+    // holding every socket.
     memory.rss_end_of_hold_bytes = server.rss_bytes(&pids)?;
+    let node_end = memory.node.is_some().then(|| node_memory(server, &pids));
     fleet.shutdown();
+    match node_end {
+        Some(Ok(processes)) => {
+            if let Some(node) = memory.node.as_mut() {
+                node.processes_end_of_hold = processes;
+                node.live_objects_end_of_hold = live_objects;
+            }
+        }
+        Some(Err(e)) => {
+            run.notes.push(format!("whole node not measured: {e}"));
+            memory.node = None;
+        }
+        None => {}
+    }
+    if let Some(live) = live_objects.filter(|n| *n > 0) {
+        run.notes.push(format!(
+            "{live} objects were still live {} s after the hold: the whole-node figure \
+             includes them (hibernate_after longer than the hold and the wait?)",
+            HIBERNATE_WAIT.as_secs()
+        ));
+    }
     memory.derive(opened);
     if opened > 0 && memory.rss_per_connection < IMPLAUSIBLE_BYTES_PER_CONNECTION {
         run.notes.push(format!(
@@ -209,6 +257,52 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     }
     run.memory = Some(memory);
     Ok(())
+}
+
+/// Every process of the server with its RSS: Torpor's whole node, re-listed
+/// now (workers come and go), or the baseline's one process.
+fn node_memory(server: &Server, pids: &[u32]) -> Result<Vec<ProcessMemory>, String> {
+    match server.admin {
+        Some(admin) => node::memory(admin),
+        None => pids
+            .iter()
+            .map(|&pid| {
+                Ok(ProcessMemory {
+                    role: "server".into(),
+                    pid,
+                    rss_bytes: rss::rss_bytes(pid)?,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Waits (at most [`HIBERNATE_WAIT`]) until no object of the run's rooms is
+/// live, and returns how many still are; `None` (with a note on stderr) if
+/// the admin API cannot say.
+fn wait_for_hibernation(admin: SocketAddr, rooms: u32) -> Option<u64> {
+    let deadline = Instant::now() + HIBERNATE_WAIT;
+    let mut announced = false;
+    loop {
+        let mut live = 0;
+        for room in 0..rooms {
+            match admin::object_usage(admin, CLASS, &format!("{ROOM_PREFIX}{room}")) {
+                Ok(u) => live += u64::from(u.active),
+                Err(e) => {
+                    eprintln!("note: cannot tell whether the objects hibernated: {e}");
+                    return None;
+                }
+            }
+        }
+        if live == 0 || Instant::now() >= deadline {
+            return Some(live);
+        }
+        if !announced {
+            eprintln!("loadtest: waiting for {live} live objects to hibernate");
+            announced = true;
+        }
+        std::thread::sleep(HIBERNATE_POLL);
+    }
 }
 
 /// Torpor's own count of sockets over all rooms; `None` (with a note on
