@@ -31,8 +31,8 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// The command-line flags that [`cli::options`](crate::cli::options) parses
-    /// back into these options.
+    /// The command-line flags the child is started with, which the command
+    /// line parses back into these options.
     pub fn to_args(&self) -> Vec<String> {
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         [

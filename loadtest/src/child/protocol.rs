@@ -81,8 +81,8 @@ pub struct TrafficOptions {
 }
 
 impl TrafficOptions {
-    /// The command-line flags that [`cli::options`](crate::cli::options) parses
-    /// back into these options.
+    /// The command-line flags the child is started with, which the command
+    /// line parses back into these options.
     pub fn to_args(&self) -> Vec<String> {
         [
             ("--url", self.url.clone()),

@@ -29,8 +29,8 @@ pub struct ReloadClientOptions {
 }
 
 impl ReloadClientOptions {
-    /// The command-line flags that [`cli::options`](crate::cli::options) parses
-    /// back into these options.
+    /// The command-line flags the child is started with, which the command
+    /// line parses back into these options.
     pub fn to_args(&self) -> Vec<String> {
         [
             ("--url", self.url.clone()),

@@ -1,5 +1,6 @@
-//! The parent's side of every traffic scenario: the flags they share, running
-//! a body against each target (starting and stopping the baselines), opening
+//! The parent's side of every traffic scenario: the options they share
+//! (which the command line fills in from their flags), running a body
+//! against each target (starting and stopping the baselines), opening
 //! a fleet of client processes, and running one measured phase over it with
 //! the server's and the clients' CPU metered.
 
@@ -18,7 +19,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// A phase's results may come this long after its duration (draining).
 const RESULT_SLACK: Duration = Duration::from_secs(30);
 
-/// Flags every traffic scenario takes.
+/// What the flags every traffic scenario takes ask for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Common {
     pub url: String,

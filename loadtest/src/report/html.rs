@@ -32,6 +32,9 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:8px 0
 ";
 
 /// The colour of a target in every chart.
+/// Torpor's whole node, drawn beside its edges.
+const NODE_COLOR: &str = "#862e9c";
+
 pub fn color(target: TargetKind) -> &'static str {
     match target {
         TargetKind::Torpor => "#d9480f",
@@ -511,7 +514,7 @@ fn memory(out: &mut String, report: &Report) {
         },
         &per_conn,
     ));
-    let total: Vec<Series> = rows
+    let mut total: Vec<Series> = rows
         .iter()
         .filter_map(|t| {
             Some(Series {
@@ -527,6 +530,26 @@ fn memory(out: &mut String, report: &Report) {
             })
         })
         .collect();
+    // Torpor's whole node beside its edges; a baseline's node is the process
+    // already drawn.
+    total.extend(
+        rows.iter()
+            .filter(|t| !t.target.is_baseline())
+            .filter_map(|t| {
+                let points: Vec<(f64, f64)> = t
+                    .memory
+                    .as_ref()?
+                    .curve
+                    .iter()
+                    .filter_map(|p| Some((p.connections as f64, mib(p.node_rss_bytes?))))
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    name: format!("{} whole node", t.target.name()),
+                    color: NODE_COLOR.to_string(),
+                    points,
+                })
+            }),
+    );
     let log = svg::wants_log(total.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
     out.push_str(&svg::line_chart(
         &LineChart {
@@ -699,6 +722,7 @@ mod tests {
                         connections: i * 1000,
                         rss_bytes: 10_000_000 + (base * (i * 1000) as f64) as u64,
                         slab_bytes: 0,
+                        node_rss_bytes: None,
                     })
                     .collect(),
                 ..Memory::default()
@@ -724,8 +748,22 @@ mod tests {
         report.targets[0].memory = Some(crate::report::model::tests::node_memory_sample());
         let html = render(&report);
         assert!(html.contains("<h3>Whole node, end of hold</h3>"));
+        assert!(!html.contains("torpor whole node"), "no curve, no line");
         assert!(html.contains("edge \u{d7}2: 9.5"), "{html}");
         assert!(html.contains(">6,000 B<") && html.contains(">2,000 B<"));
+
+        let memory = report.targets[0].memory.as_mut().unwrap();
+        memory.curve = (0..=2)
+            .map(|i| MemoryPoint {
+                connections: i * 500,
+                rss_bytes: 8_000_000 + i * 1_000_000,
+                slab_bytes: 0,
+                node_rss_bytes: Some(20_000_000 + i * 3_000_000),
+            })
+            .collect();
+        let html = render(&report);
+        assert!(html.contains("torpor whole node"));
+        assert!(html.contains(NODE_COLOR));
     }
 
     #[test]

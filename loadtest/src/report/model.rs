@@ -285,6 +285,8 @@ pub struct MemoryPoint {
     pub connections: u64,
     pub rss_bytes: u64,
     pub slab_bytes: u64,
+    /// Every process of the server, where [`Memory::node`] is measured.
+    pub node_rss_bytes: Option<u64>,
 }
 
 impl Memory {
@@ -606,11 +608,13 @@ pub mod tests {
                     connections: 0,
                     rss_bytes: 10_000_000,
                     slab_bytes: 0,
+                    node_rss_bytes: None,
                 },
                 MemoryPoint {
                     connections: 500,
                     rss_bytes: 11_000_000,
                     slab_bytes: 0,
+                    node_rss_bytes: None,
                 },
             ],
             ..Memory::default()

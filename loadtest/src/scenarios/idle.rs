@@ -138,6 +138,15 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     let node_before = node_memory(server, &pids)
         .map_err(|e| run.notes.push(format!("whole node not measured: {e}")))
         .ok();
+    let node_rss_before = node_before
+        .as_ref()
+        .map(|processes| processes.iter().map(|p| p.rss_bytes).sum());
+    // Only a node that could be listed before is followed as it fills.
+    let node_rss = |server: &Server| -> Option<u64> {
+        node_rss_before?;
+        let processes = node_memory(server, &pids).ok()?;
+        Some(processes.iter().map(|p| p.rss_bytes).sum())
+    };
     let kernel_before = kernel::read()?;
     eprintln!(
         "loadtest: {} rss {:.1} MiB (pids {pids:?}); opening {connections} connections over {} rooms from {} processes",
@@ -155,10 +164,11 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
             connections: 0,
             rss_bytes: rss_before,
             slab_bytes: kernel_before.slab_bytes,
+            node_rss_bytes: node_rss_before,
         }],
         hold_seconds: opts.hold.as_secs_f64(),
-        node: node_before.map(|processes| NodeMemory {
-            rss_before_bytes: processes.iter().map(|p| p.rss_bytes).sum(),
+        node: node_rss_before.map(|rss_before_bytes| NodeMemory {
+            rss_before_bytes,
             ..NodeMemory::default()
         }),
         ..Memory::default()
@@ -182,6 +192,7 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
                     connections: opened,
                     rss_bytes,
                     slab_bytes: k.slab_bytes,
+                    node_rss_bytes: node_rss(server),
                 });
             }
         }
@@ -210,6 +221,7 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
         connections: opened,
         rss_bytes: memory.rss_after_bytes,
         slab_bytes: memory.kernel_after.slab_bytes,
+        node_rss_bytes: node_rss(server),
     });
     memory.server_connections = server
         .admin
@@ -225,7 +237,7 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     // The edges and the whole node at the same moment, the clients still
     // holding every socket.
     memory.rss_end_of_hold_bytes = server.rss_bytes(&pids)?;
-    let node_end = memory.node.is_some().then(|| node_memory(server, &pids));
+    let node_end = node_rss_before.map(|_| node_memory(server, &pids));
     fleet.shutdown();
     match node_end {
         Some(Ok(processes)) => {
