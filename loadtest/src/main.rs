@@ -21,7 +21,8 @@
 //! - [measure]: RSS, CPU, kernel socket memory, latency histograms;
 //! - [wire]: the WebSocket client and the admin API's HTTP client.
 //!
-//! [baseline] is the baseline server, apart from all of them.
+//! [baseline] is the baseline server, apart from all of them. A test
+//! (`layers.rs`) fails if a module names a folder above its own.
 // A load generator's results are its output, and stdout is also how a client
 // process reports to its parent, so printing is the point here.
 #![allow(clippy::print_stdout)]
@@ -30,6 +31,8 @@ mod baseline;
 mod child;
 mod cli;
 mod fleet;
+#[cfg(test)]
+mod layers;
 mod measure;
 mod report;
 mod scenarios;
