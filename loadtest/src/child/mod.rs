@@ -2,9 +2,9 @@
 //! `reload-client`): each opens its share of the connections from its own
 //! source address and then does what its parent says on stdin, answering on
 //! stdout. The [protocol] and [reload_protocol] modules are what crosses that
-//! pipe, and all the parent side may know of a child; the engines behind
-//! them run on one tokio thread per process so that the client is not what a
-//! run measures. Nothing here knows the fleet, the scenarios or the report.
+//! pipe (an idle client's flags are all of its protocol, and stay in
+//! [idle]); the engines behind them run on one tokio thread per process so
+//! that the client is not what a run measures. Nothing here knows the fleet, the scenarios or the report.
 //!
 //! The traffic and reload engines share their start-up and opening
 //! ([open]), not their connection loops: a traffic client's sockets are also

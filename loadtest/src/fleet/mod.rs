@@ -9,7 +9,7 @@
 //! descriptors; process `i` connects from its own source address
 //! 127.0.0.(10+i), which keeps one address's ports from running out. A child
 //! is this same executable run with a hidden subcommand (`idle-client`,
-//! `traffic-client`), optionally under `taskset`.
+//! `traffic-client`, `reload-client`), optionally under `taskset`.
 //!
 //! The child → parent protocol is lines on the child's stdout. Opening:
 //! `progress <opened> <failed>` (now and then), `fail <count> <reason>`,

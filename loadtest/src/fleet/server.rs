@@ -252,8 +252,9 @@ impl Server {
         }
     }
 
-    /// The processes whose memory is the server's: Torpor's edges (workers
-    /// hold objects, not connections), or the baseline.
+    /// The processes that hold the connections: Torpor's edges, or the
+    /// baseline. (The whole node, workers included, is
+    /// [`measure::node`](crate::measure::node)'s to list.)
     pub fn memory_pids(&self) -> Result<Vec<u32>, String> {
         match (&self.admin, &self.process) {
             (Some(admin), _) => Ok(admin::node(*admin)?.edge_pids()),
