@@ -84,7 +84,7 @@ fn collect(reports: &[Report]) -> Figures {
                     put(
                         name,
                         "memory",
-                        "edges_rss_per_connection_end_of_hold",
+                        "edges_share_per_connection",
                         node.edges_share(),
                     );
                 }
