@@ -30,7 +30,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
 use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Abort;
@@ -150,9 +150,28 @@ pub const PRESSED_HIBERNATE_AFTER: Duration = Duration::from_secs(1);
 /// became ready: a storm of new objects, as one client minting names can
 /// make, would otherwise put a wake ahead of every live object's next
 /// event. Past this many the rest wait their turn, in order, while live
-/// objects' events go on. Calls from other objects never wait here: the
-/// caller may be one of the waking, and would wait on itself.
+/// objects' events go on; a wake keeps its turn for `LONGEST_WAKE_TURN` at
+/// most. Calls from other objects never wait here: the caller may be one
+/// of the waking, and would wait on itself.
 pub const WAKES_AT_ONCE: usize = 4;
+
+/// The longest a waking object keeps its turn: a wake whose handler awaits
+/// something slow (a call, a timer) lets the next one go after this, so
+/// that slow wakes delay the others a little and never stop them.
+const LONGEST_WAKE_TURN: Duration = Duration::from_millis(25);
+
+/// Runs a waking object's event, holding its turn until the event is done
+/// (its commit is part of the wake) or `LONGEST_WAKE_TURN` has passed.
+async fn within_turn<F: std::future::Future>(event: F, turn: SemaphorePermit<'_>) -> F::Output {
+    let mut event = std::pin::pin!(event);
+    tokio::select! {
+        done = &mut event => done,
+        () = tokio::time::sleep(LONGEST_WAKE_TURN) => {
+            drop(turn);
+            event.await
+        }
+    }
+}
 
 /// A worker started by a supervisor that does not send the cap (an older
 /// one, during a reload) keeps this many databases open.
@@ -947,8 +966,7 @@ async fn object_task(task: ObjectTask) {
         };
         let Delivery { edge, event } = *delivery;
         let waking = instance.is_none() && factory.is_some() && event.waits_turn_to_wake();
-        // Held until the event is done: its commit is part of the wake.
-        let _turn = match waking {
+        let turn = match waking {
             true => wakes.acquire().await.ok(),
             false => None,
         };
@@ -988,15 +1006,18 @@ async fn object_task(task: ObjectTask) {
         };
         let survived = match event {
             Some(event) => {
-                Box::pin(handle_event(
+                let handled = Box::pin(handle_event(
                     &mut instance,
                     factory,
                     &host,
                     event,
                     source.map(|(e, b)| (e, b.object)),
                     &options,
-                ))
-                .await
+                ));
+                match turn {
+                    Some(turn) => within_turn(handled, turn).await,
+                    None => handled.await,
+                }
             }
             None => true,
         };
@@ -1485,6 +1506,36 @@ fn report<T>(host: &ObjectHost, handler: &str, outcome: Outcome<T>) -> Ran {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How long a second wake waits for the only turn while `event` runs
+    /// in the first's.
+    async fn second_wake_waits(event: impl std::future::Future) -> Duration {
+        let turns = Semaphore::new(1);
+        let first = turns.acquire().await.expect("open");
+        let start = tokio::time::Instant::now();
+        let ((), waited) = tokio::join!(
+            async {
+                within_turn(event, first).await;
+            },
+            async {
+                let _second = turns.acquire().await.expect("open");
+                start.elapsed()
+            }
+        );
+        waited
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_keeps_its_turn_until_its_event_is_done() {
+        let quick = Duration::from_millis(10);
+        assert_eq!(second_wake_waits(tokio::time::sleep(quick)).await, quick);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_wake_lets_the_next_go_after_the_longest_turn() {
+        let slow = tokio::time::sleep(Duration::from_secs(30));
+        assert_eq!(second_wake_waits(slow).await, LONGEST_WAKE_TURN);
+    }
     use std::path::Path;
 
     #[test]
