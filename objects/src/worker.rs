@@ -295,25 +295,6 @@ impl Objects {
     }
 }
 
-/// How much nicer than the worker the threads of its blocking pool run.
-const BACKGROUND_NICENESS: i32 = 10;
-
-/// Runs on each thread the runtime starts: with a current-thread runtime
-/// those are only its blocking pool, where the worker waits for fsyncs,
-/// closes databases (a checkpoint each) and makes spare files. Objects run
-/// on the worker's own thread, and without this a dozen threads of disk
-/// work would share the core with it evenly, so that a live object's next
-/// event waited behind other objects' disk work. Linux keeps niceness per
-/// thread. The disk work still runs, a little later when the core is full.
-fn lower_priority() {
-    let nicer = rustix::process::getpriority_process(None)
-        .map(|nice| (nice + BACKGROUND_NICENESS).min(19))
-        .and_then(|nice| rustix::process::setpriority_process(None, nice));
-    if let Err(err) = nicer {
-        debug!(%err, "cannot lower a blocking thread's priority");
-    }
-}
-
 /// What a link task (or the supervisor, on stdin) tells the dispatcher.
 enum Input {
     Up(u16),
@@ -331,7 +312,6 @@ pub fn run(
 ) -> Result<(), WorkerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_start(lower_priority)
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, serve(Rc::new(registry), options, control))
