@@ -21,6 +21,7 @@ mod game_relay;
 mod gates;
 mod hibernation;
 mod ids;
+mod js;
 mod keepalive;
 mod ledger;
 mod limits;

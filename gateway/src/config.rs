@@ -62,6 +62,9 @@ pub struct Config {
     pub namespaces: Vec<Namespace>,
     /// Routes from paths to objects of a namespace.
     pub routes: Vec<Route>,
+    /// JavaScript apps (Durable Objects apps written for Cloudflare) whose
+    /// exported classes namespaces name with `app`.
+    pub apps: Vec<App>,
     /// Also route `/bench/{name}` to the `Bench` class (namespace `BENCH`),
     /// for load tests and the test suite. Off by default: its commands let
     /// any client panic a handler, fill storage, or chain calls.
@@ -157,6 +160,20 @@ pub struct Limits {
     /// waiting `hibernate_after`. Bounds a worker's memory when clients
     /// wake objects faster than they go back to sleep. 0 is no limit.
     pub max_live_objects_per_worker: usize,
+    /// Heap of a worker's JavaScript runtime, shared by every app and
+    /// object it runs; past it an allocation throws (the handler fails).
+    pub max_js_memory_bytes: usize,
+}
+
+/// A JavaScript app: its main ES module, whose exported classes are the
+/// classes of the namespaces that name the app.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// How namespaces refer to it, e.g. `chat`.
+    pub name: String,
+    /// The main module; relative to the config file's directory.
+    pub main: PathBuf,
 }
 
 /// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
@@ -165,8 +182,12 @@ pub struct Limits {
 pub struct Namespace {
     /// The binding name objects use in `Env`, e.g. `ROOMS`.
     pub name: String,
-    /// Class name registered in the worker.
+    /// Class name registered in the worker: a class of the binary, or with
+    /// `app`, a class the app's main module exports.
     pub class: String,
+    /// The JavaScript app whose exported `class` this is.
+    #[serde(default)]
+    pub app: Option<String>,
 }
 
 /// A route: a path, the namespace of its objects, and where the object's id
@@ -290,8 +311,10 @@ impl Default for Config {
             .map(|(name, class)| Namespace {
                 name: name.into(),
                 class: class.into(),
+                app: None,
             })
             .collect(),
+            apps: Vec::new(),
             routes: [
                 ("/rooms/{name}", "ROOMS", IdSource::Name),
                 ("/chat", "ROOMS", IdSource::Query("room".into())),
@@ -364,6 +387,7 @@ impl Default for Limits {
             max_bytes_in_flight: 64 << 20,
             max_open_databases_per_worker: 1024,
             max_live_objects_per_worker: 10_000,
+            max_js_memory_bytes: torpor_objects::js::DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }
@@ -452,10 +476,75 @@ impl ConfigSource {
 impl Config {
     /// Parses TOML text; `path` only names the source in errors.
     pub fn from_toml(text: &str, path: PathBuf) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path,
+        let mut config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
             source: Box::new(source),
-        })
+        })?;
+        config.anchor_apps(&path);
+        Ok(config)
+    }
+
+    /// Each app's `main` as an absolute path: relative to the directory of
+    /// the config file `path`, so that a config means the same files
+    /// whatever directory the node starts in.
+    fn anchor_apps(&mut self, path: &std::path::Path) {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        for app in &mut self.apps {
+            let joined = dir.join(&app.main);
+            app.main = std::path::absolute(&joined).unwrap_or(joined);
+        }
+    }
+
+    /// Apps have distinct names and a main module that exists; a
+    /// namespace's `app` names one; a class name means one thing (one
+    /// app's class, or the binary's).
+    fn check_apps(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+        };
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.name.is_empty() || self.apps[..i].iter().any(|a| a.name == app.name) {
+                return Err(invalid(
+                    &format!("apps[{i}].name"),
+                    format!("{:?} is empty or declared twice", app.name),
+                ));
+            }
+            if !app.main.is_file() {
+                return Err(invalid(
+                    &format!("apps[{i}].main"),
+                    format!("{} is not a file", app.main.display()),
+                ));
+            }
+        }
+        for (i, namespace) in self.namespaces.iter().enumerate() {
+            if let Some(app) = &namespace.app {
+                if !self.apps.iter().any(|a| &a.name == app) {
+                    return Err(invalid(
+                        &format!("namespaces[{i}].app"),
+                        format!("no app named {app:?} in [[apps]]"),
+                    ));
+                }
+            }
+            if let Some(other) = self.namespaces[..i]
+                .iter()
+                .find(|n| n.class == namespace.class && n.app != namespace.app)
+            {
+                return Err(invalid(
+                    &format!("namespaces[{i}].class"),
+                    format!(
+                        "class {:?} is also namespace {}'s, of {}: one class name, one class",
+                        namespace.class,
+                        other.name,
+                        other
+                            .app
+                            .as_deref()
+                            .map_or("the binary".to_owned(), |a| format!("app {a}"))
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads and parses a file.
@@ -587,6 +676,7 @@ impl Config {
             self.namespaces.push(Namespace {
                 name: BENCH_NAMESPACE.into(),
                 class: "Bench".into(),
+                app: None,
             });
             self.routes.push(Route::open(
                 "/bench/{name}",
@@ -611,6 +701,7 @@ impl Config {
                 ));
             }
         }
+        self.check_apps()?;
         for (i, route) in self.routes.iter().enumerate() {
             if !self.namespaces.iter().any(|n| n.name == route.namespace) {
                 return Err(invalid(

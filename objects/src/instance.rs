@@ -7,6 +7,13 @@ use torpor_sdk::{AlarmInfo, DurableObject, HandlerResult, Message, Request, Resp
 
 pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// A handler error that is a timeout the object noticed itself (a
+/// JavaScript handler interrupted at its deadline): the worker treats it as
+/// one its own timer caught, and resets the instance.
+#[derive(Debug, thiserror::Error)]
+#[error("handler timed out")]
+pub(crate) struct HandlerTimedOut;
+
 pub(crate) trait DynObject {
     fn fetch(&mut self, request: Request) -> LocalFuture<'_, HandlerResult<Response>>;
     fn websocket_message(

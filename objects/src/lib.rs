@@ -15,6 +15,7 @@ mod gate;
 mod host;
 pub mod ids;
 mod instance;
+pub mod js;
 mod lifecycle;
 mod outbox;
 mod registry;

@@ -2,9 +2,12 @@
 
 use crate::instance::DynObject;
 use std::collections::HashMap;
+use std::rc::Rc;
 use torpor_sdk::{DurableObject, Env, State};
 
-pub(crate) type Factory = fn(State, Env) -> Box<dyn DynObject>;
+/// Makes an instance. A closure, not a `fn`, since a JavaScript class
+/// carries the app it was loaded from.
+pub(crate) type Factory = Rc<dyn Fn(State, Env) -> Box<dyn DynObject>>;
 
 /// Object classes by the name routes use.
 #[derive(Default)]
@@ -20,10 +23,16 @@ impl Registry {
 
     /// Registers `T` under `class`.
     pub fn with<T: DurableObject>(mut self, class: &str) -> Registry {
-        self.classes.insert(class.to_owned(), |state, env| {
-            Box::new(T::new(state, env)) as Box<dyn DynObject>
-        });
+        self.classes.insert(
+            class.to_owned(),
+            Rc::new(|state, env| Box::new(T::new(state, env)) as Box<dyn DynObject>),
+        );
         self
+    }
+
+    /// Registers (or replaces) `class` with a factory of the runtime's own.
+    pub(crate) fn insert_factory(&mut self, class: &str, factory: Factory) {
+        self.classes.insert(class.to_owned(), factory);
     }
 
     /// Whether a class is registered under `class`.
@@ -37,6 +46,6 @@ impl Registry {
     }
 
     pub(crate) fn factory(&self, class: &str) -> Option<Factory> {
-        self.classes.get(class).copied()
+        self.classes.get(class).cloned()
     }
 }

@@ -113,6 +113,16 @@ pub struct WorkerOptions {
     /// Secrets objects read with `Env::secret`, by name (their values).
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// JavaScript apps whose classes this worker runs beside the binary's.
+    #[serde(default)]
+    pub apps: Vec<crate::js::AppSpec>,
+    /// Heap of the worker's JavaScript runtime (`limits.max_js_memory_bytes`).
+    #[serde(default = "default_max_js_memory")]
+    pub max_js_memory_bytes: usize,
+}
+
+fn default_max_js_memory() -> usize {
+    crate::js::DEFAULT_MAX_MEMORY_BYTES
 }
 
 impl std::fmt::Debug for WorkerOptions {
@@ -136,6 +146,8 @@ impl std::fmt::Debug for WorkerOptions {
             .field("namespaces", &self.namespaces)
             .field("vars", &self.vars)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("apps", &self.apps)
+            .field("max_js_memory_bytes", &self.max_js_memory_bytes)
             .finish()
     }
 }
@@ -190,6 +202,9 @@ pub enum WorkerError {
     /// Setting up failed.
     #[error("worker setup: {0}")]
     Io(#[from] std::io::Error),
+    /// A JavaScript app failed to load.
+    #[error(transparent)]
+    Js(#[from] crate::js::JsError),
 }
 
 enum Event {
@@ -313,6 +328,19 @@ pub fn run(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut registry = registry;
+    let bindings = crate::js::bindings_of(
+        &options.vars,
+        &options.secrets,
+        &options.namespaces,
+        options.handler_timeout,
+    );
+    crate::js::register(
+        &mut registry,
+        &options.apps,
+        &bindings,
+        options.max_js_memory_bytes,
+    )?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, serve(Rc::new(registry), options, control))
 }
@@ -952,7 +980,7 @@ async fn object_task(task: ObjectTask) {
         };
         let source = edge.and_then(|e| host.binding(e).map(|b| (e, b)));
         let life = ObjectLife {
-            factory,
+            factory: factory.as_ref(),
             host: &host,
             active: &active,
             options: &options,
@@ -988,7 +1016,7 @@ async fn object_task(task: ObjectTask) {
             Some(event) => {
                 let handled = Box::pin(handle_event(
                     &mut instance,
-                    factory,
+                    factory.as_ref(),
                     &host,
                     event,
                     source.map(|(e, b)| (e, b.object)),
@@ -1028,7 +1056,7 @@ async fn object_task(task: ObjectTask) {
 
 /// What an object task needs to bring its instance to life (again).
 struct ObjectLife<'a> {
-    factory: Option<Factory>,
+    factory: Option<&'a Factory>,
     host: &'a Rc<ObjectHost>,
     active: &'a ActiveClock,
     options: &'a WorkerOptions,
@@ -1144,7 +1172,7 @@ impl Ran {
 /// back there.
 async fn handle_event(
     instance: &mut Option<Box<dyn DynObject>>,
-    factory: Option<Factory>,
+    factory: Option<&Factory>,
     host: &Rc<ObjectHost>,
     event: Event,
     source: Option<(u16, u32)>,
@@ -1213,7 +1241,7 @@ async fn handle_event(
 }
 
 /// Runs the class's `new`, catching a panic as a handler's is caught.
-fn construct(host: &Rc<ObjectHost>, factory: Factory) -> Outcome<Box<dyn DynObject>> {
+fn construct(host: &Rc<ObjectHost>, factory: &Factory) -> Outcome<Box<dyn DynObject>> {
     let sdk_host: Rc<dyn torpor_sdk::host::Host> = host.clone();
     // What the last instance set for itself does not carry over.
     sdk_host.set_websocket_event_timeout(None);
@@ -1449,6 +1477,7 @@ async fn guarded<T>(
     };
     match finished {
         Ok(Ok(Ok(value))) => Outcome::Ok(value),
+        Ok(Ok(Err(err))) if err.is::<crate::instance::HandlerTimedOut>() => Outcome::TimedOut,
         Ok(Ok(Err(err))) => Outcome::Err(err),
         Ok(Err(payload)) => Outcome::unwound(payload),
         Err(_) => Outcome::TimedOut,

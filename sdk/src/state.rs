@@ -30,6 +30,11 @@ impl State {
         State { host }
     }
 
+    #[doc(hidden)]
+    pub fn host(&self) -> Rc<dyn Host> {
+        self.host.clone()
+    }
+
     /// The object's class.
     pub fn class(&self) -> &str {
         self.host.class()

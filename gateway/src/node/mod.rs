@@ -165,8 +165,22 @@ impl Node {
     /// Refuses a config whose namespaces name a class this binary lacks:
     /// better at start, by name, than a 500 on the first request.
     fn check_classes(&self, config: Config) -> Result<Config, ConfigError> {
+        let namespaces: Vec<String> = config.namespaces.iter().map(|n| n.name.clone()).collect();
+        let vars: Vec<(String, String)> = config
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (i, spec) in supervise::app_specs(&config).iter().enumerate() {
+            torpor_objects::js::check(spec, &vars, &namespaces).map_err(|err| {
+                ConfigError::Invalid {
+                    key: format!("apps[{i}]"),
+                    message: err.to_string(),
+                }
+            })?;
+        }
         for (i, namespace) in config.namespaces.iter().enumerate() {
-            if !self.registry.contains(&namespace.class) {
+            if namespace.app.is_none() && !self.registry.contains(&namespace.class) {
                 let mut known: Vec<&str> = self.registry.classes().collect();
                 known.sort_unstable();
                 return Err(ConfigError::Invalid {

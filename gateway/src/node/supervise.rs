@@ -174,8 +174,28 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
         namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
         vars: config.vars.clone(),
         secrets: config.secret_values.0.clone(),
+        apps: app_specs(config),
+        max_js_memory_bytes: config.limits.max_js_memory_bytes,
     };
     Ok(setup_frame(&serde_json::to_vec(&options)?))
+}
+
+/// Each app with the classes its namespaces name.
+pub(super) fn app_specs(config: &Config) -> Vec<torpor_objects::js::AppSpec> {
+    config
+        .apps
+        .iter()
+        .map(|app| torpor_objects::js::AppSpec {
+            name: app.name.clone(),
+            main: app.main.clone(),
+            classes: config
+                .namespaces
+                .iter()
+                .filter(|n| n.app.as_deref() == Some(app.name.as_str()))
+                .map(|n| n.class.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 fn setup_frame(json: &[u8]) -> Vec<u8> {

@@ -1,0 +1,107 @@
+//! How an app's `import`s are found: relative paths from the importing
+//! file, and `cloudflare:workers` from Torpor itself. Bare package names are
+//! refused with what to do instead (bundle the app first), since there is
+//! no `node_modules` lookup.
+
+use rquickjs::loader::{Loader, Resolver};
+use rquickjs::module::Declared;
+use rquickjs::{Ctx, Error, Module};
+use std::path::{Component, Path, PathBuf};
+
+/// The built-in module apps import their base classes from.
+pub(super) const WORKERS_MODULE: &str = "cloudflare:workers";
+
+/// Largest module file read, so that a mistaken path (a log, a database)
+/// cannot make the worker read gigabytes.
+const MAX_MODULE_BYTES: u64 = 16 << 20;
+
+/// `cloudflare:workers`, re-exporting what the prelude made.
+const WORKERS_SOURCE: &str = "const w = globalThis.__torpor_workers;\n\
+export const DurableObject = w.DurableObject;\n\
+export const WorkerEntrypoint = w.WorkerEntrypoint;\n\
+export const RpcTarget = w.RpcTarget;\n\
+export const env = w.env;\n\
+export default w;\n";
+
+pub(super) struct AppResolver;
+
+impl Resolver for AppResolver {
+    fn resolve<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+    ) -> rquickjs::Result<String> {
+        if name == WORKERS_MODULE {
+            return Ok(name.to_owned());
+        }
+        if name.starts_with("./") || name.starts_with("../") || name.starts_with('/') {
+            let dir = Path::new(base).parent().unwrap_or(Path::new("/"));
+            return Ok(normalize(&dir.join(name)).to_string_lossy().into_owned());
+        }
+        Err(Error::new_resolving_message(
+            base,
+            name,
+            "only relative imports and cloudflare:workers are supported by Torpor; \
+             bundle packages into the app first (e.g. `wrangler deploy --dry-run --outdir dist`)",
+        ))
+    }
+}
+
+pub(super) struct AppLoader;
+
+impl Loader for AppLoader {
+    fn load<'js>(&mut self, ctx: &Ctx<'js>, name: &str) -> rquickjs::Result<Module<'js, Declared>> {
+        if name == WORKERS_MODULE {
+            return Module::declare(ctx.clone(), name, WORKERS_SOURCE);
+        }
+        let source = read_module(Path::new(name))
+            .map_err(|message| Error::new_loading_message(name, message))?;
+        Module::declare(ctx.clone(), name, source)
+    }
+}
+
+/// A module file's text, bounded in size.
+pub(super) fn read_module(path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > MAX_MODULE_BYTES {
+        return Err(format!(
+            "{} is {} bytes, limit {MAX_MODULE_BYTES}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// `a/./b/../c` as `a/c`, without touching the file system: module names
+/// must be the same string however a file is reached, so that it is
+/// evaluated once.
+pub(super) fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_normalized_lexically() {
+        assert_eq!(
+            normalize(Path::new("/a/b/./c/../d.js")),
+            Path::new("/a/b/d.js")
+        );
+        assert_eq!(normalize(Path::new("/a/../../x.js")), Path::new("/x.js"));
+    }
+}
