@@ -120,3 +120,124 @@ async fn js_exception_in_a_socket_handler_is_logged_with_its_stack() {
         "the exception and its file:line reach the log"
     );
 }
+
+/// A config naming an app whose module does not parse: the node refuses to
+/// start, naming the file, the line and the engine's message.
+#[test]
+fn an_app_with_a_syntax_error_refuses_to_start_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.js"),
+        "import { helper } from \"./helper.js\";\nexport class Room {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("helper.js"),
+        "export function helper() {\n  return 1 +;\n}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("torpor.toml");
+    std::fs::write(
+        &config,
+        "[[apps]]\nname = \"bad\"\nmain = \"index.js\"\n\
+         [[namespaces]]\nname = \"R\"\nclass = \"Room\"\napp = \"bad\"\n\
+         [[routes]]\npath = \"/r/{name}\"\nnamespace = \"R\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_torpor"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("TORPOR_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("SyntaxError"), "{stderr}");
+    assert!(stderr.contains("helper.js:2"), "{stderr}");
+}
+
+/// A node whose `/lab/{name}` reaches the lab app's `Lab`.
+fn lab_node() -> NodeBuilder {
+    let main = app_main("lab");
+    Node::builder().extra_config(&format!(
+        "[[apps]]\nname = \"lab\"\nmain = {main:?}\n\
+         [[namespaces]]\nname = \"LAB\"\nclass = \"Lab\"\napp = \"lab\"\n\
+         [[routes]]\npath = \"/lab/{{name}}\"\nnamespace = \"LAB\"\n"
+    ))
+}
+
+fn lab(node: &Node, name: &str, op: &str) -> crate::support::HttpResponse {
+    let path = format!("/lab/{name}?op={op}");
+    crate::support::http_get(node.http_addr(), &path, Duration::from_secs(10)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_loop_that_never_yields_is_interrupted_at_the_handler_timeout() {
+    let node = lab_node().handler_timeout("1s").start();
+    let name = unique_name("spin");
+    assert_eq!(lab(&node, &name, "count").text(), "1");
+    let spun = lab(&node, &name, "spin");
+    assert_eq!(spun.status, 504, "{}", spun.text());
+    // The instance was reset; storage and the worker carry on.
+    assert_eq!(lab(&node, &name, "count").text(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
+    let node = lab_node().start();
+    let name = unique_name("lab");
+    let kv = lab(&node, &name, "kv").json();
+    assert_eq!(
+        kv,
+        serde_json::json!({
+            "date": true, "set": true, "many": ["a:2", "b:1"], "listed": ["a:1", "a:2"],
+            "removed": 1, "after": 2
+        })
+    );
+    let sql = lab(&node, &name, "sql").json();
+    assert_eq!(
+        sql,
+        serde_json::json!({"k": "x", "v": 42, "blob": [1, 2], "raw": [[42]]})
+    );
+    let web = lab(&node, &name, "web").json();
+    assert_eq!(
+        web["href"],
+        "https://example.com/b/c?x=1&y=two+words&z=3#frag"
+    );
+    assert_eq!(web["host"], "example.com");
+    assert_eq!(web["y"], "two words");
+    assert_eq!(web["text"], "héllo");
+    assert_eq!(
+        web["digest"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(web["b64"], "aGkh");
+    assert_eq!(web["unb64"], "hi!");
+    assert_eq!(web["map"], "one");
+    assert_eq!(web["date"], 5);
+    assert_eq!(web["header"], "1, 2");
+    assert_eq!(web["uuid"], true);
+    assert_eq!(web["random"], 8);
+    assert_eq!(web["microtask"], true);
+    assert_eq!(web["method"], "GET");
+    assert_eq!(web["id"], 64);
+    assert_eq!(web["name"], name.as_str());
+
+    assert_eq!(lab(&node, &name, "wait&ms=30").json()["waited"], true);
+    assert_eq!(lab(&node, &name, "alarm").text(), "set");
+    crate::support::assert_eventually!(
+        lab(&node, &name, "alarms").text() == "1",
+        Duration::from_secs(10),
+        "the alarm fired once"
+    );
+    let rpc = lab(&node, &name, "rpc");
+    assert_eq!(rpc.status, 200, "{}", rpc.text());
+    assert_eq!(rpc.json(), serde_json::json!({"sum": 5, "echoed": "1"}));
+    let thrown = lab(&node, &name, "throw");
+    assert_eq!(thrown.status, 500);
+    assert!(
+        thrown.text().contains("TypeError: thrown on purpose"),
+        "{}",
+        thrown.text()
+    );
+}

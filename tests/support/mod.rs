@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use deploy::Deploy;
 pub(crate) use eventually::assert_eventually;
-pub use http::{http_request, http_request_head, HttpResponse};
+pub use http::{http_get, http_request, http_request_head, HttpResponse};
 pub use node::{peak_rss_kib, wait_for_exit, Node, NodeBuilder};
 pub use raw::{upgrade_response, Frame, RawClient, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 pub use ws::{echo_until, Client};

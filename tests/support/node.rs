@@ -30,6 +30,7 @@ pub struct NodeBuilder {
     workers: Option<u32>,
     hibernate_after: Option<String>,
     worker_idle_exit: Option<String>,
+    handler_timeout: Option<String>,
     /// `[limits]` keys, as TOML values (`"4096"`, `"\"10s\""`).
     limits: Vec<(String, String)>,
     /// A data dir that outlives the node (for restarts); the caller removes it.
@@ -59,6 +60,12 @@ impl NodeBuilder {
     /// A duration string such as `"300ms"`.
     pub fn hibernate_after(mut self, duration: &str) -> Self {
         self.hibernate_after = Some(duration.to_owned());
+        self
+    }
+
+    /// A duration string such as `"1s"`.
+    pub fn handler_timeout(mut self, duration: &str) -> Self {
+        self.handler_timeout = Some(duration.to_owned());
         self
     }
 
@@ -128,6 +135,9 @@ impl NodeBuilder {
         }
         if let Some(d) = &self.worker_idle_exit {
             text += &format!("worker_idle_exit = {}\n", toml_string(d));
+        }
+        if let Some(d) = &self.handler_timeout {
+            text += &format!("handler_timeout = {}\n", toml_string(d));
         }
         text += "\n[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n";
         if !self.limits.is_empty() {

@@ -945,8 +945,12 @@
       this.#ns = ns;
       this.#id = id;
       return new Proxy(this, {
-        get(target, prop, receiver) {
-          if (prop in target || typeof prop === "symbol") return Reflect.get(target, prop, receiver);
+        get(target, prop) {
+          if (prop in target || typeof prop === "symbol") {
+            // Private fields live on the stub, not on this proxy.
+            const value = Reflect.get(target, prop, target);
+            return typeof value === "function" ? value.bind(target) : value;
+          }
           if (prop === "then") return undefined;
           return async (...args) => {
             const result = await native.call(ns, id.toString(), id.name ?? null, String(prop), ["POST", "/", [], native.utf8Encode(JSON.stringify(args)), null]);
