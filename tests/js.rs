@@ -241,3 +241,51 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
         thrown.text()
     );
 }
+
+/// The chat app as deployed: every path goes to its Worker's `fetch`,
+/// which picks the room with `env.ROOMS.get(env.ROOMS.idFromName(..))`.
+fn chat_front_node() -> NodeBuilder {
+    let main = app_main("chat");
+    Node::builder().extra_config(&format!(
+        "[vars]\nGREETING = \"welcome\"\n\
+         [[apps]]\nname = \"chat\"\nmain = {main:?}\n\
+         [[namespaces]]\nname = \"ROOMS\"\nclass = \"ChatRoom\"\napp = \"chat\"\n\
+         [[routes]]\npath = \"/*\"\napp = \"chat\"\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_fetch_forwards_upgrades_and_requests_to_the_room() {
+    let node = chat_front_node().start();
+    let room = unique_name("front");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    assert_eq!(json(&ada.recv_text().await)["type"], "hello");
+    assert_eq!(json(&ada.recv_text().await)["name"], "ada");
+    let mut bob = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=bob"))).await;
+    bob.recv_text().await;
+    bob.recv_text().await;
+    assert_eq!(json(&ada.recv_text().await)["name"], "bob");
+    bob.send_text("via the front").await;
+    for client in [&mut ada, &mut bob] {
+        assert_eq!(json(&client.recv_text().await)["text"], "via the front");
+    }
+    // The sockets are the room's: the room's counters see them.
+    let stats = node.stats("ChatRoom", &room).await;
+    assert_eq!(stats.connections, 2, "{stats:?}");
+
+    let plain = crate::support::http_get(
+        node.http_addr(),
+        &format!("/rooms/{room}"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(
+        plain.json(),
+        serde_json::json!({"messages": 1, "sockets": 2, "lastSpeaker": "bob"})
+    );
+    let missing =
+        crate::support::http_get(node.http_addr(), "/nowhere", Duration::from_secs(5)).unwrap();
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.text(), "Not found");
+}

@@ -198,8 +198,15 @@ pub struct Route {
     /// e.g. `/rooms/{name}`; `{name}` is one whole path segment, present
     /// exactly when `id` is `name` or `hex`.
     pub path: String,
-    /// The namespace's `name`.
+    /// The namespace's `name`; set by [`Config::validate`] for a route to
+    /// an app.
+    #[serde(default)]
     pub namespace: String,
+    /// Instead of `namespace`: the JavaScript app whose default export's
+    /// `fetch` gets the route's requests (its stateless front), each in an
+    /// object of its own.
+    #[serde(default)]
+    pub app: Option<String>,
     /// Where the object id comes from; `name` by default.
     #[serde(default)]
     pub id: IdSource,
@@ -230,6 +237,7 @@ impl Route {
         Route {
             path: path.into(),
             namespace: namespace.into(),
+            app: None,
             id,
             auth: AuthMode::None,
             secret_env: None,
@@ -238,6 +246,13 @@ impl Route {
             key: None,
         }
     }
+}
+
+/// The namespace (and class) of an app's front: objects of it run the
+/// app's default `fetch`, one request each. The `:` keeps it apart from any
+/// binding name an app could give a namespace of its own.
+pub fn front_namespace(app: &str) -> String {
+    format!("{app}:fetch")
 }
 
 /// The namespace `bench_routes` adds, unless the config declares it.
@@ -495,6 +510,44 @@ impl Config {
         }
     }
 
+    /// Points each route to an app at the app's front namespace (made
+    /// here), with a new object per request: the front keeps no state, and
+    /// its requests must not wait behind one another while they call
+    /// objects.
+    fn route_fronts(&mut self) -> Result<(), ConfigError> {
+        for i in 0..self.routes.len() {
+            let Some(app) = self.routes[i].app.clone() else {
+                if self.routes[i].namespace.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: format!("routes[{i}]"),
+                        message: "needs a namespace (or an app)".to_owned(),
+                    });
+                }
+                continue;
+            };
+            let route = &mut self.routes[i];
+            if !route.namespace.is_empty() || route.id != IdSource::Name {
+                return Err(ConfigError::Invalid {
+                    key: format!("routes[{i}].app"),
+                    message: "a route to an app's front takes no namespace or id: \
+                              the app's fetch picks the object"
+                        .to_owned(),
+                });
+            }
+            let namespace = front_namespace(&app);
+            route.namespace = namespace.clone();
+            route.id = IdSource::Unique;
+            if !self.namespaces.iter().any(|n| n.name == namespace) {
+                self.namespaces.push(Namespace {
+                    name: namespace.clone(),
+                    class: namespace,
+                    app: Some(app),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Apps have distinct names and a main module that exists; a
     /// namespace's `app` names one; a class name means one thing (one
     /// app's class, or the binary's).
@@ -701,6 +754,7 @@ impl Config {
                 ));
             }
         }
+        self.route_fronts()?;
         self.check_apps()?;
         for (i, route) in self.routes.iter().enumerate() {
             if !self.namespaces.iter().any(|n| n.name == route.namespace) {

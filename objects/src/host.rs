@@ -47,8 +47,19 @@ struct SocketEntry {
 struct Mirror {
     sockets: BTreeMap<WebSocketId, SocketEntry>,
     auto_response: Option<AutoResponse>,
-    /// The upgrade the current `fetch` may accept, and whether it did.
-    upgrade: Option<(WebSocketId, bool)>,
+    /// The upgrade the current `fetch` may accept, and what became of it.
+    upgrade: Option<(WebSocketId, Upgrade)>,
+}
+
+/// What the current `fetch` did with its upgrade.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    Pending,
+    Accepted,
+    /// Handed on to another object with a call (a JavaScript front's
+    /// `stub.fetch(request)`): the callee accepts it, and this object's
+    /// 101 completes it.
+    HandedOn,
 }
 
 /// Which object a host serves: its namespace, class and id, and the name
@@ -351,7 +362,7 @@ impl ObjectHost {
 
     /// Opens the window in which `fetch` may accept `upgrade`.
     pub(crate) fn begin_fetch(&self, upgrade: Option<SocketHandle>) {
-        self.mirror.borrow_mut().upgrade = upgrade.map(|h| (to_id(h), false));
+        self.mirror.borrow_mut().upgrade = upgrade.map(|h| (to_id(h), Upgrade::Pending));
     }
 
     /// Closes the window; an accepted socket stays only if the upgrade
@@ -359,12 +370,13 @@ impl ObjectHost {
     pub(crate) fn end_fetch(&self, completes: bool) -> bool {
         let mut mirror = self.mirror.borrow_mut();
         match mirror.upgrade.take() {
-            Some((id, true)) => {
+            Some((id, Upgrade::Accepted)) => {
                 if !completes {
                     mirror.sockets.remove(&id);
                 }
                 true
             }
+            Some((_, Upgrade::HandedOn)) => true,
             _ => false,
         }
     }
@@ -870,8 +882,8 @@ impl Host for ObjectHost {
     fn accept(&self, id: WebSocketId, tags: Vec<String>) -> Result<()> {
         let mut mirror = self.mirror.borrow_mut();
         match mirror.upgrade {
-            Some((pending, false)) if pending == id => {
-                mirror.upgrade = Some((id, true));
+            Some((pending, Upgrade::Pending)) if pending == id => {
+                mirror.upgrade = Some((id, Upgrade::Accepted));
                 mirror.sockets.insert(
                     id,
                     SocketEntry {
@@ -1048,6 +1060,26 @@ impl Host for ObjectHost {
                     .find(|&edge| self.outbox.is_connected(edge))
                     .map(|edge| (edge, u32::MAX))
             });
+        // The request's own upgrade, handed on: only through the edge that
+        // holds the socket, and only once.
+        let upgrade = request.upgrade_id().filter(|&id| {
+            let mut mirror = self.mirror.borrow_mut();
+            let pending = mirror.upgrade == Some((id, Upgrade::Pending));
+            if pending {
+                mirror.upgrade = Some((id, Upgrade::HandedOn));
+            }
+            pending
+        });
+        let via = match upgrade {
+            Some(id) => {
+                let edge = to_handle(id).edge;
+                self.bound()
+                    .into_iter()
+                    .find(|&(e, _)| e == edge)
+                    .map(|(e, b)| (e, b.object))
+            }
+            None => via,
+        };
         let Some((edge, caller)) = via else {
             let message = "no edge is connected to route the call".to_owned();
             return Box::pin(std::future::ready(Err(Error::Call {
@@ -1075,6 +1107,7 @@ impl Host for ObjectHost {
                 uri: request.uri().to_owned(),
                 headers: request.headers().to_vec(),
                 body: request.body().clone(),
+                upgrade: upgrade.map(to_handle),
             },
         );
         let is_rpc = rpc.is_some();

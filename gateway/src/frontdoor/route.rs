@@ -1,5 +1,6 @@
-//! Route patterns: a fixed prefix, one `{name}` segment, a fixed suffix; or
-//! a fixed path when the object's id comes from the query or a header.
+//! Route patterns: a fixed prefix, one `{name}` segment, a fixed suffix; a
+//! fixed path when the object's id comes from the query or a header; or a
+//! prefix ending in `/*` for everything under it (a JavaScript app's front).
 
 /// A parsed route such as `/rooms/{name}` or `/chat`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -7,6 +8,8 @@ pub struct RoutePattern {
     prefix: String,
     /// `None` for a fixed path.
     suffix: Option<String>,
+    /// `/prefix/*`: every path under the prefix, and the prefix itself.
+    rest: bool,
 }
 
 /// Longest object name taken from a path, in bytes.
@@ -19,10 +22,19 @@ impl RoutePattern {
         if !path.starts_with('/') {
             return None;
         }
+        if let Some(prefix) = path.strip_suffix('*') {
+            let well_formed = prefix.ends_with('/') && !prefix.contains(['*', '{']);
+            return well_formed.then(|| RoutePattern {
+                prefix: prefix.to_owned(),
+                suffix: None,
+                rest: true,
+            });
+        }
         let Some((prefix, suffix)) = path.split_once("{name}") else {
             return Some(RoutePattern {
                 prefix: path.to_owned(),
                 suffix: None,
+                rest: false,
             });
         };
         let well_formed = prefix.ends_with('/')
@@ -31,6 +43,7 @@ impl RoutePattern {
         well_formed.then(|| RoutePattern {
             prefix: prefix.to_owned(),
             suffix: Some(suffix.to_owned()),
+            rest: false,
         })
     }
 
@@ -41,6 +54,11 @@ impl RoutePattern {
 
     /// The `{name}` segment if `path` matches (empty for a fixed path).
     pub fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.rest {
+            let under = path.starts_with(self.prefix.as_str())
+                || Some(path) == self.prefix.strip_suffix('/').filter(|p| !p.is_empty());
+            return under.then_some("");
+        }
         let Some(suffix) = self.suffix.as_deref() else {
             return (path == self.prefix).then_some("");
         };
@@ -71,5 +89,19 @@ mod tests {
         assert!(!fixed.has_name());
         assert_eq!(fixed.matches("/chat"), Some(""));
         assert_eq!(fixed.matches("/chat/x"), None);
+    }
+
+    #[test]
+    fn a_star_route_takes_everything_under_its_prefix() {
+        let all = RoutePattern::parse("/*").unwrap();
+        assert!(!all.has_name());
+        assert_eq!(all.matches("/"), Some(""));
+        assert_eq!(all.matches("/rooms/a?x"), Some(""));
+        let app = RoutePattern::parse("/app/*").unwrap();
+        assert_eq!(app.matches("/app"), Some(""));
+        assert_eq!(app.matches("/app/x/y"), Some(""));
+        assert_eq!(app.matches("/apps"), None);
+        assert_eq!(RoutePattern::parse("/a*"), None);
+        assert_eq!(RoutePattern::parse("/{name}/*"), None);
     }
 }

@@ -22,7 +22,7 @@ use super::{Command, FetchReply, FetchRequest, HoldOptions};
 use crate::metrics::EdgeCounters;
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +139,10 @@ pub(crate) struct EdgeCore {
     addresses: Addresses,
     links: Vec<Link>,
     routes: Routes,
+    /// Reserved sockets a request's object handed on to another object
+    /// (`Call` with `upgrade`), by slot: the callee they now belong to,
+    /// which the caller's 101 completes them for.
+    forwarded: HashMap<usize, u32>,
     /// Bytes of events sent to workers and not answered yet.
     bytes_in_flight: u64,
     /// Sockets (slot, generation) whose reading waits for
@@ -190,6 +194,7 @@ impl EdgeCore {
             objects: ObjectTable::default(),
             addresses: Addresses::default(),
             routes: Routes::default(),
+            forwarded: HashMap::new(),
             bytes_in_flight: 0,
             paused_for_bytes: Vec::new(),
             targets: Vec::new(),
@@ -703,6 +708,7 @@ impl EdgeCore {
             uri,
             headers,
             body,
+            upgrade,
         } = call
         else {
             return;
@@ -720,6 +726,7 @@ impl EdgeCore {
         } else {
             usage.requests += 1;
         }
+        let upgrade = upgrade.and_then(|handle| self.hand_on(handle, caller, object));
         let epoch = self.links[self.objects.worker_of(object)].epoch;
         let request_id = self.routes.call(PendingCall {
             caller,
@@ -733,7 +740,7 @@ impl EdgeCore {
             &ToWorker::Fetch {
                 object,
                 request_id,
-                upgrade: None,
+                upgrade,
                 method,
                 uri,
                 headers,
@@ -742,6 +749,32 @@ impl EdgeCore {
                 chain,
             },
         );
+    }
+
+    /// Hands the socket reserved for `caller`'s request on to `callee`,
+    /// if it is still reserved and `caller`'s to give; the handle the
+    /// callee's `Fetch` carries.
+    ///
+    /// Why this way: a JavaScript app's front (its default `fetch`) gets
+    /// every request, WebSocket upgrades included, and forwards them with
+    /// `stub.fetch(request)`. The socket stays where it is, reserved in
+    /// this edge; only its owner changes, so the callee's `Accept` lists
+    /// it under the callee, and the front's own 101 (which it returns
+    /// once the callee answered it) completes the handshake as any 101
+    /// does.
+    fn hand_on(&mut self, handle: SocketHandle, caller: u32, callee: u32) -> Option<SocketHandle> {
+        let slot = self.slot_of(handle)?;
+        let session = &mut self.sessions[slot];
+        if session.phase != Phase::Reserved || session.object != caller {
+            debug!(
+                caller,
+                callee, "upgrade not the caller's to hand on; call sent without it"
+            );
+            return None;
+        }
+        session.object = callee;
+        self.forwarded.insert(slot, callee);
+        Some(handle)
     }
 
     fn answer_call(&mut self, worker: usize, call_id: u64, reply: FetchReply) {

@@ -192,8 +192,14 @@ pub(super) fn app_specs(config: &Config) -> Vec<torpor_objects::js::AppSpec> {
                 .namespaces
                 .iter()
                 .filter(|n| n.app.as_deref() == Some(app.name.as_str()))
+                .filter(|n| n.class != crate::config::front_namespace(&app.name))
                 .map(|n| n.class.clone())
                 .collect(),
+            front: config
+                .routes
+                .iter()
+                .any(|r| r.app.as_deref() == Some(app.name.as_str()))
+                .then(|| crate::config::front_namespace(&app.name)),
         })
         .collect()
 }

@@ -670,16 +670,21 @@ fn env_natives<'js>(
                     None => object_id,
                 };
                 let stub = namespace.get(&object_id);
-                let mut request = Request::new(&method, &uri);
-                for pair in &headers {
-                    if let [name, value] = pair.as_slice() {
-                        request = request.with_header(name, value);
-                    }
-                }
-                if let Some(body) = body {
-                    request = request
-                        .with_body(Bytes::copy_from_slice(body.as_bytes().unwrap_or_default()));
-                }
+                let headers = headers
+                    .into_iter()
+                    .filter_map(|pair| match <[String; 2]>::try_from(pair) {
+                        Ok([name, value]) => Some((name.to_ascii_lowercase(), Bytes::from(value))),
+                        Err(_) => None,
+                    })
+                    .collect();
+                let body = body.map_or_else(Bytes::new, |b| {
+                    Bytes::copy_from_slice(b.as_bytes().unwrap_or_default())
+                });
+                // A request that carries the upgrade the front is handling
+                // hands that socket on to the callee.
+                let upgrade: Option<String> = parts.get(4)?;
+                let upgrade = upgrade.as_deref().and_then(parse_socket_id);
+                let request = Request::from_parts(method, uri, headers, body, upgrade);
                 let resolve = Persistent::save(&ctx, resolve);
                 let reject = Persistent::save(&ctx, reject);
                 turn.spawned.push(Box::pin(async move {

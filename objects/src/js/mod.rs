@@ -41,6 +41,10 @@ pub struct AppSpec {
     pub main: PathBuf,
     /// The exported classes objects are made of.
     pub classes: Vec<String>,
+    /// The class name whose objects run the default export's `fetch`, one
+    /// request each, if routes lead to the app's front.
+    #[serde(default)]
+    pub front: Option<String>,
 }
 
 /// Why an app cannot run.
@@ -66,6 +70,15 @@ pub enum JsError {
         class: String,
         /// What it does export, for the message.
         exports: String,
+    },
+    /// Routes lead to the app, but its main module's default export has no
+    /// `fetch`.
+    #[error("app {app}: routes lead to it, but the main module {main} has no default export with a fetch method")]
+    MissingFront {
+        /// The app's name.
+        app: String,
+        /// The main module.
+        main: String,
     },
     /// The engine could not be set up.
     #[error("javascript engine: {0}")]
@@ -163,6 +176,9 @@ impl Engine {
         for class in &spec.classes {
             app.check_class(class, &spec.main)?;
         }
+        if spec.front.is_some() {
+            app.check_front(spec)?;
+        }
         Ok(Rc::new(app))
     }
 }
@@ -214,6 +230,26 @@ impl App {
                 } else {
                     exports
                 },
+            }),
+            Err(e) => Err(JsError::Engine(e.to_string())),
+        }
+    }
+
+    fn check_front(&self, spec: &AppSpec) -> Result<(), JsError> {
+        let found = self.context.with(|ctx| -> rquickjs::Result<bool> {
+            let exports = self.exports.clone().restore(&ctx)?;
+            let default: Value = exports.get("default")?;
+            let Some(default) = default.as_object() else {
+                return Ok(false);
+            };
+            let fetch: Value = default.get("fetch")?;
+            Ok(fetch.is_function())
+        });
+        match found {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(JsError::MissingFront {
+                app: self.name.clone(),
+                main: spec.main.display().to_string(),
             }),
             Err(e) => Err(JsError::Engine(e.to_string())),
         }
@@ -276,6 +312,17 @@ pub(crate) fn register(
                 }),
             );
         }
+        if let Some(front) = &spec.front {
+            let app = app.clone();
+            let engine = engine.clone();
+            registry.insert_factory(
+                front,
+                Rc::new(move |state, env| {
+                    let _ = &engine;
+                    Box::new(object::JsObject::front(app.clone(), state, env))
+                }),
+            );
+        }
     }
     Ok(())
 }
@@ -291,7 +338,11 @@ pub fn check(
     let engine = Engine::new(DEFAULT_MAX_MEMORY_BYTES)?;
     let bindings = Bindings {
         vars: vars.to_vec(),
-        namespaces: namespaces.to_vec(),
+        namespaces: namespaces
+            .iter()
+            .filter(|n| !n.contains(':'))
+            .cloned()
+            .collect(),
         handler_timeout: Duration::from_secs(30),
     };
     engine.load(spec, &bindings).map(drop)
@@ -339,7 +390,13 @@ pub(crate) fn bindings_of(
             .chain(secrets.iter())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        namespaces: namespaces.to_vec(),
+        // An app's front is a namespace of the node too (`APP:fetch`, see
+        // the gateway's config), but not a binding apps can call.
+        namespaces: namespaces
+            .iter()
+            .filter(|n| !n.contains(':'))
+            .cloned()
+            .collect(),
         handler_timeout,
     }
 }

@@ -17,6 +17,9 @@ use torpor_sdk::{AlarmInfo, Env, HandlerResult, Message, Request, Response, Stat
 pub(crate) struct JsObject {
     app: Rc<App>,
     class: String,
+    /// An object of the app's front: its instance is the default export,
+    /// and a fetch goes to its `fetch(request, env, ctx)`.
+    front: bool,
     state: State,
     env: Env,
     /// The JS instance, made on the first event (so that a constructor
@@ -37,10 +40,19 @@ impl JsObject {
         JsObject {
             app,
             class,
+            front: false,
             state,
             env,
             instance: None,
             pending: FuturesUnordered::new(),
+        }
+    }
+
+    /// An object that runs one request through the app's default export.
+    pub(crate) fn front(app: Rc<App>, state: State, env: Env) -> JsObject {
+        JsObject {
+            front: true,
+            ..JsObject::new(app, "default".to_owned(), state, env)
         }
     }
 
@@ -72,10 +84,15 @@ impl JsObject {
         let class = self.class.clone();
         let instance = self.instance.clone();
         let state = self.state.clone();
+        let front = self.front;
         let (started, back) = app.turn(deadline, turn, |ctx| {
             let api = app.api.clone().restore(ctx)?;
             let object = match instance {
                 Some(object) => object.restore(ctx)?,
+                None if front => {
+                    let exports = app.exports.clone().restore(ctx)?;
+                    exports.get("default")?
+                }
                 None => {
                     let exports = app.exports.clone().restore(ctx)?;
                     let constructor: Value = exports.get(class.as_str())?;
@@ -224,6 +241,8 @@ impl DynObject for JsObject {
             let upgrade_id = request.upgrade_id().map(|id| id.to_string());
             let upgrade = request.is_websocket_upgrade().then_some(request);
             let limit = self.app.handler_timeout;
+            let front = self.front;
+            let env = self.app.env.clone();
             let parts = self
                 .run(
                     limit,
@@ -234,6 +253,14 @@ impl DynObject for JsObject {
                         } else {
                             ArrayBuffer::new(ctx.clone(), body.to_vec())?.into_value()
                         };
+                        if front {
+                            let env = env.restore(ctx)?;
+                            return call(
+                                api,
+                                "front",
+                                (object, env, method, url, headers, body, upgrade_id),
+                            );
+                        }
                         call(
                             api,
                             "fetch",

@@ -933,7 +933,10 @@
   const toResponse = (parts) => {
     const [status, headers, body, upgraded] = parts;
     if (upgraded) {
+      // The callee accepted the upgrade this request carried; the socket
+      // stays in the edge, and this end only lets the response say 101.
       const pair = new WebSocketPair();
+      pair[0]._forwarded = true;
       return new Response(null, { status: 101, headers, webSocket: pair[0] });
     }
     return new Response(status === 204 || status === 304 ? null : body, { status: Math.max(200, status), headers });

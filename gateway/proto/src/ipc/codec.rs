@@ -623,6 +623,7 @@ impl ToEdge {
                 uri,
                 headers,
                 body,
+                upgrade,
             } => {
                 let mut w = Writer::new(out, 13);
                 w.u32(*caller)
@@ -641,7 +642,10 @@ impl ToEdge {
                     .str(method)
                     .str(uri)
                     .headers(headers)
-                    .bytes(body);
+                    .bytes(body)
+                    .opt(*upgrade, |w, h| {
+                        w.handle(h);
+                    });
                 w.finish();
             }
             ToEdge::AlarmDone { object, ok, at_ms } => {
@@ -767,6 +771,7 @@ impl ToEdge {
                 uri: r.str()?,
                 headers: r.headers()?,
                 body: r.bytes()?,
+                upgrade: r.opt(Reader::handle)?,
             },
             14 => ToEdge::Woke { object: r.u32()? },
             15 => ToEdge::Gather {
@@ -896,8 +901,8 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000a00020004030201");
-        assert_eq!(VERSION, 10);
+        assert_eq!(hex(&out), "09000000000b00020004030201");
+        assert_eq!(VERSION, 11);
     }
 
     #[test]
@@ -908,7 +913,7 @@ mod tests {
             pid: 0x01020304,
         }
         .encode(&mut out);
-        assert_eq!(hex(&out), "07000000010a0004030201");
+        assert_eq!(hex(&out), "07000000010b0004030201");
         out.clear();
         ToSupervisor::StartWorker { index: 3 }.encode(&mut out);
         assert_eq!(hex(&out), "03000000020300");
@@ -1077,6 +1082,21 @@ mod tests {
             uri: "/".into(),
             headers: vec![],
             body: Bytes::from_static(b"\"hi\""),
+            upgrade: None,
+        });
+        round_trip_edge(ToEdge::Call {
+            caller: 1,
+            call_id: 4,
+            namespace: "ROOMS".into(),
+            id: "cd".repeat(32),
+            name: None,
+            chain: vec![],
+            rpc: None,
+            method: "GET".into(),
+            uri: "/rooms/a".into(),
+            headers: vec![("upgrade".into(), Bytes::from_static(b"websocket"))],
+            body: Bytes::new(),
+            upgrade: Some(H),
         });
         round_trip_worker(ToWorker::Closed {
             object: 1,

@@ -56,7 +56,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 10;
+pub const VERSION: u16 = 11;
 
 /// On a child's stdout, which the code it runs may print to as well, each
 /// control frame follows this mark; what comes before it is not the
@@ -455,6 +455,13 @@ pub enum ToEdge {
         headers: Vec<(String, Bytes)>,
         /// Body (for an RPC, the JSON arguments).
         body: Bytes,
+        /// The socket reserved for the caller's own request, when the caller
+        /// hands that WebSocket upgrade on to the callee (a JavaScript app's
+        /// front forwarding it with `stub.fetch(request)`): the callee may
+        /// accept it, and the upgrade completes when the caller answers its
+        /// request with 101. Only the object the socket is reserved for may
+        /// hand it on; the edge ignores it otherwise.
+        upgrade: Option<SocketHandle>,
     },
     /// An `Alarm` event finished; `ok` false if the handler failed.
     AlarmDone {

@@ -482,10 +482,11 @@ impl EdgeCore {
             Some(Waiting::Fetch(fetch)) => fetch,
         };
         if let Some(slot) = fetch.upgrade {
+            let owner = self.forwarded.remove(&slot).unwrap_or(fetch.object);
             let accepted = self
                 .sessions
                 .get(slot)
-                .is_some_and(|s| s.object == fetch.object && s.phase != Phase::Reserved);
+                .is_some_and(|s| s.object == owner && s.phase != Phase::Reserved);
             if status == 101 && accepted {
                 reply.upgraded = Some(self.handle_of(slot));
             } else {

@@ -416,6 +416,9 @@ impl EdgeCore {
             return;
         }
         let session = self.sessions.remove(slot);
+        if !self.forwarded.is_empty() {
+            self.forwarded.remove(&slot);
+        }
         self.trimmer.churned();
         self.addresses.forget(slot as u32);
         if session.adopted {
