@@ -289,3 +289,140 @@ async fn the_worker_fetch_forwards_upgrades_and_requests_to_the_room() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.text(), "Not found");
 }
+
+fn wrangler_config(app: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/apps")
+        .join(app)
+        .join("wrangler.toml")
+}
+
+/// The chat app under `torpor dev`, exactly as `wrangler dev` would be
+/// given it: messages broadcast, the room hibernates after 10 s of quiet,
+/// `ping` does not wake it, and attachments and storage survive both the
+/// hibernation and a restart of the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torpor_dev_serves_the_chat_app_across_hibernation_and_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = || {
+        Node::builder()
+            .dev(&wrangler_config("chat"))
+            .data_dir(data.path())
+    };
+    let node = dev().start();
+    let room = unique_name("dev");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    assert_eq!(json(&ada.recv_text().await)["greeting"], "welcome");
+    ada.recv_text().await;
+    let mut bob = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=bob"))).await;
+    bob.recv_text().await;
+    bob.recv_text().await;
+    ada.recv_text().await;
+    ada.send_text("one").await;
+    for client in [&mut ada, &mut bob] {
+        assert_eq!(json(&client.recv_text().await)["text"], "one");
+    }
+
+    let asleep = node
+        .wait_hibernated("ChatRoom", &room, Duration::from_secs(20))
+        .await;
+    assert_eq!(bob.request("ping").await, "pong");
+    assert_eq!(
+        node.stats("ChatRoom", &room).await.wakes,
+        asleep.wakes,
+        "ping woke the room"
+    );
+    bob.send_text("two").await;
+    for client in [&mut ada, &mut bob] {
+        assert_eq!(
+            json(&client.recv_text().await),
+            serde_json::json!({"type": "message", "name": "bob", "text": "two"}),
+            "bob's name came back from his socket's attachment"
+        );
+    }
+    drop((ada, bob));
+    drop(node);
+
+    let node = dev().start();
+    let mut carol = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=carol"))).await;
+    let hello = json(&carol.recv_text().await);
+    let texts: Vec<&str> = hello["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "two"], "SQL storage survived the restart");
+    let plain = crate::support::http_get(
+        node.http_addr(),
+        &format!("/rooms/{room}"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(
+        plain.json()["lastSpeaker"],
+        "bob",
+        "KV storage survived the restart"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// New JavaScript deployed with `torpor reload`: the sockets stay open,
+/// the new code handles their next messages, and the names in their
+/// attachments are still there. A change that does not parse is refused
+/// and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_changed_js_keeps_every_socket_open() {
+    let app = tempfile::tempdir().unwrap();
+    copy_dir(
+        &wrangler_config("chat").parent().unwrap().join("src"),
+        &app.path().join("src"),
+    );
+    std::fs::copy(wrangler_config("chat"), app.path().join("wrangler.toml")).unwrap();
+    let node = Node::builder()
+        .dev(&app.path().join("wrangler.toml"))
+        .start();
+    let room = unique_name("reload");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    ada.recv_text().await;
+    ada.recv_text().await;
+    ada.send_text("old code").await;
+    assert_eq!(
+        json(&ada.recv_text().await),
+        serde_json::json!({"type": "message", "name": "ada", "text": "old code"})
+    );
+
+    let messages = app.path().join("src/messages.js");
+    let old = std::fs::read_to_string(&messages).unwrap();
+    std::fs::write(&messages, "export const HISTORY = 20 +;\n").unwrap();
+    let (code, _, stderr) = node.reload().await;
+    assert_eq!(code, 1, "a module that does not parse is refused: {stderr}");
+    assert!(stderr.contains("messages.js:1"), "{stderr}");
+
+    let new = old.replace(
+        "JSON.stringify({ type: \"message\", name, text })",
+        "JSON.stringify({ type: \"message\", name, text, version: 2 })",
+    );
+    assert_ne!(new, old, "the test's edit applies");
+    std::fs::write(&messages, new).unwrap();
+    let (code, stdout, stderr) = node.reload().await;
+    assert_eq!(code, 0, "reload: {stdout} {stderr}");
+    ada.send_text("new code").await;
+    assert_eq!(
+        json(&ada.recv_text().await),
+        serde_json::json!({"type": "message", "name": "ada", "text": "new code", "version": 2}),
+        "the same socket, its attachment, and the new code"
+    );
+}

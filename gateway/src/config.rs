@@ -458,6 +458,17 @@ impl ConfigSource {
             path: path.clone(),
             source,
         })?;
+        // A wrangler config is read as the Torpor config it stands for,
+        // here, so that a reload reads the app's config anew too.
+        let text = if crate::wrangler::is_wrangler_config(&path) {
+            let (text, warnings) = crate::wrangler::translate(&path, &text)?;
+            for warning in warnings {
+                tracing::warn!(file = %path.display(), "{warning}");
+            }
+            text
+        } else {
+            text
+        };
         Ok(ConfigSource {
             path,
             text,

@@ -69,3 +69,5 @@ pub mod node_admin;
 pub mod supervisor;
 #[doc(hidden)]
 pub mod token_cli;
+#[doc(hidden)]
+pub mod wrangler;

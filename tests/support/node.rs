@@ -44,6 +44,9 @@ pub struct NodeBuilder {
     program: Option<PathBuf>,
     /// Leave `bench_routes` at the binary's default (off).
     without_bench: bool,
+    /// Run `torpor dev` on this wrangler config instead of a Torpor config
+    /// (only the data dir applies of the rest).
+    dev: Option<PathBuf>,
 }
 
 impl NodeBuilder {
@@ -110,6 +113,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs `torpor dev WRANGLER_CONFIG` on loopback ports and a temp data
+    /// dir instead of a node on a Torpor config.
+    pub fn dev(mut self, wrangler_config: &Path) -> Self {
+        self.dev = Some(wrangler_config.to_owned());
+        self
+    }
+
     /// Runs `program` instead of the built `torpor`.
     pub fn program(mut self, program: &Path) -> Self {
         self.program = Some(program.to_owned());
@@ -166,9 +176,22 @@ impl NodeBuilder {
             .program
             .clone()
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_torpor")));
-        let mut child = Command::new(&program)
-            .arg("--config")
-            .arg(&config_path)
+        let mut command = Command::new(&program);
+        match &self.dev {
+            Some(wrangler) => command
+                .arg("dev")
+                .arg(wrangler)
+                .args([
+                    "--http",
+                    "127.0.0.1:0",
+                    "--admin",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                ])
+                .arg(&data_dir),
+            None => command.arg("--config").arg(&config_path),
+        };
+        let mut child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

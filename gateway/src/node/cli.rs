@@ -84,6 +84,29 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", env = config::env::ADMIN)]
         admin: Option<std::net::SocketAddr>,
     },
+    /// Serve a Durable Objects app from its wrangler config
+    /// (wrangler.toml, wrangler.json or wrangler.jsonc) on 127.0.0.1:8787:
+    /// every path goes to the app's default fetch, its bindings are its
+    /// namespaces, its data goes in .torpor/ beside the config.
+    #[command(
+        after_help = "Keys of the wrangler config that Torpor does not act on are warned about \
+                      by name. `torpor reload --config PATH` reads the app's files again and \
+                      swaps them into the workers without closing a socket."
+    )]
+    Dev {
+        /// The app's wrangler.toml, wrangler.json or wrangler.jsonc.
+        #[arg(value_name = "WRANGLER_CONFIG")]
+        path: PathBuf,
+        /// Listen address for WebSockets and HTTP (`listen.http`).
+        #[arg(long, value_name = "ADDR", env = config::env::HTTP)]
+        http: Option<String>,
+        /// Listen address of the admin API and /metrics (`listen.admin`).
+        #[arg(long, value_name = "ADDR", env = config::env::ADMIN)]
+        admin: Option<String>,
+        /// Where the app's objects keep their data (`data_dir`).
+        #[arg(long, value_name = "DIR", env = config::env::DATA_DIR)]
+        data_dir: Option<String>,
+    },
     /// Print what this binary is (its version, IPC and handover versions,
     /// and classes) as JSON: what a reload or an upgrade checks before it
     /// deploys the binary.

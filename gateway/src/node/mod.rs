@@ -107,16 +107,33 @@ impl Node {
             eprintln!("torpor: two classes are named {name:?}: give each its own name");
             return ExitCode::from(EXIT_SOFTWARE);
         }
-        match cli.command {
+        let (command, node) = match cli.command {
+            Some(Command::Dev {
+                path,
+                http,
+                admin,
+                data_dir,
+            }) => {
+                let node = cli::NodeArgs {
+                    config: path,
+                    http,
+                    admin,
+                    data_dir,
+                    edges: None,
+                    workers: None,
+                };
+                (None, node)
+            }
+            command => (command, cli.node),
+        };
+        match command {
             None => {
-                let resolved = cli.node.source().and_then(|source| {
+                let resolved = node.source().and_then(|source| {
                     let config = self.check_classes(source.resolve()?)?;
                     Ok((source, config))
                 });
                 match resolved {
-                    Ok((source, config)) => {
-                        report(supervise::run(config, source, cli.node), "torpor")
-                    }
+                    Ok((source, config)) => report(supervise::run(config, source, node), "torpor"),
                     Err(err) => config_failure("torpor", &err),
                 }
             }
@@ -137,6 +154,7 @@ impl Node {
                 Err(err) => config_failure("torpor upgrade", &err),
             },
             Some(Command::Describe) => self.describe(),
+            Some(Command::Dev { .. }) => unreachable!("dev was turned into a node run above"),
             Some(Command::Token { config, args }) => match config.load() {
                 Ok(config) => crate::token_cli::run(&args, &config),
                 Err(err) => config_failure("torpor token", &err),
@@ -165,20 +183,7 @@ impl Node {
     /// Refuses a config whose namespaces name a class this binary lacks:
     /// better at start, by name, than a 500 on the first request.
     fn check_classes(&self, config: Config) -> Result<Config, ConfigError> {
-        let namespaces: Vec<String> = config.namespaces.iter().map(|n| n.name.clone()).collect();
-        let vars: Vec<(String, String)> = config
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (i, spec) in supervise::app_specs(&config).iter().enumerate() {
-            torpor_objects::js::check(spec, &vars, &namespaces).map_err(|err| {
-                ConfigError::Invalid {
-                    key: format!("apps[{i}]"),
-                    message: err.to_string(),
-                }
-            })?;
-        }
+        supervise::check_apps(&config)?;
         for (i, namespace) in config.namespaces.iter().enumerate() {
             if namespace.app.is_none() && !self.registry.contains(&namespace.class) {
                 let mut known: Vec<&str> = self.registry.classes().collect();

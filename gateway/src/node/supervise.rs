@@ -180,6 +180,27 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
     Ok(setup_frame(&serde_json::to_vec(&options)?))
 }
 
+/// Loads each JavaScript app of `config` once, as its workers will: a
+/// module that does not parse, or lacks a class a namespace names, is
+/// refused by file and line before any worker runs it.
+pub(super) fn check_apps(config: &Config) -> Result<(), crate::config::ConfigError> {
+    let namespaces: Vec<String> = config.namespaces.iter().map(|n| n.name.clone()).collect();
+    let vars: Vec<(String, String)> = config
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (i, spec) in app_specs(config).iter().enumerate() {
+        torpor_objects::js::check(spec, &vars, &namespaces).map_err(|err| {
+            crate::config::ConfigError::Invalid {
+                key: format!("apps[{i}]"),
+                message: err.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// Each app with the classes its namespaces name.
 pub(super) fn app_specs(config: &Config) -> Vec<torpor_objects::js::AppSpec> {
     config
@@ -373,8 +394,9 @@ impl Reloader {
                 ipc::VERSION
             )));
         }
+        check_apps(&config).map_err(|err| ReloadError::refused(err.to_string()))?;
         for namespace in &config.namespaces {
-            if !described.classes.contains(&namespace.class) {
+            if namespace.app.is_none() && !described.classes.contains(&namespace.class) {
                 return Err(ReloadError::refused(format!(
                     "namespace {} is of class {:?}, which the new binary does not have (it has: {})",
                     namespace.name,
