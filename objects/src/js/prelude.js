@@ -859,6 +859,10 @@
       else native.send(this._id, toBuffer(data));
     }
     close(code = 1000, reason = "") {
+      const c = Number(code);
+      if (!(c === 1000 || (c >= 3000 && c <= 4999))) {
+        throw new TypeError(`Invalid WebSocket close code: ${code}.`);
+      }
       // The edge has already finished the close handshake by the time
       // webSocketClose runs; closing again is nothing to do.
       if (this._state === READY.CLOSED) return;

@@ -63,7 +63,6 @@ export class ChatRoom extends DurableObject {
 
   async webSocketClose(ws, code, reason, wasClean) {
     const { name } = ws.deserializeAttachment();
-    ws.close(code, "Durable Object is closing WebSocket");
     this.broadcast(presence("leave", name), ws);
   }
 
