@@ -183,6 +183,17 @@ async fn a_js_loop_that_never_yields_is_interrupted_at_the_handler_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_app_past_its_memory_limit_fails_the_handler_not_the_worker() {
+    let node = lab_node().limit("max_js_memory_bytes", "33554432").start();
+    let name = unique_name("hog");
+    assert_eq!(lab(&node, &name, "count").text(), "1");
+    let hog = lab(&node, &name, "hog");
+    assert_eq!(hog.status, 500, "{}", hog.text());
+    assert!(hog.text().contains("out of memory"), "{}", hog.text());
+    assert_eq!(lab(&node, &name, "count").text(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     let node = lab_node().start();
     let name = unique_name("lab");

@@ -15,6 +15,11 @@ pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub(crate) struct HandlerTimedOut;
 
 pub(crate) trait DynObject {
+    /// Whether the instance keeps nothing between events (a JavaScript
+    /// app's front): it hibernates as soon as its mailbox is empty.
+    fn is_stateless(&self) -> bool {
+        false
+    }
     fn fetch(&mut self, request: Request) -> LocalFuture<'_, HandlerResult<Response>>;
     fn websocket_message(
         &mut self,

@@ -929,9 +929,12 @@ async fn object_task(task: ObjectTask) {
             Err(_) => {
                 let live = objects.borrow().lives.len();
                 let pressed = options.max_live_objects > 0 && live > options.max_live_objects;
-                let idle = match pressed {
-                    true => options.hibernate_after.min(PRESSED_HIBERNATE_AFTER),
-                    false => options.hibernate_after,
+                let stateless = instance.as_ref().is_some_and(|i| i.is_stateless());
+                let idle = match (stateless, pressed) {
+                    // Nothing of it is worth keeping in memory.
+                    (true, _) => Duration::ZERO,
+                    (false, true) => options.hibernate_after.min(PRESSED_HIBERNATE_AFTER),
+                    (false, false) => options.hibernate_after,
                 };
                 tokio::time::timeout(idle, mailbox.recv()).await
             }

@@ -227,6 +227,10 @@ fn undefined<'js>(_ctx: &Ctx<'js>, _value: Value<'js>) -> rquickjs::Result<()> {
 }
 
 impl DynObject for JsObject {
+    fn is_stateless(&self) -> bool {
+        self.front
+    }
+
     fn fetch(&mut self, request: Request) -> LocalFuture<'_, HandlerResult<Response>> {
         Box::pin(async move {
             let host = request.header("host").unwrap_or("localhost").to_owned();

@@ -1230,11 +1230,11 @@
       ws._object = this.#objectId;
       ws._state = READY.OPEN;
       ws._pair._accepted = true;
-      socketsOf(this.#objectId).set(id, ws);
+      socketsOf(this).set(id, ws);
     }
     getWebSockets(tag) {
       this.#own("getWebSockets");
-      return native.websockets(tag === undefined ? null : String(tag)).map((id) => socketFor(this.#objectId, id));
+      return native.websockets(tag === undefined ? null : String(tag)).map((id) => socketFor(this, id));
     }
     getTags(ws) {
       this.#own("getTags");
@@ -1276,18 +1276,21 @@
       native.abort(reason === undefined ? "ctx.abort()" : String(reason));
     }
   }
-  // The JS WebSocket objects of each object's instance, by handle, so that
+  // The JS WebSocket objects of each instance's state, by handle, so that
   // the same socket is the same JS object for as long as the instance
   // lives (`ws === other` and Maps keyed by socket work as on Cloudflare).
-  const sockets = new Map();
-  const socketsOf = (objectId) => {
-    let m = sockets.get(objectId);
+  // Weak: a hibernated instance's sockets go with it.
+  const socketMaps = new WeakMap();
+  const socketsOf = (state) => {
+    let m = socketMaps.get(state);
     if (!m) {
       m = new Map();
-      sockets.set(objectId, m);
+      socketMaps.set(state, m);
     }
     return m;
   };
+  // Each instance's state, for the dispatch functions below.
+  const stateOf = new WeakMap();
 
   // ---- cloudflare:workers ----------------------------------------------
   class DurableObject {
@@ -1331,12 +1334,11 @@
     workers,
     makeEnv,
     construct(Class, objectId, name, env) {
-      sockets.delete(objectId);
       if (typeof Class !== "function") throw new TypeError(`the app exports no class named as configured`);
-      return new Class(new DurableObjectState(objectId, name), env);
-    },
-    forget(objectId) {
-      sockets.delete(objectId);
+      const state = new DurableObjectState(objectId, name);
+      const instance = new Class(state, env);
+      stateOf.set(instance, state);
+      return instance;
     },
     async fetch(instance, method, url, headers, body, upgrade) {
       if (typeof instance.fetch !== "function") throw new TypeError("the class has no fetch() method");
@@ -1345,16 +1347,17 @@
     },
     async webSocketMessage(instance, objectId, id, data) {
       if (typeof instance.webSocketMessage !== "function") return;
-      await instance.webSocketMessage(socketFor(objectId, id), data);
+      await instance.webSocketMessage(socketFor(stateOf.get(instance), id), data);
     },
     async webSocketClose(instance, objectId, id, code, reason, wasClean) {
-      const ws = socketFor(objectId, id);
+      const state = stateOf.get(instance);
+      const ws = socketFor(state, id);
       ws._state = READY.CLOSED;
       if (typeof instance.webSocketClose === "function") await instance.webSocketClose(ws, code, reason, wasClean);
-      socketsOf(objectId).delete(id);
+      socketsOf(state).delete(id);
     },
     async webSocketError(instance, objectId, id, message) {
-      if (typeof instance.webSocketError === "function") await instance.webSocketError(socketFor(objectId, id), new Error(message));
+      if (typeof instance.webSocketError === "function") await instance.webSocketError(socketFor(stateOf.get(instance), id), new Error(message));
     },
     async alarm(instance, retryCount, isRetry) {
       if (typeof instance.alarm !== "function") throw new TypeError("an alarm fired but the class has no alarm() method");
@@ -1379,13 +1382,13 @@
     deserialize,
   };
 
-  function socketFor(objectId, id) {
-    const map = socketsOf(objectId);
+  function socketFor(state, id) {
+    const map = socketsOf(state);
     let ws = map.get(id);
     if (!ws) {
       ws = new WebSocket(TOKEN_PAIR);
       ws._id = id;
-      ws._object = objectId;
+      ws._object = state.id.toString();
       ws._state = READY.OPEN;
       map.set(id, ws);
     }

@@ -8,6 +8,10 @@ export class Lab extends DurableObject {
     switch (url.searchParams.get("op")) {
       case "spin":
         for (;;) {}
+      case "hog": {
+        const chunks = [];
+        for (;;) chunks.push(new Array(1 << 20).fill(chunks.length));
+      }
       case "count": {
         const n = (this.ctx.storage.kv.get("n") ?? 0) + 1;
         this.ctx.storage.kv.put("n", n);
