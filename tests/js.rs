@@ -191,6 +191,10 @@ async fn a_js_app_past_its_memory_limit_fails_the_handler_not_the_worker() {
     assert_eq!(hog.status, 500, "{}", hog.text());
     assert!(hog.text().contains("out of memory"), "{}", hog.text());
     assert_eq!(lab(&node, &name, "count").text(), "2");
+    // Host work is bounded too: timers hold memory the engine does not count.
+    let timers = lab(&node, &name, "timers");
+    assert_eq!(timers.status, 500, "{}", timers.text());
+    assert!(timers.text().contains("limit 10000"), "{}", timers.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

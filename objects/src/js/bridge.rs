@@ -34,6 +34,8 @@ pub(super) struct Turn {
     pub env: Env,
     /// Host work started during the turn, for the event's driver to await.
     pub spawned: Vec<Spawned>,
+    /// Host work the object started in earlier turns and still awaits.
+    pub awaiting: usize,
     /// `ctx.abort(reason)` was called: the driver resets the object once
     /// the script has unwound (never from inside a host function).
     pub aborted: Option<String>,
@@ -50,6 +52,25 @@ pub(super) struct ObjectTurn {
 }
 
 pub(super) type Current = Rc<RefCell<Option<Turn>>>;
+
+/// Timers and calls one object may have under way at once: each holds
+/// host memory the engine's limit does not count.
+pub(super) const MAX_PENDING: usize = 10_000;
+
+impl Turn {
+    /// Queues host work, unless the object has too much under way.
+    fn spawn(&mut self, ctx: &Ctx<'_>, work: Spawned) -> rquickjs::Result<()> {
+        let pending = self.awaiting + self.spawned.len();
+        if pending >= MAX_PENDING {
+            return Err(Exception::throw_range(
+                ctx,
+                &format!("{pending} timers and calls under way, limit {MAX_PENDING}"),
+            ));
+        }
+        self.spawned.push(work);
+        Ok(())
+    }
+}
 
 /// Makes the `native` object the prelude is given.
 pub(super) fn natives<'js>(ctx: &Ctx<'js>, current: &Current) -> rquickjs::Result<Object<'js>> {
@@ -626,12 +647,17 @@ fn env_natives<'js>(
                 ));
             };
             let resolve = Persistent::save(&ctx, resolve);
-            // Bounded by the handler's own timeout, which ends the event.
+            // A day at most; a timer still waiting when its instance
+            // hibernates goes with it.
             let delay = Duration::from_secs_f64((ms.clamp(0.0, 86_400_000.0)) / 1000.0);
-            turn.spawned.push(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                Box::new(move |ctx: &Ctx<'_>| resolve.restore(ctx)?.call::<_, ()>(())) as Completion
-            }));
+            turn.spawn(
+                &ctx,
+                Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    Box::new(move |ctx: &Ctx<'_>| resolve.restore(ctx)?.call::<_, ()>(()))
+                        as Completion
+                }),
+            )?;
             Ok::<_, rquickjs::Error>(promise)
         })?,
     )?;
@@ -687,33 +713,39 @@ fn env_natives<'js>(
                 let request = Request::from_parts(method, uri, headers, body, upgrade);
                 let resolve = Persistent::save(&ctx, resolve);
                 let reject = Persistent::save(&ctx, reject);
-                turn.spawned.push(Box::pin(async move {
-                    let answer = match rpc {
-                        Some(method) => rpc_call(&stub, &method, request.body()).await,
-                        None => stub.fetch(request).await,
-                    };
-                    Box::new(move |ctx: &Ctx<'_>| match answer {
-                        Ok(response) => {
-                            let parts = Array::new(ctx.clone())?;
-                            parts.set(0, response.status)?;
-                            let headers: Vec<Vec<String>> = response
-                                .headers
-                                .iter()
-                                .map(|(n, v)| {
-                                    vec![n.clone(), String::from_utf8_lossy(v).into_owned()]
-                                })
-                                .collect();
-                            parts.set(1, headers)?;
-                            parts.set(2, ArrayBuffer::new(ctx.clone(), response.body.to_vec())?)?;
-                            parts.set(3, response.status == 101)?;
-                            resolve.restore(ctx)?.call::<_, ()>((parts,))
-                        }
-                        Err(err) => {
-                            let error = Exception::from_message(ctx.clone(), &err.to_string())?;
-                            reject.restore(ctx)?.call::<_, ()>((error,))
-                        }
-                    }) as Completion
-                }));
+                turn.spawn(
+                    &ctx,
+                    Box::pin(async move {
+                        let answer = match rpc {
+                            Some(method) => rpc_call(&stub, &method, request.body()).await,
+                            None => stub.fetch(request).await,
+                        };
+                        Box::new(move |ctx: &Ctx<'_>| match answer {
+                            Ok(response) => {
+                                let parts = Array::new(ctx.clone())?;
+                                parts.set(0, response.status)?;
+                                let headers: Vec<Vec<String>> = response
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| {
+                                        vec![n.clone(), String::from_utf8_lossy(v).into_owned()]
+                                    })
+                                    .collect();
+                                parts.set(1, headers)?;
+                                parts.set(
+                                    2,
+                                    ArrayBuffer::new(ctx.clone(), response.body.to_vec())?,
+                                )?;
+                                parts.set(3, response.status == 101)?;
+                                resolve.restore(ctx)?.call::<_, ()>((parts,))
+                            }
+                            Err(err) => {
+                                let error = Exception::from_message(ctx.clone(), &err.to_string())?;
+                                reject.restore(ctx)?.call::<_, ()>((error,))
+                            }
+                        }) as Completion
+                    }),
+                )?;
                 Ok::<_, rquickjs::Error>(promise)
             },
         )?,

@@ -78,6 +78,7 @@ impl JsObject {
             }),
             env: self.env.clone(),
             spawned: Vec::new(),
+            awaiting: self.pending.len(),
             aborted: None,
         };
         let app = self.app.clone();
@@ -121,6 +122,7 @@ impl JsObject {
             self.state.abort(&reason);
         }
         loop {
+            turn.awaiting = self.pending.len();
             let (settled, back) = app.turn(deadline, turn, |ctx| -> Settled<T> {
                 let value = match promise.clone().restore(ctx) {
                     Ok(value) => value,
@@ -161,6 +163,7 @@ impl JsObject {
                 )
                 .into());
             };
+            turn.awaiting = self.pending.len();
             let (resolved, back) = app.turn(deadline, turn, |ctx| {
                 completion(ctx).map_err(|e| describe_error(ctx, e))
             });
@@ -209,6 +212,7 @@ fn empty_turn(env: &Env) -> Turn {
         object: None,
         env: env.clone(),
         spawned: Vec::new(),
+        awaiting: 0,
         aborted: None,
     }
 }

@@ -8,6 +8,10 @@ export class Lab extends DurableObject {
     switch (url.searchParams.get("op")) {
       case "spin":
         for (;;) {}
+      case "timers": {
+        for (let i = 0; i < 20000; i++) setTimeout(() => {}, 60000);
+        return new Response("made");
+      }
       case "hog": {
         const chunks = [];
         for (;;) chunks.push(new Array(1 << 20).fill(chunks.length));
