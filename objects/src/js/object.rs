@@ -5,7 +5,7 @@
 //! time runs out.
 
 use super::bridge::{ObjectTurn, Spawned, Turn};
-use super::{describe_error, describe_value, App};
+use super::{describe_error, App};
 use crate::instance::{DynObject, HandlerTimedOut, LocalFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -87,33 +87,42 @@ impl JsObject {
         let state = self.state.clone();
         let front = self.front;
         let (started, back) = app.turn(deadline, turn, |ctx| {
-            let api = app.api.clone().restore(ctx)?;
-            let object = match instance {
-                Some(object) => object.restore(ctx)?,
-                None if front => {
-                    let exports = app.exports.clone().restore(ctx)?;
-                    exports.get("default")?
-                }
-                None => {
-                    let exports = app.exports.clone().restore(ctx)?;
-                    let constructor: Value = exports.get(class.as_str())?;
-                    let env = app.env.clone().restore(ctx)?;
-                    let construct: Function = api.get("construct")?;
-                    construct.call((constructor, state.id(), state.name(), env))?
-                }
-            };
-            let promise = start(ctx, &api, object.clone())?;
-            Ok::<_, rquickjs::Error>((
-                Persistent::save(ctx, object),
-                Persistent::save(ctx, promise),
-            ))
+            let started = (|| {
+                let api = app.api.clone().restore(ctx)?;
+                let object = match instance {
+                    Some(object) => object.restore(ctx)?,
+                    None if front => {
+                        let exports = app.exports.clone().restore(ctx)?;
+                        exports.get("default")?
+                    }
+                    None => {
+                        let exports = app.exports.clone().restore(ctx)?;
+                        let constructor: Value = exports.get(class.as_str())?;
+                        let env = app.env.clone().restore(ctx)?;
+                        let construct: Function = api.get("construct")?;
+                        construct.call((constructor, state.id(), state.name(), env))?
+                    }
+                };
+                let promise = start(ctx, &api, object.clone())?;
+                Ok::<_, rquickjs::Error>((
+                    Persistent::save(ctx, object),
+                    Persistent::save(ctx, promise),
+                ))
+            })();
+            // Described here, while the exception is the context's.
+            started.map_err(|e| describe_error(ctx, e))
         });
         turn = back;
         let (object, promise) = match started {
             Ok(pair) => pair,
-            Err(error) => {
-                let message = self.failure(deadline, &mut turn, error);
-                return Err(message);
+            Err(message) => {
+                if let Some(reason) = turn.aborted.take() {
+                    self.state.abort(&reason);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Box::new(HandlerTimedOut));
+                }
+                return Err(message.into());
             }
         };
         self.instance = Some(object);
@@ -170,50 +179,18 @@ impl JsObject {
             turn = back;
             self.pending.extend(turn.spawned.drain(..));
             if let Err(error) = resolved {
+                if Instant::now() >= deadline {
+                    return Err(Box::new(HandlerTimedOut));
+                }
                 return Err(error.into());
             }
         }
-    }
-
-    /// The error a failed first turn ends the event with.
-    fn failure(
-        &mut self,
-        deadline: Instant,
-        turn: &mut Turn,
-        error: rquickjs::Error,
-    ) -> torpor_sdk::HandlerError {
-        if let Some(reason) = turn.aborted.take() {
-            self.state.abort(&reason);
-        }
-        if Instant::now() >= deadline {
-            return Box::new(HandlerTimedOut);
-        }
-        let app = self.app.clone();
-        let (message, _) = app.turn(
-            deadline,
-            std::mem::replace(turn, empty_turn(&self.env)),
-            |ctx| match error {
-                rquickjs::Error::Exception => describe_value(ctx.catch()),
-                other => other.to_string(),
-            },
-        );
-        message.into()
     }
 
     fn websocket_limit(&self) -> Duration {
         self.state
             .get_hibernatable_websocket_event_timeout()
             .unwrap_or(self.app.handler_timeout)
-    }
-}
-
-fn empty_turn(env: &Env) -> Turn {
-    Turn {
-        object: None,
-        env: env.clone(),
-        spawned: Vec::new(),
-        awaiting: 0,
-        aborted: None,
     }
 }
 
