@@ -239,6 +239,11 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     assert_eq!(web["name"], name.as_str());
 
     assert_eq!(lab(&node, &name, "wait&ms=30").json()["waited"], true);
+    assert_eq!(
+        lab(&node, &name, "loaded").json()["loaded"],
+        0,
+        "the constructor's blockConcurrencyWhile finished before the event"
+    );
     assert_eq!(lab(&node, &name, "alarm").text(), "set");
     crate::support::assert_eventually!(
         lab(&node, &name, "alarms").text() == "1",

@@ -55,6 +55,16 @@ impl Loader for AppLoader {
         if name == WORKERS_MODULE {
             return Module::declare(ctx.clone(), name, WORKERS_SOURCE);
         }
+        if [".ts", ".tsx", ".mts", ".cts"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            return Err(Error::new_loading_message(
+                name,
+                "is TypeScript, and Torpor runs JavaScript: build the app first \
+                 (`npx wrangler deploy --dry-run --outdir dist`) and point main at dist/index.js",
+            ));
+        }
         let source = read_module(Path::new(name))
             .map_err(|message| Error::new_loading_message(name, message))?;
         Module::declare(ctx.clone(), name, source)

@@ -163,6 +163,11 @@ impl JsObject {
                     }
                     return Err(error);
                 }
+                // An interrupt inside a promise job leaves the promise
+                // pending rather than rejected.
+                Settled::Waiting if Instant::now() >= deadline => {
+                    return Err(Box::new(HandlerTimedOut));
+                }
                 Settled::Waiting => {}
             }
             let Some(completion) = self.pending.next().await else {

@@ -1211,6 +1211,7 @@
       this.#objectId = objectId;
       this.#id = new DurableObjectId(objectId, name);
       this.#storage = new DurableObjectStorage(objectId);
+      this._blockers = [];
     }
     get id() {
       return this.#id;
@@ -1264,9 +1265,14 @@
       this.#own("getHibernatableWebSocketEventTimeout");
       return native.eventTimeout();
     }
-    async blockConcurrencyWhile(fn) {
+    // Torpor runs an object's events one at a time anyway; what this adds
+    // is that the object's next event waits for `fn` to finish, as when a
+    // constructor starts it without awaiting it (a constructor cannot).
+    blockConcurrencyWhile(fn) {
       this.#own("blockConcurrencyWhile");
-      return await fn();
+      const done = (async () => await fn())();
+      this._blockers.push(done.catch(() => {}));
+      return done;
     }
     waitUntil(promise) {
       Promise.resolve(promise).catch((e) => console.error("waitUntil promise rejected:", e));
@@ -1291,6 +1297,11 @@
   };
   // Each instance's state, for the dispatch functions below.
   const stateOf = new WeakMap();
+  // Waits for what blockConcurrencyWhile started before this event.
+  const unblocked = async (instance) => {
+    const state = stateOf.get(instance);
+    while (state && state._blockers.length) await Promise.all(state._blockers.splice(0));
+  };
 
   // ---- cloudflare:workers ----------------------------------------------
   class DurableObject {
@@ -1341,15 +1352,18 @@
       return instance;
     },
     async fetch(instance, method, url, headers, body, upgrade) {
+      await unblocked(instance);
       if (typeof instance.fetch !== "function") throw new TypeError("the class has no fetch() method");
       const response = await instance.fetch(toRequest(method, url, headers, body, upgrade));
       return responseParts(response, "fetch()");
     },
     async webSocketMessage(instance, objectId, id, data) {
+      await unblocked(instance);
       if (typeof instance.webSocketMessage !== "function") return;
       await instance.webSocketMessage(socketFor(stateOf.get(instance), id), data);
     },
     async webSocketClose(instance, objectId, id, code, reason, wasClean) {
+      await unblocked(instance);
       const state = stateOf.get(instance);
       const ws = socketFor(state, id);
       ws._state = READY.CLOSED;
@@ -1357,13 +1371,16 @@
       socketsOf(state).delete(id);
     },
     async webSocketError(instance, objectId, id, message) {
+      await unblocked(instance);
       if (typeof instance.webSocketError === "function") await instance.webSocketError(socketFor(stateOf.get(instance), id), new Error(message));
     },
     async alarm(instance, retryCount, isRetry) {
+      await unblocked(instance);
       if (typeof instance.alarm !== "function") throw new TypeError("an alarm fired but the class has no alarm() method");
       await instance.alarm({ retryCount, isRetry });
     },
     async rpc(instance, method, argsJson) {
+      await unblocked(instance);
       const fn = instance[method];
       if (typeof fn !== "function" || method === "constructor" || method.startsWith("#") || ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"].includes(method)) {
         throw new TypeError(`the class has no RPC method ${JSON.stringify(method)}`);

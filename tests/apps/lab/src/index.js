@@ -3,6 +3,15 @@ import { DurableObject } from "cloudflare:workers";
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
 export class Lab extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    // Events wait for this, timer and all, as on Cloudflare.
+    ctx.blockConcurrencyWhile(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      this.loaded = (await ctx.storage.get("loaded")) ?? 0;
+    });
+  }
+
   async fetch(request) {
     const url = new URL(request.url);
     switch (url.searchParams.get("op")) {
@@ -90,6 +99,10 @@ export class Lab extends DurableObject {
           id: this.ctx.id.toString().length,
           name: this.ctx.id.name ?? null,
         });
+      }
+      case "loaded": {
+        await this.ctx.storage.put("loaded", this.loaded + 1);
+        return Response.json({ loaded: this.loaded });
       }
       case "alarm": {
         await this.ctx.storage.setAlarm(Date.now() + 50);
