@@ -252,7 +252,10 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     );
     let rpc = lab(&node, &name, "rpc");
     assert_eq!(rpc.status, 200, "{}", rpc.text());
-    assert_eq!(rpc.json(), serde_json::json!({"sum": 5, "echoed": "1"}));
+    assert_eq!(
+        rpc.json(),
+        serde_json::json!({"sum": 5, "echoed": "1", "types": true})
+    );
     let thrown = lab(&node, &name, "throw");
     assert_eq!(thrown.status, 500);
     assert!(

@@ -2,8 +2,9 @@
 //! as a Torpor config: what `torpor dev` serves. The app's `main` becomes
 //! an `[[apps]]` entry, each `[[durable_objects.bindings]]` a namespace of
 //! the app's class, `[vars]` the vars, and one route sends every path to
-//! the app's default `fetch`. Keys Torpor does not act on are warned about
-//! by name, never dropped silently.
+//! the app's default `fetch`; a `.dev.vars` file beside it adds vars, as
+//! `wrangler dev` reads local secrets from it. Keys Torpor does not act on
+//! are warned about by name, never dropped silently.
 //!
 //! Not here: anything of Cloudflare's account, deploy or bindings other
 //! than Durable Objects (KV, R2, D1, queues, services), which Torpor does
@@ -122,12 +123,12 @@ pub fn translate(path: &Path, text: &str) -> Result<(String, Vec<String>), Confi
             );
         }
     }
-    if let Some(vars) = root.get("vars") {
-        let Some(vars) = vars.as_object() else {
+    let mut vars = std::collections::BTreeMap::new();
+    if let Some(table) = root.get("vars") {
+        let Some(table) = table.as_object() else {
             return Err(invalid("vars", "must be a table"));
         };
-        out.push_str("\n[vars]\n");
-        for (key, value) in vars {
+        for (key, value) in table {
             let text = match value {
                 Value::String(s) => s.clone(),
                 other => {
@@ -137,7 +138,17 @@ pub fn translate(path: &Path, text: &str) -> Result<(String, Vec<String>), Confi
                     other.to_string()
                 }
             };
-            let _ = writeln!(out, "{} = {}", toml_str(key), toml_str(&text));
+            vars.insert(key.clone(), text);
+        }
+    }
+    // What `wrangler dev` reads for local secrets, beside the config.
+    if let Ok(text) = std::fs::read_to_string(dir.join(".dev.vars")) {
+        vars.extend(dev_vars(&text));
+    }
+    if !vars.is_empty() {
+        out.push_str("\n[vars]\n");
+        for (key, text) in &vars {
+            let _ = writeln!(out, "{} = {}", toml_str(key), toml_str(text));
         }
     }
     let _ = writeln!(
@@ -183,6 +194,24 @@ fn migrated_classes(
         }
     }
     classes
+}
+
+/// `KEY=value` lines of a `.dev.vars` file (dotenv): `#` comments, and
+/// values optionally in single or double quotes.
+fn dev_vars(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim();
+            let unquoted = [('"', '"'), ('\'', '\'')]
+                .iter()
+                .find_map(|&(open, close)| value.strip_prefix(open)?.strip_suffix(close))
+                .unwrap_or(value);
+            Some((key.trim().to_owned(), unquoted.to_owned()))
+        })
+        .collect()
 }
 
 fn toml_str(text: &str) -> String {
@@ -333,6 +362,16 @@ LIMIT = 3
         assert!(
             warnings.iter().any(|w| w.contains("no [[migrations]]")),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn dev_vars_are_read_as_dotenv() {
+        let vars = dev_vars("# local\nAPI_KEY=\"a=b\"\n\nTOKEN = 'x y'\nPLAIN=1\nbroken\n");
+        assert_eq!(
+            vars,
+            [("API_KEY", "a=b"), ("TOKEN", "x y"), ("PLAIN", "1")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
     }
 

@@ -42,6 +42,9 @@ struct RouteEntry {
     id: IdSource,
     /// Token and Origin checks, before anything reaches the hold loop.
     guard: auth::Guard,
+    /// A route to an app's front: its per-request objects are no one's to
+    /// address again, so responses do not name them.
+    front: bool,
 }
 
 /// Longest object name taken from a query parameter or header, in bytes.
@@ -132,6 +135,7 @@ impl FrontDoor {
                     key: NamespaceKey::derive(node_secret, &namespace.name),
                     id: r.id.clone(),
                     guard: auth::Guard::from_route(r),
+                    front: r.app.is_some(),
                 })
             })
             .collect();
@@ -296,6 +300,7 @@ async fn handle(
     };
 
     let (namespace, class) = (route.namespace.clone(), route.class.clone());
+    let names_object = !route.front;
     let upgrade = match handshake::check(&request) {
         Ok(upgrade) => upgrade,
         Err((status, message)) => return Ok(reject(status, message)),
@@ -376,7 +381,7 @@ async fn handle(
     admitted.answer(&mut response);
     // Every routed response names its object, so that a client can keep
     // the id of a unique object, or address a named one by id.
-    if let Ok(value) = HeaderValue::from_str(&id.to_hex()) {
+    if let (true, Ok(value)) = (names_object, HeaderValue::from_str(&id.to_hex())) {
         response
             .headers_mut()
             .insert(HeaderName::from_static(OBJECT_ID_HEADER), value);

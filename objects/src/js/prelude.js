@@ -960,11 +960,14 @@
           }
           if (prop === "then") return undefined;
           return async (...args) => {
-            const result = await native.call(ns, id.toString(), id.name ?? null, String(prop), ["POST", "/", [], native.utf8Encode(JSON.stringify(args)), null]);
+            // Arguments and results travel in the storage encoding, so
+            // Dates, Maps and binary data arrive as they left (plain data
+            // is plain JSON, what a Rust object's rpc reads).
+            const result = await native.call(ns, id.toString(), id.name ?? null, String(prop), ["POST", "/", [], native.utf8Encode(serialize(args)), null]);
             const [status, , body] = result;
             const text = native.utf8Decode(body, false);
             if (status !== 200) throw new Error(`${String(prop)}: ${text}`);
-            return text === "" ? undefined : JSON.parse(text);
+            return text === "" ? undefined : deserialize(text);
           };
         },
       });
@@ -1385,9 +1388,9 @@
       if (typeof fn !== "function" || method === "constructor" || method.startsWith("#") || ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"].includes(method)) {
         throw new TypeError(`the class has no RPC method ${JSON.stringify(method)}`);
       }
-      const args = argsJson === "" ? [] : JSON.parse(argsJson);
+      const args = argsJson === "" ? [] : deserialize(argsJson);
       const value = await fn.apply(instance, Array.isArray(args) ? args : [args]);
-      return value === undefined ? "" : JSON.stringify(value);
+      return value === undefined ? "" : serialize(value);
     },
     async front(handler, env, method, url, headers, body, upgrade) {
       if (!handler || typeof handler.fetch !== "function") throw new TypeError("the app's default export has no fetch() method");

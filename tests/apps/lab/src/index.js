@@ -114,7 +114,9 @@ export class Lab extends DurableObject {
         const other = this.env.LAB.get(this.env.LAB.idFromName("rpc-callee"));
         const sum = await other.add(2, 3);
         const echoed = await (await other.fetch("https://lab/lab/rpc-callee?op=count")).text();
-        return Response.json({ sum, echoed });
+        const back = await other.same({ when: new Date(7), map: new Map([["k", 1]]) });
+        const types = back.when instanceof Date && back.when.getTime() === 7 && back.map.get("k") === 1;
+        return Response.json({ sum, echoed, types });
       }
       case "throw":
         throw new TypeError("thrown on purpose");
@@ -130,6 +132,10 @@ export class Lab extends DurableObject {
 
   async add(a, b) {
     return a + b;
+  }
+
+  same(value) {
+    return value;
   }
 }
 
