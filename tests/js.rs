@@ -449,3 +449,40 @@ async fn reloading_changed_js_keeps_every_socket_open() {
         "the same socket, its attachment, and the new code"
     );
 }
+
+/// A worker running JavaScript objects exits cleanly when idle (its
+/// engine torn down with nothing left alive in it) and the next message
+/// wakes the room in a new worker, its name still in the attachment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_js_worker_exits_cleanly_and_the_next_message_wakes_the_room() {
+    let node = chat_node()
+        .workers(1)
+        .hibernate_after("300ms")
+        .worker_idle_exit("1s")
+        .start();
+    let room = unique_name("js-idle");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    ada.recv_text().await;
+    ada.recv_text().await;
+    crate::support::assert_eventually!(
+        node.worker_pids().await.iter().all(Option::is_none),
+        Duration::from_secs(15),
+        "the worker exits once the room hibernated"
+    );
+    ada.send_text("back").await;
+    assert_eq!(
+        json(&ada.recv_text().await),
+        serde_json::json!({"type": "message", "name": "ada", "text": "back"})
+    );
+    let lines = node.stderr_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("worker exited while idle")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Assertion") || l.contains("abort") || l.contains("signal")),
+        "a worker died instead of exiting: {lines:#?}"
+    );
+}

@@ -46,9 +46,6 @@ pub(super) struct ObjectTurn {
     pub state: State,
     /// The request `fetch` is handling, while its upgrade may be accepted.
     pub upgrade: Option<Request>,
-    /// An upgrade this front request forwarded and the object accepted,
-    /// for the driver to answer with.
-    pub accepted: bool,
 }
 
 pub(super) type Current = Rc<RefCell<Option<Turn>>>;
@@ -203,7 +200,6 @@ pub(super) fn natives<'js>(ctx: &Ctx<'js>, current: &Current) -> rquickjs::Resul
                     .accept_websocket(request, &tags)
                     .map_err(|e| throw(&ctx, &e))?;
                 object.upgrade = None;
-                object.accepted = true;
                 Ok(ws.id().to_string())
             },
         )?,

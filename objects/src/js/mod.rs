@@ -164,14 +164,15 @@ impl Engine {
         self.deadline.set(None);
         let (api, env, exports) = loaded.map_err(fail)?;
         let app = App {
-            name: spec.name.clone(),
-            context,
-            current,
-            deadline: self.deadline.clone(),
-            handler_timeout: bindings.handler_timeout,
             api,
             env,
             exports,
+            name: spec.name.clone(),
+            current,
+            deadline: self.deadline.clone(),
+            handler_timeout: bindings.handler_timeout,
+            context,
+            _runtime: self.runtime.clone(),
         };
         for class in &spec.classes {
             app.check_class(class, &spec.main)?;
@@ -192,18 +193,25 @@ pub(crate) struct Bindings {
 }
 
 /// A loaded app: its context and what its modules exported.
+///
+/// Fields drop in order: the values kept out of the engine first, then the
+/// context, then the runtime, which must outlive everything allocated in
+/// it (QuickJS aborts when a runtime is freed with values still alive).
 pub(crate) struct App {
-    name: String,
-    context: Context,
-    current: Current,
-    deadline: Rc<Cell<Option<Instant>>>,
-    handler_timeout: Duration,
     /// What the prelude returned: the functions events are dispatched with.
     api: Persistent<Object<'static>>,
     /// The app's `env`.
     env: Persistent<Object<'static>>,
     /// The main module's exports.
     exports: Persistent<Object<'static>>,
+    name: String,
+    current: Current,
+    deadline: Rc<Cell<Option<Instant>>>,
+    handler_timeout: Duration,
+    context: Context,
+    /// Held, never read: what keeps the runtime alive until the above
+    /// are gone.
+    _runtime: Runtime,
 }
 
 impl App {
@@ -291,18 +299,15 @@ pub(crate) fn register(
     if apps.is_empty() {
         return Ok(());
     }
-    let engine = Rc::new(Engine::new(max_memory_bytes)?);
+    let engine = Engine::new(max_memory_bytes)?;
     for spec in apps {
         let app = engine.load(spec, bindings)?;
         for class in &spec.classes {
             let app = app.clone();
-            let engine = engine.clone();
             let class_name = class.clone();
             registry.insert_factory(
                 class,
                 Rc::new(move |state, env| {
-                    // The engine lives as long as any app's object can.
-                    let _ = &engine;
                     Box::new(object::JsObject::new(
                         app.clone(),
                         class_name.clone(),
@@ -314,11 +319,9 @@ pub(crate) fn register(
         }
         if let Some(front) = &spec.front {
             let app = app.clone();
-            let engine = engine.clone();
             registry.insert_factory(
                 front,
                 Rc::new(move |state, env| {
-                    let _ = &engine;
                     Box::new(object::JsObject::front(app.clone(), state, env))
                 }),
             );
@@ -398,5 +401,47 @@ pub(crate) fn bindings_of(
             .cloned()
             .collect(),
         handler_timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(main: PathBuf, classes: &[&str]) -> AppSpec {
+        AppSpec {
+            name: "t".to_owned(),
+            main,
+            classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+            front: Some("t:fetch".to_owned()),
+        }
+    }
+
+    fn test_app(app: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/apps")
+            .join(app)
+            .join("src/index.js")
+    }
+
+    // Loading and dropping an app exercises the drop order of values,
+    // context and runtime: QuickJS aborts the process if it is wrong.
+    #[test]
+    fn the_test_apps_load_and_unload() {
+        let namespaces = ["ROOMS".to_owned(), "LAB".to_owned()];
+        check(&spec(test_app("chat"), &["ChatRoom"]), &[], &namespaces).unwrap();
+        check(&spec(test_app("lab"), &["Lab"]), &[], &namespaces).unwrap();
+    }
+
+    #[test]
+    fn a_missing_class_or_module_is_named() {
+        let err = check(&spec(test_app("chat"), &["Nope"]), &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("exports no class \"Nope\""),
+            "{err}"
+        );
+        let missing = test_app("chat").with_file_name("absent.js");
+        let err = check(&spec(missing, &[]), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("absent.js"), "{err}");
     }
 }

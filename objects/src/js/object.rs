@@ -74,7 +74,6 @@ impl JsObject {
             object: Some(ObjectTurn {
                 state: self.state.clone(),
                 upgrade,
-                accepted: false,
             }),
             env: self.env.clone(),
             spawned: Vec::new(),
