@@ -50,6 +50,9 @@ pub(super) struct ObjectTurn {
 
 pub(super) type Current = Rc<RefCell<Option<Turn>>>;
 
+/// Longest `console` line logged; the rest is cut.
+const MAX_LOG_LINE_BYTES: usize = 8192;
+
 /// Timers and calls one object may have under way at once: each holds
 /// host memory the engine's limit does not count.
 pub(super) const MAX_PENDING: usize = 10_000;
@@ -85,7 +88,16 @@ pub(super) fn natives<'js>(ctx: &Ctx<'js>, current: &Current) -> rquickjs::Resul
 
     native.set(
         "log",
-        Function::new(ctx.clone(), |level: String, message: String| {
+        Function::new(ctx.clone(), |level: String, mut message: String| {
+            // A script decides how much it logs, not how long a line is.
+            if message.len() > MAX_LOG_LINE_BYTES {
+                let mut end = MAX_LOG_LINE_BYTES;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+                message.push_str(" …(truncated)");
+            }
             match level.as_str() {
                 "error" => tracing::error!(target: "js", "{message}"),
                 "warn" => tracing::warn!(target: "js", "{message}"),
