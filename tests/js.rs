@@ -486,3 +486,54 @@ async fn an_idle_js_worker_exits_cleanly_and_the_next_message_wakes_the_room() {
         "a worker died instead of exiting: {lines:#?}"
     );
 }
+
+/// The code a node runs changes only with a reload: a worker restarted
+/// after a crash runs what the node checked, not what the files hold now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_runs_the_checked_js_not_the_files_edited_since() {
+    let app = tempfile::tempdir().unwrap();
+    copy_dir(
+        &wrangler_config("chat").parent().unwrap().join("src"),
+        &app.path().join("src"),
+    );
+    let main = app.path().join("src/index.js");
+    let node = Node::builder()
+        .workers(1)
+        .extra_config(&format!(
+            "[vars]\nGREETING = \"welcome\"\n\
+             [[apps]]\nname = \"chat\"\nmain = {main:?}\n\
+             [[namespaces]]\nname = \"ROOMS\"\nclass = \"ChatRoom\"\napp = \"chat\"\n\
+             [[routes]]\npath = \"/*\"\napp = \"chat\"\n"
+        ))
+        .start();
+    let room = unique_name("pinned");
+    let mut ada = Client::connect(&node.ws_url(&format!("/rooms/{room}?name=ada"))).await;
+    ada.recv_text().await;
+    ada.recv_text().await;
+
+    let messages = app.path().join("src/messages.js");
+    let old = std::fs::read_to_string(&messages).unwrap();
+    let new = old.replace(
+        "JSON.stringify({ type: \"message\", name, text })",
+        "JSON.stringify({ type: \"message\", name, text, version: 2 })",
+    );
+    assert_ne!(new, old, "the test's edit applies");
+    std::fs::write(&messages, new).unwrap();
+    let worker = node.worker_pids().await[0].expect("a worker runs the room");
+    assert!(node.kill_descendant(worker));
+    crate::support::assert_eventually!(
+        node.worker_pids().await[0].is_some_and(|pid| pid != worker),
+        Duration::from_secs(10),
+        "a new worker replaces the killed one"
+    );
+    ada.send_text("after the crash").await;
+    assert_eq!(
+        json(&ada.recv_text().await),
+        serde_json::json!({"type": "message", "name": "ada", "text": "after the crash"}),
+        "the restarted worker runs the code the node checked"
+    );
+    let (code, stdout, stderr) = node.reload().await;
+    assert_eq!(code, 0, "reload: {stdout} {stderr}");
+    ada.send_text("after the reload").await;
+    assert_eq!(json(&ada.recv_text().await)["version"], 2);
+}

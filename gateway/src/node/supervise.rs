@@ -174,7 +174,7 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
         namespaces: config.namespaces.iter().map(|n| n.name.clone()).collect(),
         vars: config.vars.clone(),
         secrets: config.secret_values.0.clone(),
-        apps: app_specs(config),
+        apps: check_apps(config)?,
         max_js_memory_bytes: config.limits.max_js_memory_bytes,
     };
     Ok(setup_frame(&serde_json::to_vec(&options)?))
@@ -183,22 +183,36 @@ fn worker_setup(config: &Config, run_dir: &Path, data_dir: &Path) -> Result<Vec<
 /// Loads each JavaScript app of `config` once, as its workers will: a
 /// module that does not parse, or lacks a class a namespace names, is
 /// refused by file and line before any worker runs it.
-pub(super) fn check_apps(config: &Config) -> Result<(), crate::config::ConfigError> {
+///
+/// Returns the apps with the text of their modules as loaded: what the
+/// workers run until the next reload, whatever the files hold meanwhile.
+pub(super) fn check_apps(
+    config: &Config,
+) -> Result<Vec<torpor_objects::js::AppSpec>, crate::config::ConfigError> {
+    use torpor_objects::js::MAX_SOURCES_BYTES;
     let namespaces: Vec<String> = config.namespaces.iter().map(|n| n.name.clone()).collect();
     let vars: Vec<(String, String)> = config
         .vars
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (i, spec) in app_specs(config).iter().enumerate() {
-        torpor_objects::js::check(spec, &vars, &namespaces).map_err(|err| {
-            crate::config::ConfigError::Invalid {
-                key: format!("apps[{i}]"),
-                message: err.to_string(),
-            }
-        })?;
+    let mut specs = app_specs(config);
+    let mut bytes = 0;
+    for (i, spec) in specs.iter_mut().enumerate() {
+        let invalid = |message: String| crate::config::ConfigError::Invalid {
+            key: format!("apps[{i}]"),
+            message,
+        };
+        spec.sources = torpor_objects::js::check(spec, &vars, &namespaces)
+            .map_err(|err| invalid(err.to_string()))?;
+        bytes += spec.sources.values().map(String::len).sum::<usize>();
+        if bytes > MAX_SOURCES_BYTES {
+            return Err(invalid(format!(
+                "the apps' modules are {bytes} bytes together, limit {MAX_SOURCES_BYTES}"
+            )));
+        }
     }
-    Ok(())
+    Ok(specs)
 }
 
 /// Each app with the classes its namespaces name.
@@ -221,6 +235,7 @@ pub(super) fn app_specs(config: &Config) -> Vec<torpor_objects::js::AppSpec> {
                 .iter()
                 .any(|r| r.app.as_deref() == Some(app.name.as_str()))
                 .then(|| crate::config::front_namespace(&app.name)),
+            sources: Default::default(),
         })
         .collect()
 }
@@ -394,7 +409,6 @@ impl Reloader {
                 ipc::VERSION
             )));
         }
-        check_apps(&config).map_err(|err| ReloadError::refused(err.to_string()))?;
         for namespace in &config.namespaces {
             if namespace.app.is_none() && !described.classes.contains(&namespace.class) {
                 return Err(ReloadError::refused(format!(

@@ -17,6 +17,7 @@ use crate::registry::Registry;
 use bridge::{Current, Turn};
 use rquickjs::{Context, Ctx, Function, Module, Object, Persistent, Runtime, Value};
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -45,7 +46,17 @@ pub struct AppSpec {
     /// request each, if routes lead to the app's front.
     #[serde(default)]
     pub front: Option<String>,
+    /// The text of every module, by absolute path, as [`check`] read it:
+    /// a worker runs these, not whatever the files hold when it starts
+    /// (after a crash, an idle exit), so that only a reload changes the
+    /// code, as only a reload changes the binary.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
 }
+
+/// Most module text a worker's setup may carry, all apps together: it
+/// travels in one control frame.
+pub const MAX_SOURCES_BYTES: usize = 24 << 20;
 
 /// Why an app cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +99,7 @@ pub enum JsError {
 /// A worker's JavaScript runtime.
 pub(crate) struct Engine {
     runtime: Runtime,
+    sources: Rc<RefCell<modules::Sources>>,
     /// When the script running now must stop; checked by the interrupt
     /// handler, so that a loop that never yields still ends at the
     /// handler's timeout.
@@ -95,17 +107,32 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(max_memory_bytes: usize) -> Result<Engine, JsError> {
+    /// A runtime whose modules come from `pinned` where it has them.
+    pub(crate) fn new(
+        max_memory_bytes: usize,
+        pinned: BTreeMap<String, String>,
+    ) -> Result<Engine, JsError> {
         let runtime = Runtime::new().map_err(|e| JsError::Engine(e.to_string()))?;
         runtime.set_memory_limit(max_memory_bytes);
         runtime.set_max_stack_size(MAX_STACK_BYTES);
-        runtime.set_loader(modules::AppResolver, modules::AppLoader);
+        let sources = Rc::new(RefCell::new(modules::Sources {
+            pinned,
+            read: BTreeMap::new(),
+        }));
+        let loader = modules::AppLoader {
+            sources: sources.clone(),
+        };
+        runtime.set_loader(modules::AppResolver, loader);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let seen = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
             seen.get().is_some_and(|d| Instant::now() >= d)
         })));
-        Ok(Engine { runtime, deadline })
+        Ok(Engine {
+            runtime,
+            sources,
+            deadline,
+        })
     }
 
     /// Loads `spec`'s modules in a context of their own.
@@ -299,7 +326,8 @@ pub(crate) fn register(
     if apps.is_empty() {
         return Ok(());
     }
-    let engine = Engine::new(max_memory_bytes)?;
+    let pinned = apps.iter().flat_map(|a| a.sources.clone()).collect();
+    let engine = Engine::new(max_memory_bytes, pinned)?;
     for spec in apps {
         let app = engine.load(spec, bindings)?;
         for class in &spec.classes {
@@ -333,12 +361,13 @@ pub(crate) fn register(
 /// Loads `spec` in a runtime of its own and drops it: what the supervisor
 /// runs before it starts (or reloads) workers, so that a syntax error or a
 /// missing class refuses the config with the file and line.
+/// Returns the modules' text it loaded, for [`AppSpec::sources`].
 pub fn check(
     spec: &AppSpec,
     vars: &[(String, String)],
     namespaces: &[String],
-) -> Result<(), JsError> {
-    let engine = Engine::new(DEFAULT_MAX_MEMORY_BYTES)?;
+) -> Result<BTreeMap<String, String>, JsError> {
+    let engine = Engine::new(DEFAULT_MAX_MEMORY_BYTES, BTreeMap::new())?;
     let bindings = Bindings {
         vars: vars.to_vec(),
         namespaces: namespaces
@@ -348,7 +377,18 @@ pub fn check(
             .collect(),
         handler_timeout: Duration::from_secs(30),
     };
-    engine.load(spec, &bindings).map(drop)
+    drop(engine.load(spec, &bindings)?);
+    let read = std::mem::take(&mut engine.sources.borrow_mut().read);
+    let bytes: usize = read.values().map(String::len).sum();
+    if bytes > MAX_SOURCES_BYTES {
+        return Err(JsError::Load {
+            app: spec.name.clone(),
+            message: format!(
+                "its modules are {bytes} bytes, limit {MAX_SOURCES_BYTES} (what a worker's setup carries)"
+            ),
+        });
+    }
+    Ok(read)
 }
 
 /// An exception as a JS author wants it in a log: name, message, and the
@@ -414,6 +454,7 @@ mod tests {
             main,
             classes: classes.iter().map(|c| (*c).to_owned()).collect(),
             front: Some("t:fetch".to_owned()),
+            sources: BTreeMap::new(),
         }
     }
 

@@ -6,7 +6,10 @@
 use rquickjs::loader::{Loader, Resolver};
 use rquickjs::module::Declared;
 use rquickjs::{Ctx, Error, Module};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// The built-in module apps import their base classes from.
 pub(super) const WORKERS_MODULE: &str = "cloudflare:workers";
@@ -48,12 +51,29 @@ impl Resolver for AppResolver {
     }
 }
 
-pub(super) struct AppLoader;
+/// Module sources by absolute path: those a worker was handed (what the
+/// supervisor loaded and checked), and those read from disk here.
+#[derive(Default)]
+pub(super) struct Sources {
+    pub(super) pinned: BTreeMap<String, String>,
+    pub(super) read: BTreeMap<String, String>,
+}
+
+/// Loads modules from the pinned sources first, so that a worker runs the
+/// code the node checked, whatever has been written to the files since;
+/// from disk otherwise, recording what it read.
+pub(super) struct AppLoader {
+    pub(super) sources: Rc<RefCell<Sources>>,
+}
 
 impl Loader for AppLoader {
     fn load<'js>(&mut self, ctx: &Ctx<'js>, name: &str) -> rquickjs::Result<Module<'js, Declared>> {
         if name == WORKERS_MODULE {
             return Module::declare(ctx.clone(), name, WORKERS_SOURCE);
+        }
+        let pinned = self.sources.borrow().pinned.get(name).cloned();
+        if let Some(source) = pinned {
+            return Module::declare(ctx.clone(), name, source);
         }
         if [".ts", ".tsx", ".mts", ".cts"]
             .iter()
@@ -67,6 +87,10 @@ impl Loader for AppLoader {
         }
         let source = read_module(Path::new(name))
             .map_err(|message| Error::new_loading_message(name, message))?;
+        self.sources
+            .borrow_mut()
+            .read
+            .insert(name.to_owned(), source.clone());
         Module::declare(ctx.clone(), name, source)
     }
 }
