@@ -19,6 +19,7 @@ fn help_lists_the_subcommands_and_flags_and_exits_0() {
     for word in [
         "bill",
         "token",
+        "dev",
         "--config",
         "--http",
         "TORPOR_HTTP",

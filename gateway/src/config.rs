@@ -1186,6 +1186,45 @@ mod tests {
     }
 
     #[test]
+    fn a_route_to_an_app_gets_a_front_namespace_and_app_mistakes_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.js"), "export class Room {}\n").unwrap();
+        let config_path = dir.path().join("torpor.toml");
+        let app = "[[apps]]\nname = \"chat\"\nmain = \"index.js\"\n";
+        let rooms = "[[namespaces]]\nname = \"ROOMS\"\nclass = \"Room\"\napp = \"chat\"\n";
+        let front = "[[routes]]\npath = \"/*\"\napp = \"chat\"\n";
+        let load = |text: String| Config::from_toml(&text, config_path.clone())?.validate();
+
+        let config = load(format!("{app}{rooms}{front}")).unwrap();
+        assert_eq!(config.apps[0].main, dir.path().join("index.js"));
+        assert_eq!(config.routes[0].namespace, "chat:fetch");
+        assert_eq!(config.routes[0].id, IdSource::Unique);
+        let namespace = config.namespaces.iter().find(|n| n.name == "chat:fetch");
+        assert_eq!(namespace.and_then(|n| n.app.as_deref()), Some("chat"));
+
+        let cases = [
+            (format!("{rooms}{front}"), "namespaces[0].app"),
+            (
+                format!("{app}{rooms}[[routes]]\npath = \"/*\"\napp = \"chat\"\nnamespace = \"ROOMS\"\n"),
+                "routes[0].app",
+            ),
+            (
+                format!("{app}{rooms}[[namespaces]]\nname = \"R2\"\nclass = \"Room\"\n{front}"),
+                "namespaces[1].class",
+            ),
+            (
+                format!("[[apps]]\nname = \"chat\"\nmain = \"absent.js\"\n{rooms}{front}"),
+                "apps[0].main",
+            ),
+            (format!("{app}{app}{rooms}{front}"), "apps[1].name"),
+        ];
+        for (text, key) in cases {
+            let err = load(text.clone()).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}\n{text}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let err = Config::from_toml("wokers = 3", "t.toml".into()).unwrap_err();
         assert!(err.to_string().contains("wokers"), "{err}");
