@@ -226,6 +226,7 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
         web["digest"],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+    assert_eq!(web["sha1"], "a9993e364706816aba3e25717850c26c9cd0d89d");
     assert_eq!(web["b64"], "aGkh");
     assert_eq!(web["unb64"], "hi!");
     assert_eq!(web["map"], "one");

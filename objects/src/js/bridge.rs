@@ -147,6 +147,7 @@ pub(super) fn natives<'js>(ctx: &Ctx<'js>, current: &Current) -> rquickjs::Resul
                 use sha2::Digest;
                 let bytes = data.as_bytes().unwrap_or_default();
                 let out: Vec<u8> = match which.as_str() {
+                    "sha-1" => sha1::Sha1::digest(bytes).to_vec(),
                     "sha-256" => sha2::Sha256::digest(bytes).to_vec(),
                     "sha-384" => sha2::Sha384::digest(bytes).to_vec(),
                     "sha-512" => sha2::Sha512::digest(bytes).to_vec(),

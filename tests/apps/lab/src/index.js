@@ -74,6 +74,7 @@ export class Lab extends DurableObject {
         u.searchParams.append("z", "3");
         const text = new TextDecoder().decode(new TextEncoder().encode("héllo"));
         const digest = hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("abc")));
+        const sha1 = hex(await crypto.subtle.digest({ name: "SHA-1" }, new TextEncoder().encode("abc")));
         const cloned = structuredClone({ m: new Map([[1, "one"]]), d: new Date(5) });
         const h = new Headers({ "X-One": "1" });
         h.append("x-one", "2");
@@ -87,6 +88,7 @@ export class Lab extends DurableObject {
           y: u.searchParams.get("y"),
           text,
           digest,
+          sha1,
           b64: btoa("hi!"),
           unb64: atob("aGkh"),
           map: cloned.m.get(1),
