@@ -538,3 +538,26 @@ async fn a_restarted_worker_runs_the_checked_js_not_the_files_edited_since() {
     ada.send_text("after the reload").await;
     assert_eq!(json(&ada.recv_text().await)["version"], 2);
 }
+
+/// An upgrade the front forwards to an object that does not accept it is
+/// answered with the object's response, and leaves no socket behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_upgrade_the_object_refuses_gets_its_answer() {
+    let main = app_main("lab");
+    let node = Node::builder()
+        .extra_config(&format!(
+            "[[apps]]\nname = \"lab\"\nmain = {main:?}\n\
+             [[namespaces]]\nname = \"LAB\"\nclass = \"Lab\"\napp = \"lab\"\n\
+             [[routes]]\npath = \"/*\"\napp = \"lab\"\n"
+        ))
+        .start();
+    let name = unique_name("refuse");
+    let addr = node.http_addr();
+    let refused = crate::support::upgrade_response(addr, &format!("/lab/{name}?op=nope"));
+    assert_eq!(refused.status, 404, "{}", refused.head);
+    let plain = crate::support::upgrade_response(addr, &format!("/lab/{name}?op=count"));
+    assert_eq!(plain.status, 200, "{}", plain.head);
+    let stats = node.stats("Lab", &name).await;
+    assert_eq!(stats.connections, 0, "{stats:?}");
+    assert_eq!(stats.upgrades, 0, "{stats:?}");
+}
