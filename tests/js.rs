@@ -251,6 +251,12 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
         Duration::from_secs(10),
         "the alarm fired once"
     );
+    assert_eq!(lab(&node, &name, "fire").text(), "fired");
+    crate::support::assert_eventually!(
+        lab(&node, &format!("{name}-target"), "peek").text() == "1",
+        Duration::from_secs(5),
+        "a call the handler did not await is made all the same"
+    );
     let rpc = lab(&node, &name, "rpc");
     assert_eq!(rpc.status, 200, "{}", rpc.text());
     assert_eq!(

@@ -155,7 +155,10 @@ impl JsObject {
                 self.state.abort(&reason);
             }
             match settled {
-                Settled::Done(Ok(value)) => return Ok(value),
+                Settled::Done(Ok(value)) => {
+                    self.start_pending(deadline, &mut turn);
+                    return Ok(value);
+                }
                 Settled::Done(Err(error)) => {
                     if Instant::now() >= deadline {
                         return Err(Box::new(HandlerTimedOut));
@@ -191,10 +194,39 @@ impl JsObject {
         }
     }
 
+    /// Polls, once, the host work the handler started but did not await
+    /// (a call it fires and forgets, a timer under `waitUntil`), so that
+    /// a call is made now, not at this instance's next event; what
+    /// finishes at once is handed to the script.
+    fn start_pending(&mut self, deadline: Instant, turn: &mut Turn) {
+        use futures_util::FutureExt;
+        let app = self.app.clone();
+        while Instant::now() < deadline {
+            let Some(Some(completion)) = self.pending.next().now_or_never() else {
+                break;
+            };
+            turn.awaiting = self.pending.len();
+            let taken = std::mem::replace(turn, idle_turn(&self.env));
+            let (_, back) = app.turn(deadline, taken, |ctx| completion(ctx).is_ok());
+            *turn = back;
+            self.pending.extend(turn.spawned.drain(..));
+        }
+    }
+
     fn websocket_limit(&self) -> Duration {
         self.state
             .get_hibernatable_websocket_event_timeout()
             .unwrap_or(self.app.handler_timeout)
+    }
+}
+
+fn idle_turn(env: &Env) -> Turn {
+    Turn {
+        object: None,
+        env: env.clone(),
+        spawned: Vec::new(),
+        awaiting: 0,
+        aborted: None,
     }
 }
 

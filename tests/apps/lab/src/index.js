@@ -30,6 +30,13 @@ export class Lab extends DurableObject {
         this.ctx.storage.kv.put("n", n);
         return new Response(String(n));
       }
+      case "peek":
+        return new Response(String(this.ctx.storage.kv.get("n") ?? 0));
+      case "fire": {
+        // Not awaited: the call is made all the same.
+        this.env.LAB.getByName(`${this.ctx.id.name}-target`).fetch(`https://lab/lab/x?op=count`);
+        return new Response("fired");
+      }
       case "wait": {
         const ms = Number(url.searchParams.get("ms") ?? "10");
         const started = Date.now();
