@@ -251,6 +251,13 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
         Duration::from_secs(10),
         "the alarm fired once"
     );
+    assert_eq!(
+        lab(&node, &name, "ids").json(),
+        serde_json::json!({
+            "roundTrip": true, "distinct": true, "refused": "TypeError",
+            "sameAsMine": true, "cleared": true
+        })
+    );
     assert_eq!(lab(&node, &name, "fire").text(), "fired");
     crate::support::assert_eventually!(
         lab(&node, &format!("{name}-target"), "peek").text() == "1",

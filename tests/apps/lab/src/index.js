@@ -30,6 +30,29 @@ export class Lab extends DurableObject {
         this.ctx.storage.kv.put("n", n);
         return new Response(String(n));
       }
+      case "ids": {
+        const ns = this.env.LAB;
+        const unique = ns.newUniqueId();
+        const again = ns.idFromString(unique.toString());
+        let refused = null;
+        try {
+          ns.idFromString("0".repeat(64));
+        } catch (e) {
+          refused = e.constructor.name;
+        }
+        const byName = ns.idFromName(this.ctx.id.name);
+        let cleared = true;
+        const timer = setTimeout(() => (cleared = false), 5);
+        clearTimeout(timer);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return Response.json({
+          roundTrip: again.equals(unique) && again.toString() === unique.toString(),
+          distinct: !ns.newUniqueId().equals(unique),
+          refused,
+          sameAsMine: byName.equals(this.ctx.id),
+          cleared,
+        });
+      }
       case "peek":
         return new Response(String(this.ctx.storage.kv.get("n") ?? 0));
       case "fire": {
