@@ -388,7 +388,21 @@ impl ObjectHost {
 
     /// The event committed: what it sent goes, in order.
     pub(crate) fn release_gate(&self) {
-        self.gate.release(&self.outbox);
+        let sockets: Vec<SocketHandle> = self
+            .mirror
+            .borrow()
+            .sockets
+            .keys()
+            .map(|&id| to_handle(id))
+            .collect();
+        let tied: Vec<(u16, u32)> = self
+            .ties
+            .borrow()
+            .tied()
+            .into_iter()
+            .map(|(edge, b)| (edge, b.object))
+            .collect();
+        self.gate.release(&self.outbox, &sockets, &tied);
     }
 
     /// The event failed: what it sent is dropped.
