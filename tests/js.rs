@@ -235,6 +235,7 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     assert_eq!(web["uuid"], true);
     assert_eq!(web["random"], 8);
     assert_eq!(web["microtask"], true);
+    assert_eq!(web["rewritten"], "payload");
     assert_eq!(web["method"], "GET");
     assert_eq!(web["id"], 64);
     assert_eq!(web["name"], name.as_str());

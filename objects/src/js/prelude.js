@@ -720,7 +720,10 @@
       this.#url = from ? from.url : new URL(String(input)).href;
       this.#method = String(init.method || (from ? from.method : "GET")).toUpperCase();
       this.#headers = new Headers(init.headers || (from ? from.headers : undefined));
-      let body = init.body !== undefined ? init.body : from ? from._bytes() : null;
+      // `new Request(url, request)` takes the other request's body
+      // without reading it as a stream.
+      let body =
+        init instanceof Request ? init._bytes() : init.body !== undefined ? init.body : from ? from._bytes() : null;
       if (body !== null && body !== undefined && (this.#method === "GET" || this.#method === "HEAD")) {
         throw new TypeError("Request with GET/HEAD method cannot have body.");
       }

@@ -109,6 +109,7 @@ export class Lab extends DurableObject {
         const h = new Headers({ "X-One": "1" });
         h.append("x-one", "2");
         const random = crypto.getRandomValues(new Uint8Array(8));
+        const rewritten = await new Request("https://lab/elsewhere", new Request("https://lab/", { method: "POST", body: "payload" })).text();
         let microtask = false;
         queueMicrotask(() => (microtask = true));
         await null;
@@ -127,6 +128,7 @@ export class Lab extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
           random: random.length,
           microtask,
+          rewritten,
           method: request.method,
           id: this.ctx.id.toString().length,
           name: this.ctx.id.name ?? null,
