@@ -236,6 +236,8 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     assert_eq!(web["random"], 8);
     assert_eq!(web["microtask"], true);
     assert_eq!(web["rewritten"], "payload");
+    assert_eq!(web["note"], "imported as text");
+    assert_eq!(web["blob"], serde_json::json!([0, 1, 2, 255]));
     assert_eq!(web["method"], "GET");
     assert_eq!(web["id"], 64);
     assert_eq!(web["name"], name.as_str());

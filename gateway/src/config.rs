@@ -174,6 +174,40 @@ pub struct App {
     pub name: String,
     /// The main module; relative to the config file's directory.
     pub main: PathBuf,
+    /// How files it imports are read, as wrangler's `[[rules]]`:
+    /// `{ type = "Text", globs = ["**/*.md"] }` (`ESModule`, `Text` or
+    /// `Data`), before the defaults (`.js`/`.mjs` modules, `.txt`/`.html`
+    /// text, `.bin` data).
+    #[serde(default)]
+    pub rules: Vec<ModuleRule>,
+}
+
+/// One of an app's `rules`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleRule {
+    /// `ESModule`, `Text` or `Data`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `**/*.html`, `*.txt`, `assets/**/*.bin`.
+    pub globs: Vec<String>,
+    /// Wrangler's flag; rules are tried in order, the app's before the
+    /// defaults, whatever it says.
+    #[serde(default)]
+    pub fallthrough: bool,
+}
+
+impl ModuleRule {
+    /// The kind the worker understands, if it is one.
+    pub fn kind(&self) -> Option<torpor_objects::js::ModuleKind> {
+        use torpor_objects::js::ModuleKind;
+        match self.kind.as_str() {
+            "ESModule" => Some(ModuleKind::EsModule),
+            "Text" => Some(ModuleKind::Text),
+            "Data" => Some(ModuleKind::Data),
+            _ => None,
+        }
+    }
 }
 
 /// A namespace of objects of one class, e.g. `ROOMS` of `ChatRoom`.
@@ -573,6 +607,17 @@ impl Config {
                     &format!("apps[{i}].name"),
                     format!("{:?} is empty or declared twice", app.name),
                 ));
+            }
+            for (j, rule) in app.rules.iter().enumerate() {
+                if rule.kind().is_none() {
+                    return Err(invalid(
+                        &format!("apps[{i}].rules[{j}].type"),
+                        format!(
+                            "{:?}: Torpor reads ESModule, Text and Data modules",
+                            rule.kind
+                        ),
+                    ));
+                }
             }
             if !app.main.is_file() {
                 return Err(invalid(

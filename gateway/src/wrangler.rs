@@ -20,6 +20,7 @@ const UNDERSTOOD: &[&str] = &[
     "$schema",
     "name",
     "main",
+    "rules",
     "durable_objects",
     "migrations",
     "vars",
@@ -157,6 +158,11 @@ pub fn translate(path: &Path, text: &str) -> Result<(String, Vec<String>), Confi
         toml_str(&name),
         toml_str(main)
     );
+    if let Some(rules) = root.get("rules") {
+        let rules: toml::Value =
+            serde_json::from_value(rules.clone()).map_err(|e| invalid("rules", &e.to_string()))?;
+        let _ = writeln!(out, "rules = {rules}");
+    }
     out.push_str(&namespaces);
     let _ = writeln!(
         out,
@@ -317,6 +323,11 @@ tag = "v1"
 new_sqlite_classes = ["ChatRoom"]
 renamed_classes = [{ from = "A", to = "B" }]
 
+[[rules]]
+type = "Data"
+globs = ["**/*.html"]
+fallthrough = false
+
 [vars]
 GREETING = "hi"
 LIMIT = 3
@@ -335,6 +346,8 @@ LIMIT = 3
         assert_eq!(config.vars["GREETING"], "hi");
         assert_eq!(config.vars["LIMIT"], "3");
         assert_eq!(config.data_dir, Path::new("/app/.torpor/data"));
+        assert_eq!(config.apps[0].rules[0].kind, "Data");
+        assert_eq!(config.apps[0].rules[0].globs, ["**/*.html"]);
         let joined = warnings.join("\n");
         for key in [
             "kv_namespaces",

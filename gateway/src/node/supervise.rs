@@ -236,6 +236,16 @@ pub(super) fn app_specs(config: &Config) -> Vec<torpor_objects::js::AppSpec> {
                 .any(|r| r.app.as_deref() == Some(app.name.as_str()))
                 .then(|| crate::config::front_namespace(&app.name)),
             sources: Default::default(),
+            rules: app
+                .rules
+                .iter()
+                .filter_map(|rule| {
+                    Some(torpor_objects::js::ModuleRule {
+                        kind: rule.kind()?,
+                        globs: rule.globs.clone(),
+                    })
+                })
+                .collect(),
         })
         .collect()
 }

@@ -13,6 +13,8 @@ mod bridge;
 mod modules;
 mod object;
 
+pub use modules::{ModuleKind, ModuleRule};
+
 use crate::registry::Registry;
 use bridge::{Current, Turn};
 use rquickjs::{Context, Ctx, Function, Module, Object, Persistent, Runtime, Value};
@@ -52,6 +54,10 @@ pub struct AppSpec {
     /// code, as only a reload changes the binary.
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+    /// How its files are imported, before wrangler's default rules (`.js`
+    /// and `.mjs` are modules, `.txt` and `.html` text, `.bin` data).
+    #[serde(default)]
+    pub rules: Vec<ModuleRule>,
 }
 
 /// Most module text a worker's setup may carry, all apps together: it
@@ -111,6 +117,7 @@ impl Engine {
     pub(crate) fn new(
         max_memory_bytes: usize,
         pinned: BTreeMap<String, String>,
+        rules: Vec<ModuleRule>,
     ) -> Result<Engine, JsError> {
         let runtime = Runtime::new().map_err(|e| JsError::Engine(e.to_string()))?;
         runtime.set_memory_limit(max_memory_bytes);
@@ -119,8 +126,11 @@ impl Engine {
             pinned,
             read: BTreeMap::new(),
         }));
+        let mut rules = rules;
+        rules.extend(modules::default_rules());
         let loader = modules::AppLoader {
             sources: sources.clone(),
+            rules,
         };
         runtime.set_loader(modules::AppResolver, loader);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
@@ -327,7 +337,9 @@ pub(crate) fn register(
         return Ok(());
     }
     let pinned = apps.iter().flat_map(|a| a.sources.clone()).collect();
-    let engine = Engine::new(max_memory_bytes, pinned)?;
+    // One loader serves every app of the runtime: their rules, in order.
+    let rules = apps.iter().flat_map(|a| a.rules.clone()).collect();
+    let engine = Engine::new(max_memory_bytes, pinned, rules)?;
     for spec in apps {
         let app = engine.load(spec, bindings)?;
         for class in &spec.classes {
@@ -367,7 +379,11 @@ pub fn check(
     vars: &[(String, String)],
     namespaces: &[String],
 ) -> Result<BTreeMap<String, String>, JsError> {
-    let engine = Engine::new(DEFAULT_MAX_MEMORY_BYTES, BTreeMap::new())?;
+    let engine = Engine::new(
+        DEFAULT_MAX_MEMORY_BYTES,
+        BTreeMap::new(),
+        spec.rules.clone(),
+    )?;
     let bindings = Bindings {
         vars: vars.to_vec(),
         namespaces: namespaces
@@ -455,6 +471,7 @@ mod tests {
             classes: classes.iter().map(|c| (*c).to_owned()).collect(),
             front: Some("t:fetch".to_owned()),
             sources: BTreeMap::new(),
+            rules: Vec::new(),
         }
     }
 

@@ -64,6 +64,53 @@ pub(super) struct Sources {
 /// from disk otherwise, recording what it read.
 pub(super) struct AppLoader {
     pub(super) sources: Rc<RefCell<Sources>>,
+    /// How files are imported, first match wins: the apps' own rules, then
+    /// wrangler's defaults.
+    pub(super) rules: Vec<ModuleRule>,
+}
+
+/// How files matching some globs are imported, as wrangler's `[[rules]]`
+/// say it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleRule {
+    /// What the files are.
+    pub kind: ModuleKind,
+    /// `**/*.html`, `*.txt`, `assets/**/*.bin`: `*` is any characters but
+    /// `/`, `**/` any directories.
+    pub globs: Vec<String>,
+}
+
+/// What an imported file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ModuleKind {
+    /// JavaScript, an ES module.
+    EsModule,
+    /// Its default export is the file's text.
+    Text,
+    /// Its default export is the file's bytes, as an `ArrayBuffer`.
+    Data,
+}
+
+/// Wrangler's rules when an app gives none for a file.
+pub(super) fn default_rules() -> Vec<ModuleRule> {
+    let rule = |kind, globs: &[&str]| ModuleRule {
+        kind,
+        globs: globs.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    vec![
+        rule(ModuleKind::EsModule, &["**/*.js", "**/*.mjs"]),
+        rule(ModuleKind::Text, &["**/*.txt", "**/*.html"]),
+        rule(ModuleKind::Data, &["**/*.bin"]),
+    ]
+}
+
+impl AppLoader {
+    fn kind_of(&self, path: &str) -> ModuleKind {
+        self.rules
+            .iter()
+            .find(|rule| rule.globs.iter().any(|g| glob_matches_tail(g, path)))
+            .map_or(ModuleKind::EsModule, |rule| rule.kind)
+    }
 }
 
 impl Loader for AppLoader {
@@ -85,8 +132,13 @@ impl Loader for AppLoader {
                  (`npx wrangler deploy --dry-run --outdir dist`) and point main at dist/index.js",
             ));
         }
-        let source = read_module(Path::new(name))
-            .map_err(|message| Error::new_loading_message(name, message))?;
+        let path = Path::new(name);
+        let source = match self.kind_of(name) {
+            ModuleKind::EsModule => read_module(path),
+            ModuleKind::Text => read_module(path).map(|text| text_module(&text)),
+            ModuleKind::Data => read_bytes(path).map(|bytes| data_module(&bytes)),
+        }
+        .map_err(|message| Error::new_loading_message(name, message))?;
         self.sources
             .borrow_mut()
             .read
@@ -97,6 +149,11 @@ impl Loader for AppLoader {
 
 /// A module file's text, bounded in size.
 pub(super) fn read_module(path: &Path) -> Result<String, String> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_MODULE_BYTES {
@@ -106,7 +163,58 @@ pub(super) fn read_module(path: &Path) -> Result<String, String> {
             meta.len()
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A module whose default export is `text`. Its source, not the file, is
+/// what is kept and pinned, as for JavaScript.
+fn text_module(text: &str) -> String {
+    let literal = serde_json::Value::String(text.to_owned()).to_string();
+    format!("export default {literal};\n")
+}
+
+/// A module whose default export is an `ArrayBuffer` of `bytes`.
+fn data_module(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    format!(
+        "const s = atob(\"{b64}\");\nconst b = new Uint8Array(s.length);\n\
+         for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);\nexport default b.buffer;\n"
+    )
+}
+
+/// Whether `glob` matches the end of `path` (`**/*.html` any HTML file,
+/// `assets/*.txt` a text file in any `assets` directory).
+pub(super) fn glob_matches_tail(glob: &str, path: &str) -> bool {
+    let glob = glob.trim_start_matches("./");
+    let parts: Vec<&str> = path.split('/').collect();
+    (0..parts.len()).any(|start| glob_matches(glob, &parts[start..].join("/")))
+}
+
+fn glob_matches(glob: &str, path: &str) -> bool {
+    if let Some(rest) = glob.strip_prefix("**/") {
+        let mut tail = path;
+        loop {
+            if glob_matches(rest, tail) {
+                return true;
+            }
+            match tail.split_once('/') {
+                Some((_, next)) => tail = next,
+                None => return false,
+            }
+        }
+    }
+    match glob.split_once('*') {
+        None => glob == path,
+        Some((before, after)) => {
+            let Some(rest) = path.strip_prefix(before) else {
+                return false;
+            };
+            // `*` takes characters up to the next `/` at most.
+            let limit = rest.find('/').unwrap_or(rest.len());
+            (0..=limit).any(|n| glob_matches(after, &rest[n..]))
+        }
+    }
 }
 
 /// `a/./b/../c` as `a/c`, without touching the file system: module names
@@ -129,6 +237,16 @@ pub(super) fn normalize(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_as_wrangler_rules_write_them() {
+        assert!(glob_matches_tail("**/*.html", "/app/src/chat.html"));
+        assert!(glob_matches_tail("*.html", "/app/src/chat.html"));
+        assert!(glob_matches_tail("src/*.txt", "/app/src/a.txt"));
+        assert!(!glob_matches_tail("src/*.txt", "/app/src/sub/a.txt"));
+        assert!(glob_matches_tail("src/**/*.txt", "/app/src/sub/a.txt"));
+        assert!(!glob_matches_tail("**/*.html", "/app/src/chat.htm"));
+    }
 
     #[test]
     fn relative_paths_are_normalized_lexically() {

@@ -1,4 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
+// wrangler's default rules: .txt is text, .bin is data.
+import NOTE from "./note.txt";
+import BLOB from "./blob.bin";
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
@@ -129,6 +132,8 @@ export class Lab extends DurableObject {
           random: random.length,
           microtask,
           rewritten,
+          note: NOTE.trim(),
+          blob: [...new Uint8Array(BLOB)],
           method: request.method,
           id: this.ctx.id.toString().length,
           name: this.ctx.id.name ?? null,
