@@ -236,6 +236,7 @@ async fn js_storage_web_apis_timers_alarms_and_rpc_work() {
     assert_eq!(web["random"], 8);
     assert_eq!(web["microtask"], true);
     assert_eq!(web["rewritten"], "payload");
+    assert_eq!(web["numbered"], "5");
     assert_eq!(web["note"], "imported as text");
     assert_eq!(web["blob"], serde_json::json!([0, 1, 2, 255]));
     assert_eq!(web["method"], "GET");

@@ -660,10 +660,17 @@
     if (body instanceof ArrayBuffer) return new Uint8Array(body.slice(0));
     if (ArrayBuffer.isView(body)) return new Uint8Array(toBuffer(body));
     if (body instanceof URLSearchParams) return new Uint8Array(native.utf8Encode(body.toString()));
-    unsupported(`a body of type ${Object.prototype.toString.call(body)} (streams, Blob, FormData)`);
+    const kind = Object.prototype.toString.call(body);
+    if (typeof body.getReader === "function" || kind === "[object Blob]" || kind === "[object FormData]") {
+      unsupported(`a body of type ${kind} (streams, Blob, FormData)`);
+    }
+    // Anything else is a string to the Fetch API (`new Response(5)`).
+    return new Uint8Array(native.utf8Encode(String(body)));
   };
   const defaultType = (body) => {
-    if (typeof body === "string") return "text/plain;charset=UTF-8";
+    if (typeof body === "string" || (body !== null && body !== undefined && typeof body !== "object")) {
+      return "text/plain;charset=UTF-8";
+    }
     if (body instanceof URLSearchParams) return "application/x-www-form-urlencoded;charset=UTF-8";
     return null;
   };

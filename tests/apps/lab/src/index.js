@@ -112,6 +112,7 @@ export class Lab extends DurableObject {
         const h = new Headers({ "X-One": "1" });
         h.append("x-one", "2");
         const random = crypto.getRandomValues(new Uint8Array(8));
+        const numbered = await new Response(5).text();
         const rewritten = await new Request("https://lab/elsewhere", new Request("https://lab/", { method: "POST", body: "payload" })).text();
         let microtask = false;
         queueMicrotask(() => (microtask = true));
@@ -132,6 +133,7 @@ export class Lab extends DurableObject {
           random: random.length,
           microtask,
           rewritten,
+          numbered,
           note: NOTE.trim(),
           blob: [...new Uint8Array(BLOB)],
           method: request.method,
