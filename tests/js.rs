@@ -191,6 +191,13 @@ async fn a_js_app_past_its_memory_limit_fails_the_handler_not_the_worker() {
     assert_eq!(hog.status, 500, "{}", hog.text());
     assert!(hog.text().contains("out of memory"), "{}", hog.text());
     assert_eq!(lab(&node, &name, "count").text(), "2");
+    let deep = lab(&node, &name, "recurse");
+    assert_eq!(deep.status, 500, "{}", deep.text());
+    assert!(
+        deep.text().contains("Maximum call stack size exceeded"),
+        "{}",
+        deep.text()
+    );
     // Host work is bounded too: timers hold memory the engine does not count.
     let timers = lab(&node, &name, "timers");
     assert_eq!(timers.status, 500, "{}", timers.text());

@@ -20,6 +20,10 @@ export class Lab extends DurableObject {
     switch (url.searchParams.get("op")) {
       case "spin":
         for (;;) {}
+      case "recurse": {
+        const deeper = (n) => deeper(n + 1) + 1;
+        return new Response(String(deeper(0)));
+      }
       case "timers": {
         for (let i = 0; i < 20000; i++) setTimeout(() => {}, 60000);
         return new Response("made");
