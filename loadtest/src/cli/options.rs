@@ -9,7 +9,7 @@ use crate::child::protocol::{Kind, TrafficOptions};
 use crate::child::reload_protocol::ReloadClientOptions;
 use crate::cli::flags::Flags;
 use crate::fleet::run::Common;
-use crate::fleet::server::Placement;
+use crate::fleet::server::{External, Placement};
 use crate::report::model::TargetKind;
 use crate::scenarios::alarms::{AlarmOptions, Variant};
 use crate::scenarios::attack::{AttackKind, AttackOptions};
@@ -34,10 +34,13 @@ pub fn common(flags: &mut Flags) -> Result<Common, String> {
                 .ok_or_else(|| format!("--processes {n:?} is not auto or a number from 1"))?,
         ),
     };
+    let targets = parse_targets(target.as_deref(), baselines)?;
+    let external = external(flags, targets.contains(&TargetKind::External))?;
     Ok(Common {
         url: flags.string("url", "ws://127.0.0.1:8787")?,
         admin: flags.string("admin", "127.0.0.1:9090")?,
-        targets: parse_targets(target.as_deref(), baselines)?,
+        targets,
+        external,
         placement: Placement {
             server_cpus: flags.cpus("server-cpu", "0")?,
             client_cpus: flags.cpus("client-cpu", "1")?,
@@ -49,28 +52,62 @@ pub fn common(flags: &mut Flags) -> Result<Common, String> {
     })
 }
 
-/// `--target torpor|default|tuned|all` and `--baselines` (the same as
-/// `--target all`) to the list of servers, Torpor first.
+/// `--external-url` and `--external-pid`: both, and only, when an external
+/// target is asked for.
+fn external(flags: &mut Flags, wanted: bool) -> Result<Option<External>, String> {
+    if !wanted {
+        for flag in ["external-url", "external-pid"] {
+            flags.refuse(flag, "it is for --target external")?;
+        }
+        return Ok(None);
+    }
+    let url = flags
+        .optional_string("external-url")?
+        .ok_or("--target external needs --external-url (the server's ws://host:port)")?;
+    let pid = flags.optional_number::<u32>("external-pid")?.ok_or(
+        "--target external needs --external-pid (the server's pid, measured with its descendants)",
+    )?;
+    Ok(Some(External { url, pid }))
+}
+
+/// `--target` (`torpor`, `default`, `tuned`, `external`, several joined by
+/// commas, or `all`) and `--baselines` (the same as `--target all`) to the
+/// list of servers, Torpor first. `all` is Torpor and the two baselines: an
+/// external server is only run when named.
 pub fn parse_targets(target: Option<&str>, baselines: bool) -> Result<Vec<TargetKind>, String> {
     use TargetKind::*;
-    let list = match target {
-        None if baselines => vec![Torpor, Default, Tuned],
-        None => vec![Torpor],
-        Some("all") => vec![Torpor, Default, Tuned],
-        Some(_) if baselines => {
-            return Err(
-                "--baselines runs every target; leave out --target or use --target all".into(),
-            )
-        }
-        Some("torpor") => vec![Torpor],
-        Some("default") => vec![Default],
-        Some("tuned") => vec![Tuned],
-        Some(other) => {
-            return Err(format!(
-                "--target {other:?} is not torpor, default, tuned or all"
-            ))
-        }
+    let Some(target) = target else {
+        return Ok(if baselines {
+            vec![Torpor, Default, Tuned]
+        } else {
+            vec![Torpor]
+        });
     };
+    if target == "all" {
+        return Ok(vec![Torpor, Default, Tuned]);
+    }
+    if baselines {
+        return Err("--baselines runs every target; leave out --target or use --target all".into());
+    }
+    let mut list = Vec::new();
+    for name in target.split(',') {
+        let kind = match name {
+            "torpor" => Torpor,
+            "default" => Default,
+            "tuned" => Tuned,
+            "external" => External,
+            other => {
+                return Err(format!(
+                    "--target {other:?} is not torpor, default, tuned, external or all"
+                ))
+            }
+        };
+        if !list.contains(&kind) {
+            list.push(kind);
+        }
+    }
+    // Torpor first: the comparisons are Torpor's figures over the others'.
+    list.sort_unstable();
     Ok(list)
 }
 
@@ -181,8 +218,21 @@ pub fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
             .map_err(|e| format!("--variant: {e}"))?,
         prefix: flags.string("prefix", "wake")?,
         json: flags.path("json")?,
+        target: match flags.string("target", "torpor")?.as_str() {
+            "torpor" => TargetKind::Torpor,
+            "external" => TargetKind::External,
+            other => return Err(format!("--target {other:?} is not torpor or external")),
+        },
+        quiet: flags
+            .optional_string("quiet")?
+            .map(|text| crate::cli::flags::parse_duration(&text))
+            .transpose()
+            .map_err(|e| format!("--quiet: {e}"))?,
     };
     flags.finish()?;
+    if opts.target == TargetKind::External && opts.quiet.is_none() {
+        return Err("--target external needs --quiet (it has no admin API to poll)".into());
+    }
     Ok(opts)
 }
 
@@ -414,6 +464,53 @@ mod tests {
         assert!(idle_options(&args(&["stray"])).is_err());
         let err = idle_options(&args(&["--duration", "5s"])).unwrap_err();
         assert!(err.contains("idle connections send nothing"), "{err}");
+    }
+
+    #[test]
+    fn an_external_target_needs_its_url_and_pid_and_nothing_else_takes_them() {
+        let opts = idle_options(&args(&[
+            "--target",
+            "torpor,external",
+            "--external-url",
+            "ws://127.0.0.1:8788",
+            "--external-pid",
+            "4242",
+        ]))
+        .unwrap();
+        assert_eq!(
+            opts.common.targets,
+            [TargetKind::Torpor, TargetKind::External]
+        );
+        assert_eq!(
+            opts.common.external,
+            Some(External {
+                url: "ws://127.0.0.1:8788".into(),
+                pid: 4242
+            })
+        );
+        let err =
+            idle_options(&args(&["--target", "external", "--external-pid", "1"])).unwrap_err();
+        assert!(err.contains("--external-url"), "{err}");
+        let err = idle_options(&args(&[
+            "--target",
+            "external",
+            "--external-url",
+            "ws://127.0.0.1:8788",
+        ]))
+        .unwrap_err();
+        assert!(err.contains("--external-pid"), "{err}");
+        assert!(idle_options(&args(&["--external-pid", "1"])).is_err());
+    }
+
+    #[test]
+    fn wake_against_a_server_without_admin_api_waits_quiet() {
+        let wake = wake_options(&args(&["--target", "external", "--quiet", "15s"])).unwrap();
+        assert_eq!(wake.target, TargetKind::External);
+        assert_eq!(wake.quiet, Some(Duration::from_secs(15)));
+        assert_eq!(wake_options(&[]).unwrap().quiet, None);
+        let err = wake_options(&args(&["--target", "external"])).unwrap_err();
+        assert!(err.contains("--quiet"), "{err}");
+        assert!(wake_options(&args(&["--quiet", "soon"])).is_err());
     }
 
     #[test]
@@ -690,5 +787,10 @@ mod tests {
         assert_eq!(parse_targets(Some("tuned"), false), Ok(vec![Tuned]));
         assert!(parse_targets(Some("tuned"), true).is_err());
         assert!(parse_targets(Some("nginx"), false).is_err());
+        assert_eq!(
+            parse_targets(Some("external,torpor,external"), false),
+            Ok(vec![Torpor, TargetKind::External])
+        );
+        assert!(parse_targets(Some("torpor,"), false).is_err());
     }
 }

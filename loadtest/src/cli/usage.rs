@@ -19,7 +19,16 @@ Flags of every traffic scenario (idle, ping, echo, broadcast, churn):
   --admin ADDR          Torpor's admin host:port [127.0.0.1:9090]
   --baselines           run against torpor, then the default and the tuned
                         baseline (the same as --target all)
-  --target T            torpor, default, tuned or all [torpor]
+  --target T            torpor, default, tuned, external, several joined by
+                        commas (torpor,external), or all (torpor and both
+                        baselines) [torpor]
+  --external-url URL    with --target external: ws://host:port of a server
+                        loadtest neither starts nor can ask (e.g. workerd
+                        serving the same JavaScript app; see
+                        loadtest/js-bench.sh)
+  --external-pid PID    with --target external: that server's pid; its CPU
+                        and RSS are those of PID and all its descendants
+                        (re-listed at each reading)
   --processes N|auto    client processes, process i connecting from
                         127.0.0.(10+i); each holds under 19000 sockets (20000
                         fds per process) [auto: one per 15000 connections;
@@ -32,15 +41,19 @@ Flags of every traffic scenario (idle, ping, echo, broadcast, churn):
   --json PATH           write the report as JSON, and PATH.html beside it
 A baseline is one process, so it gets at most 19000 connections (noted).
 Server CPU is utime+stime from /proc: Torpor's supervisor, edges and workers
-(from /admin/node, re-read every second), or the baseline's one process.
+(from /admin/node, re-read every second), the baseline's one process, or
+the external server's process tree. An external server has no admin API:
+what loadtest reads there (ping's wake check, idle's wait for hibernation)
+is left out for it.
 
 loadtest idle [flags]
   Opens idle WebSockets to /bench/idle-<room>, holds them without a byte
   sent, and reports server RSS per connection (Torpor: all edges summed),
   kernel Slab and TCP buffer memory per connection (/proc/meminfo,
   /proc/net/sockstat), time to open them all, and RSS against connections
-  (sampled every 10 %). When the hold ends it waits (at most 2 min) for
-  the run's objects to hibernate, then sums the RSS of every process of
+  (sampled every 10 %). When the hold ends it waits (at most 2 min; an
+  external server cannot be asked, so give it a --hold longer than its
+  hibernation timeout) for the run's objects to hibernate, then sums the RSS of every process of
   the node (supervisor, edges, workers and any other child of the
   supervisor; a baseline: its one process): the `node` line, and the
   whole node's growth per connection beside the edges' share of it at the
@@ -105,8 +118,18 @@ loadtest churn [flags]
 loadtest wake [flags]
   Fills Bench objects (/bench/<prefix>-<i>) with --db-mb MiB each, then times
   the first message to each after it hibernates (polling the admin API), and
-  the same message again right after (warm). Torpor only.
+  the same message again right after (warm). With --quiet, no admin API:
+  each wake comes after its object had no event for that long, and is
+  confirmed with `recall` (empty in a fresh instance, `remember:live` is
+  sent after each sample), so it runs against any server of the Bench
+  protocol; probes that met a live instance count as stayed_live.
   --url URL, --admin ADDR, --json PATH as above
+  --target T            torpor or external (a label; external needs --quiet)
+                        [torpor]
+  --quiet DURATION      wait this long after each object's last event
+                        instead of polling the admin API; longer than the
+                        server's hibernation timeout (Torpor's
+                        hibernate_after, workerd's ~10 s) [poll]
   --variant V           live-worker: the worker process stays up (run the node
                         with a long worker_idle_exit); exited-worker: every
                         worker has exited (pid null in /admin/node) before

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::child::protocol::{ChildResult, Command, Kind, TrafficOptions};
 use crate::fleet::progress;
-use crate::fleet::server::{Placement, Server, BASELINE_MAX_CONNECTIONS};
+use crate::fleet::server::{External, Placement, Server, BASELINE_MAX_CONNECTIONS};
 use crate::fleet::{self, Event, Fleet};
 use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
@@ -25,6 +25,8 @@ pub struct Common {
     pub url: String,
     pub admin: String,
     pub targets: Vec<TargetKind>,
+    /// `--external-url` and `--external-pid`, for `--target external`.
+    pub external: Option<External>,
     pub placement: Placement,
     /// `None`: as many as the connections need (`auto`).
     pub processes: Option<u32>,
@@ -70,6 +72,7 @@ impl Common {
             url: "ws://127.0.0.1:8787".into(),
             admin: "127.0.0.1:9090".into(),
             targets: vec![TargetKind::Torpor],
+            external: None,
             placement: Placement::default(),
             processes: None,
             concurrency: 256,
@@ -97,7 +100,13 @@ pub fn for_each_target(
             ..TargetRun::default()
         };
         eprintln!("loadtest: target {}", kind.name());
-        match Server::start(*kind, &common.url, &common.admin, &common.placement) {
+        match Server::start(
+            *kind,
+            &common.url,
+            &common.admin,
+            common.external.as_ref(),
+            &common.placement,
+        ) {
             Ok(mut server) => {
                 run.url = server.url.clone();
                 run.server = server.describe();

@@ -13,7 +13,7 @@ use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::measure::cpu::{Role, Watch};
-use crate::measure::rss;
+use crate::measure::{node, rss};
 use crate::report::model::{Host, TargetKind};
 use crate::wire::admin;
 use crate::wire::client::Target;
@@ -188,6 +188,17 @@ impl Drop for BaselineProcess {
     }
 }
 
+/// What `pid` runs, as `ps` would show it, so a report says which external
+/// server it measured.
+fn command_line(pid: u32) -> String {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(raw) if !raw.is_empty() => String::from_utf8_lossy(&raw)
+            .trim_end_matches('\0')
+            .replace('\0', " "),
+        _ => format!("external server pid {pid}"),
+    }
+}
+
 /// `baseline ready addr=127.0.0.1:4711 pid=99 mode=tuned` → address and pid.
 pub fn parse_ready(line: &str) -> Option<(SocketAddr, u32)> {
     let rest = line.strip_prefix("baseline ready ")?;
@@ -203,23 +214,50 @@ pub fn parse_ready(line: &str) -> Option<(SocketAddr, u32)> {
     Some((addr?, pid?))
 }
 
+/// A server that someone else started and loadtest cannot ask anything:
+/// reached at `url`, measured as the process `pid` and all its descendants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub url: String,
+    pub pid: u32,
+}
+
 /// One server under test, with how to measure it.
 pub struct Server {
     pub kind: TargetKind,
     pub url: String,
-    /// Torpor's admin API; `None` for a baseline.
+    /// Torpor's admin API; `None` for a baseline or an external server.
     pub admin: Option<SocketAddr>,
     process: Option<BaselineProcess>,
+    /// The root of an external server's process tree.
+    external_pid: Option<u32>,
 }
 
 impl Server {
-    /// Torpor as the user runs it, or a freshly started baseline.
+    /// Torpor as the user runs it, a freshly started baseline, or the
+    /// external server as the user runs it.
     pub fn start(
         kind: TargetKind,
         torpor_url: &str,
         torpor_admin: &str,
+        external: Option<&External>,
         placement: &Placement,
     ) -> Result<Server, String> {
+        if kind == TargetKind::External {
+            let external =
+                external.ok_or("--target external needs --external-url and --external-pid")?;
+            Target::parse(&external.url)?;
+            // Fails early if the pid is wrong, rather than measuring nothing.
+            rss::rss_bytes(external.pid)
+                .map_err(|e| format!("--external-pid {}: {e}", external.pid))?;
+            return Ok(Server {
+                kind,
+                url: external.url.clone(),
+                admin: None,
+                process: None,
+                external_pid: Some(external.pid),
+            });
+        }
         if kind == TargetKind::Torpor {
             let admin = admin::parse_addr(torpor_admin)?;
             // Fails early, with the admin's own words, if Torpor is not up.
@@ -231,6 +269,7 @@ impl Server {
                 url: torpor_url.to_string(),
                 admin: Some(admin),
                 process: None,
+                external_pid: None,
             });
         }
         let process = BaselineProcess::start(kind, placement)?;
@@ -240,11 +279,15 @@ impl Server {
             url,
             admin: None,
             process: Some(process),
+            external_pid: None,
         })
     }
 
     /// What a CPU meter should watch for this server.
     pub fn watch(&self) -> Watch {
+        if let Some(pid) = self.external_pid {
+            return Watch::Tree(pid);
+        }
         match (&self.admin, &self.process) {
             (Some(admin), _) => Watch::Torpor(*admin),
             (None, Some(p)) => Watch::Pids(vec![(Role::Server, p.pid)]),
@@ -252,10 +295,15 @@ impl Server {
         }
     }
 
-    /// The processes that hold the connections: Torpor's edges, or the
-    /// baseline. (The whole node, workers included, is
-    /// [`measure::node`](crate::measure::node)'s to list.)
+    /// The processes that hold the connections: Torpor's edges, the
+    /// baseline, or an external server's whole tree as it is now (it has no
+    /// way to say which of its processes hold them). (Torpor's whole node,
+    /// workers included, is [`measure::node`](crate::measure::node)'s to
+    /// list.)
     pub fn memory_pids(&self) -> Result<Vec<u32>, String> {
+        if let Some(pid) = self.external_pid {
+            return Ok(node::tree(pid));
+        }
         match (&self.admin, &self.process) {
             (Some(admin), _) => Ok(admin::node(*admin)?.edge_pids()),
             (None, Some(p)) => Ok(vec![p.pid]),
@@ -281,6 +329,9 @@ impl Server {
 
     /// What to call the server's processes in the report.
     pub fn describe(&self) -> String {
+        if let Some(pid) = self.external_pid {
+            return format!("{} (pid {pid} and its descendants)", command_line(pid));
+        }
         match &self.process {
             Some(p) => format!(
                 "baseline-server --mode {} (pid {})",

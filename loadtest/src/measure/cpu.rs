@@ -83,12 +83,19 @@ pub enum Watch {
     /// Torpor's supervisor, edges and workers, from its admin API.
     Torpor(SocketAddr),
     Pids(Vec<(Role, u32)>),
+    /// A process and all its descendants, re-listed at each read (a
+    /// server that forks helpers is measured whole).
+    Tree(u32),
 }
 
 impl Watch {
     fn processes(&self) -> Result<Vec<(Role, u32)>, String> {
         match self {
             Watch::Pids(pids) => Ok(pids.clone()),
+            Watch::Tree(root) => Ok(crate::measure::node::tree(*root)
+                .into_iter()
+                .map(|pid| (Role::Server, pid))
+                .collect()),
             Watch::Torpor(addr) => {
                 let node = admin::node(*addr)?;
                 let mut out: Vec<(Role, u32)> = node

@@ -42,6 +42,13 @@ pub fn processes(admin: SocketAddr) -> Result<Vec<(&'static str, u32)>, String> 
     Ok(pids)
 }
 
+/// `root` and every process below it now.
+pub fn tree(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    pids.extend(descendants(root, &parents()));
+    pids
+}
+
 /// `(pid, parent pid)` of every process now; one that exits while being
 /// read is left out.
 fn parents() -> Vec<(u32, u32)> {

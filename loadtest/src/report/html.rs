@@ -40,6 +40,7 @@ pub fn color(target: TargetKind) -> &'static str {
         TargetKind::Torpor => "#d9480f",
         TargetKind::Default => "#1c7ed6",
         TargetKind::Tuned => "#2b8a3e",
+        TargetKind::External => "#5f3dc4",
     }
 }
 
@@ -530,11 +531,11 @@ fn memory(out: &mut String, report: &Report) {
             })
         })
         .collect();
-    // Torpor's whole node beside its edges; a baseline's node is the process
-    // already drawn.
+    // Torpor's whole node beside its edges; a baseline's or an external
+    // server's node is what is already drawn.
     total.extend(
         rows.iter()
-            .filter(|t| !t.target.is_baseline())
+            .filter(|t| t.target == TargetKind::Torpor)
             .filter_map(|t| {
                 let points: Vec<(f64, f64)> = t
                     .memory

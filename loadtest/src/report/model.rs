@@ -41,6 +41,10 @@ pub enum TargetKind {
     Default,
     /// The baseline with a 4 KiB read buffer.
     Tuned,
+    /// A server loadtest neither started nor can ask (`--external-url`,
+    /// measured as the process tree under `--external-pid`): another
+    /// runtime serving the same app, such as workerd.
+    External,
 }
 
 impl TargetKind {
@@ -49,11 +53,13 @@ impl TargetKind {
             TargetKind::Torpor => "torpor",
             TargetKind::Default => "default",
             TargetKind::Tuned => "tuned",
+            TargetKind::External => "external",
         }
     }
 
+    /// One of the two servers loadtest starts itself.
     pub fn is_baseline(self) -> bool {
-        self != TargetKind::Torpor
+        matches!(self, TargetKind::Default | TargetKind::Tuned)
     }
 }
 
@@ -396,7 +402,7 @@ pub fn compare(targets: &[TargetRun]) -> Vec<Comparison> {
             });
         }
     };
-    for other in targets.iter().filter(|t| t.target.is_baseline()) {
+    for other in targets.iter().filter(|t| t.target != TargetKind::Torpor) {
         for phase in &torpor.phases {
             let Some(theirs) = other.phase(&phase.name) else {
                 continue;

@@ -27,7 +27,7 @@ use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
 use crate::measure::node::{self, ProcessMemory};
 use crate::measure::{kernel, rss};
-use crate::report::model::{Memory, MemoryPoint, NodeMemory, Report, TargetRun};
+use crate::report::model::{Memory, MemoryPoint, NodeMemory, Report, TargetKind, TargetRun};
 use crate::wire::admin;
 
 /// The bench object class and the prefix of its names.
@@ -272,8 +272,16 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
 }
 
 /// Every process of the server with its RSS: Torpor's whole node, re-listed
-/// now (workers come and go), or the baseline's one process.
+/// now (workers come and go), the baseline's one process, or an external
+/// server's process tree, re-listed too.
 fn node_memory(server: &Server, pids: &[u32]) -> Result<Vec<ProcessMemory>, String> {
+    let listed;
+    let pids = if server.kind == TargetKind::External {
+        listed = server.memory_pids()?;
+        &listed[..]
+    } else {
+        pids
+    };
     match server.admin {
         Some(admin) => node::memory(admin),
         None => pids

@@ -535,6 +535,7 @@ pub fn run(opts: &ReloadOptions) -> Result<(Report, Failures), String> {
         TargetKind::Torpor,
         &opts.common.url,
         &opts.common.admin,
+        None,
         &opts.common.placement,
     )?;
     let admin = server

@@ -18,6 +18,16 @@
 //! Everything is sequential, one object at a time, so no wake waits behind
 //! another. Each wake is confirmed by the object's `wakes` counter having
 //! gone up by exactly one between two hibernated polls.
+//!
+//! With `--quiet DURATION` the admin API is not used, so the same run works
+//! against a server that has none (`--target external`, e.g. workerd, which
+//! evicts an object whose only sockets are hibernatable after about 10 s
+//! without an event): each sample waits until its object has had no event
+//! for DURATION, and is confirmed afterwards with `recall`, which answers
+//! what `remember:live` left in the instance's memory, so an empty answer
+//! means the probe met a fresh instance (counted in `stayed_live` when it
+//! did not). Only `live-worker` applies: nothing outside can see a
+//! worker exit.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -117,6 +127,11 @@ pub struct WakeOptions {
     pub variant: Variant,
     pub prefix: String,
     pub json: Option<PathBuf>,
+    /// Torpor, or a server without Torpor's admin API (only with `quiet`).
+    pub target: TargetKind,
+    /// Wait this long after an object's last event instead of polling the
+    /// admin API, and confirm each wake with `recall`.
+    pub quiet: Option<Duration>,
 }
 
 struct ObjectState {
@@ -189,6 +204,12 @@ fn worker_pids(admin: SocketAddr) -> Result<Vec<u32>, String> {
 pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     if opts.objects == 0 || opts.samples == 0 {
         return Err("--objects and --samples must be at least 1".into());
+    }
+    if let Some(quiet) = opts.quiet {
+        return run_quiet(opts, quiet);
+    }
+    if opts.target != TargetKind::Torpor {
+        return Err("a server without Torpor's admin API needs --quiet".into());
     }
     let target = Target::parse(&opts.url)?;
     let admin = admin::parse_addr(&opts.admin)?;
@@ -352,6 +373,139 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
         ..Report::default()
     }
     .finish())
+}
+
+/// What `remember:` leaves in a live instance, for `recall` to find.
+const LIVE_MARK: &[u8] = b"live";
+
+/// `--quiet`: the wake timed after a fixed quiet spell, confirmed by the
+/// instance's memory, so that no admin API is needed.
+fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
+    if opts.objects == 0 || opts.samples == 0 {
+        return Err("--objects and --samples must be at least 1".into());
+    }
+    if opts.variant != Variant::LiveWorker {
+        return Err("--quiet cannot see workers exit: use --variant live-worker".into());
+    }
+    let target = Target::parse(&opts.url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let source = loopback_source();
+    let names: Vec<String> = (0..opts.objects)
+        .map(|i| format!("{}-{i}", opts.prefix))
+        .collect();
+    let puts = puts_per_object(opts.db_mb);
+    let prepare_started = Instant::now();
+    let mut sessions = Vec::new();
+    let mut last_event = Vec::new();
+    for name in &names {
+        let path = format!("/bench/{name}");
+        let mut session = runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
+        runtime.block_on(fill(&mut session, puts))?;
+        runtime.block_on(remember(&mut session))?;
+        last_event.push(Instant::now());
+        sessions.push(session);
+    }
+    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+    eprintln!(
+        "wake: {} objects filled with {puts} x {VALUE_BYTES} B in {prepare_seconds:.1} s; \
+         each sample waits {} s of quiet",
+        names.len(),
+        quiet.as_secs_f64()
+    );
+    let (probe, want) = opts.probe.message();
+    let mut wake = Recorder::new();
+    let mut warm = Recorder::new();
+    let mut stayed_live = 0u32;
+    let mut taken = 0;
+    'rounds: loop {
+        for (i, session) in sessions.iter_mut().enumerate() {
+            if taken == opts.samples {
+                break 'rounds;
+            }
+            std::thread::sleep((last_event[i] + quiet).saturating_duration_since(Instant::now()));
+            wake.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            warm.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            runtime.block_on(session.send(b"recall"))?;
+            let (recalled, _) = runtime.block_on(session.recv(REPLY_TIMEOUT))?;
+            if !recalled.is_empty() {
+                stayed_live += 1;
+            }
+            runtime.block_on(remember(session))?;
+            last_event[i] = Instant::now();
+            taken += 1;
+        }
+    }
+    let mut counters = BTreeMap::new();
+    counters.insert("stayed_live".to_string(), f64::from(stayed_live));
+    let mut wake_phase = Phase {
+        name: "wake".into(),
+        description: format!(
+            "first message after {} s without an event (hibernated unless counted in stayed_live)",
+            quiet.as_secs_f64()
+        ),
+        unit: "messages".into(),
+        operations: wake.count(),
+        latency_label: format!("`{}` written → reply read", String::from_utf8_lossy(probe)),
+        latency: wake.latency(),
+        ..Phase::default()
+    };
+    wake_phase.counters = counters;
+    let warm_phase = Phase {
+        name: "warm".into(),
+        description: "the same message again, to the object now live".into(),
+        unit: "messages".into(),
+        operations: warm.count(),
+        latency_label: "written → reply read".into(),
+        latency: warm.latency(),
+        ..Phase::default()
+    };
+    let mut notes = Vec::new();
+    if stayed_live > 0 {
+        notes.push(format!(
+            "{stayed_live} probes met an instance still live: --quiet is shorter than the \
+             server's hibernation timeout"
+        ));
+    }
+    Ok(Report {
+        scenario: "wake".into(),
+        title: format!(
+            "wake of a hibernated object (after {} s quiet)",
+            quiet.as_secs_f64()
+        ),
+        unix_time: unix_time(),
+        settings: vec![
+            ("objects".into(), opts.objects.to_string()),
+            (
+                "db".into(),
+                format!("{} MiB ({puts} puts of {VALUE_BYTES} B)", opts.db_mb),
+            ),
+            ("samples".into(), opts.samples.to_string()),
+            ("probe".into(), format!("{:?}", opts.probe).to_lowercase()),
+            ("quiet".into(), format!("{} s", quiet.as_secs_f64())),
+            ("fill time".into(), format!("{prepare_seconds:.1} s")),
+        ],
+        host: crate::fleet::server::this_host(None, None),
+        targets: vec![TargetRun {
+            target: opts.target,
+            url: opts.url.clone(),
+            server: opts.target.name().into(),
+            phases: vec![wake_phase, warm_phase],
+            notes,
+            ..TargetRun::default()
+        }],
+        ..Report::default()
+    }
+    .finish())
+}
+
+async fn remember(session: &mut Session) -> Result<(), String> {
+    let mut message = b"remember:".to_vec();
+    message.extend_from_slice(LIVE_MARK);
+    session.request(&message, b"ok", REPLY_TIMEOUT).await?;
+    Ok(())
 }
 
 /// `puts` values of [`VALUE_BYTES`] under keys `k0..`, then `probe=1`.
