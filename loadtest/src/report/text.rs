@@ -128,7 +128,7 @@ impl fmt::Display for Report {
         self.write_phase_tables(f)?;
         if !self.comparisons.is_empty() {
             writeln!(f)?;
-            writeln!(f, "torpor / baseline (same run):")?;
+            writeln!(f, "torpor / the others (same run):")?;
             for c in &self.comparisons {
                 writeln!(
                     f,
