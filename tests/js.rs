@@ -585,3 +585,41 @@ async fn a_forwarded_upgrade_the_object_refuses_gets_its_answer() {
     assert_eq!(stats.connections, 0, "{stats:?}");
     assert_eq!(stats.upgrades, 0, "{stats:?}");
 }
+
+/// The load generator's JS app (loadtest/apps/bench-js) under `torpor dev`
+/// answers the part of the Bench protocol loadtest's idle, ping, echo,
+/// broadcast and wake scenarios send, as the native Bench does, so that its
+/// figures against workerd's are for the same work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loadtest_js_app_speaks_the_bench_protocol_across_hibernation() {
+    let config =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../loadtest/apps/bench-js/wrangler.toml");
+    let node = Node::builder().dev(&config).start();
+    let name = unique_name("bench-js");
+    let mut a = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    let mut b = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+    assert_eq!(a.request("echo:hello").await, "hello");
+    let attachment = "a".repeat(2000);
+    assert_eq!(a.request(&format!("attach:{attachment}")).await, "ok");
+    assert_eq!(b.request("count").await, "2");
+    a.send_text("bcast:all").await;
+    assert_eq!(a.recv_text().await, "all");
+    assert_eq!(b.recv_text().await, "all");
+    assert_eq!(a.request("put:probe=1").await, "ok");
+    assert_eq!(a.request("remember:live").await, "ok");
+    assert_eq!(a.request("recall").await, "live");
+
+    let asleep = node
+        .wait_hibernated("Bench", &name, Duration::from_secs(20))
+        .await;
+    assert_eq!(b.request("ping").await, "pong");
+    assert_eq!(
+        node.stats("Bench", &name).await.wakes,
+        asleep.wakes,
+        "ping woke it"
+    );
+    assert_eq!(a.request("echo:x").await, "x");
+    assert_eq!(a.request("recall").await, "", "the instance was a new one");
+    assert_eq!(a.request("getattach").await, attachment);
+    assert_eq!(a.request("get:probe").await, "1");
+}
