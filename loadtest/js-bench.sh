@@ -32,8 +32,10 @@
 #   QUIET [15s]   wake: quiet before each probe (both hibernate after 10 s)
 #   WAKE_OBJECTS [20]  WAKE_SAMPLES [100]  WAKE_DB_MB [1]
 #   SERVER_CPU [0]  CLIENT_CPU [1]   taskset -c lists: both servers on one
-#                                    core, the load generator on another
-#   TORPOR_PORT [18787]  ADMIN_PORT [19090]  WORKERD_PORT [18788]
+#                                    core, the load generator on another;
+#                                    none: not pinned (a shared machine)
+#   TORPOR_PORT [28787]  ADMIN_PORT [29090]  WORKERD_PORT [28788] (not
+#                 bench.sh's ports, so both can run on one machine)
 #   BUILD [1]  0: use target/release as it is
 #
 # Results: OUT_DIR/<scenario>-run<N>.json (+ .html, .txt), medians in
@@ -58,9 +60,9 @@ WAKE_SAMPLES=${WAKE_SAMPLES:-100}
 WAKE_DB_MB=${WAKE_DB_MB:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-TORPOR_PORT=${TORPOR_PORT:-18787}
-ADMIN_PORT=${ADMIN_PORT:-19090}
-WORKERD_PORT=${WORKERD_PORT:-18788}
+TORPOR_PORT=${TORPOR_PORT:-28787}
+ADMIN_PORT=${ADMIN_PORT:-29090}
+WORKERD_PORT=${WORKERD_PORT:-28788}
 BUILD=${BUILD:-1}
 app=loadtest/apps/bench-js
 out=${1:-target/js-bench/$(date +%Y%m%d-%H%M%S)}
@@ -82,7 +84,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # A prefix for server commands. Not a function: a backgrounded function is
 # a subshell, and $! would be its pid, not the server's; taskset execs.
 pin=()
-if command -v taskset >/dev/null; then pin=(taskset -c "$SERVER_CPU"); fi
+if [ "$SERVER_CPU" != none ] && command -v taskset >/dev/null; then pin=(taskset -c "$SERVER_CPU"); fi
 
 torpor_pid= workerd_pid= data=
 stop_one() { # PID
@@ -100,6 +102,8 @@ stop_servers() {
   if [ -n "$data" ]; then rm -rf "$data"; data=; fi
 }
 trap stop_servers EXIT
+# So that the EXIT trap runs when the session is interrupted too.
+trap 'exit 130' INT TERM
 
 wait_listening() { # NAME PID PORT LOG
   # A minute: the machine may be busy, and the servers run at its priority.
@@ -131,7 +135,7 @@ start_servers() {
 }
 
 loadtest() { # FLAGS...: the load generator on its own core
-  if command -v taskset >/dev/null; then
+  if [ "$CLIENT_CPU" != none ] && command -v taskset >/dev/null; then
     taskset -c "$CLIENT_CPU" ./target/release/loadtest "$@"
   else
     ./target/release/loadtest "$@"
