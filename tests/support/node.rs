@@ -191,13 +191,12 @@ impl NodeBuilder {
                 .arg(&data_dir),
             None => command.arg("--config").arg(&config_path),
         };
-        let mut child = command
+        command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.display()));
+            .stderr(Stdio::piped());
+        let mut child = spawn_installed(&mut command, &program);
         let pid = child.id();
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -621,6 +620,25 @@ fn temp_dir() -> PathBuf {
 }
 
 /// Waits (bounded, blocking) until `pid` is gone or a zombie.
+/// Spawns `command`, whose program a test may have just copied into place:
+/// another test's fork can hold the copy's write descriptor until its exec
+/// closes it, and exec then fails with ETXTBSY. Retried a bounded number of
+/// times, as the window is the length of one fork and exec.
+fn spawn_installed(command: &mut Command, program: &Path) -> std::process::Child {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot spawn {}: {e}", program.display()),
+        }
+    }
+}
+
 pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
