@@ -17,6 +17,7 @@ pub mod ids;
 mod instance;
 pub mod js;
 mod lifecycle;
+mod memory;
 mod outbox;
 mod registry;
 pub mod storage;

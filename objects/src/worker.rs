@@ -16,6 +16,7 @@ use crate::host::{to_id, Calls, EnvValues, Identity, ObjectHost, Shared, Storage
 use crate::ids::NamespaceKey;
 use crate::instance::DynObject;
 use crate::lifecycle::{self, Action, ExitReason, WorkerLife};
+use crate::memory::MemoryReturn;
 use crate::outbox::Outbox;
 use crate::registry::{Factory, Registry};
 use crate::storage::{Spares, StorageLimits};
@@ -288,6 +289,8 @@ struct Objects {
     lives: Slab<Live>,
     index: HashMap<(String, String), usize>,
     by_edge: Vec<HashMap<u32, usize>>,
+    /// An instance was dropped since the worker last looked.
+    dropped: bool,
 }
 
 impl Objects {
@@ -299,6 +302,7 @@ impl Objects {
         let Some(live) = self.lives.try_remove(slot) else {
             return;
         };
+        self.dropped = true;
         self.index.remove(&live.key);
         for (edge, binding) in live.host.bound() {
             if let Some(map) = self.by_edge.get_mut(usize::from(edge)) {
@@ -320,10 +324,13 @@ enum Input {
 
 /// Runs a worker until the edges agree it may exit (returns `Ok`), or the
 /// node is gone (`Ok` too: with no edge there is nothing to serve).
+/// `release_free_memory` hands the heap's free pages back to the kernel;
+/// the worker calls it after its objects hibernate.
 pub fn run(
     registry: Registry,
     options: WorkerOptions,
     control: ControlIn<std::io::Stdin>,
+    release_free_memory: fn(),
 ) -> Result<(), WorkerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -342,7 +349,10 @@ pub fn run(
         options.max_js_memory_bytes,
     )?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(Rc::new(registry), options, control))
+    local.block_on(
+        &runtime,
+        serve(Rc::new(registry), options, control, release_free_memory),
+    )
 }
 
 struct Worker {
@@ -360,12 +370,16 @@ struct Worker {
     tasks: Rc<Cell<usize>>,
     /// Turns to wake an object (`WAKES_AT_ONCE`).
     wakes: Rc<Semaphore>,
+    /// When to hand the memory of hibernated objects back.
+    memory: MemoryReturn,
+    release_free_memory: fn(),
 }
 
 async fn serve(
     registry: Rc<Registry>,
     options: WorkerOptions,
     control: ControlIn<std::io::Stdin>,
+    release_free_memory: fn(),
 ) -> Result<(), WorkerError> {
     let secret = crate::ids::load_or_create_secret(&options.data_dir)?;
     let keys = options
@@ -419,6 +433,8 @@ async fn serve(
         objects: Rc::new(RefCell::new(objects)),
         tasks: Rc::new(Cell::new(0)),
         wakes: Rc::new(Semaphore::new(WAKES_AT_ONCE)),
+        memory: MemoryReturn::new(Instant::now()),
+        release_free_memory,
     };
     read_control(control, input_tx);
     let parent = std::os::unix::process::parent_id();
@@ -441,9 +457,8 @@ async fn serve(
                 }
             }
         }
-        let deadline = worker
-            .life
-            .poll_timeout(Instant::now(), worker.objects_state());
+        worker.return_memory(Instant::now());
+        let deadline = worker.next_deadline(Instant::now());
         // What is already queued needs no timer: under load that is most.
         let next = match inputs.try_recv() {
             Ok(input) => Ok(Some(input)),
@@ -553,6 +568,33 @@ impl Worker {
                 self.edge_lost(edge);
             }
             Input::Frame(edge, message) => self.message(edge, message),
+        }
+    }
+
+    /// Releases the heap's free pages once hibernated objects' memory has
+    /// been freed.
+    fn return_memory(&mut self, now: Instant) {
+        let live = {
+            let mut objects = self.objects.borrow_mut();
+            if std::mem::take(&mut objects.dropped) {
+                self.memory.dropped(now);
+            }
+            objects.lives.len()
+        };
+        if self.memory.due(now, live) {
+            (self.release_free_memory)();
+            debug!(live, "returned free memory");
+        }
+    }
+
+    /// When the loop must look again with no input: the edges' agreements
+    /// and the memory release.
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let objects = self.objects_state();
+        let agreements = self.life.poll_timeout(now, objects);
+        match self.memory.next_check(objects.live) {
+            Some(release) => agreements.min(release.max(now)),
+            None => agreements,
         }
     }
 

@@ -24,7 +24,7 @@ mod session;
 mod shell;
 mod table;
 pub mod transfer;
-mod trim;
+pub(crate) mod trim;
 
 pub use object::{ObjectReport, Usage};
 pub use shell::{spawn, spawn_taken_over};

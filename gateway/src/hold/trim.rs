@@ -6,6 +6,8 @@
 //! 15,000 upgrades an edge holds about 250 bytes per connection it no longer
 //! uses: a tenth of what an idle socket with a 2 KB attachment costs.
 //! `malloc_trim(0)` also releases whole free pages inside the arenas.
+//! Workers call the same function after their objects hibernate (the rule
+//! is `torpor_objects`' `memory` module).
 
 use std::time::{Duration, Instant};
 

@@ -16,6 +16,12 @@ pub(super) fn main(registry: Registry, index: u16) -> ExitCode {
         }
     };
     options.index = index;
-    let run = torpor_objects::run(registry, options, control).map_err(Into::into);
+    let run = torpor_objects::run(
+        registry,
+        options,
+        control,
+        crate::hold::trim::release_free_memory,
+    )
+    .map_err(Into::into);
     super::report(run, &who)
 }
