@@ -342,16 +342,22 @@ pub fn run(
         &options.namespaces,
         options.handler_timeout,
     );
-    crate::js::register(
+    let js = crate::js::register(
         &mut registry,
         &options.apps,
         &bindings,
         options.max_js_memory_bytes,
     )?;
+    let release = Box::new(move || {
+        if let Some(js) = &js {
+            js.collect_garbage();
+        }
+        release_free_memory();
+    });
     let local = tokio::task::LocalSet::new();
     local.block_on(
         &runtime,
-        serve(Rc::new(registry), options, control, release_free_memory),
+        serve(Rc::new(registry), options, control, release),
     )
 }
 
@@ -372,14 +378,15 @@ struct Worker {
     wakes: Rc<Semaphore>,
     /// When to hand the memory of hibernated objects back.
     memory: MemoryReturn,
-    release_free_memory: fn(),
+    /// Frees JavaScript garbage and hands free heap pages back.
+    release_memory: Box<dyn Fn()>,
 }
 
 async fn serve(
     registry: Rc<Registry>,
     options: WorkerOptions,
     control: ControlIn<std::io::Stdin>,
-    release_free_memory: fn(),
+    release_memory: Box<dyn Fn()>,
 ) -> Result<(), WorkerError> {
     let secret = crate::ids::load_or_create_secret(&options.data_dir)?;
     let keys = options
@@ -434,7 +441,7 @@ async fn serve(
         tasks: Rc::new(Cell::new(0)),
         wakes: Rc::new(Semaphore::new(WAKES_AT_ONCE)),
         memory: MemoryReturn::new(Instant::now()),
-        release_free_memory,
+        release_memory,
     };
     read_control(control, input_tx);
     let parent = std::os::unix::process::parent_id();
@@ -582,7 +589,7 @@ impl Worker {
             objects.lives.len()
         };
         if self.memory.due(now, live) {
-            (self.release_free_memory)();
+            (self.release_memory)();
             debug!(live, "returned free memory");
         }
     }

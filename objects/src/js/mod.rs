@@ -324,6 +324,17 @@ impl App {
     }
 }
 
+/// The worker's hold on its JavaScript runtime between events.
+pub(crate) struct Collector(Runtime);
+
+impl Collector {
+    /// Frees what hibernated objects left in cycles, which reference
+    /// counting alone does not, so that the allocator can hand it back.
+    pub(crate) fn collect_garbage(&self) {
+        self.0.run_gc();
+    }
+}
+
 /// Adds each app's classes to `registry`, loading every app into one
 /// runtime. A class of an app replaces a class of the binary of the same
 /// name: the config gives each class name one meaning.
@@ -332,9 +343,9 @@ pub(crate) fn register(
     apps: &[AppSpec],
     bindings: &Bindings,
     max_memory_bytes: usize,
-) -> Result<(), JsError> {
+) -> Result<Option<Collector>, JsError> {
     if apps.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let pinned = apps.iter().flat_map(|a| a.sources.clone()).collect();
     // One loader serves every app of the runtime: their rules, in order.
@@ -367,7 +378,7 @@ pub(crate) fn register(
             );
         }
     }
-    Ok(())
+    Ok(Some(Collector(engine.runtime.clone())))
 }
 
 /// Loads `spec` in a runtime of its own and drops it: what the supervisor
