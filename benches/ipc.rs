@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use torpor_proto::ipc::{split_frame, AutoResponse, SocketInfo, ToEdge, ToWorker};
+use torpor_proto::ipc::{split_frame, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 
 /// Which side decodes the message.
@@ -143,24 +143,13 @@ fn broadcast_case() -> Case {
     }
 }
 
-/// One full frame of an activation (the edge sends 512 sockets per frame),
+/// One page of the bulk socket query (`DescribeSockets`, about 1 MiB):
 /// each socket with its own attachment buffer and one tag, as the edge
 /// builds them (it copies each socket's attachment out of the slab).
-fn activate_case() -> Case {
+fn describe_sockets_case() -> Case {
     let sockets = 512;
     let attachment_bytes = 2_000;
-    let message = ToWorker::Activate {
-        object: OBJECT,
-        namespace: "chat".to_owned(),
-        class: "ChatRoom".to_owned(),
-        id: "9f".repeat(32),
-        name: Some("lobby".to_owned()),
-        auto_response: Some(AutoResponse {
-            binary: false,
-            request: Bytes::from_static(b"ping"),
-            response: Bytes::from_static(b"pong"),
-        }),
-        auto_response_known: true,
+    let message = ToWorker::SocketDescriptions {
         sockets: (0..sockets)
             .map(|slot| SocketInfo {
                 handle: handle(slot),
@@ -176,7 +165,7 @@ fn activate_case() -> Case {
     let decoded = ToWorker::decode(Bytes::copy_from_slice(&wire[4..])).expect("a valid frame");
     assert_eq!(decoded, message);
     Case {
-        name: format!("activate_{sockets}x{attachment_bytes}B"),
+        name: format!("describe_sockets_{sockets}x{attachment_bytes}B"),
         receiver: Receiver::Worker,
         message: Outgoing::ToWorker(message),
         wire,
@@ -186,7 +175,7 @@ fn activate_case() -> Case {
 fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = [16, 1024, 64 * 1024].map(message_case).into();
     cases.push(broadcast_case());
-    cases.push(activate_case());
+    cases.push(describe_sockets_case());
     cases
 }
 
