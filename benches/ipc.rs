@@ -1,14 +1,15 @@
 //! Edge ⇄ worker IPC benches: encoding and decoding the messages that carry
-//! client traffic (`Message`, `Broadcast`) and the largest routine one
-//! (`Activate` of an object holding 1,000 sockets with 2,000-byte
-//! attachments). Groups are `ipc/<op>/<message>_<size>`, with the frame's
-//! length on the wire as `Throughput::Bytes`.
+//! client traffic (`Message`, `Broadcast`) and the largest routine one (a
+//! page of `SocketDescriptions`: 512 sockets with 2,000-byte attachments,
+//! what a handler that reads every attachment of a room gets at a time).
+//! Groups are `ipc/<op>/<message>_<size>`, with the frame's length on the
+//! wire as `Throughput::Bytes`.
 //!
 //! - `encode` appends to a reused buffer, as the edge's per-worker `out`
 //!   and the worker's outbox are; a client's `Message` goes through
 //!   `encode_message`, as the edge forwards it from its read buffer. The
-//!   `Activate` is built beforehand: gathering it from the edge's socket slab
-//!   is gateway code and is not measured.
+//!   page is built beforehand: gathering it from the edge's socket slab is
+//!   gateway code and is not measured.
 //! - `decode` is `decode` alone on a split-off frame (the clone that feeds
 //!   it is one reference count).
 //! - `split_decode` is the receive path after the read: the frame's bytes
