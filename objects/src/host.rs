@@ -676,14 +676,17 @@ impl ObjectHost {
             .begin_close(to_id(handle), reported);
     }
 
-    /// The socket's close was handled.
-    pub(crate) fn forget(&self, handle: SocketHandle) {
+    /// The socket's close was handled; `counted` if its edge counted it.
+    pub(crate) fn forget(&self, handle: SocketHandle, counted: bool) {
         let id = to_id(handle);
         let mut overlay = self.overlay.borrow_mut();
         if overlay.is_gone(id) {
             return;
         }
         overlay.gone(id);
+        if !counted {
+            return;
+        }
         if let Some(count) = self.counts.borrow_mut().get_mut(&handle.edge) {
             *count = count.saturating_sub(1);
         }
@@ -1444,13 +1447,16 @@ mod tests {
         assert_eq!(asked.load(Ordering::SeqCst), 3);
         assert!(host.end_fetch(true));
         assert_eq!(host.socket_count(), 3);
-        host.forget(handle(7));
+        host.forget(handle(7), true);
         assert!(!host.knows(handle(7)));
         assert!(matches!(
             host.send(id(7), Message::Text("late".into())),
             Err(Error::WebSocketClosed)
         ));
         assert_eq!(host.socket_count(), 2);
+        host.forget(handle(1), false);
+        assert_eq!(host.socket_count(), 2, "a successor's Lost was not counted");
+        assert!(!host.knows(handle(1)));
     }
 
     #[test]

@@ -235,6 +235,9 @@ enum Event {
         /// What the edge knew of the socket as it closed.
         tags: Vec<String>,
         attachment: Option<Bytes>,
+        /// Reported by the edge that holds the socket, which counted it
+        /// in its `Activate`; not for a socket that died with its edge.
+        counted: bool,
     },
     Alarm {
         retry_count: u32,
@@ -754,6 +757,7 @@ impl Worker {
                     was_clean,
                     tags,
                     attachment,
+                    counted: true,
                 },
             ),
             ToWorker::Alarm {
@@ -1147,6 +1151,7 @@ impl ObjectLife<'_> {
                 was_clean: false,
                 tags: Vec::new(),
                 attachment: None,
+                counted: false,
             };
             let survived = handle_event(
                 instance,
@@ -1403,6 +1408,7 @@ async fn run_event(
             was_clean,
             tags,
             attachment,
+            counted,
         } => {
             let ran = match instance.as_mut() {
                 Some(object) if host.knows(handle) => {
@@ -1431,7 +1437,7 @@ async fn run_event(
                 }
                 _ => Ran::quiet(),
             };
-            host.forget(handle);
+            host.forget(handle, counted);
             ran
         }
         Event::Alarm { retry_count, .. } => {
