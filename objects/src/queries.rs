@@ -25,6 +25,9 @@ pub(crate) const QUERY_DEADLINE: Duration = Duration::from_secs(1);
 struct Link {
     stream: UnixStream,
     rbuf: BytesMut,
+    /// Reads land here first: on the heap, as the thread asking may be
+    /// deep in a handler (a JavaScript one, say) with little stack left.
+    scratch: Vec<u8>,
 }
 
 /// Where the worker's query links go, and those open now.
@@ -101,15 +104,14 @@ impl Queries {
         query.encode(&mut frame);
         link.stream.set_write_timeout(Some(remaining(deadline)?))?;
         link.stream.write_all(&frame)?;
-        let mut scratch = [0; 64 * 1024];
         loop {
             if let Some(frame) = ipc::split_frame(&mut link.rbuf).map_err(io::Error::other)? {
                 return ToWorker::decode(frame).map_err(io::Error::other);
             }
             link.stream.set_read_timeout(Some(remaining(deadline)?))?;
-            match link.stream.read(&mut scratch) {
+            match link.stream.read(&mut link.scratch) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => link.rbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => link.rbuf.extend_from_slice(&link.scratch[..n]),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
@@ -130,6 +132,7 @@ impl Queries {
         Ok(Link {
             stream,
             rbuf: BytesMut::new(),
+            scratch: vec![0; 64 * 1024],
         })
     }
 }
