@@ -98,7 +98,7 @@ impl Queries {
             .ok_or_else(|| io::Error::other(format!("no edge {edge}")))?;
         let link = match slot {
             Some(link) => link,
-            None => slot.insert(self.connect(edge)?),
+            None => slot.insert(self.connect(edge, deadline)?),
         };
         let mut frame = Vec::new();
         query.encode(&mut frame);
@@ -118,22 +118,39 @@ impl Queries {
         }
     }
 
-    fn connect(&self, edge: u16) -> io::Result<Link> {
-        let path = &self.paths[usize::from(edge)];
-        let mut stream = UnixStream::connect(path)?;
+    fn connect(&self, edge: u16, deadline: Instant) -> io::Result<Link> {
+        let mut stream = connect_by(self.paths[usize::from(edge)].clone(), deadline)?;
         let mut hello = Vec::new();
         ToEdge::QueryHello {
             version: ipc::VERSION,
             worker: self.worker,
         }
         .encode(&mut hello);
-        stream.set_write_timeout(Some(QUERY_DEADLINE))?;
+        stream.set_write_timeout(Some(remaining(deadline)?))?;
         stream.write_all(&hello)?;
         Ok(Link {
             stream,
             rbuf: BytesMut::new(),
             scratch: vec![0; 64 * 1024],
         })
+    }
+}
+
+/// Connects to `path`, giving up at `deadline`. A blocking connect to a
+/// Unix socket waits as long as the listener's backlog is full, which an
+/// edge that has stopped taking connections would make forever; so it
+/// runs on a thread of its own, which a stuck edge costs instead of the
+/// worker. A link is opened once per edge and again only after a failure.
+fn connect_by(path: PathBuf, deadline: Instant) -> io::Result<UnixStream> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("torpor-query-connect".into())
+        .spawn(move || {
+            let _ = tx.send(UnixStream::connect(path));
+        })?;
+    match rx.recv_timeout(remaining(deadline)?) {
+        Ok(connected) => connected,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 
