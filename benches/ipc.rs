@@ -1,14 +1,15 @@
 //! Edge ⇄ worker IPC benches: encoding and decoding the messages that carry
-//! client traffic (`Message`, `Broadcast`) and the largest routine one
-//! (`Activate` of an object holding 1,000 sockets with 2,000-byte
-//! attachments). Groups are `ipc/<op>/<message>_<size>`, with the frame's
-//! length on the wire as `Throughput::Bytes`.
+//! client traffic (`Message`, `Broadcast`) and the largest routine one (a
+//! page of `SocketDescriptions`: 512 sockets with 2,000-byte attachments,
+//! what a handler that reads every attachment of a room gets at a time).
+//! Groups are `ipc/<op>/<message>_<size>`, with the frame's length on the
+//! wire as `Throughput::Bytes`.
 //!
 //! - `encode` appends to a reused buffer, as the edge's per-worker `out`
 //!   and the worker's outbox are; a client's `Message` goes through
 //!   `encode_message`, as the edge forwards it from its read buffer. The
-//!   `Activate` is built beforehand: gathering it from the edge's socket slab
-//!   is gateway code and is not measured.
+//!   page is built beforehand: gathering it from the edge's socket slab is
+//!   gateway code and is not measured.
 //! - `decode` is `decode` alone on a split-off frame (the clone that feeds
 //!   it is one reference count).
 //! - `split_decode` is the receive path after the read: the frame's bytes
@@ -20,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use torpor_proto::ipc::{split_frame, AutoResponse, SocketInfo, ToEdge, ToWorker};
+use torpor_proto::ipc::{split_frame, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 
 /// Which side decodes the message.
@@ -143,24 +144,13 @@ fn broadcast_case() -> Case {
     }
 }
 
-/// One full frame of an activation (the edge sends 512 sockets per frame),
+/// One page of the bulk socket query (`DescribeSockets`, about 1 MiB):
 /// each socket with its own attachment buffer and one tag, as the edge
 /// builds them (it copies each socket's attachment out of the slab).
-fn activate_case() -> Case {
+fn describe_sockets_case() -> Case {
     let sockets = 512;
     let attachment_bytes = 2_000;
-    let message = ToWorker::Activate {
-        object: OBJECT,
-        namespace: "chat".to_owned(),
-        class: "ChatRoom".to_owned(),
-        id: "9f".repeat(32),
-        name: Some("lobby".to_owned()),
-        auto_response: Some(AutoResponse {
-            binary: false,
-            request: Bytes::from_static(b"ping"),
-            response: Bytes::from_static(b"pong"),
-        }),
-        auto_response_known: true,
+    let message = ToWorker::SocketDescriptions {
         sockets: (0..sockets)
             .map(|slot| SocketInfo {
                 handle: handle(slot),
@@ -176,7 +166,7 @@ fn activate_case() -> Case {
     let decoded = ToWorker::decode(Bytes::copy_from_slice(&wire[4..])).expect("a valid frame");
     assert_eq!(decoded, message);
     Case {
-        name: format!("activate_{sockets}x{attachment_bytes}B"),
+        name: format!("describe_sockets_{sockets}x{attachment_bytes}B"),
         receiver: Receiver::Worker,
         message: Outgoing::ToWorker(message),
         wire,
@@ -186,7 +176,7 @@ fn activate_case() -> Case {
 fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = [16, 1024, 64 * 1024].map(message_case).into();
     cases.push(broadcast_case());
-    cases.push(activate_case());
+    cases.push(describe_sockets_case());
     cases
 }
 

@@ -313,3 +313,45 @@ async fn slow_wakes_past_the_turns_stop_neither_other_wakes_nor_live_objects() {
         assert_eq!(reply, Some(Message::Text("slept".into())));
     }
 }
+
+/// The wake no longer copies the room into the worker (the edges keep tags
+/// and attachments and answer questions): a handler woken by one message
+/// still reads every socket of a room spread over two edges, with its tags
+/// and attachment, and the wake is one wake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hibernated_room_of_many_sockets_wakes_on_one_message_and_reads_them_all() {
+    const SOCKETS: usize = 200;
+    let node = Node::builder()
+        .edges(2)
+        .hibernate_after(HIBERNATE_AFTER)
+        .start();
+    let name = unique_name("roster");
+    let mut clients = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..SOCKETS {
+        let parity = if i % 2 == 0 { "even" } else { "odd" };
+        let url = node.ws_url(&format!("/bench/{name}?tag={parity}&tag=n{i:03}"));
+        let mut client = Client::connect(&url).await;
+        let attachment = format!("member-{i:03}-{}", "x".repeat(100));
+        assert_eq!(client.request(&format!("attach:{attachment}")).await, "ok");
+        expected.push(format!("{parity}+n{i:03}={attachment}"));
+        clients.push(client);
+    }
+    expected.sort_unstable();
+    let before = node.wait_hibernated("Bench", &name, HIBERNATE_WAIT).await;
+
+    let roster = clients[17].request("roster").await;
+    let woken = node.stats("Bench", &name).await;
+    assert_eq!(woken.wakes, before.wakes + 1, "{woken:?}");
+    let roster: Vec<&str> = roster.split(',').collect();
+    assert_eq!(roster.len(), SOCKETS);
+    assert_eq!(roster, expected);
+    // The same live instance answers from the edges again, by tag too.
+    assert_eq!(clients[3].request("counttag:even").await, "100");
+    assert_eq!(clients[4].request("counttag:n004").await, "1");
+    assert_eq!(clients[5].request("count").await, SOCKETS.to_string());
+    assert_eq!(
+        clients[6].request("getattach").await,
+        format!("member-006-{}", "x".repeat(100))
+    );
+}

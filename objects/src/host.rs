@@ -1,21 +1,23 @@
-//! The runtime's side of the SDK: a live object's mirror of its sockets
-//! (filled from every edge that holds some when the object wakes) and the
+//! The runtime's side of the SDK: what a live object's calls about its
+//! sockets read (the edges hold the sockets; this asks them on the query
+//! links and reads their answers through the object's own overlay) and the
 //! commands its calls turn into, each sent to the edge it concerns.
 
 use crate::databases::OpenDatabases;
 use crate::gate::OutputGate;
 use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
+use crate::overlay::{Described, Overlay};
+use crate::queries::Queries;
 use crate::storage::{self, StorageError, StorageLimits};
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
-use torpor_proto::ipc::{self, SocketInfo, ToEdge};
+use torpor_proto::ipc::{self, SocketInfo, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::{CallFuture, Host};
 use torpor_sdk::{
@@ -37,15 +39,9 @@ pub(crate) fn to_handle(id: WebSocketId) -> SocketHandle {
     }
 }
 
-struct SocketEntry {
-    tags: Vec<String>,
-    attachment: Option<Bytes>,
-    auto_response_at_ms: u64,
-}
-
+/// The object's auto-response and the current fetch's upgrade.
 #[derive(Default)]
 struct Mirror {
-    sockets: BTreeMap<WebSocketId, SocketEntry>,
     auto_response: Option<AutoResponse>,
     /// The upgrade the current `fetch` may accept, and what became of it.
     upgrade: Option<(WebSocketId, Upgrade)>,
@@ -124,6 +120,7 @@ pub(crate) struct Shared {
     pub(crate) env_values: Rc<EnvValues>,
     pub(crate) spares: Rc<storage::Spares>,
     pub(crate) databases: Rc<OpenDatabases>,
+    pub(crate) queries: Rc<Queries>,
 }
 
 /// The config's vars and secrets, as the worker was given them.
@@ -152,6 +149,12 @@ pub(crate) struct ObjectHost {
     /// Ids whose handlers wait on the current event, outermost first.
     chain: RefCell<Vec<String>>,
     mirror: RefCell<Mirror>,
+    /// What the object knows of its sockets over what the edges answer.
+    overlay: RefCell<Overlay>,
+    /// Sockets of the object per edge: as each edge's `Activate` counted
+    /// them, then followed by the upgrades completed and closes handled.
+    counts: RefCell<HashMap<u16, u32>>,
+    queries: Rc<Queries>,
     /// Whether the auto-response in the mirror is known, or merely unset
     /// because no edge that was told it has reported yet.
     auto_response_known: Cell<bool>,
@@ -209,6 +212,9 @@ impl ObjectHost {
             calls: shared.calls.clone(),
             chain: RefCell::new(Vec::new()),
             mirror: RefCell::new(Mirror::default()),
+            overlay: RefCell::new(Overlay::default()),
+            counts: RefCell::new(HashMap::new()),
+            queries: shared.queries.clone(),
             auto_response_known: Cell::new(false),
             ties: RefCell::new(ObjectTies::new(shared.outbox.edges())),
             storage_spec,
@@ -236,23 +242,22 @@ impl ObjectHost {
             .ok_or_else(|| Error::UnknownNamespace(namespace.to_owned()))
     }
 
-    /// Takes an edge's `Activate`: its number for the object and its
-    /// sockets, which replace whatever this edge had listed. An edge that
-    /// does not know the auto-response, or knows an older one, is told.
+    /// Takes an edge's `Activate`: its number for the object and how many
+    /// sockets of it it holds. An edge that does not know the
+    /// auto-response, or knows an older one, is told.
     pub(crate) fn bind_edge(
         &self,
         edge: u16,
         object: u32,
         auto_response: Option<ipc::AutoResponse>,
         auto_response_known: bool,
-        sockets: Vec<SocketInfo>,
+        sockets: u32,
     ) {
         self.ties.borrow_mut().handle_activate(edge, object);
-        self.mirror
-            .borrow_mut()
-            .sockets
-            .retain(|id, _| id.parts().0 != edge);
-        self.add_sockets(sockets);
+        self.counts.borrow_mut().insert(edge, sockets);
+        // Its numbers for the object may have changed: nothing it said in
+        // this event stands.
+        self.overlay.borrow_mut().edge_lost(edge);
         let mut mirror = self.mirror.borrow_mut();
         let reported = auto_response.map(from_wire);
         if !self.auto_response_known.get() {
@@ -270,19 +275,6 @@ impl ObjectHost {
         }
     }
 
-    /// More sockets of an edge's `Activate`.
-    pub(crate) fn add_sockets(&self, sockets: Vec<SocketInfo>) {
-        let mut mirror = self.mirror.borrow_mut();
-        for s in sockets {
-            let entry = SocketEntry {
-                tags: s.tags,
-                attachment: s.attachment,
-                auto_response_at_ms: s.auto_response_at_ms,
-            };
-            mirror.sockets.insert(to_id(s.handle), entry);
-        }
-    }
-
     /// Sends the pair to every bound edge but `skip`.
     fn tell_auto_response(&self, pair: Option<AutoResponse>, skip: Option<u16>) {
         for (edge, binding) in self.bound() {
@@ -297,33 +289,35 @@ impl ObjectHost {
     }
 
     /// The object wakes from `woken_by`; returns the other edges to ask
-    /// for their sockets (`Gather`).
+    /// to bind (`Gather`).
     pub(crate) fn gather(&self, woken_by: u16, connected: impl Fn(u16) -> bool) -> Vec<u16> {
         self.ties.borrow_mut().gather(woken_by, connected)
     }
 
-    /// Whether some edge has yet to list its sockets.
+    /// Whether some edge has yet to answer the gather.
     pub(crate) fn is_gathering(&self) -> bool {
         self.ties.borrow().is_gathering()
     }
 
-    /// The edge listed all its sockets; true if that ends the gather.
+    /// The edge answered the gather; true if that ends it.
     pub(crate) fn listed(&self, edge: u16) -> bool {
         self.ties.borrow_mut().handle_listed(edge)
     }
 
-    /// The edge went away. Returns its sockets, still listed until their
-    /// close has been handled, and whether every edge still tied had agreed
-    /// to evict the object (it hibernates now).
+    /// The edge went away. Returns the sockets the object knows it held
+    /// (those it accepted), still listed until their close has been
+    /// handled, and whether every edge still tied had agreed to evict the
+    /// object (it hibernates now). The others are closed when the edge's
+    /// successor reports them (`Lost`).
     pub(crate) fn edge_lost(&self, edge: u16) -> (Vec<SocketHandle>, bool) {
         let hibernate = self.ties.borrow_mut().handle_edge_lost(edge);
-        let sockets = self
-            .mirror
-            .borrow()
-            .sockets
-            .keys()
-            .filter(|id| id.parts().0 == edge)
-            .map(|&id| to_handle(id))
+        self.counts.borrow_mut().remove(&edge);
+        let mut overlay = self.overlay.borrow_mut();
+        overlay.edge_lost(edge);
+        let sockets = overlay
+            .accepted_on(edge)
+            .into_iter()
+            .map(to_handle)
             .collect();
         (sockets, hibernate)
     }
@@ -371,8 +365,11 @@ impl ObjectHost {
         let mut mirror = self.mirror.borrow_mut();
         match mirror.upgrade.take() {
             Some((id, Upgrade::Accepted)) => {
-                if !completes {
-                    mirror.sockets.remove(&id);
+                if completes {
+                    let edge = id.parts().0;
+                    *self.counts.borrow_mut().entry(edge).or_default() += 1;
+                } else {
+                    self.overlay.borrow_mut().gone(id);
                 }
                 true
             }
@@ -387,14 +384,20 @@ impl ObjectHost {
     }
 
     /// The event committed: what it sent goes, in order.
+    ///
+    /// Sends are coalesced over the socket list the event read, if it read
+    /// one: a handler that sends to each of `get_websockets()` has it, and
+    /// one that did not read it has no run to coalesce.
     pub(crate) fn release_gate(&self) {
-        let sockets: Vec<SocketHandle> = self
-            .mirror
-            .borrow()
-            .sockets
-            .keys()
-            .map(|&id| to_handle(id))
+        let overlay = self.overlay.borrow();
+        let sockets: Vec<SocketHandle> = overlay
+            .cached_list(None)
+            .map(|listed| overlay.merge_list(listed, None))
+            .unwrap_or_default()
+            .into_iter()
+            .map(to_handle)
             .collect();
+        drop(overlay);
         let tied: Vec<(u16, u32)> = self
             .ties
             .borrow()
@@ -414,6 +417,7 @@ impl ObjectHost {
     /// lazily on first use, inside the event, and begins it then.
     pub(crate) fn begin_event(&self) {
         self.in_event.set(true);
+        self.overlay.borrow_mut().begin_event();
         self.alarm_intended.set(false);
         if let Some(storage) = self.storage.borrow_mut().as_mut() {
             if let Err(err) = storage.begin_event() {
@@ -648,30 +652,181 @@ impl ObjectHost {
     }
 
     pub(crate) fn note_auto_response_at(&self, handle: SocketHandle, at_ms: u64) {
-        if let Some(entry) = self.mirror.borrow_mut().sockets.get_mut(&to_id(handle)) {
-            entry.auto_response_at_ms = at_ms;
+        self.overlay
+            .borrow_mut()
+            .note_auto_response_at(to_id(handle), at_ms);
+    }
+
+    /// The socket's close is about to be handled: until it has been, the
+    /// socket is listed and reads as the edge last knew it (`tags`,
+    /// `attachment`), though the edge may have forgotten it already.
+    pub(crate) fn begin_close(
+        &self,
+        handle: SocketHandle,
+        tags: Vec<String>,
+        attachment: Option<Bytes>,
+    ) {
+        let reported = Described {
+            tags,
+            attachment,
+            auto_response_at_ms: 0,
+        };
+        self.overlay
+            .borrow_mut()
+            .begin_close(to_id(handle), reported);
+    }
+
+    /// The socket's close was handled; `counted` if its edge counted it.
+    pub(crate) fn forget(&self, handle: SocketHandle, counted: bool) {
+        let id = to_id(handle);
+        let mut overlay = self.overlay.borrow_mut();
+        if overlay.is_gone(id) {
+            return;
+        }
+        overlay.gone(id);
+        if !counted {
+            return;
+        }
+        if let Some(count) = self.counts.borrow_mut().get_mut(&handle.edge) {
+            *count = count.saturating_sub(1);
         }
     }
 
-    pub(crate) fn forget(&self, handle: SocketHandle) {
-        self.mirror.borrow_mut().sockets.remove(&to_id(handle));
+    /// Of `handles`, those not already known closed: a restarted edge
+    /// reports the sockets its predecessor held, some of which the object
+    /// heard of when the edge went away.
+    pub(crate) fn not_gone(&self, handles: Vec<SocketHandle>) -> Vec<SocketHandle> {
+        let overlay = self.overlay.borrow();
+        handles
+            .into_iter()
+            .filter(|&h| !overlay.is_gone(to_id(h)))
+            .collect()
     }
 
+    /// Sockets of the object over all edges, as far as this worker can
+    /// tell without asking.
     pub(crate) fn socket_count(&self) -> usize {
-        self.mirror.borrow().sockets.len()
+        self.counts.borrow().values().map(|&n| n as usize).sum()
     }
 
+    /// Whether an event about the socket is for the object: not once it
+    /// is known closed (its close was handled, or its edge went away).
     pub(crate) fn knows(&self, handle: SocketHandle) -> bool {
-        self.mirror.borrow().sockets.contains_key(&to_id(handle))
+        !self.overlay.borrow().is_gone(to_id(handle))
     }
 
-    fn entry<T>(&self, id: WebSocketId, f: impl FnOnce(&mut SocketEntry) -> T) -> Result<T> {
-        let mut mirror = self.mirror.borrow_mut();
-        mirror
-            .sockets
-            .get_mut(&id)
-            .map(f)
-            .ok_or(Error::WebSocketClosed)
+    fn refuse_gone(&self, id: WebSocketId) -> Result<()> {
+        match self.overlay.borrow().is_gone(id) {
+            true => Err(Error::WebSocketClosed),
+            false => Ok(()),
+        }
+    }
+
+    /// The sockets with `tag` the tied edges list, asked once per event.
+    fn edges_list(&self, tag: Option<&str>) -> BTreeSet<WebSocketId> {
+        if let Some(listed) = self.overlay.borrow().cached_list(tag) {
+            return listed.clone();
+        }
+        let mut listed = BTreeSet::new();
+        for (edge, binding) in self.bound() {
+            if self.overlay.borrow().has_failed(edge) {
+                continue;
+            }
+            let query = ToEdge::ListSockets {
+                object: binding.object,
+                tag: tag.map(str::to_owned),
+            };
+            match self.queries.ask(edge, &query) {
+                Some(ToWorker::SocketList { handles }) => {
+                    listed.extend(handles.into_iter().map(to_id));
+                }
+                other => self.edge_failed(edge, other),
+            }
+        }
+        self.overlay.borrow_mut().cache_list(tag, listed.clone());
+        listed
+    }
+
+    /// What is known of the socket, asking its edge if need be; a socket
+    /// known closed, or that its edge does not hold, is closed.
+    fn describe(&self, id: WebSocketId) -> Result<Described> {
+        match self.overlay.borrow().known(id) {
+            Err(()) => return Err(Error::WebSocketClosed),
+            Ok(Some(described)) => return Ok(described),
+            Ok(None) => {}
+        }
+        let handle = to_handle(id);
+        let edge = handle.edge;
+        let Some(binding) = self.binding(edge) else {
+            return Err(Error::WebSocketClosed);
+        };
+        if self.overlay.borrow().has_failed(edge) {
+            return Err(Error::WebSocketClosed);
+        }
+        let bulk = self.overlay.borrow_mut().miss(edge);
+        if bulk && self.describe_all(edge, binding.object) {
+            if let Ok(Some(described)) = self.overlay.borrow().known(id) {
+                return Ok(described);
+            }
+        }
+        let query = ToEdge::DescribeSocket {
+            object: binding.object,
+            handle,
+        };
+        match self.queries.ask(edge, &query) {
+            Some(ToWorker::SocketDescription { socket }) => self
+                .overlay
+                .borrow_mut()
+                .described(id, socket.map(from_info))
+                .ok_or(Error::WebSocketClosed),
+            other => {
+                self.edge_failed(edge, other);
+                Err(Error::WebSocketClosed)
+            }
+        }
+    }
+
+    /// Asks `edge` to describe all its sockets of the object, page by
+    /// page; true if it did.
+    fn describe_all(&self, edge: u16, object: u32) -> bool {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let query = ToEdge::DescribeSockets { object, after };
+            match self.queries.ask(edge, &query) {
+                Some(ToWorker::SocketDescriptions { sockets, more }) => {
+                    after = sockets.last().map(|s| s.handle.slot);
+                    all.extend(sockets.into_iter().map(|s| (to_id(s.handle), from_info(s))));
+                    if !more || after.is_none() {
+                        break;
+                    }
+                }
+                other => {
+                    self.edge_failed(edge, other);
+                    return false;
+                }
+            }
+        }
+        self.overlay.borrow_mut().described_all(edge, all);
+        true
+    }
+
+    /// `edge` did not answer (or answered out of turn): the rest of the
+    /// event does without it rather than wait for it again.
+    fn edge_failed(&self, edge: u16, answer: Option<ToWorker>) {
+        if let Some(answer) = answer {
+            warn!(class = %self.class, edge, ?answer, "edge answered a query with something else");
+            self.queries.forget(edge);
+        }
+        self.overlay.borrow_mut().failed(edge);
+    }
+}
+
+fn from_info(info: SocketInfo) -> Described {
+    Described {
+        tags: info.tags,
+        attachment: info.attachment,
+        auto_response_at_ms: info.auto_response_at_ms,
     }
 }
 
@@ -898,14 +1053,7 @@ impl Host for ObjectHost {
         match mirror.upgrade {
             Some((pending, Upgrade::Pending)) if pending == id => {
                 mirror.upgrade = Some((id, Upgrade::Accepted));
-                mirror.sockets.insert(
-                    id,
-                    SocketEntry {
-                        tags: tags.clone(),
-                        attachment: None,
-                        auto_response_at_ms: 0,
-                    },
-                );
+                self.overlay.borrow_mut().accepted(id, tags.clone());
                 let handle = to_handle(id);
                 self.outbox
                     .push(handle.edge, &ToEdge::Accept { handle, tags });
@@ -916,21 +1064,18 @@ impl Host for ObjectHost {
     }
 
     fn websockets(&self, tag: Option<&str>) -> Vec<WebSocketId> {
-        let mirror = self.mirror.borrow();
-        mirror
-            .sockets
-            .iter()
-            .filter(|(_, entry)| tag.is_none_or(|t| entry.tags.iter().any(|x| x == t)))
-            .map(|(id, _)| *id)
-            .collect()
+        let listed = self.edges_list(tag);
+        self.overlay.borrow().merge_list(&listed, tag)
     }
 
     fn tags(&self, id: WebSocketId) -> Result<Vec<String>> {
-        self.entry(id, |entry| entry.tags.clone())
+        self.describe(id).map(|d| d.tags)
     }
 
+    // A socket not known closed needs no question: the edge drops a
+    // command to a socket that is gone.
     fn send(&self, id: WebSocketId, message: Message) -> Result<()> {
-        self.entry(id, |_| ())?;
+        self.refuse_gone(id)?;
         let (is_text, payload) = split(message);
         let handle = to_handle(id);
         self.gate.push(
@@ -946,7 +1091,8 @@ impl Host for ObjectHost {
     }
 
     fn close(&self, id: WebSocketId, code: u16, reason: &str) -> Result<()> {
-        self.entry(id, |_| ())?;
+        self.refuse_gone(id)?;
+        self.overlay.borrow_mut().closed_by_us(id);
         let handle = to_handle(id);
         self.gate.push(
             &self.outbox,
@@ -980,11 +1126,16 @@ impl Host for ObjectHost {
     }
 
     fn attachment(&self, id: WebSocketId) -> Result<Option<Bytes>> {
-        self.entry(id, |entry| entry.attachment.clone())
+        self.refuse_gone(id)?;
+        if let Some(attachment) = self.overlay.borrow().attachment_set(id) {
+            return Ok(attachment);
+        }
+        self.describe(id).map(|d| d.attachment)
     }
 
     fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
-        self.entry(id, |entry| entry.attachment = attachment.clone())?;
+        self.refuse_gone(id)?;
+        self.overlay.borrow_mut().attach(id, attachment.clone());
         let handle = to_handle(id);
         self.outbox
             .push(handle.edge, &ToEdge::SetAttachment { handle, attachment });
@@ -1152,7 +1303,190 @@ impl Host for ObjectHost {
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {
-        let at_ms = self.entry(id, |entry| entry.auto_response_at_ms).ok()?;
+        let at_ms = self.describe(id).ok()?.auto_response_at_ms;
         (at_ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(at_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const OBJECT: u32 = 5;
+
+    fn handle(slot: u32) -> SocketHandle {
+        SocketHandle {
+            edge: 0,
+            slot,
+            generation: 1,
+        }
+    }
+
+    fn info(slot: u32) -> SocketInfo {
+        SocketInfo {
+            handle: handle(slot),
+            tags: vec![format!("t{}", slot % 2)],
+            attachment: Some(Bytes::from(format!("att-{slot}"))),
+            auto_response_at_ms: 0,
+        }
+    }
+
+    /// An edge holding sockets at slots `0..sockets` of `OBJECT`, answering
+    /// queries as the edge core does; counts the questions.
+    fn fake_edge(path: PathBuf, sockets: u32, asked: Arc<AtomicUsize>) {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = BytesMut::new();
+            let mut scratch = [0; 4096];
+            loop {
+                let Ok(n) = stream.read(&mut scratch) else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&scratch[..n]);
+                while let Some(frame) = ipc::split_frame(&mut buf).unwrap() {
+                    let answer = match ToEdge::decode(frame).unwrap() {
+                        ToEdge::QueryHello { .. } => continue,
+                        ToEdge::ListSockets { object, tag } => ToWorker::SocketList {
+                            handles: (0..sockets)
+                                .map(info)
+                                .filter(|_| object == OBJECT)
+                                .filter(|i| tag.as_ref().is_none_or(|t| i.tags.contains(t)))
+                                .map(|i| i.handle)
+                                .collect(),
+                        },
+                        ToEdge::DescribeSocket { handle, .. } => ToWorker::SocketDescription {
+                            socket: (handle.slot < sockets).then(|| info(handle.slot)),
+                        },
+                        ToEdge::DescribeSockets { after, .. } => ToWorker::SocketDescriptions {
+                            sockets: (0..sockets)
+                                .filter(|&s| after.is_none_or(|a| s > a))
+                                .map(info)
+                                .collect(),
+                            more: false,
+                        },
+                        other => panic!("not a query: {other:?}"),
+                    };
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let mut out = Vec::new();
+                    answer.encode(&mut out);
+                    stream.write_all(&out).unwrap();
+                }
+            }
+        });
+    }
+
+    /// A host of `OBJECT` bound to one edge that holds `sockets` sockets.
+    fn host(dir: &std::path::Path, sockets: u32) -> (Rc<ObjectHost>, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let path = dir.join("edge-0.sock");
+        fake_edge(path.clone(), sockets, asked.clone());
+        let shared = Shared {
+            outbox: Rc::new(Outbox::new(1)),
+            keys: Rc::new(HashMap::new()),
+            calls: Rc::new(Calls::default()),
+            env_values: Rc::new(EnvValues::default()),
+            spares: Rc::new(storage::Spares::new(0)),
+            databases: Rc::new(OpenDatabases::new(1)),
+            queries: Rc::new(Queries::new(vec![path], 0)),
+        };
+        let identity = Identity {
+            namespace: "BENCH".into(),
+            class: "Bench".into(),
+            id: "ab".repeat(32),
+            name: None,
+        };
+        let spec = StorageSpec {
+            path: dir.join("object.sqlite"),
+            limits: storage::StorageLimits::default(),
+        };
+        let host = Rc::new_cyclic(|me| ObjectHost::new(identity, 2048, &shared, spec, me.clone()));
+        host.bind_edge(0, OBJECT, None, true, sockets);
+        host.begin_event();
+        (host, asked)
+    }
+
+    fn id(slot: u32) -> WebSocketId {
+        to_id(handle(slot))
+    }
+
+    #[test]
+    fn a_handler_sees_what_it_did_itself_whatever_the_edge_has_read_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, asked) = host(dir.path(), 2);
+        host.begin_fetch(Some(handle(7)));
+        host.accept(id(7), vec!["t1".into()]).unwrap();
+        assert_eq!(host.websockets(None), [id(0), id(1), id(7)]);
+        assert_eq!(host.websockets(Some("t1")), [id(1), id(7)]);
+        host.close(id(0), 1000, "").unwrap();
+        assert_eq!(host.websockets(None), [id(1), id(7)], "closed here");
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "one list per tag per event"
+        );
+        assert_eq!(host.attachment(id(7)).unwrap(), None, "new: no question");
+        host.set_attachment(id(1), Some(Bytes::from_static(b"mine")))
+            .unwrap();
+        assert_eq!(
+            host.attachment(id(1)).unwrap().as_deref(),
+            Some(&b"mine"[..])
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "set here: no question");
+        assert_eq!(host.tags(id(1)).unwrap(), ["t1"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+        assert!(host.end_fetch(true));
+        assert_eq!(host.socket_count(), 3);
+        host.forget(handle(7), true);
+        assert!(!host.knows(handle(7)));
+        assert!(matches!(
+            host.send(id(7), Message::Text("late".into())),
+            Err(Error::WebSocketClosed)
+        ));
+        assert_eq!(host.socket_count(), 2);
+        host.forget(handle(1), false);
+        assert_eq!(host.socket_count(), 2, "a successor's Lost was not counted");
+        assert!(!host.knows(handle(1)));
+    }
+
+    #[test]
+    fn reading_every_attachment_of_a_room_costs_a_few_questions_not_one_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, asked) = host(dir.path(), 100);
+        let sockets = host.websockets(None);
+        assert_eq!(sockets.len(), 100);
+        for (slot, &ws) in sockets.iter().enumerate() {
+            let attachment = host.attachment(ws).unwrap();
+            assert_eq!(attachment, Some(Bytes::from(format!("att-{slot}"))));
+            assert_eq!(host.tags(ws).unwrap(), [format!("t{}", slot % 2)]);
+        }
+        let questions = asked.load(Ordering::SeqCst);
+        let expected = 1 + crate::overlay::MISSES_BEFORE_BULK as usize + 1;
+        assert_eq!(questions, expected, "a list, the misses, one bulk page");
+        host.begin_event();
+        host.attachment(id(3)).unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), expected + 1, "asked again");
+    }
+
+    #[test]
+    fn a_socket_the_edge_does_not_hold_reads_as_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _) = host(dir.path(), 1);
+        assert!(matches!(
+            host.attachment(id(9)),
+            Err(Error::WebSocketClosed)
+        ));
+        assert!(matches!(host.tags(id(9)), Err(Error::WebSocketClosed)));
+        assert_eq!(host.auto_response_timestamp(id(9)), None);
     }
 }

@@ -19,6 +19,8 @@ pub mod js;
 mod lifecycle;
 mod memory;
 mod outbox;
+mod overlay;
+mod queries;
 mod registry;
 pub mod storage;
 mod worker;

@@ -320,7 +320,7 @@ pub(crate) struct Binding {
 #[derive(Debug)]
 pub(crate) struct ObjectTies {
     ties: Vec<Option<Binding>>,
-    /// Edges asked for their sockets that have not listed them all yet.
+    /// Edges asked to bind (`Gather`) that have not answered yet.
     gathering: Vec<bool>,
 }
 
@@ -334,7 +334,8 @@ impl ObjectTies {
     }
 
     /// The object wakes from `woken_by`: every other connected edge must
-    /// list its sockets before the object's first event runs. Returns the
+    /// tell its number for the object (its `Activate`) before the object's
+    /// first event runs, so that questions and broadcasts reach it. Returns the
     /// edges to send `Gather` to.
     pub(crate) fn gather(&mut self, woken_by: u16, connected: impl Fn(u16) -> bool) -> Vec<u16> {
         let mut asked = Vec::new();
@@ -348,7 +349,7 @@ impl ObjectTies {
         asked
     }
 
-    /// Whether some edge has yet to list its sockets.
+    /// Whether some edge has yet to answer the gather.
     pub(crate) fn is_gathering(&self) -> bool {
         self.gathering.iter().any(|&p| p)
     }
@@ -365,7 +366,7 @@ impl ObjectTies {
         }
     }
 
-    /// The edge has listed all its sockets; true if that ends the gather.
+    /// The edge answered the gather; true if that ends it.
     pub(crate) fn handle_listed(&mut self, edge: u16) -> bool {
         let Some(pending) = self.gathering.get_mut(usize::from(edge)) else {
             return false;

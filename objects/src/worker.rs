@@ -3,9 +3,12 @@
 //! when none is live.
 //!
 //! An object's sockets may sit on several edges. The edge whose event
-//! wakes an object sends `Activate` with its sockets; the worker then asks
-//! every other edge (`Gather`) for theirs and holds the object's events
-//! until all have answered, so that `get_websockets` sees every socket.
+//! wakes an object sends `Activate`; the worker then asks every other edge
+//! (`Gather`) for theirs and holds the object's events until all have
+//! answered, so that it knows every edge that may hold a socket of the
+//! object. The sockets stay in the edges: `get_websockets` and the socket
+//! calls ask them on the query links (`queries.rs`), so a wake costs the
+//! same whatever the room's size.
 //! The object hibernates when every edge bound to it agrees (`Idle` →
 //! `Evict`), and the worker exits when every edge agrees (`IdleExit` →
 //! `Shutdown`).
@@ -18,6 +21,7 @@ use crate::instance::DynObject;
 use crate::lifecycle::{self, Action, ExitReason, WorkerLife};
 use crate::memory::MemoryReturn;
 use crate::outbox::Outbox;
+use crate::queries::Queries;
 use crate::registry::{Factory, Registry};
 use crate::storage::{Spares, StorageLimits};
 use bytes::{Bytes, BytesMut};
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
-use torpor_proto::ipc::{self, SocketInfo, ToChild, ToEdge, ToWorker};
+use torpor_proto::ipc::{self, ToChild, ToEdge, ToWorker};
 use torpor_proto::SocketHandle;
 use torpor_sdk::host::Abort;
 use torpor_sdk::{AlarmInfo, Env, Message, Request, Response, State, WebSocket};
@@ -228,6 +232,12 @@ enum Event {
         code: u16,
         reason: String,
         was_clean: bool,
+        /// What the edge knew of the socket as it closed.
+        tags: Vec<String>,
+        attachment: Option<Bytes>,
+        /// Reported by the edge that holds the socket, which counted it
+        /// in its `Activate`; not for a socket that died with its edge.
+        counted: bool,
     },
     Alarm {
         retry_count: u32,
@@ -270,12 +280,12 @@ struct Live {
     key: (String, String),
     host: Rc<ObjectHost>,
     mailbox: mpsc::UnboundedSender<Box<Delivery>>,
-    /// Wakes the object's task when every edge has listed its sockets.
+    /// Wakes the object's task when every edge has answered the gather.
     gathered: Rc<Notify>,
 }
 
 impl Live {
-    /// The edge listed all its sockets.
+    /// The edge answered the gather.
     fn listed(&self, edge: u16) {
         if self.host.listed(edge) {
             self.gathered.notify_one();
@@ -369,9 +379,9 @@ struct Worker {
     objects: Rc<RefCell<Objects>>,
     /// The agreements with the edges: ready, idle exit, retirement.
     life: WorkerLife,
-    /// Per edge, the objects that were live when it was last lost: they
-    /// heard of its sockets then, so its successor's `Lost` is not for them.
-    told_on_loss: Vec<HashSet<(String, String)>>,
+    /// Per edge, the sockets whose close the objects heard of when it was
+    /// last lost: its successor's `Lost` is not for them again.
+    told_on_loss: Vec<HashSet<SocketHandle>>,
     /// Object tasks still running.
     tasks: Rc<Cell<usize>>,
     /// Turns to wake an object (`WAKES_AT_ONCE`).
@@ -405,6 +415,12 @@ async fn serve(
         }),
         spares: Rc::new(Spares::new(SPARES_PER_DIR)),
         databases: Rc::new(OpenDatabases::new(options.max_open_databases)),
+        queries: Rc::new(Queries::new(
+            (0..options.edges)
+                .map(|edge| edge_socket_path(&options.run_dir, edge))
+                .collect(),
+            options.index,
+        )),
     };
     let (input_tx, mut inputs) = mpsc::unbounded_channel();
     for edge in 0..options.edges {
@@ -572,6 +588,7 @@ impl Worker {
             }
             Input::Down(edge) => {
                 self.life.handle_edge_down(now, edge);
+                self.shared.queries.forget(edge);
                 self.edge_lost(edge);
             }
             Input::Frame(edge, message) => self.message(edge, message),
@@ -616,7 +633,7 @@ impl Worker {
 
     /// A retiring worker's edges hold every new event: dropping an object's
     /// mailbox lets its task finish what is queued and end. One still
-    /// gathering its sockets waits for the answers (they follow `Retired`).
+    /// gathering its edges waits for the answers (they follow `Retired`).
     fn finish_objects(&mut self) {
         let mut objects = self.objects.borrow_mut();
         let finished: Vec<usize> = objects
@@ -669,7 +686,6 @@ impl Worker {
                 auto_response,
                 auto_response_known,
                 sockets,
-                more,
             } => {
                 self.life.handle_activity(Instant::now());
                 let slot = self.live_slot(edge, namespace, class, id, name);
@@ -677,28 +693,15 @@ impl Worker {
                 if let Some(live) = objects.lives.get(slot) {
                     live.host
                         .bind_edge(edge, object, auto_response, auto_response_known, sockets);
-                    if !more {
-                        live.listed(edge);
-                    }
+                    live.listed(edge);
                 }
                 objects.by_edge[usize::from(edge)].insert(object, slot);
                 return;
             }
-            ToWorker::Sockets {
-                object,
-                sockets,
-                more,
-            } => {
-                let objects = self.objects.borrow();
-                let live = objects
-                    .slot(edge, object)
-                    .and_then(|s| objects.lives.get(s));
-                if let Some(live) = live {
-                    live.host.add_sockets(sockets);
-                    if !more {
-                        live.listed(edge);
-                    }
-                }
+            ToWorker::SocketList { .. }
+            | ToWorker::SocketDescription { .. }
+            | ToWorker::SocketDescriptions { .. } => {
+                warn!(edge, "a query's answer on the main link, ignored");
                 return;
             }
             ToWorker::Fetch {
@@ -743,6 +746,8 @@ impl Worker {
                 code,
                 reason,
                 was_clean,
+                tags,
+                attachment,
             } => (
                 object,
                 Event::Closed {
@@ -750,6 +755,9 @@ impl Worker {
                     code,
                     reason,
                     was_clean,
+                    tags,
+                    attachment,
+                    counted: true,
                 },
             ),
             ToWorker::Alarm {
@@ -770,15 +778,11 @@ impl Worker {
             return;
         };
         let mut event = event;
-        if let Event::Lost { sockets } = &mut event {
-            let told = self
-                .told_on_loss
-                .get(usize::from(edge))
-                .is_some_and(|told| told.contains(&live.key));
-            if told {
-                // Still delivered, empty: the edge counts it as an event.
-                sockets.clear();
-            }
+        if let (Event::Lost { sockets }, Some(told)) =
+            (&mut event, self.told_on_loss.get(usize::from(edge)))
+        {
+            // Still delivered if emptied: the edge counts it as an event.
+            sockets.retain(|handle| !told.contains(handle));
         }
         let delivery = Delivery {
             edge: Some(edge),
@@ -877,13 +881,12 @@ impl Worker {
     fn edge_lost(&mut self, edge: u16) {
         self.shared.calls.fail_edge(edge);
         let mut objects = self.objects.borrow_mut();
-        if let Some(told) = self.told_on_loss.get_mut(usize::from(edge)) {
-            *told = objects.lives.iter().map(|(_, l)| l.key.clone()).collect();
-        }
+        let mut told = HashSet::new();
         objects.by_edge[usize::from(edge)].clear();
         let mut hibernated = Vec::new();
         for (slot, live) in &objects.lives {
             let (sockets, hibernate) = live.host.edge_lost(edge);
+            told.extend(sockets.iter().copied());
             if !live.host.is_gathering() {
                 live.gathered.notify_one();
             }
@@ -900,6 +903,9 @@ impl Worker {
         }
         for slot in hibernated {
             objects.remove(slot);
+        }
+        if let Some(slot) = self.told_on_loss.get_mut(usize::from(edge)) {
+            *slot = told;
         }
     }
 }
@@ -952,7 +958,7 @@ fn database_path(data_dir: &std::path::Path, class: &str, id: &str) -> PathBuf {
 }
 
 /// Runs one object's events in order. The instance is created on the first
-/// event (after every edge has listed its sockets) and dropped when the
+/// event (after every edge has answered the gather) and dropped when the
 /// edges agree to evict the object.
 async fn object_task(task: ObjectTask) {
     let ObjectTask {
@@ -1046,19 +1052,9 @@ async fn object_task(task: ObjectTask) {
                 continue;
             }
             Event::Lost { sockets } => {
-                // Listed (with no tags or attachment: those died with the
-                // edge) until each close is handled, as `EdgeLost`'s are.
-                host.add_sockets(
-                    sockets
-                        .iter()
-                        .map(|&handle| SocketInfo {
-                            handle,
-                            tags: Vec::new(),
-                            attachment: None,
-                            auto_response_at_ms: 0,
-                        })
-                        .collect(),
-                );
+                // Each read as having no tags or attachment (those died
+                // with the edge) unless the object set them itself.
+                let sockets = host.not_gone(sockets);
                 Box::pin(life.close_abruptly(&mut instance, sockets)).await;
                 None
             }
@@ -1153,6 +1149,9 @@ impl ObjectLife<'_> {
                 code: 1006,
                 reason: "edge went away".to_owned(),
                 was_clean: false,
+                tags: Vec::new(),
+                attachment: None,
+                counted: false,
             };
             let survived = handle_event(
                 instance,
@@ -1407,9 +1406,13 @@ async fn run_event(
             code,
             reason,
             was_clean,
+            tags,
+            attachment,
+            counted,
         } => {
             let ran = match instance.as_mut() {
                 Some(object) if host.knows(handle) => {
+                    host.begin_close(handle, tags, attachment);
                     let ws = WebSocket::new(to_id(handle), sdk_host);
                     // The edge failed the socket for a reason (a protocol
                     // error, a client that does not read), as opposed to a
@@ -1434,7 +1437,7 @@ async fn run_event(
                 }
                 _ => Ran::quiet(),
             };
-            host.forget(handle);
+            host.forget(handle, counted);
             ran
         }
         Event::Alarm { retry_count, .. } => {

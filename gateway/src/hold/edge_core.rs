@@ -37,15 +37,13 @@ pub(crate) mod handover;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod harness;
 mod links;
+mod queries;
 mod sockets;
 #[cfg(test)]
 mod tests;
 
 /// How often usage goes to the ledger: what a kill -9 can lose.
 const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Sockets per `Activate` or `Sockets` frame: with the largest attachments
-/// (16 KiB) a frame stays near 8 MiB, far below the IPC frame limit.
-const ACTIVATE_CHUNK: usize = 512;
 /// A socket with this much to write gets it written before the core takes
 /// more of a worker's frames: a burst for one client must not pile up in
 /// memory, or over a reading client's limit, before a write.
@@ -138,6 +136,8 @@ pub(crate) struct EdgeCore {
     objects: ObjectTable,
     addresses: Addresses,
     links: Vec<Link>,
+    /// Each worker's query link, by index.
+    queries: Vec<queries::QueryLink>,
     routes: Routes,
     /// Reserved sockets a request's object handed on to another object
     /// (`Call` with `upgrade`), by slot: the callee they now belong to,
@@ -188,6 +188,9 @@ impl EdgeCore {
     ) -> EdgeCore {
         EdgeCore {
             links: (0..options.workers).map(|_| Link::default()).collect(),
+            queries: (0..options.workers)
+                .map(|_| queries::QueryLink::default())
+                .collect(),
             sessions: Slab::new(),
             generations: Vec::new(),
             generation_base,
@@ -442,9 +445,9 @@ impl EdgeCore {
         self.ask_for_worker(worker);
     }
 
-    /// Tells the object's worker the object is live from this edge's side,
-    /// with this edge's sockets of it. Whether that is a wake (a new
-    /// instance) only the worker knows; it says so with `Woke`.
+    /// Tells the object's worker the object is live from this edge's side.
+    /// Whether that is a wake (a new instance) only the worker knows; it
+    /// says so with `Woke`.
     fn activate(&mut self, object: u32) {
         self.encode_activate(object, false);
         let o = self.object(object);
@@ -455,9 +458,10 @@ impl EdgeCore {
         self.ask_for_worker(worker);
     }
 
-    /// Appends the object's `Activate` (and `Sockets`) for its worker: to
-    /// the process that retires (`to_retiring`, answering its `Gather`) or
-    /// to the one that serves the object's next events.
+    /// Appends the object's `Activate` for its worker: to the process
+    /// that retires (`to_retiring`, answering its `Gather`) or to the one
+    /// that serves the object's next events. Its size does not depend on
+    /// the sockets the object has: the worker asks for those it needs.
     fn encode_activate(&mut self, object: u32, to_retiring: bool) {
         let Some(o) = self.objects.get(object) else {
             return;
@@ -468,24 +472,6 @@ impl EdgeCore {
         } else {
             link.events()
         };
-        let edge = self.options.edge;
-        let sessions = &self.sessions;
-        let info = |slot: &u32| {
-            let s = sessions.get(*slot as usize)?;
-            Some(SocketInfo {
-                handle: SocketHandle {
-                    edge,
-                    slot: *slot,
-                    generation: s.generation,
-                },
-                tags: s.tags.iter().map(|t| t.to_string()).collect(),
-                attachment: s.attachment.as_deref().map(Bytes::copy_from_slice),
-                auto_response_at_ms: s.auto_response_at_ms,
-            })
-        };
-        let mut chunks = o.sockets.chunks(ACTIVATE_CHUNK);
-        let first = chunks.next().unwrap_or_default();
-        let more = o.sockets.len() > first.len();
         ToWorker::Activate {
             object,
             namespace: o.namespace.to_string(),
@@ -494,19 +480,9 @@ impl EdgeCore {
             name: o.name.as_deref().map(str::to_owned),
             auto_response: o.auto_reply.as_ref().map(|a| a.pair.clone()),
             auto_response_known: o.auto_reply_known,
-            sockets: first.iter().filter_map(info).collect(),
-            more,
+            sockets: u32::try_from(o.sockets.len()).unwrap_or(u32::MAX),
         }
         .encode(out);
-        let mut rest = chunks.peekable();
-        while let Some(chunk) = rest.next() {
-            ToWorker::Sockets {
-                object,
-                sockets: chunk.iter().filter_map(info).collect(),
-                more: rest.peek().is_some(),
-            }
-            .encode(out);
-        }
     }
 
     fn fire_due_alarms(&mut self) {

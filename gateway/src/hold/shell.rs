@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 const WAKER: Token = Token(usize::MAX);
 const IPC_LISTENER: Token = Token(usize::MAX - 1);
+const QUERY_BASE: usize = 1 << 47;
 const LINK_BASE: usize = 1 << 48;
 const PENDING_BASE: usize = 1 << 49;
 /// Per-loop read buffer: every socket reads into it, none owns one.
@@ -73,6 +74,7 @@ pub fn spawn(
         listener,
         streams: Vec::new(),
         links: (0..workers).map(|_| None).collect(),
+        query_links: (0..workers).map(|_| None).collect(),
         pending_links: Slab::new(),
         scratch: vec![0; SCRATCH_BYTES],
         unread: Vec::new(),
@@ -161,6 +163,7 @@ pub fn spawn_taken_over(
         listener,
         streams,
         links,
+        query_links: (0..workers).map(|_| None).collect(),
         pending_links: Slab::new(),
         scratch: vec![0; SCRATCH_BYTES],
         unread: Vec::new(),
@@ -231,6 +234,9 @@ struct Shell {
     streams: Vec<Option<(TcpStream, u32)>>,
     /// Each worker's connection, by index.
     links: Vec<Option<UnixStream>>,
+    /// Each worker's query link, by index. Not handed over in an upgrade:
+    /// a worker opens its query link again when the old one fails.
+    query_links: Vec<Option<UnixStream>>,
     pending_links: Slab<PendingLink>,
     scratch: Vec<u8>,
     /// Sockets (slot, generation) that used their read budget with bytes
@@ -276,6 +282,7 @@ impl Shell {
                     IPC_LISTENER => self.accept_links(),
                     Token(t) if t >= PENDING_BASE => self.pending_link_ready(t - PENDING_BASE),
                     Token(t) if t >= LINK_BASE => self.link_ready(t - LINK_BASE),
+                    Token(t) if t >= QUERY_BASE => self.query_ready(t - QUERY_BASE),
                     Token(slot) => {
                         let Some(generation) = self.generation_of(slot) else {
                             continue;
@@ -678,6 +685,19 @@ impl Shell {
         let mut pending = self.pending_links.remove(key);
         let _ = self.poll.registry().deregister(&mut pending.stream);
         let workers = self.links.len();
+        if let Some(Ok(ToEdge::QueryHello { version, worker })) = hello {
+            if version != ipc::VERSION || usize::from(worker) >= workers {
+                error!(
+                    version,
+                    worker,
+                    expected = ipc::VERSION,
+                    "query link refused: wrong ipc version or index"
+                );
+                return;
+            }
+            self.query_link_up(usize::from(worker), pending, closed);
+            return;
+        }
         let (worker, pid) = match hello {
             Some(Ok(ToEdge::Hello {
                 version,
@@ -721,6 +741,81 @@ impl Shell {
         if closed {
             self.link_gone(worker);
         }
+    }
+
+    /// A worker's query link said hello: the core answers what follows.
+    fn query_link_up(&mut self, worker: usize, mut pending: PendingLink, closed: bool) {
+        self.query_gone(worker);
+        let token = Token(QUERY_BASE + worker);
+        if let Err(err) = self.poll.registry().register(
+            &mut pending.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            error!(%err, worker, "cannot register a query link");
+            return;
+        }
+        debug!(worker, "query link connected");
+        self.query_links[worker] = Some(pending.stream);
+        if !self.core.query_link_up(worker, pending.rbuf) || closed {
+            self.query_gone(worker);
+            return;
+        }
+        self.flush_query(worker);
+    }
+
+    /// The query link is readable or writable: answers what it asks.
+    fn query_ready(&mut self, worker: usize) {
+        loop {
+            let Some(stream) = self.query_links.get_mut(worker).and_then(Option::as_mut) else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.query_gone(worker);
+                    return;
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    debug!(%err, worker, "query link failed");
+                    self.query_gone(worker);
+                    return;
+                }
+            };
+            if !self.core.query_bytes(worker, &self.scratch[..n]) {
+                self.query_gone(worker);
+                return;
+            }
+            self.flush_query(worker);
+        }
+        self.flush_query(worker);
+    }
+
+    fn flush_query(&mut self, worker: usize) {
+        let Some(stream) = self.query_links.get_mut(worker).and_then(Option::as_mut) else {
+            return;
+        };
+        let pending = self.core.query_output(worker);
+        if pending.is_empty() {
+            return;
+        }
+        match write_now(stream, pending) {
+            Ok(n) => self.core.query_wrote(worker, n),
+            Err(err) => {
+                debug!(%err, worker, "writing to a query link failed");
+                self.query_gone(worker);
+            }
+        }
+    }
+
+    fn query_gone(&mut self, worker: usize) {
+        if let Some(mut stream) = self.query_links.get_mut(worker).and_then(Option::take) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        self.core.query_link_down(worker);
     }
 
     fn link_ready(&mut self, worker: usize) {

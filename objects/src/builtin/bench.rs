@@ -4,7 +4,9 @@
 //! `attach:X` → stores X as the attachment and replies `ok` (or `err:…`);
 //! `getattach` → the attachment; `bcast:X` → X to every socket of the
 //! object, sender included; `count` → the number of sockets; `tags` → the
-//! socket's tags joined by `,`. Binary messages are echoed. `?tag=T` on
+//! socket's tags joined by `,`; `roster` → every socket of the object as
+//! `TAGS=ATTACHMENT` (tags joined by `+`), sorted, joined by `,`;
+//! `counttag:T` → the number of sockets tagged T. Binary messages are echoed. `?tag=T` on
 //! connect (repeatable) tags the socket. To exercise failure paths,
 //! `fail:X` makes the handler return an error and `panic:X` makes it panic;
 //! either fails that event only; a socket tagged `panic-on-close` makes its
@@ -225,6 +227,8 @@ impl DurableObject for Bench {
             return Err(format!("failed on request: {rest}").into());
         } else if let Some(rest) = text.strip_prefix("panic:") {
             panic!("panicked on request: {rest}");
+        } else if let Some(tag) = text.strip_prefix("counttag:") {
+            self.state.get_websockets(Some(tag)).len().to_string()
         } else if let Some(rest) = text.strip_prefix("bcast:") {
             self.state.broadcast(rest, None, None);
             return Ok(());
@@ -233,6 +237,7 @@ impl DurableObject for Bench {
                 "getattach" => ws.deserialize_attachment::<String>()?.unwrap_or_default(),
                 "count" => self.state.get_websockets(None).len().to_string(),
                 "tags" => ws.tags()?.join(","),
+                "roster" => self.roster()?,
                 "lasterror" => self.last_error.clone(),
                 "version" => crate::build_version(),
                 "pid" => std::process::id().to_string(),
@@ -321,6 +326,18 @@ impl DurableObject for Bench {
 }
 
 impl Bench {
+    /// Every socket's tags and attachment: what a handler that reads the
+    /// whole room after a wake sees.
+    fn roster(&self) -> HandlerResult<String> {
+        let mut lines = Vec::new();
+        for ws in self.state.get_websockets(None) {
+            let attachment = ws.deserialize_attachment::<String>()?.unwrap_or_default();
+            lines.push(format!("{}={attachment}", ws.tags()?.join("+")));
+        }
+        lines.sort_unstable();
+        Ok(lines.join(","))
+    }
+
     async fn call_bench(
         &self,
         to: &str,

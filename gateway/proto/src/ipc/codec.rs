@@ -123,16 +123,17 @@ impl<'a> Writer<'a> {
             w.str(name).bytes(value);
         })
     }
-    fn sockets(&mut self, sockets: &[SocketInfo]) -> &mut Self {
-        self.list(sockets, |w, s| {
-            w.handle(s.handle)
-                .list(&s.tags, |w, t| {
-                    w.str(t);
-                })
-                .opt(s.attachment.as_ref(), |w, a| {
-                    w.bytes(a);
-                })
-                .u64(s.auto_response_at_ms);
+    fn socket(&mut self, s: &SocketInfo) -> &mut Self {
+        self.handle(s.handle)
+            .tags(&s.tags)
+            .opt(s.attachment.as_ref(), |w, a| {
+                w.bytes(a);
+            })
+            .u64(s.auto_response_at_ms)
+    }
+    fn tags(&mut self, tags: &[String]) -> &mut Self {
+        self.list(tags, |w, t| {
+            w.str(t);
         })
     }
     fn auto_response(&mut self, pair: Option<&AutoResponse>) -> &mut Self {
@@ -217,14 +218,12 @@ impl Reader {
     fn headers(&mut self) -> Result<Vec<(String, Bytes)>, DecodeError> {
         self.list(|r| Ok((r.str()?, r.bytes()?)))
     }
-    fn sockets(&mut self) -> Result<Vec<SocketInfo>, DecodeError> {
-        self.list(|r| {
-            Ok(SocketInfo {
-                handle: r.handle()?,
-                tags: r.list(Reader::str)?,
-                attachment: r.opt(Reader::bytes)?,
-                auto_response_at_ms: r.u64()?,
-            })
+    fn socket(&mut self) -> Result<SocketInfo, DecodeError> {
+        Ok(SocketInfo {
+            handle: self.handle()?,
+            tags: self.list(Reader::str)?,
+            attachment: self.opt(Reader::bytes)?,
+            auto_response_at_ms: self.u64()?,
         })
     }
     fn auto_response(&mut self) -> Result<Option<AutoResponse>, DecodeError> {
@@ -257,7 +256,6 @@ impl ToWorker {
                 auto_response,
                 auto_response_known,
                 sockets,
-                more,
             } => {
                 let mut w = Writer::new(out, 1);
                 w.u32(*object)
@@ -269,17 +267,29 @@ impl ToWorker {
                     })
                     .auto_response(auto_response.as_ref())
                     .bool(*auto_response_known)
-                    .sockets(sockets)
-                    .bool(*more);
+                    .u32(*sockets);
                 w.finish();
             }
-            ToWorker::Sockets {
-                object,
-                sockets,
-                more,
-            } => {
-                let mut w = Writer::new(out, 9);
-                w.u32(*object).sockets(sockets).bool(*more);
+            ToWorker::SocketList { handles } => {
+                let mut w = Writer::new(out, 12);
+                w.list(handles, |w, h| {
+                    w.handle(*h);
+                });
+                w.finish();
+            }
+            ToWorker::SocketDescription { socket } => {
+                let mut w = Writer::new(out, 13);
+                w.opt(socket.as_ref(), |w, s| {
+                    w.socket(s);
+                });
+                w.finish();
+            }
+            ToWorker::SocketDescriptions { sockets, more } => {
+                let mut w = Writer::new(out, 14);
+                w.list(sockets, |w, s| {
+                    w.socket(s);
+                })
+                .bool(*more);
                 w.finish();
             }
             ToWorker::Lost { object, handles } => {
@@ -348,13 +358,19 @@ impl ToWorker {
                 code,
                 reason,
                 was_clean,
+                tags,
+                attachment,
             } => {
                 let mut w = Writer::new(out, 4);
                 w.u32(*object)
                     .handle(*handle)
                     .u16(*code)
                     .str(reason)
-                    .bool(*was_clean);
+                    .bool(*was_clean)
+                    .tags(tags)
+                    .opt(attachment.as_ref(), |w, a| {
+                        w.bytes(a);
+                    });
                 w.finish();
             }
             ToWorker::Evict { object } => {
@@ -407,8 +423,7 @@ impl ToWorker {
                 name: r.opt(Reader::str)?,
                 auto_response: r.auto_response()?,
                 auto_response_known: r.bool()?,
-                sockets: r.sockets()?,
-                more: r.bool()?,
+                sockets: r.u32()?,
             },
             2 => ToWorker::Fetch {
                 object: r.u32()?,
@@ -440,11 +455,18 @@ impl ToWorker {
                 code: r.u16()?,
                 reason: r.str()?,
                 was_clean: r.bool()?,
+                tags: r.list(Reader::str)?,
+                attachment: r.opt(Reader::bytes)?,
             },
             5 => ToWorker::Evict { object: r.u32()? },
-            9 => ToWorker::Sockets {
-                object: r.u32()?,
-                sockets: r.sockets()?,
+            12 => ToWorker::SocketList {
+                handles: r.list(Reader::handle)?,
+            },
+            13 => ToWorker::SocketDescription {
+                socket: r.opt(Reader::socket)?,
+            },
+            14 => ToWorker::SocketDescriptions {
+                sockets: r.list(Reader::socket)?,
                 more: r.bool()?,
             },
             10 => ToWorker::Lost {
@@ -475,6 +497,30 @@ impl ToEdge {
             } => {
                 let mut w = Writer::new(out, 0);
                 w.u16(*version).u16(*worker).u32(*pid);
+                w.finish();
+            }
+            ToEdge::QueryHello { version, worker } => {
+                let mut w = Writer::new(out, 20);
+                w.u16(*version).u16(*worker);
+                w.finish();
+            }
+            ToEdge::ListSockets { object, tag } => {
+                let mut w = Writer::new(out, 21);
+                w.u32(*object).opt(tag.as_deref(), |w, t| {
+                    w.str(t);
+                });
+                w.finish();
+            }
+            ToEdge::DescribeSocket { object, handle } => {
+                let mut w = Writer::new(out, 22);
+                w.u32(*object).handle(*handle);
+                w.finish();
+            }
+            ToEdge::DescribeSockets { object, after } => {
+                let mut w = Writer::new(out, 23);
+                w.u32(*object).opt(*after, |w, a| {
+                    w.u32(a);
+                });
                 w.finish();
             }
             ToEdge::FetchResponse {
@@ -699,6 +745,22 @@ impl ToEdge {
                 worker: r.u16()?,
                 pid: r.u32()?,
             },
+            20 => ToEdge::QueryHello {
+                version: r.u16()?,
+                worker: r.u16()?,
+            },
+            21 => ToEdge::ListSockets {
+                object: r.u32()?,
+                tag: r.opt(Reader::str)?,
+            },
+            22 => ToEdge::DescribeSocket {
+                object: r.u32()?,
+                handle: r.handle()?,
+            },
+            23 => ToEdge::DescribeSockets {
+                object: r.u32()?,
+                after: r.opt(Reader::u32)?,
+            },
             1 => ToEdge::FetchResponse {
                 request_id: r.u64()?,
                 status: r.u16()?,
@@ -901,8 +963,13 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000b00020004030201");
-        assert_eq!(VERSION, 11);
+        assert_eq!(hex(&out), "09000000000c00020004030201");
+        assert_eq!(VERSION, 12);
+        let out = round_trip_edge(ToEdge::QueryHello {
+            version: VERSION,
+            worker: 2,
+        });
+        assert_eq!(hex(&out), "05000000140c000200");
     }
 
     #[test]
@@ -913,7 +980,7 @@ mod tests {
             pid: 0x01020304,
         }
         .encode(&mut out);
-        assert_eq!(hex(&out), "07000000010b0004030201");
+        assert_eq!(hex(&out), "07000000010c0004030201");
         out.clear();
         ToSupervisor::StartWorker { index: 3 }.encode(&mut out);
         assert_eq!(hex(&out), "03000000020300");
@@ -1013,13 +1080,7 @@ mod tests {
                 response: Bytes::from_static(b"pong"),
             }),
             auto_response_known: true,
-            sockets: vec![SocketInfo {
-                handle: H,
-                tags: vec!["a".into(), "b".into()],
-                attachment: Some(Bytes::from_static(b"{\"name\":\"ada\"}")),
-                auto_response_at_ms: 17,
-            }],
-            more: true,
+            sockets: 32_768,
         });
         round_trip_worker(ToWorker::Lost {
             object: 3,
@@ -1032,15 +1093,42 @@ mod tests {
                 },
             ],
         });
-        round_trip_worker(ToWorker::Sockets {
+        let info = SocketInfo {
+            handle: H,
+            tags: vec!["a".into(), "b".into()],
+            attachment: Some(Bytes::from_static(b"{\"name\":\"ada\"}")),
+            auto_response_at_ms: 17,
+        };
+        round_trip_worker(ToWorker::SocketList {
+            handles: vec![H, H],
+        });
+        round_trip_worker(ToWorker::SocketDescription {
+            socket: Some(info.clone()),
+        });
+        round_trip_worker(ToWorker::SocketDescription { socket: None });
+        round_trip_worker(ToWorker::SocketDescriptions {
+            sockets: vec![
+                info,
+                SocketInfo {
+                    handle: H,
+                    tags: vec![],
+                    attachment: None,
+                    auto_response_at_ms: 0,
+                },
+            ],
+            more: true,
+        });
+        round_trip_edge(ToEdge::ListSockets {
             object: 9,
-            sockets: vec![SocketInfo {
-                handle: H,
-                tags: vec![],
-                attachment: None,
-                auto_response_at_ms: 0,
-            }],
-            more: false,
+            tag: Some("t".into()),
+        });
+        round_trip_edge(ToEdge::DescribeSocket {
+            object: 9,
+            handle: H,
+        });
+        round_trip_edge(ToEdge::DescribeSockets {
+            object: 9,
+            after: Some(4),
         });
         round_trip_worker(ToWorker::Fetch {
             object: 1,
@@ -1104,6 +1192,8 @@ mod tests {
             code: 1006,
             reason: String::new(),
             was_clean: false,
+            tags: vec!["t".into()],
+            attachment: Some(Bytes::from_static(b"{}")),
         });
         round_trip_worker(ToWorker::Evict { object: 3 });
         round_trip_worker(ToWorker::Shutdown);

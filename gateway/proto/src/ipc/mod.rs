@@ -21,11 +21,24 @@
 //!   worker connects to every edge and sends `Hello`; once connected to all
 //!   it prints `Ready`. An edge prints `Ready` once it accepts connections.
 //! - **Wake.** The edge that has an event for an object that is not live
-//!   sends `Activate` (and `Sockets` for the rest of a large room), then the
-//!   event. The worker asks every other edge with `Gather`; each answers
-//!   with an `Activate` of its own sockets (possibly none), and the object's
-//!   events wait until all have answered. The worker sends `Woke` when it
-//!   creates the instance, and `Done` after each event.
+//!   sends `Activate`, then the event. The worker asks every other edge
+//!   with `Gather`; each answers with an `Activate` of its own (whether it
+//!   holds sockets of the object or not), and the object's events wait
+//!   until all have answered, so that the worker knows every edge's number
+//!   for the object. No `Activate` lists sockets: a wake costs the same
+//!   for a room of one socket as for one of 32,768. The worker sends
+//!   `Woke` when it creates the instance, and `Done` after each event.
+//! - **Queries.** A worker opens a second connection to each edge, its
+//!   query link, whose first frame is `QueryHello`. On it the worker's
+//!   thread asks, blocking and one at a time, what a handler wants to know
+//!   of the sockets that stay in the edge: `ListSockets`, `DescribeSocket`,
+//!   `DescribeSockets` (a page of every socket's tags and attachment). Each
+//!   is answered on the same link, in order, by `SocketList`,
+//!   `SocketDescription` or `SocketDescriptions`; nothing else travels on
+//!   it. The two links are not ordered with respect to each other: an
+//!   answer may not yet show an `Accept` or `SetAttachment` the worker
+//!   sent on the main link, and the worker accounts for what it sent
+//!   itself.
 //! - **Hibernation.** An object idle for `hibernate_after`: the worker
 //!   sends `Idle` to each edge bound to it; an edge that has sent nothing
 //!   since answers `Evict`; when all have, the instance is dropped.
@@ -56,7 +69,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 11;
+pub const VERSION: u16 = 12;
 
 /// On a child's stdout, which the code it runs may print to as well, each
 /// control frame follows this mark; what comes before it is not the
@@ -114,7 +127,7 @@ pub struct AutoResponse {
     pub response: Bytes,
 }
 
-/// What the edge knows about one socket, sent when an object wakes.
+/// What the edge knows about one socket, as a query's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketInfo {
     /// The socket.
@@ -135,7 +148,8 @@ pub struct SocketInfo {
 pub enum ToWorker {
     /// Sent before the first event to an object that is not live in the
     /// worker from this edge's side, and as the answer to a `Gather`: its
-    /// identity and the sockets this edge holds for it.
+    /// identity and how many sockets this edge holds for it. The sockets
+    /// themselves stay here; the worker asks for them on its query link.
     Activate {
         /// Edge-local object number.
         object: u32,
@@ -152,22 +166,9 @@ pub enum ToWorker {
         /// Whether this edge has been told the pair at all; an edge that
         /// never held the object's sockets while it was set has not.
         auto_response_known: bool,
-        /// The object's sockets on this edge, or the first of them when
-        /// `more` is set.
-        sockets: Vec<SocketInfo>,
-        /// `Sockets` messages follow with the rest: a frame stays far below
-        /// [`MAX_FRAME_BYTES`] even for 32,768 sockets with 16 KiB
-        /// attachments.
-        more: bool,
-    },
-    /// More sockets of an `Activate`, sent right after it.
-    Sockets {
-        /// Edge-local object number.
-        object: u32,
-        /// The next sockets.
-        sockets: Vec<SocketInfo>,
-        /// Yet more follow.
-        more: bool,
+        /// How many sockets of the object this edge holds: the worker
+        /// keeps the object's total for `max_connections_per_object`.
+        sockets: u32,
     },
     /// An HTTP request to the object; `upgrade` is the socket reserved for it
     /// if it is a WebSocket upgrade the object may accept.
@@ -229,6 +230,11 @@ pub enum ToWorker {
         reason: String,
         /// Whether a close handshake took place.
         was_clean: bool,
+        /// The socket's tags: the edge forgets the socket now, and the
+        /// close handler may still read them.
+        tags: Vec<String>,
+        /// The socket's attachment, for the same reason.
+        attachment: Option<Bytes>,
     },
     /// The object may be dropped: the edge has sent nothing since the
     /// worker's `Idle`.
@@ -262,6 +268,25 @@ pub enum ToWorker {
         /// The dead process's handles (this edge's index, its generations).
         handles: Vec<SocketHandle>,
     },
+    /// On a query link only: the answer to `ListSockets`.
+    SocketList {
+        /// The object's sockets on this edge that match, in no order.
+        handles: Vec<SocketHandle>,
+    },
+    /// On a query link only: the answer to `DescribeSocket`.
+    SocketDescription {
+        /// `None` if the edge holds no such socket of the object (closed,
+        /// stale, or another object's).
+        socket: Option<SocketInfo>,
+    },
+    /// On a query link only: the answer to `DescribeSockets`, one page.
+    SocketDescriptions {
+        /// The object's sockets whose slot is past the one asked for, by
+        /// slot.
+        sockets: Vec<SocketInfo>,
+        /// More pages follow: ask again after the last slot of this one.
+        more: bool,
+    },
 }
 
 /// Messages from a worker to an edge.
@@ -275,6 +300,39 @@ pub enum ToEdge {
         worker: u16,
         /// The worker's process id.
         pid: u32,
+    },
+    /// First frame on a query link (see the module docs): the worker's
+    /// synchronous questions about the sockets an edge holds.
+    QueryHello {
+        /// [`VERSION`] of the worker.
+        version: u16,
+        /// The worker's index.
+        worker: u16,
+    },
+    /// On a query link only: which of the object's sockets this edge holds,
+    /// all or those with `tag`. Answered by `SocketList`.
+    ListSockets {
+        /// Edge-local object number.
+        object: u32,
+        /// Only sockets with this tag.
+        tag: Option<String>,
+    },
+    /// On a query link only: one socket's tags, attachment and last
+    /// auto-response. Answered by `SocketDescription`.
+    DescribeSocket {
+        /// Edge-local object number.
+        object: u32,
+        /// The socket.
+        handle: SocketHandle,
+    },
+    /// On a query link only: a page of `DescribeSocket` for every socket
+    /// of the object, for a handler that reads them all. Answered by
+    /// `SocketDescriptions`.
+    DescribeSockets {
+        /// Edge-local object number.
+        object: u32,
+        /// Start past this slot (the last one of the previous page).
+        after: Option<u32>,
     },
     /// The object's answer to a `Fetch`.
     FetchResponse {

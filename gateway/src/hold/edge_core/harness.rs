@@ -101,6 +101,7 @@ impl Harness {
             scratch: vec![0; 64 * 1024],
         };
         harness.core.link_up(0, 4242, BytesMut::new());
+        assert!(harness.core.query_link_up(0, BytesMut::new()));
         harness.settle();
         harness
     }
@@ -171,6 +172,21 @@ impl Harness {
             self.settle();
         }
         self.settle();
+    }
+
+    /// The worker asks `query` on its query link; the answer.
+    pub(crate) fn query(&mut self, query: ToEdge) -> ToWorker {
+        let mut bytes = Vec::new();
+        query.encode(&mut bytes);
+        assert!(self.core.query_bytes(0, &bytes), "the query link stays up");
+        let output = self.core.query_output(0).to_vec();
+        self.core.query_wrote(0, output.len());
+        let mut buf = BytesMut::from(&output[..]);
+        let frame = ipc::split_frame(&mut buf)
+            .expect("a valid frame")
+            .expect("an answer");
+        assert!(buf.is_empty(), "one answer per query");
+        ToWorker::decode(frame).expect("a valid answer")
     }
 
     /// What the worker was sent since the last call.

@@ -173,6 +173,14 @@ impl EdgeCore {
     pub(super) fn handle_worker_message(&mut self, worker: usize, message: ToEdge) {
         match message {
             ToEdge::Hello { .. } => warn!(worker, "second hello ignored"),
+            ToEdge::QueryHello { .. }
+            | ToEdge::ListSockets { .. }
+            | ToEdge::DescribeSocket { .. }
+            | ToEdge::DescribeSockets { .. } => {
+                // Answered on the query link only: the worker's thread
+                // waits there, and nothing on this link would reach it.
+                warn!(worker, "query on the main link ignored");
+            }
             ToEdge::FetchResponse {
                 request_id,
                 status,

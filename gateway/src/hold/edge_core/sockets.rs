@@ -383,6 +383,8 @@ impl EdgeCore {
             return;
         }
         let object = session.object;
+        let tags = session.tags.iter().map(|t| t.to_string()).collect();
+        let attachment = session.attachment.as_deref().map(Bytes::copy_from_slice);
         let handle = self.handle_of(slot);
         self.send_event(
             object,
@@ -392,6 +394,8 @@ impl EdgeCore {
                 code,
                 reason: reason.to_owned(),
                 was_clean,
+                tags,
+                attachment,
             },
         );
     }

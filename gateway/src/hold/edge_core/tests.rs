@@ -4,7 +4,7 @@
 use super::harness::*;
 use super::*;
 use proptest::prelude::*;
-use torpor_proto::ipc::ToWorker;
+use torpor_proto::ipc::{SocketInfo, ToWorker};
 
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
@@ -374,11 +374,20 @@ fn a_hibernating_object_is_evicted_and_its_next_message_activates_it_again() {
     let inbox = h.take_inbox();
     match &inbox[..] {
         [ToWorker::Activate { sockets, .. }, ToWorker::Message { .. }] => {
-            assert_eq!(sockets.len(), 1);
-            assert_eq!(sockets[0].handle, socket.handle);
+            assert_eq!(*sockets, 1, "the count, not the list");
         }
         other => panic!("expected Activate then Message, got {other:?}"),
     }
+    let listed = h.query(ToEdge::ListSockets {
+        object: socket.object,
+        tag: None,
+    });
+    assert_eq!(
+        listed,
+        ToWorker::SocketList {
+            handles: vec![socket.handle]
+        }
+    );
 }
 
 #[test]
@@ -465,13 +474,17 @@ fn a_core_suspended_and_resumed_owes_every_client_and_worker_what_it_owed() {
     assert!(matches!(h.take_inbox()[..], [ToWorker::Evict { .. }]));
     h.client_sends(talker, &client_frame(true, TEXT, b"wake"));
     let inbox = h.take_inbox();
-    let Some(ToWorker::Activate { sockets, .. }) = inbox.first() else {
-        panic!("expected an Activate, got {inbox:?}");
+    let Some(ToWorker::Activate { sockets: 3, .. }) = inbox.first() else {
+        panic!("expected an Activate of three sockets, got {inbox:?}");
     };
-    let info = sockets
-        .iter()
-        .find(|s| s.handle == talker.handle)
-        .expect("the talker is listed");
+    // Query links are not handed over: the worker opens a new one.
+    assert!(h.core.query_link_up(0, BytesMut::new()));
+    let ToWorker::SocketDescription { socket: Some(info) } = h.query(ToEdge::DescribeSocket {
+        object: talker.object,
+        handle: talker.handle,
+    }) else {
+        panic!("the talker is described");
+    };
     assert_eq!(info.tags, ["red"]);
     assert_eq!(info.attachment.as_deref(), Some(&b"{\"name\":\"ada\"}"[..]));
 }
@@ -562,6 +575,188 @@ fn step() -> impl Strategy<Value = Step> {
         (0usize..20_000).prop_map(Step::Sent),
         (0u64..10_000).prop_map(Step::Advance),
     ]
+}
+
+fn attach(h: &mut Harness, socket: Socket, attachment: &[u8]) {
+    h.worker_sends(ToEdge::SetAttachment {
+        handle: socket.handle,
+        attachment: Some(Bytes::copy_from_slice(attachment)),
+    });
+}
+
+fn listed(h: &mut Harness, object: u32, tag: Option<&str>) -> Vec<SocketHandle> {
+    match h.query(ToEdge::ListSockets {
+        object,
+        tag: tag.map(str::to_owned),
+    }) {
+        ToWorker::SocketList { mut handles } => {
+            handles.sort_unstable_by_key(|h| h.slot);
+            handles
+        }
+        other => panic!("expected a socket list, got {other:?}"),
+    }
+}
+
+fn described(h: &mut Harness, object: u32, handle: SocketHandle) -> Option<SocketInfo> {
+    match h.query(ToEdge::DescribeSocket { object, handle }) {
+        ToWorker::SocketDescription { socket } => socket,
+        other => panic!("expected a description, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_query_lists_the_objects_sockets_by_tag_and_no_other_objects() {
+    let mut h = Harness::new(options());
+    let red = h.connect("room", &["red"]);
+    let both = h.connect("room", &["red", "blue"]);
+    let plain = h.connect("room", &[]);
+    let elsewhere = h.connect("other", &["red"]);
+    let object = red.object;
+    assert_eq!(
+        listed(&mut h, object, None),
+        [red.handle, both.handle, plain.handle]
+    );
+    assert_eq!(
+        listed(&mut h, object, Some("red")),
+        [red.handle, both.handle]
+    );
+    assert_eq!(listed(&mut h, object, Some("blue")), [both.handle]);
+    assert_eq!(listed(&mut h, object, Some("green")), []);
+    assert_eq!(listed(&mut h, elsewhere.object, None), [elsewhere.handle]);
+    assert_eq!(listed(&mut h, 999, None), [], "an unknown object has none");
+}
+
+#[test]
+fn a_socket_is_described_to_its_own_object_only_and_a_stale_handle_not_at_all() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &["red"]);
+    let other = h.connect("other", &[]);
+    attach(&mut h, socket, b"{\"name\":\"ada\"}");
+    let info = described(&mut h, socket.object, socket.handle).expect("described");
+    assert_eq!(info.handle, socket.handle);
+    assert_eq!(info.tags, ["red"]);
+    assert_eq!(info.attachment.as_deref(), Some(&b"{\"name\":\"ada\"}"[..]));
+    assert_eq!(info.auto_response_at_ms, 0);
+    assert_eq!(described(&mut h, other.object, socket.handle), None);
+    let stale = SocketHandle {
+        generation: socket.handle.generation + 1,
+        ..socket.handle
+    };
+    assert_eq!(described(&mut h, socket.object, stale), None);
+    h.client_sends(socket, &client_frame(true, CLOSE, &[0x03, 0xe8]));
+    h.advance(CLOSE_TIMEOUT * 2);
+    assert_eq!(listed(&mut h, socket.object, None), []);
+    assert_eq!(described(&mut h, socket.object, socket.handle), None);
+}
+
+#[test]
+fn a_closed_socket_reports_its_tags_and_attachment_with_its_close() {
+    let mut h = Harness::new(options());
+    let socket = h.connect("room", &["red"]);
+    attach(&mut h, socket, b"kept");
+    h.take_inbox();
+    h.client_sends(socket, &client_frame(true, CLOSE, &[0x03, 0xe8]));
+    let inbox = h.take_inbox();
+    let closed = inbox
+        .iter()
+        .find_map(|m| match m {
+            ToWorker::Closed {
+                handle,
+                tags,
+                attachment,
+                ..
+            } => Some((*handle, tags.clone(), attachment.clone())),
+            _ => None,
+        })
+        .expect("the close reached the worker");
+    assert_eq!(
+        closed,
+        (
+            socket.handle,
+            vec!["red".to_owned()],
+            Some(Bytes::from_static(b"kept"))
+        )
+    );
+}
+
+/// 100 sockets with 16,000-byte attachments: over one page of the bulk
+/// answer, which the worker reads page by page.
+fn big_room(h: &mut Harness) -> Vec<Socket> {
+    (0..100)
+        .map(|i| {
+            let socket = h.connect("big", &[]);
+            attach(h, socket, &[b'a' + (i % 26) as u8; 16_000]);
+            socket
+        })
+        .collect()
+}
+
+fn big_options() -> HoldOptions {
+    HoldOptions {
+        max_attachment_bytes: 16 * 1024,
+        max_connections_per_object: 1000,
+        ..options()
+    }
+}
+
+#[test]
+fn the_bulk_description_pages_through_every_socket_once() {
+    let mut h = Harness::new(big_options());
+    let sockets = big_room(&mut h);
+    let object = sockets[0].object;
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let ToWorker::SocketDescriptions { sockets, more } =
+            h.query(ToEdge::DescribeSockets { object, after })
+        else {
+            panic!("expected descriptions");
+        };
+        pages += 1;
+        after = sockets.last().map(|s| s.handle.slot);
+        seen.extend(sockets);
+        if !more {
+            break;
+        }
+    }
+    assert!(pages > 1, "100 x 16 KB is more than one page");
+    assert_eq!(seen.len(), sockets.len());
+    for (info, socket) in seen.iter().zip(&sockets) {
+        assert_eq!(info.handle, socket.handle, "by slot, each once");
+        let i = socket.slot - sockets[0].slot;
+        assert_eq!(
+            info.attachment.as_deref(),
+            Some(&[b'a' + (i % 26) as u8; 16_000][..])
+        );
+    }
+}
+
+#[test]
+fn a_query_link_whose_answers_go_unread_is_dropped_not_grown() {
+    let mut h = Harness::new(big_options());
+    let object = big_room(&mut h)[0].object;
+    let mut query = Vec::new();
+    ToEdge::DescribeSockets {
+        object,
+        after: None,
+    }
+    .encode(&mut query);
+    let dropped = (0..64).any(|_| !h.core.query_bytes(0, &query));
+    assert!(dropped, "64 unread pages of 1 MiB");
+    assert!(h.core.query_output(0).is_empty(), "what it held is freed");
+}
+
+#[test]
+fn a_query_link_that_sends_anything_but_queries_is_dropped() {
+    let mut h = Harness::new(options());
+    let mut bytes = Vec::new();
+    ToEdge::StayUp.encode(&mut bytes);
+    assert!(!h.core.query_bytes(0, &bytes));
+    assert!(
+        !h.core.query_bytes(0, &[]),
+        "nothing is taken once it is down"
+    );
 }
 
 proptest! {

@@ -1,0 +1,422 @@
+//! What a live object knows for sure of its sockets, over what the edges
+//! answer: the sockets it accepted (with their tags), the attachments it
+//! set, the sockets it knows closed, and, for the running event only, what
+//! it already asked the edges.
+//!
+//! Why an overlay and not a mirror: a wake no longer copies every socket's
+//! tags and attachment into the worker (that cost grew with the room); the
+//! edges keep them and answer questions. But an edge may answer before it
+//! has read what this object sent it on the other link (an `Accept`, a
+//! `SetAttachment`, a `Close`), so every answer is read through what the
+//! object did itself, and a handler sees the sockets it just accepted and
+//! the attachments it just set, as it did with a mirror.
+//!
+//! Pure bookkeeping, no I/O: `host.rs` asks the edges and feeds the
+//! answers through here.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use torpor_sdk::WebSocketId;
+
+/// Sockets remembered as closed, per kind: past this, the oldest are
+/// forgotten. Forgetting one costs little: the edge refuses its handle
+/// (handles are never reused), so a send to it is dropped there instead
+/// of failing here.
+const CLOSED_KEPT: usize = 32_768;
+
+/// Misses (questions about one socket) on one edge in one event after
+/// which the object asks that edge for all its sockets at once: a handler
+/// that reads every attachment costs a few round trips, not one per socket.
+pub(crate) const MISSES_BEFORE_BULK: u32 = 8;
+
+/// What is known of one socket: its tags, attachment and last
+/// auto-response (Unix milliseconds, 0 if none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Described {
+    pub(crate) tags: Vec<String>,
+    pub(crate) attachment: Option<Bytes>,
+    pub(crate) auto_response_at_ms: u64,
+}
+
+/// A set that forgets its oldest members past a bound.
+#[derive(Default)]
+struct Recent {
+    members: HashSet<WebSocketId>,
+    order: VecDeque<WebSocketId>,
+}
+
+impl Recent {
+    fn insert(&mut self, id: WebSocketId) {
+        if self.members.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > CLOSED_KEPT {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.members.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: WebSocketId) -> bool {
+        self.members.contains(&id)
+    }
+}
+
+/// What the running event already learned from the edges.
+#[derive(Default)]
+struct EventCache {
+    /// Socket lists by tag (`None`: all), over every edge that answered.
+    lists: HashMap<Option<String>, BTreeSet<WebSocketId>>,
+    described: HashMap<WebSocketId, Described>,
+    /// Questions about single sockets asked per edge.
+    misses: HashMap<u16, u32>,
+    /// Edges that described all their sockets of the object.
+    bulk: HashSet<u16>,
+    /// Edges that did not answer: not asked again in this event.
+    failed: HashSet<u16>,
+}
+
+#[derive(Default)]
+pub(crate) struct Overlay {
+    /// Sockets this live object accepted, with their tags.
+    accepted: BTreeMap<WebSocketId, Vec<String>>,
+    /// Attachments this live object set (`None`: cleared).
+    attached: HashMap<WebSocketId, Option<Bytes>>,
+    /// Last auto-responses the object's events reported.
+    auto_response_at: HashMap<WebSocketId, u64>,
+    /// Sockets whose close was handled, whose edge went away, or whose
+    /// upgrade did not complete: not listed, and calls on them fail.
+    gone: Recent,
+    /// Sockets the object closed itself: not listed, as the edge no longer
+    /// lists them either, though a close may still be reported.
+    closed_by_us: Recent,
+    /// The socket whose close is being handled, with what the edge knew of
+    /// it: still listed (and readable) until its handler ends.
+    closing: Option<(WebSocketId, Described)>,
+    event: EventCache,
+}
+
+impl Overlay {
+    /// A new event: what the edges answered before may have changed.
+    pub(crate) fn begin_event(&mut self) {
+        self.event = EventCache::default();
+    }
+
+    pub(crate) fn accepted(&mut self, id: WebSocketId, tags: Vec<String>) {
+        self.accepted.insert(id, tags);
+    }
+
+    /// The object set (or cleared) the socket's attachment.
+    pub(crate) fn attach(&mut self, id: WebSocketId, attachment: Option<Bytes>) {
+        self.attached.insert(id, attachment);
+    }
+
+    /// The attachment the object set itself, if it did: no edge knows
+    /// better.
+    pub(crate) fn attachment_set(&self, id: WebSocketId) -> Option<Option<Bytes>> {
+        self.attached.get(&id).cloned()
+    }
+
+    pub(crate) fn note_auto_response_at(&mut self, id: WebSocketId, at_ms: u64) {
+        self.auto_response_at.insert(id, at_ms);
+    }
+
+    pub(crate) fn closed_by_us(&mut self, id: WebSocketId) {
+        self.closed_by_us.insert(id);
+    }
+
+    /// The socket's close is about to be handled; `reported` is what the
+    /// edge sent with it.
+    pub(crate) fn begin_close(&mut self, id: WebSocketId, reported: Described) {
+        let described = self.overlaid(id, reported);
+        self.closing = Some((id, described));
+    }
+
+    /// The socket is gone for good: its close was handled, its edge went
+    /// away, or its upgrade failed.
+    pub(crate) fn gone(&mut self, id: WebSocketId) {
+        if self.closing.as_ref().is_some_and(|(c, _)| *c == id) {
+            self.closing = None;
+        }
+        self.accepted.remove(&id);
+        self.attached.remove(&id);
+        self.auto_response_at.remove(&id);
+        self.event.described.remove(&id);
+        self.gone.insert(id);
+    }
+
+    pub(crate) fn is_gone(&self, id: WebSocketId) -> bool {
+        self.gone.contains(id)
+    }
+
+    /// Sockets accepted here on `edge` and not gone: those the object
+    /// knows died with the edge.
+    pub(crate) fn accepted_on(&self, edge: u16) -> Vec<WebSocketId> {
+        self.accepted
+            .keys()
+            .filter(|id| id.parts().0 == edge)
+            .copied()
+            .collect()
+    }
+
+    /// The edge went away: nothing it answered in this event stands.
+    pub(crate) fn edge_lost(&mut self, edge: u16) {
+        let cache = &mut self.event;
+        for list in cache.lists.values_mut() {
+            list.retain(|id| id.parts().0 != edge);
+        }
+        cache.described.retain(|id, _| id.parts().0 != edge);
+        cache.bulk.remove(&edge);
+    }
+
+    /// The edges answered `listed` for `tag` in this event, if they did.
+    pub(crate) fn cached_list(&self, tag: Option<&str>) -> Option<&BTreeSet<WebSocketId>> {
+        self.event.lists.get(&tag.map(str::to_owned))
+    }
+
+    pub(crate) fn cache_list(&mut self, tag: Option<&str>, listed: BTreeSet<WebSocketId>) {
+        self.event.lists.insert(tag.map(str::to_owned), listed);
+    }
+
+    /// The object's sockets with `tag`: what the edges `listed`, plus
+    /// those accepted here and the one whose close is being handled, minus
+    /// those known closed. In handle order.
+    pub(crate) fn merge_list(
+        &self,
+        listed: &BTreeSet<WebSocketId>,
+        tag: Option<&str>,
+    ) -> Vec<WebSocketId> {
+        let has_tag = |tags: &[String]| tag.is_none_or(|t| tags.iter().any(|x| x == t));
+        let mut all: BTreeSet<WebSocketId> = listed.clone();
+        all.extend(
+            self.accepted
+                .iter()
+                .filter(|(_, tags)| has_tag(tags))
+                .map(|(id, _)| *id),
+        );
+        if let Some((id, described)) = &self.closing {
+            if has_tag(&described.tags) {
+                all.insert(*id);
+            }
+        }
+        all.into_iter()
+            .filter(|&id| !self.gone.contains(id) && !self.closed_by_us.contains(id))
+            .filter(|&id| {
+                // Listed by an edge under a tag, but accepted here with
+                // other tags: the tags are fixed at accept, ours are right.
+                match (tag, self.accepted.get(&id)) {
+                    (Some(_), Some(tags)) => has_tag(tags),
+                    _ => true,
+                }
+            })
+            .collect()
+    }
+
+    /// What is known of the socket without asking: `Err(())` if it is
+    /// gone, `Ok(None)` if an edge must be asked.
+    pub(crate) fn known(&self, id: WebSocketId) -> Result<Option<Described>, ()> {
+        if self.gone.contains(id) {
+            return Err(());
+        }
+        if let Some((closing, described)) = &self.closing {
+            if *closing == id {
+                return Ok(Some(described.clone()));
+            }
+        }
+        if let Some(tags) = self.accepted.get(&id) {
+            // Accepted by this live object: it had no attachment then, and
+            // has what the object set since.
+            let described = Described {
+                tags: tags.clone(),
+                attachment: None,
+                auto_response_at_ms: 0,
+            };
+            return Ok(Some(self.overlaid(id, described)));
+        }
+        Ok(self
+            .event
+            .described
+            .get(&id)
+            .map(|d| self.overlaid(id, d.clone())))
+    }
+
+    /// An edge described the socket (`None`: it holds no such socket).
+    pub(crate) fn described(
+        &mut self,
+        id: WebSocketId,
+        described: Option<Described>,
+    ) -> Option<Described> {
+        let described = described?;
+        self.event.described.insert(id, described.clone());
+        Some(self.overlaid(id, described))
+    }
+
+    /// One more question about a single socket of `edge`; true if it is
+    /// time to ask the edge for all of them instead.
+    pub(crate) fn miss(&mut self, edge: u16) -> bool {
+        if self.event.bulk.contains(&edge) {
+            return false;
+        }
+        let misses = self.event.misses.entry(edge).or_default();
+        *misses += 1;
+        *misses > MISSES_BEFORE_BULK
+    }
+
+    /// `edge` described all its sockets of the object.
+    pub(crate) fn described_all(
+        &mut self,
+        edge: u16,
+        sockets: impl IntoIterator<Item = (WebSocketId, Described)>,
+    ) {
+        self.event.bulk.insert(edge);
+        self.event.described.extend(sockets);
+    }
+
+    /// Whether `edge` failed to answer in this event.
+    pub(crate) fn has_failed(&self, edge: u16) -> bool {
+        self.event.failed.contains(&edge)
+    }
+
+    pub(crate) fn failed(&mut self, edge: u16) {
+        self.event.failed.insert(edge);
+    }
+
+    /// An edge's answer, read through what the object did itself.
+    fn overlaid(&self, id: WebSocketId, mut described: Described) -> Described {
+        if let Some(attachment) = self.attached.get(&id) {
+            described.attachment = attachment.clone();
+        }
+        if let Some(tags) = self.accepted.get(&id) {
+            described.tags = tags.clone();
+        }
+        if let Some(&at_ms) = self.auto_response_at.get(&id) {
+            described.auto_response_at_ms = described.auto_response_at_ms.max(at_ms);
+        }
+        described
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(edge: u16, slot: u32) -> WebSocketId {
+        WebSocketId::from_parts(edge, slot, 1)
+    }
+
+    fn set(ids: &[WebSocketId]) -> BTreeSet<WebSocketId> {
+        ids.iter().copied().collect()
+    }
+
+    fn tagged(tags: &[&str], attachment: Option<&'static [u8]>) -> Described {
+        Described {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            attachment: attachment.map(Bytes::from_static),
+            auto_response_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_socket_accepted_here_is_listed_before_any_edge_has_seen_it() {
+        let mut overlay = Overlay::default();
+        overlay.accepted(id(1, 9), vec!["red".into()]);
+        let edges = set(&[id(0, 1)]);
+        assert_eq!(overlay.merge_list(&edges, None), [id(0, 1), id(1, 9)]);
+        assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(1, 9)]);
+        assert_eq!(overlay.merge_list(&set(&[]), Some("blue")), []);
+        let known = overlay.known(id(1, 9)).unwrap().unwrap();
+        assert_eq!(
+            known,
+            tagged(&["red"], None),
+            "no attachment yet, no asking"
+        );
+    }
+
+    #[test]
+    fn a_socket_known_closed_is_not_listed_even_if_an_edge_still_lists_it() {
+        let mut overlay = Overlay::default();
+        overlay.accepted(id(0, 2), vec![]);
+        overlay.gone(id(0, 1));
+        overlay.gone(id(0, 2));
+        overlay.closed_by_us(id(0, 3));
+        let edges = set(&[id(0, 1), id(0, 3), id(0, 4)]);
+        assert_eq!(overlay.merge_list(&edges, None), [id(0, 4)]);
+        assert_eq!(overlay.known(id(0, 1)), Err(()));
+        assert_eq!(overlay.known(id(0, 2)), Err(()));
+        assert_eq!(overlay.known(id(0, 3)), Ok(None), "closing, still readable");
+    }
+
+    #[test]
+    fn the_attachment_set_here_wins_over_what_an_edge_answers() {
+        let mut overlay = Overlay::default();
+        overlay.attach(id(0, 1), Some(Bytes::from_static(b"new")));
+        let answered = overlay.described(id(0, 1), Some(tagged(&["t"], Some(b"old"))));
+        assert_eq!(answered, Some(tagged(&["t"], Some(b"new"))));
+        overlay.attach(id(0, 1), None);
+        assert_eq!(
+            overlay.known(id(0, 1)),
+            Ok(Some(tagged(&["t"], None))),
+            "cleared, and cached for the event"
+        );
+        overlay.begin_event();
+        assert_eq!(overlay.known(id(0, 1)), Ok(None), "asked again next event");
+        assert_eq!(overlay.described(id(0, 2), None), None);
+    }
+
+    #[test]
+    fn the_socket_being_closed_is_listed_and_readable_until_its_close_is_handled() {
+        let mut overlay = Overlay::default();
+        overlay.begin_close(id(0, 5), tagged(&["red"], Some(b"ada")));
+        assert_eq!(
+            overlay.merge_list(&set(&[id(0, 6)]), None),
+            [id(0, 5), id(0, 6)]
+        );
+        assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(0, 5)]);
+        assert_eq!(
+            overlay.known(id(0, 5)),
+            Ok(Some(tagged(&["red"], Some(b"ada"))))
+        );
+        overlay.gone(id(0, 5));
+        assert_eq!(overlay.merge_list(&set(&[]), None), []);
+        assert_eq!(overlay.known(id(0, 5)), Err(()));
+    }
+
+    #[test]
+    fn many_misses_on_one_edge_in_one_event_turn_into_one_bulk_question() {
+        let mut overlay = Overlay::default();
+        let asks: Vec<bool> = (0..MISSES_BEFORE_BULK + 1)
+            .map(|_| overlay.miss(0))
+            .collect();
+        assert_eq!(asks.iter().filter(|&&bulk| bulk).count(), 1);
+        assert!(asks[MISSES_BEFORE_BULK as usize]);
+        assert!(!overlay.miss(1), "each edge counts its own");
+        overlay.described_all(0, [(id(0, 1), tagged(&[], Some(b"a")))]);
+        assert!(!overlay.miss(0), "asked for all once per event");
+        assert_eq!(overlay.known(id(0, 1)), Ok(Some(tagged(&[], Some(b"a")))));
+        overlay.begin_event();
+        assert!(!overlay.miss(0), "a new event counts from 0");
+    }
+
+    #[test]
+    fn a_lost_edges_answers_no_longer_stand_and_its_accepted_sockets_are_known() {
+        let mut overlay = Overlay::default();
+        overlay.accepted(id(1, 1), vec![]);
+        overlay.accepted(id(0, 1), vec![]);
+        overlay.cache_list(None, set(&[id(0, 2), id(1, 2)]));
+        overlay.described(id(1, 2), Some(tagged(&[], None)));
+        overlay.edge_lost(1);
+        assert_eq!(overlay.cached_list(None), Some(&set(&[id(0, 2)])));
+        assert_eq!(overlay.known(id(1, 2)), Ok(None));
+        assert_eq!(overlay.accepted_on(1), [id(1, 1)]);
+    }
+
+    #[test]
+    fn closed_sockets_are_remembered_up_to_a_bound() {
+        let mut overlay = Overlay::default();
+        for slot in 0..CLOSED_KEPT as u32 + 10 {
+            overlay.gone(id(0, slot));
+        }
+        assert!(!overlay.is_gone(id(0, 0)), "the oldest are forgotten");
+        assert!(overlay.is_gone(id(0, CLOSED_KEPT as u32 + 9)));
+    }
+}
