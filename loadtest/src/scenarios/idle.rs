@@ -9,7 +9,8 @@
 //! they open, the parent samples RSS and Slab about every 10 % (the memory
 //! curve); once all are open it lets the server settle, samples again, holds,
 //! and reports growth per connection. When the hold ends it waits for the
-//! run's objects to hibernate (Torpor) and samples the whole node, so the
+//! run's objects to hibernate (Torpor), lets the node settle for
+//! [`AFTER_HIBERNATION`], and samples the whole node, so the
 //! figure is what the machine pays for idle sockets, the edges' share beside
 //! it.
 //!
@@ -47,6 +48,10 @@ const CURVE_STEPS: u64 = 10;
 /// the whole node is sampled anyway (and the live ones noted).
 const HIBERNATE_WAIT: Duration = Duration::from_secs(120);
 const HIBERNATE_POLL: Duration = Duration::from_millis(500);
+/// After the last object hibernated, how long the node gets to settle
+/// before it is sampled: a worker hands what its objects freed back to the
+/// kernel a second after the last one sleeps (README, `hibernate_after`).
+const AFTER_HIBERNATION: Duration = Duration::from_secs(3);
 /// Less RSS growth than this per connection is not a measurement but a
 /// server reusing what an earlier run freed.
 const IMPLAUSIBLE_BYTES_PER_CONNECTION: f64 = 256.0;
@@ -234,6 +239,9 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
     let live_objects = server
         .admin
         .and_then(|admin| wait_for_hibernation(admin, opts.rooms));
+    if live_objects == Some(0) {
+        std::thread::sleep(AFTER_HIBERNATION);
+    }
     // The edges and the whole node at the same moment, the clients still
     // holding every socket.
     memory.rss_end_of_hold_bytes = server.rss_bytes(&pids)?;
