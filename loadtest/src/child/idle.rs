@@ -1,5 +1,6 @@
-//! `loadtest idle-client`: the child process behind `idle`. It opens its
-//! share of the connections from its own source address, reports them on
+//! `loadtest idle-client`: the child process behind `idle`, and behind the
+//! silent room of `wake --room-sockets`. It opens its share of the
+//! connections from its own source address, reports them on
 //! stdout, then holds them without a single read or write until its stdin
 //! closes (or a deadline passes, should the parent die).
 
@@ -10,13 +11,15 @@ use std::time::{Duration, Instant};
 use crate::child::open::{self, OpenPlan, SPARE_FDS};
 use crate::wire::client::Target;
 
-/// Where every idle connection goes: `/bench/idle-<room>`.
+/// Where `loadtest idle` sends every connection: `/bench/idle-<room>`.
 pub const ROOM_PREFIX: &str = "idle-";
 
 /// `loadtest idle-client` flags: one child's share of the work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     pub url: String,
+    /// Connection `k` opens `/bench/<room_prefix><k % rooms>`.
+    pub room_prefix: String,
     pub rooms: u32,
     /// Global index of this child's first connection; connection `k` joins
     /// room `k % rooms`, so rooms fill evenly across children.
@@ -37,6 +40,7 @@ impl ClientOptions {
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         [
             ("--url", self.url.clone()),
+            ("--room-prefix", self.room_prefix.clone()),
             ("--rooms", self.rooms.to_string()),
             ("--first-index", self.first_index.to_string()),
             ("--connections", self.connections.to_string()),
@@ -65,7 +69,7 @@ pub fn run_client(opts: &ClientOptions) -> Result<(), String> {
         message.into()
     });
     let plan = OpenPlan {
-        room_prefix: ROOM_PREFIX.to_string(),
+        room_prefix: opts.room_prefix.clone(),
         rooms: opts.rooms,
         first_index: opts.first_index,
         connections: opts.connections,

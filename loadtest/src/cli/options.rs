@@ -206,7 +206,7 @@ pub fn churn_options(args: &[String]) -> Result<ChurnOptions, String> {
 
 pub fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
     let mut flags = Flags::parse(args)?;
-    let opts = WakeOptions {
+    let mut opts = WakeOptions {
         url: flags.string("url", "ws://127.0.0.1:8787")?,
         admin: flags.string("admin", "127.0.0.1:9090")?,
         objects: flags.number("objects", 1)?,
@@ -228,8 +228,23 @@ pub fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
             .map(|text| crate::cli::flags::parse_duration(&text))
             .transpose()
             .map_err(|e| format!("--quiet: {e}"))?,
+        room_sockets: flags.number("room-sockets", 0)?,
+        attach_bytes: 0,
+    };
+    opts.attach_bytes = match flags.optional_number("attach-bytes")? {
+        Some(_) if opts.room_sockets == 0 => {
+            return Err("--attach-bytes is for the sockets of --room-sockets".into())
+        }
+        Some(bytes) => bytes,
+        None if opts.room_sockets > 0 => wake::DEFAULT_ATTACH_BYTES,
+        None => 0,
     };
     flags.finish()?;
+    if opts.room_sockets > 0 && opts.quiet.is_some() {
+        return Err(
+            "--room-sockets needs the admin API to check the rooms: not with --quiet".into(),
+        );
+    }
     if opts.target == TargetKind::External && opts.quiet.is_none() {
         return Err("--target external needs --quiet (it has no admin API to poll)".into());
     }
@@ -399,6 +414,7 @@ pub fn client_options(args: &[String]) -> Result<ClientOptions, String> {
     let mut flags = Flags::parse(args)?;
     let opts = ClientOptions {
         url: flags.required("url")?,
+        room_prefix: flags.required("room-prefix")?,
         rooms: flags.required_number("rooms")?,
         first_index: flags.required_number("first-index")?,
         connections: flags.required_number("connections")?,
@@ -577,6 +593,15 @@ mod tests {
         assert!(wake_options(&args(&["--probe", "ping"])).is_err());
         assert!(wake_options(&args(&["--variant", "cold"])).is_err());
         assert!(wake_options(&args(&["--json"])).is_err());
+        let room = wake_options(&args(&["--room-sockets", "32768"])).unwrap();
+        assert_eq!((room.room_sockets, room.attach_bytes), (32_768, 2000));
+        let bare = wake_options(&args(&["--room-sockets=10", "--attach-bytes=0"])).unwrap();
+        assert_eq!((bare.room_sockets, bare.attach_bytes), (10, 0));
+        assert_eq!(wake_options(&[]).unwrap().attach_bytes, 0);
+        let err = wake_options(&args(&["--attach-bytes", "100"])).unwrap_err();
+        assert!(err.contains("--room-sockets"), "{err}");
+        let err = wake_options(&args(&["--room-sockets", "5", "--quiet", "15s"])).unwrap_err();
+        assert!(err.contains("admin API"), "{err}");
 
         let alarms = alarm_options(&args(&["--delay-ms", "250", "--variant", "cold"])).unwrap();
         assert_eq!(alarms.delay, Duration::from_millis(250));

@@ -139,6 +139,13 @@ loadtest wake [flags]
   --samples N           wakes timed in all, round-robin over the objects [100]
   --probe echo|get      echo:x, or get:probe which also opens the database [echo]
   --prefix NAME         object name prefix [wake]
+  --room-sockets N      before sampling, N more sockets per object, opened
+                        from idle-client processes (one per 15,000, each
+                        from its own 127.0.0.x) and held silent through
+                        every sample; the node's max_connections_per_object
+                        must allow N + 1 [0]
+  --attach-bytes N      attach:<N x 'a'> on each room socket; 0 = none
+                        [2000 with --room-sockets]
 
 loadtest alarms [flags]
   Sets --count alarms --delay-ms ahead, at most one per object at a time (in

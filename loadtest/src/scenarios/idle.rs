@@ -82,6 +82,7 @@ pub fn plan(opts: &IdleOptions, url: &str, connections: u64) -> Result<Vec<Clien
         .into_iter()
         .map(|share| ClientOptions {
             url: url.to_string(),
+            room_prefix: ROOM_PREFIX.to_string(),
             rooms: opts.rooms,
             first_index: share.first_index,
             connections: share.connections,

@@ -19,6 +19,15 @@
 //! another. Each wake is confirmed by the object's `wakes` counter having
 //! gone up by exactly one between two hibernated polls.
 //!
+//! With `--room-sockets N`, each object also holds N more sockets before
+//! sampling, each with an attachment of `--attach-bytes` (`attach:<bytes>`),
+//! opened from [`idle-client`](crate::child::idle) processes (one process
+//! holds fewer than 20,000 sockets; each connects from its own 127.0.0.x)
+//! that hold them silent through every sample and close them at the end:
+//! the wake of an object with a big room, whose sockets' tags and
+//! attachments stay in the edges. Each object's socket count is checked
+//! with the admin API before sampling.
+//!
 //! With `--quiet DURATION` the admin API is not used, so the same run works
 //! against a server that has none (`--target external`, e.g. workerd, which
 //! evicts an object whose only sockets are hibernatable after about 10 s
@@ -36,9 +45,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::fleet::run::unix_time;
+use crate::child::idle::ClientOptions;
+use crate::fleet::run::{unix_time, READY_TIMEOUT};
+use crate::fleet::{self, Fleet};
 use crate::measure::latency::Recorder;
-use crate::report::model::{Phase, Report, TargetKind, TargetRun};
+use crate::report::model::{OpenFigures, Phase, Report, TargetKind, TargetRun};
 use crate::report::text::mib;
 use crate::wire::admin;
 use crate::wire::client::Target;
@@ -56,6 +67,14 @@ const HIBERNATE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How long every worker may take to exit after its objects hibernate.
 const WORKER_EXIT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a room's client process keeps opening; below the fleet's ready
+/// timeout, so that one with stragglers still reports what it got.
+const ROOM_OPEN_DEADLINE: Duration = Duration::from_secs(240);
+/// Connections a room's client process opens at once: half the front
+/// door's default max_frontdoor_connections_per_address (256).
+const ROOM_CONCURRENCY: usize = 128;
+/// The attachment each room socket sets when `--attach-bytes` is not given.
+pub const DEFAULT_ATTACH_BYTES: usize = 2000;
 
 /// What must hold before each wake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,6 +151,94 @@ pub struct WakeOptions {
     /// Wait this long after an object's last event instead of polling the
     /// admin API, and confirm each wake with `recall`.
     pub quiet: Option<Duration>,
+    /// More sockets each object holds, silent, while it is woken.
+    pub room_sockets: u64,
+    /// The attachment each of those sockets sets; 0 sets none.
+    pub attach_bytes: usize,
+}
+
+/// The room's client processes for `url`: `room_sockets` per object, over
+/// as many processes as the descriptors need, each held until the parent
+/// lets go (or long after every sample could have been taken).
+pub fn room_plan(opts: &WakeOptions, url: &str) -> Result<Vec<ClientOptions>, String> {
+    let connections = opts.room_sockets * u64::from(opts.objects);
+    let shares = fleet::split(connections, fleet::auto_processes(connections))?;
+    let per_sample = HIBERNATE_TIMEOUT * 2 + WORKER_EXIT_TIMEOUT + REPLY_TIMEOUT * 2;
+    let hold_deadline = READY_TIMEOUT + per_sample * opts.samples.max(1);
+    Ok(shares
+        .into_iter()
+        .map(|share| ClientOptions {
+            url: url.to_string(),
+            // Connection k joins object k % objects: `/bench/<prefix>-<i>`.
+            room_prefix: format!("{}-", opts.prefix),
+            rooms: opts.objects,
+            first_index: share.first_index,
+            connections: share.connections,
+            attach_bytes: opts.attach_bytes,
+            source_ip: share.source_ip,
+            concurrency: ROOM_CONCURRENCY,
+            open_deadline: ROOM_OPEN_DEADLINE,
+            hold_deadline,
+        })
+        .collect())
+}
+
+/// Opens every object's room and checks that each object holds its own
+/// socket and the room's; the fleet holds them until dropped.
+fn open_rooms(
+    opts: &WakeOptions,
+    admin: SocketAddr,
+    names: &[String],
+) -> Result<(Fleet, OpenFigures), String> {
+    let plan = room_plan(opts, &opts.url)?;
+    let requested: u64 = plan.iter().map(|c| c.connections).sum();
+    eprintln!(
+        "wake: opening {} sockets with {} B attachments per object from {} processes",
+        opts.room_sockets,
+        opts.attach_bytes,
+        plan.len()
+    );
+    let args: Vec<Vec<String>> = plan.iter().map(ClientOptions::to_args).collect();
+    // Not pinned here: the children share this process's CPUs (taskset).
+    let mut fleet = Fleet::spawn("idle-client", &args, None)?;
+    let tally = fleet.wait_ready(READY_TIMEOUT, |_, _| {})?;
+    let open = OpenFigures {
+        requested,
+        opened: tally.opened,
+        failed: tally.failed,
+        retries: tally.retries,
+        failures: tally.failures,
+        processes: fleet.len() as u32,
+        seconds: tally.seconds,
+        per_second: if tally.seconds > 0.0 {
+            tally.opened as f64 / tally.seconds
+        } else {
+            0.0
+        },
+        server_cpu: None,
+        client_rss_bytes: fleet.rss_total(),
+    };
+    eprintln!(
+        "wake: room open: {} of {requested} in {:.1} s",
+        open.opened, open.seconds
+    );
+    if open.opened != requested {
+        return Err(format!(
+            "the rooms hold {} of {requested} sockets ({} failed: {:?})",
+            open.opened, open.failed, open.failures
+        ));
+    }
+    for name in names {
+        let held = admin::object_usage(admin, CLASS, name)?.connections;
+        if held != opts.room_sockets + 1 {
+            return Err(format!(
+                "{CLASS}/{name} holds {held} sockets, want {} (the room and the probe's); \
+                 is max_connections_per_object below that?",
+                opts.room_sockets + 1
+            ));
+        }
+    }
+    Ok((fleet, open))
 }
 
 struct ObjectState {
@@ -236,6 +343,12 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
         "wake: {} objects filled with {puts} x {VALUE_BYTES} B in {prepare_seconds:.1} s",
         names.len()
     );
+    // Held open, silent, through every sample; dropped (closed) at the end.
+    let rooms = if opts.room_sockets > 0 {
+        Some(open_rooms(opts, admin, &names)?)
+    } else {
+        None
+    };
 
     let (probe, want) = opts.probe.message();
     let mut wake = Recorder::new();
@@ -296,6 +409,10 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
         }
         stored_bytes[i] = state.stored_bytes;
     }
+    let room_open = rooms.map(|(mut fleet, open)| {
+        fleet.shutdown();
+        open
+    });
 
     let mut counters = BTreeMap::new();
     counters.insert(
@@ -348,7 +465,16 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
         .collect();
     Ok(Report {
         scenario: "wake".into(),
-        title: format!("wake of a hibernated object ({})", opts.variant.name()),
+        title: if opts.room_sockets > 0 {
+            format!(
+                "wake of a hibernated object holding {} more sockets with {} B attachments ({})",
+                opts.room_sockets,
+                opts.attach_bytes,
+                opts.variant.name()
+            )
+        } else {
+            format!("wake of a hibernated object ({})", opts.variant.name())
+        },
         unix_time: unix_time(),
         settings: vec![
             ("objects".into(), opts.objects.to_string()),
@@ -359,6 +485,8 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             ("samples".into(), opts.samples.to_string()),
             ("probe".into(), format!("{:?}", opts.probe).to_lowercase()),
             ("variant".into(), opts.variant.name().into()),
+            ("room sockets".into(), opts.room_sockets.to_string()),
+            ("attach bytes".into(), opts.attach_bytes.to_string()),
             ("fill time".into(), format!("{prepare_seconds:.1} s")),
         ],
         host: crate::fleet::server::this_host(None, None),
@@ -366,6 +494,7 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             target: TargetKind::Torpor,
             url: opts.url.clone(),
             server: "torpor".into(),
+            open: room_open,
             phases: vec![wake_phase, warm_phase],
             notes: vec![format!("stored per object: {}", sizes.join(", "))],
             ..TargetRun::default()
@@ -386,6 +515,11 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
     }
     if opts.variant != Variant::LiveWorker {
         return Err("--quiet cannot see workers exit: use --variant live-worker".into());
+    }
+    if opts.room_sockets > 0 {
+        return Err(
+            "--room-sockets needs the admin API to check the rooms: not with --quiet".into(),
+        );
     }
     let target = Target::parse(&opts.url)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -522,4 +656,61 @@ async fn fill(session: &mut Session, puts: u64) -> Result<(), String> {
         .request(b"put:probe=1", b"ok", REPLY_TIMEOUT)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(objects: u32, room_sockets: u64) -> WakeOptions {
+        WakeOptions {
+            url: "ws://127.0.0.1:48787".into(),
+            admin: "127.0.0.1:49090".into(),
+            objects,
+            db_mb: 0,
+            samples: 20,
+            probe: Probe::Echo,
+            variant: Variant::ExitedWorker,
+            prefix: "wake".into(),
+            json: None,
+            target: TargetKind::Torpor,
+            quiet: None,
+            room_sockets,
+            attach_bytes: DEFAULT_ATTACH_BYTES,
+        }
+    }
+
+    #[test]
+    fn a_room_of_32768_is_held_by_processes_under_the_descriptor_limit() {
+        let plan = room_plan(&opts(1, 32_768), "ws://127.0.0.1:48787").unwrap();
+        assert_eq!(plan.len(), 3);
+        assert!(plan
+            .iter()
+            .all(|c| c.connections < fleet::MAX_CONNECTIONS_PER_PROCESS));
+        assert_eq!(plan.iter().map(|c| c.connections).sum::<u64>(), 32_768);
+        assert!(plan.iter().all(|c| c.rooms == 1 && c.attach_bytes == 2000));
+        // Every socket joins the probe's object, `/bench/wake-0`.
+        let last = plan.last().unwrap();
+        assert_eq!(
+            crate::child::open::room_path(&last.room_prefix, last.rooms, 32_767),
+            "/bench/wake-0"
+        );
+        assert_ne!(plan[0].source_ip, plan[1].source_ip);
+        // The backstop outlasts the slowest 20 samples a run may take.
+        assert!(last.hold_deadline > (HIBERNATE_TIMEOUT + WORKER_EXIT_TIMEOUT) * 20);
+    }
+
+    #[test]
+    fn rooms_of_several_objects_get_n_each() {
+        let plan = room_plan(&opts(3, 1000), "ws://x:1").unwrap();
+        let total: u64 = plan.iter().map(|c| c.connections).sum();
+        assert_eq!(total, 3000);
+        let mut per_object = [0u64; 3];
+        for client in &plan {
+            for k in client.first_index..client.first_index + client.connections {
+                per_object[(k % 3) as usize] += 1;
+            }
+        }
+        assert_eq!(per_object, [1000; 3]);
+    }
 }
