@@ -21,11 +21,9 @@ use crate::scenarios::reload::{Deploy, ReloadOptions};
 use crate::scenarios::rtt::RttOptions;
 use crate::scenarios::wake::{self, Probe, WakeOptions};
 
-/// The flags every traffic scenario takes.
-pub fn common(flags: &mut Flags) -> Result<Common, String> {
-    let target = flags.optional_string("target")?;
-    let baselines = flags.boolean("baselines", false)?;
-    let processes = match flags.optional_string("processes")?.as_deref() {
+/// `--processes N|auto`: `None` for auto.
+fn processes(flags: &mut Flags) -> Result<Option<u32>, String> {
+    Ok(match flags.optional_string("processes")?.as_deref() {
         None | Some("auto") => None,
         Some(n) => Some(
             n.parse::<u32>()
@@ -33,7 +31,14 @@ pub fn common(flags: &mut Flags) -> Result<Common, String> {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| format!("--processes {n:?} is not auto or a number from 1"))?,
         ),
-    };
+    })
+}
+
+/// The flags every traffic scenario takes.
+pub fn common(flags: &mut Flags) -> Result<Common, String> {
+    let target = flags.optional_string("target")?;
+    let baselines = flags.boolean("baselines", false)?;
+    let processes = processes(flags)?;
     let targets = parse_targets(target.as_deref(), baselines)?;
     let external = external(flags, targets.contains(&TargetKind::External))?;
     Ok(Common {
@@ -230,6 +235,7 @@ pub fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
             .map_err(|e| format!("--quiet: {e}"))?,
         room_sockets: flags.number("room-sockets", 0)?,
         attach_bytes: 0,
+        processes: processes(&mut flags)?,
     };
     opts.attach_bytes = match flags.optional_number("attach-bytes")? {
         Some(_) if opts.room_sockets == 0 => {
@@ -240,6 +246,9 @@ pub fn wake_options(args: &[String]) -> Result<WakeOptions, String> {
         None => 0,
     };
     flags.finish()?;
+    if opts.room_sockets == 0 && opts.processes.is_some() {
+        return Err("--processes is for the sockets of --room-sockets".into());
+    }
     if opts.room_sockets > 0 && opts.quiet.is_some() {
         return Err(
             "--room-sockets needs the admin API to check the rooms: not with --quiet".into(),
@@ -595,6 +604,10 @@ mod tests {
         assert!(wake_options(&args(&["--json"])).is_err());
         let room = wake_options(&args(&["--room-sockets", "32768"])).unwrap();
         assert_eq!((room.room_sockets, room.attach_bytes), (32_768, 2000));
+        assert_eq!(room.processes, None);
+        let split = wake_options(&args(&["--room-sockets", "900", "--processes", "3"])).unwrap();
+        assert_eq!(split.processes, Some(3));
+        assert!(wake_options(&args(&["--processes", "3"])).is_err());
         let bare = wake_options(&args(&["--room-sockets=10", "--attach-bytes=0"])).unwrap();
         assert_eq!((bare.room_sockets, bare.attach_bytes), (10, 0));
         assert_eq!(wake_options(&[]).unwrap().attach_bytes, 0);

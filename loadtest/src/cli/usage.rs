@@ -146,6 +146,7 @@ loadtest wake [flags]
                         must allow N + 1 [0]
   --attach-bytes N      attach:<N x 'a'> on each room socket; 0 = none
                         [2000 with --room-sockets]
+  --processes N|auto    client processes holding the rooms [auto]
 
 loadtest alarms [flags]
   Sets --count alarms --delay-ms ahead, at most one per object at a time (in

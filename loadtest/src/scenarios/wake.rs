@@ -155,6 +155,9 @@ pub struct WakeOptions {
     pub room_sockets: u64,
     /// The attachment each of those sockets sets; 0 sets none.
     pub attach_bytes: usize,
+    /// The client processes holding the rooms; `None`: as many as the
+    /// descriptors need (`auto`).
+    pub processes: Option<u32>,
 }
 
 /// The room's client processes for `url`: `room_sockets` per object, over
@@ -162,7 +165,10 @@ pub struct WakeOptions {
 /// lets go (or long after every sample could have been taken).
 pub fn room_plan(opts: &WakeOptions, url: &str) -> Result<Vec<ClientOptions>, String> {
     let connections = opts.room_sockets * u64::from(opts.objects);
-    let shares = fleet::split(connections, fleet::auto_processes(connections))?;
+    let processes = opts
+        .processes
+        .unwrap_or_else(|| fleet::auto_processes(connections));
+    let shares = fleet::split(connections, processes)?;
     let per_sample = HIBERNATE_TIMEOUT * 2 + WORKER_EXIT_TIMEOUT + REPLY_TIMEOUT * 2;
     let hold_deadline = READY_TIMEOUT + per_sample * opts.samples.max(1);
     Ok(shares
@@ -677,6 +683,7 @@ mod tests {
             quiet: None,
             room_sockets,
             attach_bytes: DEFAULT_ATTACH_BYTES,
+            processes: None,
         }
     }
 
@@ -712,5 +719,12 @@ mod tests {
             }
         }
         assert_eq!(per_object, [1000; 3]);
+        let three = WakeOptions {
+            processes: Some(3),
+            ..opts(1, 1000)
+        };
+        assert_eq!(room_plan(&three, "ws://x:1").unwrap().len(), 3);
+        let auto = room_plan(&opts(1, 40_000), "ws://x:1").map(|p| p.len());
+        assert_eq!(auto, Ok(3));
     }
 }
