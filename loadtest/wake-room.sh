@@ -90,10 +90,20 @@ node_pid=
 node_data=
 stop_node() {
   if [ -n "$node_pid" ]; then
-    # SIGTERM to the supervisor, which stops its edges and workers.
+    # SIGTERM to the supervisor, which stops its edges and workers (after
+    # a run, those may still be handling the room's 32,768 closes).
     kill "$node_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$node_pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$node_pid" 2>/dev/null; then
+      # Its edges and workers too, by pid: an edge left behind would hold
+      # the port the next run's node needs.
+      local children
+      children=$(pgrep -P "$node_pid" || true)
+      echo "wake-room.sh: torpor $node_pid did not stop in 30 s; killing it and its" \
+        "processes ${children//$'\n'/ }" >&2
+      # shellcheck disable=SC2086 # one pid a word
+      kill -9 "$node_pid" $children 2>/dev/null || true
+    fi
     wait "$node_pid" 2>/dev/null || true
     node_pid=
   fi
