@@ -127,9 +127,22 @@ pub fn idle_options(args: &[String]) -> Result<IdleOptions, String> {
         rooms: flags.positive("rooms", 100)?,
         attach_bytes: flags.number("attach-bytes", 0)?,
         hold: flags.duration("hold", Duration::from_secs(10))?,
+        open_timeout: flags.duration("open-timeout", Duration::from_secs(240))?,
+        probe_sockets: flags.number("probe-sockets", 8)?,
+        probe_rate: probe_rate(&mut flags)?,
     };
     flags.finish()?;
     Ok(opts)
+}
+
+/// `--probe-rate`: pings per second of idle's probe, 0 for none.
+fn probe_rate(flags: &mut Flags) -> Result<f64, String> {
+    let rate: f64 = flags.number("probe-rate", 100.0)?;
+    if rate >= 0.0 && rate.is_finite() {
+        Ok(rate)
+    } else {
+        Err("--probe-rate must be 0 (no probe) or a positive number".into())
+    }
 }
 
 pub fn rate(flags: &mut Flags, name: &str) -> Result<Option<f64>, String> {
@@ -478,6 +491,10 @@ mod tests {
         assert_eq!(opts.common.processes, None);
         assert_eq!(opts.rooms, 100);
         assert_eq!(opts.common.targets, [TargetKind::Torpor]);
+        assert_eq!((opts.probe_sockets, opts.probe_rate), (8, 100.0));
+        let quiet = idle_options(&args(&["--probe-rate", "0"])).unwrap();
+        assert_eq!(quiet.probe_rate, 0.0);
+        assert!(idle_options(&args(&["--probe-rate", "-1"])).is_err());
     }
 
     #[test]
@@ -632,6 +649,9 @@ mod tests {
             rooms: 7,
             attach_bytes: 100,
             hold: Duration::from_secs(1),
+            open_timeout: Duration::from_secs(240),
+            probe_sockets: 8,
+            probe_rate: 100.0,
         };
         let child = crate::scenarios::idle::plan(&idle, "ws://127.0.0.1:18787", 3000)
             .unwrap()

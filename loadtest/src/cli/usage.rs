@@ -51,7 +51,7 @@ loadtest idle [flags]
   sent, and reports server RSS per connection (Torpor: all edges summed),
   kernel Slab and TCP buffer memory per connection (/proc/meminfo,
   /proc/net/sockstat), time to open them all, and RSS against connections
-  (sampled every 10 %). When the hold ends it waits (at most 2 min; an
+  (sampled every 5 %). When the hold ends it waits (at most 2 min; an
   external server cannot be asked, so give it a --hold longer than its
   hibernation timeout) for the run's objects to hibernate, then sums the RSS of every process of
   the node (supervisor, edges, workers and any other child of the
@@ -62,6 +62,12 @@ loadtest idle [flags]
   --rooms N             Bench objects to spread them over [100]
   --attach-bytes N      send attach:<N x 'a'> on each and await ok; 0 = none [0]
   --hold DURATION       hold after measuring, e.g. 10s, 500ms, 2m [10s]
+  --open-timeout D      each client process gives up on connections not
+                        open by then (the parent waits 1 min more) [240s]
+  --probe-sockets N     during the hold, N more sockets send `ping` and time
+                        each `pong` (phase held-ping; Torpor answers it at the
+                        edge, waking nothing); 0 = no probe [8]
+  --probe-rate R        pings per second over all probe sockets; 0 = none [100]
 
 loadtest ping [flags]
   C connections over R rooms (/bench/ping-<room>) send `ping`; Torpor answers

@@ -140,11 +140,23 @@ pub fn open_fleet(
     fleet: &mut Fleet,
     requested: u64,
     server: &Server,
+    on_progress: impl FnMut(u64),
+) -> Result<OpenFigures, String> {
+    open_fleet_within(fleet, requested, server, READY_TIMEOUT, on_progress)
+}
+
+/// [`open_fleet`], waiting at most `ready_timeout` for every child's `ready`
+/// (a run that opens more than the children's default deadline allows).
+pub fn open_fleet_within(
+    fleet: &mut Fleet,
+    requested: u64,
+    server: &Server,
+    ready_timeout: Duration,
     mut on_progress: impl FnMut(u64),
 ) -> Result<OpenFigures, String> {
     let meter = CpuMeter::start(server.watch())?;
     let bar = progress::counter(requested, "opening");
-    let tally = fleet.wait_ready(READY_TIMEOUT, |opened, failed| {
+    let tally = fleet.wait_ready(ready_timeout, |opened, failed| {
         bar.set_position(opened + failed);
         on_progress(opened);
     });

@@ -3,7 +3,9 @@
 //! `Slab:` line of `/proc/meminfo` (where socket structures, epoll items and
 //! the like live). On loopback both ends of every connection are on this
 //! machine, so a difference divided by connections is the cost of one
-//! connection's two sockets together.
+//! connection's two sockets together. `MemAvailable` is read beside them:
+//! its drop is what the machine as a whole gave up (the kernel's share, the
+//! server's and the load generator's together).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,10 @@ pub struct KernelMemory {
     pub tcp_mem_bytes: u64,
     /// Slab memory, bytes.
     pub slab_bytes: u64,
+    /// Of it, what cannot be reclaimed (`SUnreclaim`), bytes.
+    pub slab_unreclaimable_bytes: u64,
+    /// `MemAvailable`, bytes.
+    pub available_bytes: u64,
 }
 
 pub fn read() -> Result<KernelMemory, String> {
@@ -35,6 +41,9 @@ pub fn read() -> Result<KernelMemory, String> {
         tcp_sockets,
         tcp_mem_bytes: pages * PAGE_BYTES,
         slab_bytes,
+        // Older kernels lack these; 0 then, and the figures from them are left out.
+        slab_unreclaimable_bytes: parse_kib(&meminfo, "SUnreclaim:").unwrap_or(0),
+        available_bytes: parse_kib(&meminfo, "MemAvailable:").unwrap_or(0),
     })
 }
 
@@ -51,8 +60,13 @@ pub fn parse_sockstat_tcp(text: &str) -> Option<(u64, u64)> {
 
 /// `Slab:  282372 kB` → bytes.
 pub fn parse_slab(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("Slab:"))?;
-    let mut words = line["Slab:".len()..].split_whitespace();
+    parse_kib(meminfo, "Slab:")
+}
+
+/// The line of `/proc/meminfo` starting `key` (`Slab:`), `… kB` → bytes.
+fn parse_kib(meminfo: &str, key: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(key))?;
+    let mut words = line[key.len()..].split_whitespace();
     let value: u64 = words.next()?.parse().ok()?;
     match words.next()? {
         "kB" => value.checked_mul(1024),
@@ -80,11 +94,15 @@ mod tests {
         assert_eq!(parse_slab(meminfo), Some(282_372 * 1024));
         assert_eq!(parse_slab("Slab: 12 MB\n"), None);
         assert_eq!(parse_slab("MemTotal: 1 kB\n"), None);
+        let meminfo = "MemAvailable:   20000000 kB\nSUnreclaim:  300 kB\n";
+        assert_eq!(parse_kib(meminfo, "MemAvailable:"), Some(20_000_000 * 1024));
+        assert_eq!(parse_kib(meminfo, "SUnreclaim:"), Some(300 * 1024));
     }
 
     #[test]
     fn this_machine_can_be_read() {
         let now = read().unwrap();
         assert!(now.slab_bytes > 0);
+        assert!(now.available_bytes > 0);
     }
 }

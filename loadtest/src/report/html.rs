@@ -570,6 +570,42 @@ fn memory(out: &mut String, report: &Report) {
         },
         &total,
     ));
+    // The kernel's side of the same sockets: machine-wide Slab, which holds
+    // both ends of every loopback connection.
+    let slab: Vec<Series> = rows
+        .iter()
+        .filter_map(|t| {
+            let curve = &t.memory.as_ref()?.curve;
+            let first = curve.first()?.slab_bytes;
+            (first > 0).then(|| Series {
+                name: format!("{} run", t.target.name()),
+                color: color(t.target).to_string(),
+                points: curve
+                    .iter()
+                    .map(|p| {
+                        let growth = p.slab_bytes as f64 - first as f64;
+                        (p.connections as f64, growth / (1024.0 * 1024.0))
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    if !slab.is_empty() {
+        out.push_str(&svg::line_chart(
+            &LineChart {
+                title: "kernel Slab growth against connections (machine-wide, both ends)",
+                x_label: "connections open",
+                y_label: "Slab growth, MiB",
+                x_log: false,
+                y_log: false,
+                x_format: &short_number,
+                y_format: &short_number,
+                x_ticks: None,
+                dots: true,
+            },
+            &slab,
+        ));
+    }
     if rows.len() > 1 {
         let bars = |read: &dyn Fn(&TargetRun) -> Option<f64>| -> Vec<(String, f64, String)> {
             rows.iter()
@@ -765,6 +801,17 @@ mod tests {
         let html = render(&report);
         assert!(html.contains("torpor whole node"));
         assert!(html.contains(NODE_COLOR));
+        assert!(
+            !html.contains("kernel Slab growth"),
+            "no Slab read, no chart"
+        );
+
+        let memory = report.targets[0].memory.as_mut().unwrap();
+        for (i, p) in memory.curve.iter_mut().enumerate() {
+            p.slab_bytes = 100_000_000 + i as u64 * 5_000_000;
+        }
+        let html = render(&report);
+        assert!(html.contains("kernel Slab growth against connections"));
     }
 
     #[test]

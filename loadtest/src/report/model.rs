@@ -237,6 +237,11 @@ pub struct Memory {
     /// Kernel figures count both ends of each loopback connection.
     pub tcp_mem_per_connection: f64,
     pub slab_per_connection: f64,
+    /// Of the Slab, what cannot be reclaimed, per connection.
+    pub slab_unreclaimable_per_connection: f64,
+    /// The drop of `MemAvailable` per connection: the machine's cost,
+    /// kernel, server and load generator together; 0 if not read.
+    pub machine_per_connection: f64,
     /// RSS and Slab while opening, about every 10 %.
     pub curve: Vec<MemoryPoint>,
     /// The server's own count of sockets, if it can say.
@@ -314,6 +319,15 @@ impl Memory {
             per(self.kernel_after.tcp_mem_bytes as f64 - self.kernel_before.tcp_mem_bytes as f64);
         self.slab_per_connection =
             per(self.kernel_after.slab_bytes as f64 - self.kernel_before.slab_bytes as f64);
+        self.slab_unreclaimable_per_connection = per(self.kernel_after.slab_unreclaimable_bytes
+            as f64
+            - self.kernel_before.slab_unreclaimable_bytes as f64);
+        self.machine_per_connection = if self.kernel_before.available_bytes > 0 {
+            per(self.kernel_before.available_bytes as f64
+                - self.kernel_after.available_bytes as f64)
+        } else {
+            0.0
+        };
         let edges_growth = self.rss_end_of_hold_bytes as f64 - self.rss_before_bytes as f64;
         if let Some(node) = self.node.as_mut() {
             node.rss_end_of_hold_bytes =
@@ -603,11 +617,15 @@ pub mod tests {
                 tcp_sockets: 0,
                 tcp_mem_bytes: 0,
                 slab_bytes: 1_000_000,
+                slab_unreclaimable_bytes: 600_000,
+                available_bytes: 20_000_000,
             },
             kernel_after: KernelMemory {
                 tcp_sockets: 2000,
                 tcp_mem_bytes: 40_960,
                 slab_bytes: 5_000_000,
+                slab_unreclaimable_bytes: 3_600_000,
+                available_bytes: 10_000_000,
             },
             curve: vec![
                 MemoryPoint {
@@ -631,6 +649,8 @@ pub mod tests {
         assert_eq!(m.rss_per_connection_beyond_attachment, 1000.0);
         assert_eq!(m.slab_per_connection, 4000.0);
         assert_eq!(m.tcp_mem_per_connection, 40.96);
+        assert_eq!(m.slab_unreclaimable_per_connection, 3000.0);
+        assert_eq!(m.machine_per_connection, 10_000.0);
         assert_eq!(m.per_connection_curve(), [(500, 2000.0)]);
         m.rss_after_bytes = 9_000_000;
         m.derive(1000);

@@ -172,6 +172,14 @@ fn write_memory(f: &mut fmt::Formatter<'_>, m: &Memory) -> fmt::Result {
         m.slab_per_connection,
         m.tcp_mem_per_connection
     )?;
+    if m.machine_per_connection != 0.0 {
+        writeln!(
+            f,
+            "  machine   {:.0} bytes less available per connection (kernel, server and clients); \
+             {:.0} bytes of the slab unreclaimable",
+            m.machine_per_connection, m.slab_unreclaimable_per_connection
+        )?;
+    }
     if let Some(node) = &m.node {
         write_node_memory(f, node)?;
     }

@@ -14,16 +14,22 @@
 //! figure is what the machine pays for idle sockets, the edges' share beside
 //! it.
 //!
+//! While it holds, a [probe] sends `ping` on a few more sockets at a steady
+//! pace and times each `pong` (phase `held-ping`): holding the idle ones
+//! must not slow the answers of those that talk.
+//!
 //! The children are [`child::idle`](crate::child::idle). A held connection
 //! is a bare `std::net::TcpStream` in a `Vec`: no buffer, no task, no epoll
 //! registration, so 100,000 of them cost the load generator little more than
 //! the kernel's sockets.
 
+pub mod probe;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::child::idle::{ClientOptions, ROOM_PREFIX};
-use crate::fleet::run::{for_each_target, open_fleet, unix_time, Common, READY_TIMEOUT};
+use crate::fleet::run::{for_each_target, open_fleet_within, unix_time, Common};
 use crate::fleet::server::Server;
 use crate::fleet::{self, Fleet};
 use crate::measure::node::{self, ProcessMemory};
@@ -33,17 +39,18 @@ use crate::wire::admin;
 
 /// The bench object class and the prefix of its names.
 const CLASS: &str = "Bench";
-/// How long a child keeps opening; below the parent's ready timeout so that
-/// a child with stragglers still reports what it got.
-const OPEN_DEADLINE: Duration = Duration::from_secs(240);
+/// How long the parent waits for a child's `ready` beyond the child's own
+/// opening deadline (`--open-timeout`), so that a child with stragglers
+/// still reports what it got.
+const READY_SLACK: Duration = Duration::from_secs(60);
 /// Lets the server finish whatever follows the last upgrade before measuring.
 const SETTLE: Duration = Duration::from_secs(2);
 const RSS_SAMPLES: usize = 3;
 const RSS_SAMPLE_GAP: Duration = Duration::from_secs(1);
 /// A child gives up holding this long after the parent should have released it.
 const HOLD_SLACK: Duration = Duration::from_secs(120);
-/// Memory samples while opening: one every tenth of the connections.
-const CURVE_STEPS: u64 = 10;
+/// Memory samples while opening: one every twentieth of the connections.
+const CURVE_STEPS: u64 = 20;
 /// When the hold ends, how long the run's objects get to hibernate before
 /// the whole node is sampled anyway (and the live ones noted).
 const HIBERNATE_WAIT: Duration = Duration::from_secs(120);
@@ -64,6 +71,12 @@ pub struct IdleOptions {
     pub rooms: u32,
     pub attach_bytes: usize,
     pub hold: Duration,
+    /// How long each child keeps opening before it gives up on the rest.
+    pub open_timeout: Duration,
+    /// Sockets of the ping probe during the hold (0: no probe).
+    pub probe_sockets: u32,
+    /// Pings per second the probe sends over all its sockets.
+    pub probe_rate: f64,
 }
 
 /// Splits a run against `url` over child processes, or says why it cannot be.
@@ -72,7 +85,8 @@ pub fn plan(opts: &IdleOptions, url: &str, connections: u64) -> Result<Vec<Clien
         return Err("--rooms must be at least 1".into());
     }
     let shares = fleet::split(connections, opts.common.processes_for(connections))?;
-    let hold_deadline = READY_TIMEOUT
+    let hold_deadline = opts.open_timeout
+        + READY_SLACK
         + SETTLE
         + RSS_SAMPLE_GAP * RSS_SAMPLES as u32
         + opts.hold
@@ -89,7 +103,7 @@ pub fn plan(opts: &IdleOptions, url: &str, connections: u64) -> Result<Vec<Clien
             attach_bytes: opts.attach_bytes,
             source_ip: share.source_ip,
             concurrency: opts.common.concurrency,
-            open_deadline: OPEN_DEADLINE,
+            open_deadline: opts.open_timeout,
             hold_deadline,
         })
         .collect())
@@ -113,6 +127,17 @@ pub fn run(opts: &IdleOptions) -> Result<Report, String> {
                 opts.common.processes_for(opts.connections).to_string(),
             ),
             ("hold".into(), format!("{} s", opts.hold.as_secs_f64())),
+            (
+                "ping probe".into(),
+                if opts.probe_sockets == 0 {
+                    "none".into()
+                } else {
+                    format!(
+                        "{} sockets, {} pings/s during the hold",
+                        opts.probe_sockets, opts.probe_rate
+                    )
+                },
+            ),
         ],
         host: opts.common.host(),
         targets,
@@ -187,7 +212,8 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
         opts.common.placement.client_cpus.as_deref(),
     )?;
     let mut next_mark = 1;
-    let open = open_fleet(&mut fleet, connections, server, |opened| {
+    let ready_timeout = opts.open_timeout + READY_SLACK;
+    let open = open_fleet_within(&mut fleet, connections, server, ready_timeout, |opened| {
         // A sample each time another tenth is open (RSS from /proc is cheap).
         if next_mark < CURVE_STEPS && opened * CURVE_STEPS >= next_mark * connections {
             while next_mark < CURVE_STEPS && opened * CURVE_STEPS >= next_mark * connections {
@@ -236,7 +262,34 @@ fn run_target(opts: &IdleOptions, server: &mut Server, run: &mut TargetRun) -> R
         open.client_rss_bytes = fleet.rss_total();
     }
     eprintln!("loadtest: holding {:.1} s", opts.hold.as_secs_f64());
+    let probe = (opts.probe_sockets > 0 && opts.probe_rate > 0.0).then(|| {
+        probe::start(
+            probe::ProbePlan {
+                url: server.url.clone(),
+                sockets: opts.probe_sockets,
+                rooms: opts.rooms,
+                per_second: opts.probe_rate,
+                duration: opts.hold,
+            },
+            opened,
+        )
+    });
     std::thread::sleep(opts.hold);
+    if let Some(probe) = probe {
+        // The probe ends at its own deadline, the end of the hold.
+        match probe.join() {
+            Ok(phase) => {
+                if let Some(l) = &phase.latency {
+                    eprintln!(
+                        "loadtest: held-ping {} pings, {} errors, p50 {:.2} ms, p99 {:.2} ms",
+                        phase.operations, phase.errors, l.summary.p50_ms, l.summary.p99_ms
+                    );
+                }
+                run.phases.push(phase);
+            }
+            Err(_) => run.notes.push("the ping probe panicked".into()),
+        }
+    }
     let live_objects = server
         .admin
         .and_then(|admin| wait_for_hibernation(admin, opts.rooms));
@@ -365,6 +418,9 @@ mod tests {
             rooms: 100,
             attach_bytes: 0,
             hold: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(240),
+            probe_sockets: 8,
+            probe_rate: 100.0,
         }
     }
 
