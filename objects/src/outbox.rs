@@ -19,6 +19,12 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 use torpor_proto::ipc::ToEdge;
 
+/// Capacity an edge's two buffers keep once written out. A burst (thousands
+/// of upgrades accepted, attachments set) grows them to hundreds of KiB;
+/// kept, that is memory the worker holds for every edge (up to 64) for the
+/// rest of its life. Small messages still fit without a reallocation.
+const KEEP_BYTES: usize = 16 * 1024;
+
 struct EdgeOut {
     buf: RefCell<Vec<u8>>,
     /// Alarm changes pushed while the edge was down.
@@ -152,6 +158,10 @@ impl Outbox {
             // Swap buffers so handlers keep encoding while this one is written.
             std::mem::swap(&mut spare, &mut *out.buf.borrow_mut());
             if spare.is_empty() {
+                // Both buffers are empty: a burst is over, let go of what
+                // it grew them to.
+                spare.shrink_to(KEEP_BYTES);
+                out.buf.borrow_mut().shrink_to(KEEP_BYTES);
                 out.notify.notified().await;
                 continue;
             }
