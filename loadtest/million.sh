@@ -32,6 +32,10 @@
 #   net.core.somaxconn >= 4096 (each edge listens with a backlog of 4096);
 #     net.ipv4.tcp_max_syn_backlog >= 8192 only without SYN cookies
 #     (net.ipv4.tcp_syncookies = 0), else a burst of SYNs is dropped
+#   net.core.netdev_max_backlog >= 10000: loopback packets pass through
+#     the per-CPU input queue, 1000 by default, and a burst of handshakes
+#     overflows it (drops, then a retransmit a second later); each step
+#     reports the drops it saw
 #   net.netfilter.nf_conntrack_max >= connections + 100000, only if
 #     conntrack is tracking (nf_conntrack_count > 0): a full table drops SYNs
 # Not needed: net.ipv4.ip_local_port_range (each client process binds its
@@ -99,6 +103,7 @@ want() { # KEY MINIMUM: at least MINIMUM (first field of the value)
 }
 want fs.file-max $((2 * largest + 200000))
 want net.core.somaxconn 4096
+want net.core.netdev_max_backlog 10000
 if [ "$(sysctl -n net.ipv4.tcp_syncookies 2>/dev/null || echo 1)" = 0 ]; then
   # Without SYN cookies a full SYN queue drops SYNs (the clients retry).
   want net.ipv4.tcp_max_syn_backlog 8192
@@ -179,6 +184,14 @@ start_node() { # NAME
   exit 1
 }
 
+# Packets the kernel dropped from its per-CPU input queues (loopback goes
+# through them; net.core.netdev_max_backlog bounds them), all CPUs.
+softnet_drops() {
+  local total=0 hex
+  for hex in $(awk '{print $2}' /proc/net/softnet_stat); do total=$((total + 16#$hex)); done
+  echo "$total"
+}
+
 # "<processes> processes, Rss <kB> kB, Pss <kB> kB" of PID and its descendants.
 tree_memory() {
   local pids=($1) i=0
@@ -201,6 +214,7 @@ for n in $STEPS; do
   fi
   echo "million.sh: step $n" >&2
   start_node "$n"
+  drops_before=$(softnet_drops)
   # A step is bounded: loadtest's own deadlines, and STEP_TIMEOUT over all.
   timeout --signal=TERM "$STEP_TIMEOUT" ./target/release/loadtest idle \
     --connections "$n" --rooms "$ROOMS" --attach-bytes "$ATTACH_BYTES" --hold "$HOLD" \
@@ -226,7 +240,7 @@ for n in $STEPS; do
   stop_node
   opened=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets"][0]["open"]["opened"])' \
     "$out/idle-$n.json" 2>/dev/null || true)
-  echo "step $n: exit $status, opened ${opened:-?}; $out/idle-$n.txt" | tee -a "$summary" >&2
+  echo "step $n: exit $status, opened ${opened:-?}, input queue drops $(( $(softnet_drops) - drops_before )); $out/idle-$n.txt" | tee -a "$summary" >&2
   # Nearly all (99.9 %) or stop: the next step would only fail further.
   if [ -z "$opened" ] || [ "$opened" -lt $(( n - n / 1000 )) ]; then
     echo "million.sh: step $n did not hold; stopping" | tee -a "$summary" >&2
