@@ -4,6 +4,7 @@
 use crate::ledger::UsageDelta;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use torpor_objects::ids::ObjectId;
@@ -81,6 +82,10 @@ pub(crate) struct Object {
     pub(crate) name: Option<Box<str>>,
     pub(crate) worker: u16,
     pub(crate) sockets: Vec<u32>,
+    /// How many of `sockets` carry each tag: a handler asking for a tag
+    /// no socket has (a wake's `get_websockets(tag)`, often) is answered
+    /// without a walk over a room of 32,768.
+    pub(crate) tag_counts: HashMap<Box<str>, u32>,
     pub(crate) live: bool,
     /// Events sent since the object was last activated.
     pub(crate) sent: u64,
@@ -105,6 +110,25 @@ pub(crate) struct Object {
 }
 
 impl Object {
+    /// A socket carrying `tags` joined the object's list, or left it.
+    pub(crate) fn count_tags(&mut self, tags: &[Box<str>], joined: bool) {
+        for tag in tags {
+            if joined {
+                *self.tag_counts.entry(tag.clone()).or_insert(0) += 1;
+            } else if let Some(count) = self.tag_counts.get_mut(tag) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.tag_counts.remove(tag);
+                }
+            }
+        }
+    }
+
+    /// Whether some listed socket may carry `tag`.
+    pub(crate) fn has_tagged(&self, tag: &str) -> bool {
+        self.tag_counts.contains_key(tag)
+    }
+
     pub(crate) fn new(
         namespace: Arc<str>,
         class: Arc<str>,
@@ -119,6 +143,7 @@ impl Object {
             name,
             worker,
             sockets: Vec::new(),
+            tag_counts: HashMap::new(),
             live: false,
             sent: 0,
             in_flight: 0,
@@ -280,6 +305,7 @@ impl Object {
             name: state.name.map(String::into_boxed_str),
             worker: worker_for(&id, workers),
             sockets: state.sockets,
+            tag_counts: HashMap::new(),
             live: state.live,
             sent: state.sent,
             in_flight: state.in_flight,

@@ -231,6 +231,11 @@ impl EdgeCore {
             .collect();
         for slot in listed {
             core.addresses.listed(slot);
+            if let Some(session) = core.sessions.get(slot as usize) {
+                if let Some(o) = core.objects.get_mut(session.object) {
+                    o.count_tags(&session.tags, true);
+                }
+            }
         }
         core.links = state
             .links

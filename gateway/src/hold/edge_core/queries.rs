@@ -149,6 +149,9 @@ impl EdgeCore {
         let Some(o) = self.objects.get(object) else {
             return Vec::new();
         };
+        if tag.is_some_and(|t| !o.has_tagged(t)) {
+            return Vec::new();
+        }
         o.sockets
             .iter()
             .filter_map(|&slot| {

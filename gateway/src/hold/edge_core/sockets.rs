@@ -451,6 +451,7 @@ impl EdgeCore {
         };
         session.position = Some(o.sockets.len() as u32);
         o.sockets.push(slot as u32);
+        o.count_tags(&session.tags, true);
         self.membership_changed = true;
         self.addresses.listed(slot as u32);
     }
@@ -467,6 +468,7 @@ impl EdgeCore {
         let Some(o) = self.objects.get_mut(session.object) else {
             return;
         };
+        o.count_tags(&session.tags, false);
         o.sockets.swap_remove(position as usize);
         if let Some(&moved) = o.sockets.get(position as usize) {
             if let Some(moved) = self.sessions.get_mut(moved as usize) {

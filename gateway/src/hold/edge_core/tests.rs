@@ -627,6 +627,28 @@ fn a_query_lists_the_objects_sockets_by_tag_and_no_other_objects() {
 }
 
 #[test]
+fn a_tag_whose_last_socket_closed_lists_nothing_and_tags_survive_a_handover() {
+    let mut h = Harness::new(options());
+    let red = h.connect("room", &["red"]);
+    let blue = h.connect("room", &["blue"]);
+    let object = red.object;
+    h.client_sends(red, &client_frame(true, CLOSE, &[0x03, 0xe8]));
+    h.advance(CLOSE_TIMEOUT * 2);
+    assert_eq!(listed(&mut h, object, Some("red")), []);
+    assert_eq!(listed(&mut h, object, Some("blue")), [blue.handle]);
+
+    let bytes = h.core.suspend().encode().expect("encoded");
+    let state = super::handover::CoreState::decode(&bytes).expect("decoded");
+    h.core = EdgeCore::resume(options(), state, h.now, h.now_ms).expect("resumed");
+    h.core.resumed();
+    h.settle();
+    // Query links are not handed over: the worker opens its own again.
+    assert!(h.core.query_link_up(0, BytesMut::new()));
+    assert_eq!(listed(&mut h, object, Some("blue")), [blue.handle]);
+    assert_eq!(listed(&mut h, object, Some("red")), []);
+}
+
+#[test]
 fn a_socket_is_described_to_its_own_object_only_and_a_stale_handle_not_at_all() {
     let mut h = Harness::new(options());
     let socket = h.connect("room", &["red"]);
