@@ -480,8 +480,9 @@ async fn serve(
                 }
             }
         }
-        worker.return_memory(Instant::now());
-        let deadline = worker.next_deadline(Instant::now());
+        let now = Instant::now();
+        worker.return_memory(now);
+        let deadline = worker.next_deadline(now);
         // What is already queued needs no timer: under load that is most.
         let next = match inputs.try_recv() {
             Ok(input) => Ok(Some(input)),

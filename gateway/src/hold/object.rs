@@ -114,7 +114,14 @@ impl Object {
     pub(crate) fn count_tags(&mut self, tags: &[Box<str>], joined: bool) {
         for tag in tags {
             if joined {
-                *self.tag_counts.entry(tag.clone()).or_insert(0) += 1;
+                // Most joins find their tag counted already: clone it
+                // only for the first socket that carries it.
+                match self.tag_counts.get_mut(tag) {
+                    Some(count) => *count += 1,
+                    None => {
+                        self.tag_counts.insert(tag.clone(), 1);
+                    }
+                }
             } else if let Some(count) = self.tag_counts.get_mut(tag) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
