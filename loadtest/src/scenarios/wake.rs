@@ -314,6 +314,31 @@ fn worker_pids(admin: SocketAddr) -> Result<Vec<u32>, String> {
     Ok(admin::node(admin)?.worker_pids())
 }
 
+/// What both ways of sampling start from: the server, a runtime for the
+/// sessions, a source address, and the objects' names.
+struct Setup {
+    target: Target,
+    runtime: tokio::runtime::Runtime,
+    source: crate::wire::client::Source,
+    names: Vec<String>,
+}
+
+impl Setup {
+    fn new(opts: &WakeOptions) -> Result<Setup, String> {
+        Ok(Setup {
+            target: Target::parse(&opts.url)?,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("tokio runtime: {e}"))?,
+            source: loopback_source(),
+            names: (0..opts.objects)
+                .map(|i| format!("{}-{i}", opts.prefix))
+                .collect(),
+        })
+    }
+}
+
 pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     if opts.objects == 0 || opts.samples == 0 {
         return Err("--objects and --samples must be at least 1".into());
@@ -324,16 +349,13 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     if opts.target != TargetKind::Torpor {
         return Err("a server without Torpor's admin API needs --quiet".into());
     }
-    let target = Target::parse(&opts.url)?;
     let admin = admin::parse_addr(&opts.admin)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
-    let source = loopback_source();
-    let names: Vec<String> = (0..opts.objects)
-        .map(|i| format!("{}-{i}", opts.prefix))
-        .collect();
+    let Setup {
+        target,
+        runtime,
+        source,
+        names,
+    } = Setup::new(opts)?;
 
     let puts = puts_per_object(opts.db_mb);
     let prepare_started = Instant::now();
@@ -527,15 +549,12 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
             "--room-sockets needs the admin API to check the rooms: not with --quiet".into(),
         );
     }
-    let target = Target::parse(&opts.url)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
-    let source = loopback_source();
-    let names: Vec<String> = (0..opts.objects)
-        .map(|i| format!("{}-{i}", opts.prefix))
-        .collect();
+    let Setup {
+        target,
+        runtime,
+        source,
+        names,
+    } = Setup::new(opts)?;
     let puts = puts_per_object(opts.db_mb);
     let prepare_started = Instant::now();
     let mut sessions = Vec::new();
