@@ -355,3 +355,52 @@ async fn a_hibernated_room_of_many_sockets_wakes_on_one_message_and_reads_them_a
         format!("member-006-{}", "x".repeat(100))
     );
 }
+
+/// A live object keeps the attachments it set only until their edge
+/// confirms holding them (and then only a few): a room that set far more
+/// than the worker keeps still reads every one, old and new, from the
+/// same live instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_room_reads_every_attachment_it_set_after_the_worker_forgot_them() {
+    // 160 × 1.5 KB is about 4 times what an object keeps once confirmed.
+    const SOCKETS: usize = 160;
+    let node = Node::builder().edges(2).hibernate_after("60s").start();
+    let name = unique_name("forgotten");
+    let attachment = |i: usize, round: &str| format!("{round}-{i:03}-{}", "y".repeat(1_500));
+    let mut clients = Vec::new();
+    for i in 0..SOCKETS {
+        let mut client = Client::connect(&node.ws_url(&format!("/bench/{name}"))).await;
+        let set = format!("attach:{}", attachment(i, "first"));
+        assert_eq!(client.request(&set).await, "ok");
+        clients.push(client);
+    }
+    let live = node.stats("Bench", &name).await;
+    for (i, client) in clients.iter_mut().enumerate().step_by(40) {
+        assert_eq!(client.request("getattach").await, attachment(i, "first"));
+    }
+    // Set again, some of them: the newer value wins over the edge's older
+    // one, whether or not the edge has it yet.
+    for (i, client) in clients.iter_mut().enumerate().step_by(3) {
+        let set = format!("attach:{}", attachment(i, "second"));
+        assert_eq!(client.request(&set).await, "ok");
+    }
+    let roster = clients[7].request("roster").await;
+    let mut expected: Vec<String> = (0..SOCKETS)
+        .map(|i| match i % 3 {
+            0 => format!("={}", attachment(i, "second")),
+            _ => format!("={}", attachment(i, "first")),
+        })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(roster.split(',').collect::<Vec<_>>(), expected);
+    assert_eq!(
+        clients[0].request("getattach").await,
+        attachment(0, "second")
+    );
+    assert_eq!(
+        clients[1].request("getattach").await,
+        attachment(1, "first")
+    );
+    let after = node.stats("Bench", &name).await;
+    assert_eq!(after.wakes, live.wakes, "one live instance throughout");
+}

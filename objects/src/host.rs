@@ -314,6 +314,7 @@ impl ObjectHost {
         self.counts.borrow_mut().remove(&edge);
         let mut overlay = self.overlay.borrow_mut();
         overlay.edge_lost(edge);
+        overlay.link_lost(edge);
         let sockets = overlay
             .accepted_on(edge)
             .into_iter()
@@ -417,7 +418,10 @@ impl ObjectHost {
     /// lazily on first use, inside the event, and begins it then.
     pub(crate) fn begin_event(&self) {
         self.in_event.set(true);
-        self.overlay.borrow_mut().begin_event();
+        let mut overlay = self.overlay.borrow_mut();
+        overlay.begin_event();
+        overlay.forget_confirmed(|edge| self.outbox.confirmed_through(edge));
+        drop(overlay);
         self.alarm_intended.set(false);
         if let Some(storage) = self.storage.borrow_mut().as_mut() {
             if let Err(err) = storage.begin_event() {
@@ -1135,10 +1139,14 @@ impl Host for ObjectHost {
 
     fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
         self.refuse_gone(id)?;
-        self.overlay.borrow_mut().attach(id, attachment.clone());
         let handle = to_handle(id);
-        self.outbox
-            .push(handle.edge, &ToEdge::SetAttachment { handle, attachment });
+        let bytes = attachment.as_ref().map_or(0, Bytes::len);
+        let message = ToEdge::SetAttachment {
+            handle,
+            attachment: attachment.clone(),
+        };
+        let stamp = self.outbox.push_attachment(handle.edge, &message, bytes);
+        self.overlay.borrow_mut().attach(id, attachment, stamp);
         Ok(())
     }
 

@@ -11,6 +11,12 @@
 //! with it. Alarm changes are the exception, kept for the next connection:
 //! the edge that keeps the alarm schedule must not miss one while it
 //! restarts.
+//!
+//! Attachments are pushed with a stamp, and every [`CONFIRM_EVERY_BYTES`]
+//! of them the outbox asks the edge to confirm it applied them
+//! (`Confirm`): an object keeps each attachment it set only until then
+//! (see `overlay.rs`), so that a room's attachments live in the edge, not
+//! in the worker as well.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -25,6 +31,11 @@ use torpor_proto::ipc::ToEdge;
 /// rest of its life. Small messages still fit without a reallocation.
 const KEEP_BYTES: usize = 16 * 1024;
 
+/// Attachment bytes pushed to an edge after which the outbox asks it to
+/// confirm them: a room joining at 2 KB each is confirmed every 32 joins,
+/// one small frame each way.
+pub(crate) const CONFIRM_EVERY_BYTES: usize = 64 * 1024;
+
 struct EdgeOut {
     buf: RefCell<Vec<u8>>,
     /// Alarm changes pushed while the edge was down.
@@ -35,6 +46,15 @@ struct EdgeOut {
     notify: Notify,
     /// A write finished, or the edge went down.
     wrote: Notify,
+    /// Frames pushed while connected, over the worker's life: the stamp
+    /// of the last one.
+    stamp: Cell<u64>,
+    /// Every frame up to this stamp has been applied by the edge.
+    confirmed: Cell<u64>,
+    /// A `Confirm` is on its way and not yet answered.
+    confirming: Cell<bool>,
+    /// Attachment bytes pushed since the last `Confirm`.
+    unconfirmed_bytes: Cell<usize>,
 }
 
 pub(crate) struct Outbox {
@@ -53,6 +73,10 @@ impl Outbox {
                     writing: Cell::new(false),
                     notify: Notify::new(),
                     wrote: Notify::new(),
+                    stamp: Cell::new(0),
+                    confirmed: Cell::new(0),
+                    confirming: Cell::new(false),
+                    unconfirmed_bytes: Cell::new(0),
                 })
                 .collect(),
         }
@@ -74,6 +98,7 @@ impl Outbox {
         };
         if out.connected.get() {
             message.encode(&mut out.buf.borrow_mut());
+            out.stamp.set(out.stamp.get() + 1);
             out.notify.notify_one();
         } else if matches!(
             message,
@@ -81,6 +106,53 @@ impl Outbox {
         ) {
             message.encode(&mut out.retained.borrow_mut());
         }
+    }
+
+    /// Pushes an attachment change of `bytes` bytes and returns its stamp:
+    /// once [`confirmed_through`](Self::confirmed_through) reaches it, the
+    /// edge holds the change. `None` if the edge is down (nothing is sent).
+    pub(crate) fn push_attachment(&self, edge: u16, message: &ToEdge, bytes: usize) -> Option<u64> {
+        let out = self.edges.get(usize::from(edge))?;
+        if !out.connected.get() {
+            return None;
+        }
+        self.push(edge, message);
+        let stamp = out.stamp.get();
+        out.unconfirmed_bytes
+            .set(out.unconfirmed_bytes.get().saturating_add(bytes));
+        self.ask_to_confirm(out);
+        Some(stamp)
+    }
+
+    fn ask_to_confirm(&self, out: &EdgeOut) {
+        if out.confirming.get() || out.unconfirmed_bytes.get() < CONFIRM_EVERY_BYTES {
+            return;
+        }
+        let token = out.stamp.get();
+        ToEdge::Confirm { token }.encode(&mut out.buf.borrow_mut());
+        out.stamp.set(token + 1);
+        out.confirming.set(true);
+        out.unconfirmed_bytes.set(0);
+        out.notify.notify_one();
+    }
+
+    /// The edge answered a `Confirm`: it applied every frame up to `token`.
+    pub(crate) fn confirmed(&self, edge: u16, token: u64) {
+        let Some(out) = self.edges.get(usize::from(edge)) else {
+            return;
+        };
+        out.confirmed.set(out.confirmed.get().max(token));
+        out.confirming.set(false);
+        if out.connected.get() {
+            self.ask_to_confirm(out);
+        }
+    }
+
+    /// The stamp up to which `edge` has applied what was pushed to it.
+    pub(crate) fn confirmed_through(&self, edge: u16) -> u64 {
+        self.edges
+            .get(usize::from(edge))
+            .map_or(0, |out| out.confirmed.get())
     }
 
     /// A new connection to `edge`: `hello` first, then what was kept for it.
@@ -99,6 +171,10 @@ impl Outbox {
     pub(crate) fn disconnected(&self, edge: u16) {
         if let Some(out) = self.edges.get(usize::from(edge)) {
             out.connected.set(false);
+            // Its `Confirm` died with the connection. Stamps go on rising:
+            // the objects forget the ones sent on it (`Overlay::link_lost`).
+            out.confirming.set(false);
+            out.unconfirmed_bytes.set(0);
             out.buf.borrow_mut().clear();
             out.wrote.notify_waiters();
         }
@@ -221,6 +297,65 @@ mod tests {
                 assert_eq!(&got[..n], &expected[..]);
             })
             .await;
+    }
+
+    fn set_attachment(bytes: usize) -> ToEdge {
+        ToEdge::SetAttachment {
+            handle: torpor_proto::SocketHandle {
+                edge: 0,
+                slot: 1,
+                generation: 1,
+            },
+            attachment: Some(vec![b'a'; bytes].into()),
+        }
+    }
+
+    fn confirms_in(bytes: &[u8]) -> Vec<u64> {
+        let mut buf = bytes::BytesMut::from(bytes);
+        let mut tokens = Vec::new();
+        while let Some(frame) = torpor_proto::ipc::split_frame(&mut buf).unwrap() {
+            if let ToEdge::Confirm { token } = ToEdge::decode(frame).unwrap() {
+                tokens.push(token);
+            }
+        }
+        tokens
+    }
+
+    #[test]
+    fn attachments_are_confirmed_in_batches_one_question_at_a_time() {
+        let outbox = Outbox::new(1);
+        outbox.connected(0, &ToEdge::StayUp);
+        let per = 2_000;
+        let batch = CONFIRM_EVERY_BYTES.div_ceil(per) as u64;
+        let stamps: Vec<u64> = (0..batch * 3)
+            .map(|_| {
+                outbox
+                    .push_attachment(0, &set_attachment(per), per)
+                    .unwrap()
+            })
+            .collect();
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
+        // Asked once, after the first batch, and not again until answered.
+        let asked = confirms_in(&outbox.take_pending(0));
+        assert_eq!(asked, [stamps[batch as usize - 1]]);
+        assert_eq!(outbox.confirmed_through(0), 0);
+        // The answer covers that batch, and the bytes pushed since ask again.
+        outbox.confirmed(0, asked[0]);
+        assert_eq!(outbox.confirmed_through(0), stamps[batch as usize - 1]);
+        let asked_again = confirms_in(&outbox.take_pending(0));
+        assert_eq!(asked_again, [*stamps.last().unwrap()]);
+    }
+
+    #[test]
+    fn nothing_is_stamped_for_an_edge_that_is_down() {
+        let outbox = Outbox::new(1);
+        assert_eq!(outbox.push_attachment(0, &set_attachment(10), 10), None);
+        outbox.connected(0, &ToEdge::StayUp);
+        let first = outbox.push_attachment(0, &set_attachment(10), 10).unwrap();
+        outbox.disconnected(0);
+        outbox.connected(0, &ToEdge::StayUp);
+        let second = outbox.push_attachment(0, &set_attachment(10), 10).unwrap();
+        assert!(second > first, "stamps rise across connections");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -11,6 +11,12 @@
 //! object did itself, and a handler sees the sockets it just accepted and
 //! the attachments it just set, as it did with a mirror.
 //!
+//! The attachments it set are kept only until the edge confirms it holds
+//! them (the outbox's `Confirm`), past a small budget: a room of 32,768
+//! that set theirs on joining would otherwise keep 64 MiB in the worker
+//! as well as in the edges, for as long as it is live, and free all of it
+//! in one go when it hibernates, while the next wake waits.
+//!
 //! Pure bookkeeping, no I/O: `host.rs` asks the edges and feeds the
 //! answers through here.
 
@@ -28,6 +34,15 @@ const CLOSED_KEPT: usize = 32_768;
 /// which the object asks that edge for all its sockets at once: a handler
 /// that reads every attachment costs a few round trips, not one per socket.
 pub(crate) const MISSES_BEFORE_BULK: u32 = 8;
+
+/// Attachments the object set and an edge confirmed holding are still
+/// kept, for reads that need no question, up to this many bytes; past it,
+/// the oldest are forgotten.
+pub(crate) const KEEP_CONFIRMED_BYTES: usize = 64 * 1024;
+
+/// What one kept attachment costs beyond its bytes: the map entry and the
+/// allocation's own overhead.
+const ENTRY_BYTES: usize = 64;
 
 /// What is known of one socket: its tags, attachment and last
 /// auto-response (Unix milliseconds, 0 if none).
@@ -76,12 +91,30 @@ struct EventCache {
     failed: HashSet<u16>,
 }
 
+/// An attachment the object set (`None`: cleared), and the stamp of the
+/// frame that told its edge, if it was told.
+struct SetHere {
+    attachment: Option<Bytes>,
+    stamp: Option<u64>,
+}
+
+impl SetHere {
+    fn bytes(&self) -> usize {
+        self.attachment.as_ref().map_or(0, Bytes::len) + ENTRY_BYTES
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Overlay {
     /// Sockets this live object accepted, with their tags.
     accepted: BTreeMap<WebSocketId, Vec<String>>,
-    /// Attachments this live object set (`None`: cleared).
-    attached: HashMap<WebSocketId, Option<Bytes>>,
+    /// Attachments this live object set that are kept.
+    attached: HashMap<WebSocketId, SetHere>,
+    /// What `attached` holds, in [`SetHere::bytes`].
+    attached_bytes: usize,
+    /// Per edge, the stamps of the attachments set here that were sent to
+    /// it, oldest first (some since replaced or forgotten).
+    sent: HashMap<u16, VecDeque<(u64, WebSocketId)>>,
     /// Last auto-responses the object's events reported.
     auto_response_at: HashMap<WebSocketId, u64>,
     /// Sockets whose close was handled, whose edge went away, or whose
@@ -106,15 +139,85 @@ impl Overlay {
         self.accepted.insert(id, tags);
     }
 
-    /// The object set (or cleared) the socket's attachment.
-    pub(crate) fn attach(&mut self, id: WebSocketId, attachment: Option<Bytes>) {
-        self.attached.insert(id, attachment);
+    /// The object set (or cleared) the socket's attachment; `stamp` is
+    /// that of the frame that told its edge, `None` if it was not told.
+    pub(crate) fn attach(
+        &mut self,
+        id: WebSocketId,
+        attachment: Option<Bytes>,
+        stamp: Option<u64>,
+    ) {
+        self.unkeep(id);
+        let set = SetHere { attachment, stamp };
+        self.attached_bytes += set.bytes();
+        self.attached.insert(id, set);
+        if let Some(stamp) = stamp {
+            self.sent
+                .entry(id.parts().0)
+                .or_default()
+                .push_back((stamp, id));
+        }
     }
 
-    /// The attachment the object set itself, if it did: no edge knows
+    fn unkeep(&mut self, id: WebSocketId) {
+        if let Some(old) = self.attached.remove(&id) {
+            self.attached_bytes -= old.bytes();
+        }
+    }
+
+    /// The attachment the object set itself, if it is kept: no edge knows
     /// better.
     pub(crate) fn attachment_set(&self, id: WebSocketId) -> Option<Option<Bytes>> {
-        self.attached.get(&id).cloned()
+        self.attached.get(&id).map(|set| set.attachment.clone())
+    }
+
+    /// Forgets attachments set here that their edge confirmed holding
+    /// (`confirmed_through(edge)` is the stamp up to which it did), oldest
+    /// first, until at most [`KEEP_CONFIRMED_BYTES`] are kept; the edge
+    /// answers for them from now on.
+    pub(crate) fn forget_confirmed(&mut self, confirmed_through: impl Fn(u16) -> u64) {
+        let Overlay {
+            accepted,
+            attached,
+            attached_bytes,
+            sent,
+            ..
+        } = self;
+        for (&edge, queue) in sent.iter_mut() {
+            let through = confirmed_through(edge);
+            while let Some(&(stamp, id)) = queue.front() {
+                let current = attached.get(&id).is_some_and(|s| s.stamp == Some(stamp));
+                if current {
+                    if stamp > through || *attached_bytes <= KEEP_CONFIRMED_BYTES {
+                        break;
+                    }
+                    if let Some(set) = attached.remove(&id) {
+                        *attached_bytes -= set.bytes();
+                    }
+                    // Its `Accept` went before, on the same link, so the
+                    // edge has it too; kept, it would read as accepted
+                    // here with no attachment since.
+                    accepted.remove(&id);
+                }
+                queue.pop_front();
+            }
+            // Replaced attachments leave stale stamps behind the one that
+            // stops the walk: a socket set again and again must not grow
+            // the queue without bound.
+            if queue.len() > 2 * attached.len() + 64 {
+                queue.retain(|&(stamp, id)| {
+                    attached.get(&id).is_some_and(|s| s.stamp == Some(stamp))
+                });
+            }
+        }
+        sent.retain(|_, queue| !queue.is_empty());
+    }
+
+    /// The connection to `edge` is gone: no confirmation on the next one
+    /// covers what was sent on it. What was set stays, for the close
+    /// handlers of the sockets that died with it.
+    pub(crate) fn link_lost(&mut self, edge: u16) {
+        self.sent.remove(&edge);
     }
 
     pub(crate) fn note_auto_response_at(&mut self, id: WebSocketId, at_ms: u64) {
@@ -139,7 +242,7 @@ impl Overlay {
             self.closing = None;
         }
         self.accepted.remove(&id);
-        self.attached.remove(&id);
+        self.unkeep(id);
         self.auto_response_at.remove(&id);
         self.event.described.remove(&id);
         self.gone.insert(id);
@@ -283,8 +386,8 @@ impl Overlay {
 
     /// An edge's answer, read through what the object did itself.
     fn overlaid(&self, id: WebSocketId, mut described: Described) -> Described {
-        if let Some(attachment) = self.attached.get(&id) {
-            described.attachment = attachment.clone();
+        if let Some(set) = self.attached.get(&id) {
+            described.attachment = set.attachment.clone();
         }
         if let Some(tags) = self.accepted.get(&id) {
             described.tags = tags.clone();
@@ -349,10 +452,10 @@ mod tests {
     #[test]
     fn the_attachment_set_here_wins_over_what_an_edge_answers() {
         let mut overlay = Overlay::default();
-        overlay.attach(id(0, 1), Some(Bytes::from_static(b"new")));
+        overlay.attach(id(0, 1), Some(Bytes::from_static(b"new")), Some(1));
         let answered = overlay.described(id(0, 1), Some(tagged(&["t"], Some(b"old"))));
         assert_eq!(answered, Some(tagged(&["t"], Some(b"new"))));
-        overlay.attach(id(0, 1), None);
+        overlay.attach(id(0, 1), None, Some(2));
         assert_eq!(
             overlay.known(id(0, 1)),
             Ok(Some(tagged(&["t"], None))),
@@ -361,6 +464,124 @@ mod tests {
         overlay.begin_event();
         assert_eq!(overlay.known(id(0, 1)), Ok(None), "asked again next event");
         assert_eq!(overlay.described(id(0, 2), None), None);
+    }
+
+    /// Sets `count` attachments of `bytes` bytes on edge 0's slots
+    /// `first..`, stamped in order from `stamp`.
+    fn set_many(overlay: &mut Overlay, first: u32, count: u32, bytes: usize, stamp: u64) {
+        for i in 0..count {
+            let attachment = Some(Bytes::from(vec![b'x'; bytes]));
+            overlay.attach(id(0, first + i), attachment, Some(stamp + u64::from(i)));
+        }
+    }
+
+    fn kept(overlay: &Overlay, slots: std::ops::Range<u32>) -> usize {
+        slots
+            .filter(|&slot| overlay.attachment_set(id(0, slot)).is_some())
+            .count()
+    }
+
+    #[test]
+    fn attachments_set_here_are_kept_until_confirmed_then_only_within_the_budget() {
+        let mut overlay = Overlay::default();
+        set_many(&mut overlay, 0, 1_000, 2_000, 1);
+        overlay.forget_confirmed(|_| 0);
+        assert_eq!(kept(&overlay, 0..1_000), 1_000, "none confirmed, all kept");
+        overlay.forget_confirmed(|_| 500);
+        assert_eq!(kept(&overlay, 0..500), 0, "the oldest confirmed go first");
+        assert_eq!(kept(&overlay, 500..1_000), 500);
+        overlay.forget_confirmed(|_| 1_000);
+        let budget = KEEP_CONFIRMED_BYTES / (2_000 + ENTRY_BYTES);
+        assert_eq!(
+            kept(&overlay, 0..1_000),
+            budget,
+            "the newest, within budget"
+        );
+        assert_eq!(kept(&overlay, 1_000 - budget as u32..1_000), budget);
+        assert!(overlay.attached_bytes <= KEEP_CONFIRMED_BYTES);
+    }
+
+    #[test]
+    fn a_forgotten_attachment_is_asked_for_again() {
+        let mut overlay = Overlay::default();
+        set_many(&mut overlay, 0, 100, 2_000, 1);
+        overlay.forget_confirmed(|_| 100);
+        assert_eq!(overlay.attachment_set(id(0, 0)), None);
+        assert_eq!(overlay.known(id(0, 0)), Ok(None), "not gone: ask its edge");
+        let answered = overlay.described(id(0, 0), Some(tagged(&[], Some(b"edge's"))));
+        assert_eq!(answered, Some(tagged(&[], Some(b"edge's"))));
+    }
+
+    #[test]
+    fn a_socket_accepted_here_whose_attachment_was_forgotten_is_asked_for() {
+        let mut overlay = Overlay::default();
+        for slot in 0..100 {
+            overlay.accepted(id(0, slot), vec!["red".into()]);
+        }
+        set_many(&mut overlay, 0, 100, 2_000, 1);
+        overlay.forget_confirmed(|_| 100);
+        assert_eq!(overlay.known(id(0, 0)), Ok(None), "its edge knows");
+        let known = overlay.known(id(0, 99)).unwrap().unwrap();
+        assert_eq!(known.tags, ["red"]);
+        assert_eq!(known.attachment.map(|a| a.len()), Some(2_000));
+        let edge_lists = set(&[id(0, 0)]);
+        assert_eq!(
+            overlay.merge_list(&edge_lists, Some("red")).len(),
+            1 + kept(&overlay, 0..100)
+        );
+    }
+
+    #[test]
+    fn an_attachment_set_again_is_not_forgotten_by_its_older_stamp() {
+        let mut overlay = Overlay::default();
+        set_many(&mut overlay, 0, 100, 2_000, 1);
+        // Socket 0 set again, after the confirmation that will come.
+        overlay.attach(id(0, 0), Some(Bytes::from_static(b"newest")), Some(500));
+        overlay.forget_confirmed(|_| 100);
+        assert_eq!(
+            overlay.attachment_set(id(0, 0)),
+            Some(Some(Bytes::from_static(b"newest")))
+        );
+    }
+
+    #[test]
+    fn setting_one_socket_again_and_again_does_not_grow_the_overlay() {
+        let mut overlay = Overlay::default();
+        for stamp in 1..=100_000 {
+            overlay.attach(id(0, 0), Some(Bytes::from_static(b"pos")), Some(stamp));
+            if stamp % 100 == 0 {
+                // Confirmations lag one batch behind.
+                overlay.forget_confirmed(|_| stamp - 100);
+            }
+        }
+        let queued: usize = overlay.sent.values().map(VecDeque::len).sum();
+        assert!(queued <= 2 * overlay.attached.len() + 64 + 100, "{queued}");
+        assert_eq!(overlay.attached.len(), 1);
+    }
+
+    #[test]
+    fn what_was_sent_on_a_lost_link_is_kept_for_the_close_handlers() {
+        let mut overlay = Overlay::default();
+        set_many(&mut overlay, 0, 100, 2_000, 1);
+        overlay.link_lost(0);
+        // The next connection's confirmations are of other frames.
+        overlay.forget_confirmed(|_| u64::MAX);
+        assert_eq!(kept(&overlay, 0..100), 100);
+        overlay.gone(id(0, 7));
+        assert_eq!(overlay.attachment_set(id(0, 7)), None);
+        assert_eq!(overlay.attached_bytes, 99 * (2_000 + ENTRY_BYTES));
+    }
+
+    #[test]
+    fn an_attachment_its_edge_was_not_told_is_kept() {
+        let mut overlay = Overlay::default();
+        set_many(&mut overlay, 0, 100, 2_000, 1);
+        overlay.attach(id(0, 200), Some(Bytes::from_static(b"down")), None);
+        overlay.forget_confirmed(|_| u64::MAX);
+        assert_eq!(
+            overlay.attachment_set(id(0, 200)),
+            Some(Some(Bytes::from_static(b"down")))
+        );
     }
 
     #[test]

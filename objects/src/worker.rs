@@ -699,6 +699,10 @@ impl Worker {
                 objects.by_edge[usize::from(edge)].insert(object, slot);
                 return;
             }
+            ToWorker::Confirmed { token } => {
+                self.shared.outbox.confirmed(edge, token);
+                return;
+            }
             ToWorker::SocketList { .. }
             | ToWorker::SocketDescription { .. }
             | ToWorker::SocketDescriptions { .. } => {

@@ -284,6 +284,11 @@ impl ToWorker {
                 });
                 w.finish();
             }
+            ToWorker::Confirmed { token } => {
+                let mut w = Writer::new(out, 15);
+                w.u64(*token);
+                w.finish();
+            }
             ToWorker::SocketDescriptions { sockets, more } => {
                 let mut w = Writer::new(out, 14);
                 w.list(sockets, |w, s| {
@@ -465,6 +470,7 @@ impl ToWorker {
             13 => ToWorker::SocketDescription {
                 socket: r.opt(Reader::socket)?,
             },
+            15 => ToWorker::Confirmed { token: r.u64()? },
             14 => ToWorker::SocketDescriptions {
                 sockets: r.list(Reader::socket)?,
                 more: r.bool()?,
@@ -514,6 +520,11 @@ impl ToEdge {
             ToEdge::DescribeSocket { object, handle } => {
                 let mut w = Writer::new(out, 22);
                 w.u32(*object).handle(*handle);
+                w.finish();
+            }
+            ToEdge::Confirm { token } => {
+                let mut w = Writer::new(out, 24);
+                w.u64(*token);
                 w.finish();
             }
             ToEdge::DescribeSockets { object, after } => {
@@ -757,6 +768,7 @@ impl ToEdge {
                 object: r.u32()?,
                 handle: r.handle()?,
             },
+            24 => ToEdge::Confirm { token: r.u64()? },
             23 => ToEdge::DescribeSockets {
                 object: r.u32()?,
                 after: r.opt(Reader::u32)?,
@@ -963,13 +975,13 @@ mod tests {
             worker: 2,
             pid: 0x01020304,
         });
-        assert_eq!(hex(&out), "09000000000c00020004030201");
-        assert_eq!(VERSION, 12);
+        assert_eq!(hex(&out), "09000000000d00020004030201");
+        assert_eq!(VERSION, 13);
         let out = round_trip_edge(ToEdge::QueryHello {
             version: VERSION,
             worker: 2,
         });
-        assert_eq!(hex(&out), "05000000140c000200");
+        assert_eq!(hex(&out), "05000000140d000200");
     }
 
     #[test]
@@ -980,7 +992,7 @@ mod tests {
             pid: 0x01020304,
         }
         .encode(&mut out);
-        assert_eq!(hex(&out), "07000000010c0004030201");
+        assert_eq!(hex(&out), "07000000010d0004030201");
         out.clear();
         ToSupervisor::StartWorker { index: 3 }.encode(&mut out);
         assert_eq!(hex(&out), "03000000020300");
@@ -1118,6 +1130,10 @@ mod tests {
             ],
             more: true,
         });
+        round_trip_edge(ToEdge::Confirm {
+            token: u64::MAX - 1,
+        });
+        round_trip_worker(ToWorker::Confirmed { token: 1 << 40 });
         round_trip_edge(ToEdge::ListSockets {
             object: 9,
             tag: Some("t".into()),

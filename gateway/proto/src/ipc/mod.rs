@@ -39,6 +39,10 @@
 //!   answer may not yet show an `Accept` or `SetAttachment` the worker
 //!   sent on the main link, and the worker accounts for what it sent
 //!   itself.
+//! - **Confirmation.** A `Confirm` on the main link is answered there with
+//!   `Confirmed`, once the edge has applied every frame before it: from
+//!   then on the edge's answers show those frames, and the worker may
+//!   forget the attachments it set in them.
 //! - **Hibernation.** An object idle for `hibernate_after`: the worker
 //!   sends `Idle` to each edge bound to it; an edge that has sent nothing
 //!   since answers `Evict`; when all have, the instance is dropped.
@@ -69,7 +73,7 @@ use crate::SocketHandle;
 use bytes::Bytes;
 
 /// The IPC format version this build speaks.
-pub const VERSION: u16 = 12;
+pub const VERSION: u16 = 13;
 
 /// On a child's stdout, which the code it runs may print to as well, each
 /// control frame follows this mark; what comes before it is not the
@@ -268,6 +272,12 @@ pub enum ToWorker {
         /// The dead process's handles (this edge's index, its generations).
         handles: Vec<SocketHandle>,
     },
+    /// The answer to `Confirm`: every frame the worker sent on this link
+    /// before it has been applied.
+    Confirmed {
+        /// From the `Confirm`.
+        token: u64,
+    },
     /// On a query link only: the answer to `ListSockets`.
     SocketList {
         /// The object's sockets on this edge that match, in no order.
@@ -393,6 +403,14 @@ pub enum ToEdge {
         handle: SocketHandle,
         /// Serialized attachment.
         attachment: Option<Bytes>,
+    },
+    /// Answer `Confirmed` with `token` once every frame before this one
+    /// has been applied. The worker keeps the attachments it set until an
+    /// edge confirms it holds them.
+    Confirm {
+        /// Echoed in the `Confirmed`; the worker's own count of the
+        /// frames it sent.
+        token: u64,
     },
     /// Set or clear the object's auto-response pair.
     SetAutoResponse {

@@ -235,6 +235,13 @@ impl EdgeCore {
                 is_text,
                 payload,
             } => self.broadcast(object, tag.as_deref(), except, is_text, &payload),
+            ToEdge::Confirm { token } => {
+                // Frames are applied in order, so every one before it has
+                // been; to the process that asked, as a `CallResult` is.
+                if let Some(link) = self.links.get_mut(worker) {
+                    ToWorker::Confirmed { token }.encode(&mut link.out);
+                }
+            }
             ToEdge::SetAttachment { handle, attachment } => {
                 let limit = self.options.max_attachment_bytes;
                 let Some(slot) = self.slot_of(handle) else {

@@ -672,6 +672,33 @@ fn a_socket_is_described_to_its_own_object_only_and_a_stale_handle_not_at_all() 
 }
 
 #[test]
+fn a_confirm_is_answered_once_the_frames_before_it_are_applied() {
+    let mut h = Harness::new(options());
+    let sockets: Vec<Socket> = (0..3).map(|_| h.connect("room", &[])).collect();
+    h.take_inbox();
+    // In one read, as a worker's burst arrives: the attachments, then the
+    // question.
+    let mut bytes = Vec::new();
+    for (i, socket) in sockets.iter().enumerate() {
+        ToEdge::SetAttachment {
+            handle: socket.handle,
+            attachment: Some(Bytes::from(format!("player {i}"))),
+        }
+        .encode(&mut bytes);
+    }
+    ToEdge::Confirm { token: 41 }.encode(&mut bytes);
+    if !h.core.link_bytes(0, &bytes) {
+        h.settle();
+    }
+    h.settle();
+    assert_eq!(h.take_inbox(), [ToWorker::Confirmed { token: 41 }]);
+    for (i, socket) in sockets.iter().enumerate() {
+        let info = described(&mut h, socket.object, socket.handle).expect("described");
+        assert_eq!(info.attachment, Some(Bytes::from(format!("player {i}"))));
+    }
+}
+
+#[test]
 fn a_closed_socket_reports_its_tags_and_attachment_with_its_close() {
     let mut h = Harness::new(options());
     let socket = h.connect("room", &["red"]);
