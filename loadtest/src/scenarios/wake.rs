@@ -380,6 +380,9 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
 
     let (probe, want) = opts.probe.message();
     let mut wake = Recorder::new();
+    // A percentile hides whether the slow wake is the first one (a cost
+    // left over from the room opening) or any of them.
+    let mut wakes_in_order = Vec::new();
     let mut warm = Recorder::new();
     let mut hibernate_wait = Recorder::new();
     let mut worker_exit_wait = Recorder::new();
@@ -415,7 +418,9 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             }
             last_wakes[i] = Some(state.wakes);
             stored_bytes[i] = state.stored_bytes;
-            wake.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            let took = runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?;
+            wake.record(took);
+            wakes_in_order.push(took);
             warm.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
             if opts.variant == Variant::LiveWorker {
                 // A worker that was not running, or a new pid, means this
@@ -524,12 +529,23 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
             server: "torpor".into(),
             open: room_open,
             phases: vec![wake_phase, warm_phase],
-            notes: vec![format!("stored per object: {}", sizes.join(", "))],
+            notes: vec![
+                format!("stored per object: {}", sizes.join(", ")),
+                format!("wakes in order, ms: {}", in_order_ms(&wakes_in_order)),
+            ],
             ..TargetRun::default()
         }],
         ..Report::default()
     }
     .finish())
+}
+
+fn in_order_ms(took: &[Duration]) -> String {
+    let ms: Vec<String> = took
+        .iter()
+        .map(|t| format!("{:.2}", t.as_secs_f64() * 1000.0))
+        .collect();
+    ms.join(" ")
 }
 
 /// What `remember:` leaves in a live instance, for `recall` to find.
@@ -576,6 +592,9 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
     );
     let (probe, want) = opts.probe.message();
     let mut wake = Recorder::new();
+    // A percentile hides whether the slow wake is the first one (a cost
+    // left over from the room opening) or any of them.
+    let mut wakes_in_order = Vec::new();
     let mut warm = Recorder::new();
     let mut stayed_live = 0u32;
     let mut taken = 0;
@@ -585,7 +604,9 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
                 break 'rounds;
             }
             std::thread::sleep((last_event[i] + quiet).saturating_duration_since(Instant::now()));
-            wake.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
+            let took = runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?;
+            wake.record(took);
+            wakes_in_order.push(took);
             warm.record(runtime.block_on(session.request(probe, want, REPLY_TIMEOUT))?);
             runtime.block_on(session.send(b"recall"))?;
             let (recalled, _) = runtime.block_on(session.recv(REPLY_TIMEOUT))?;
