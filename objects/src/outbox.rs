@@ -141,6 +141,12 @@ impl Outbox {
         let Some(out) = self.edges.get(usize::from(edge)) else {
             return;
         };
+        if token > out.stamp.get() {
+            // Not a token this process sent: confirming it would forget
+            // attachments the edge may not have.
+            tracing::warn!(edge, token, "confirmation of frames never sent, ignored");
+            return;
+        }
         out.confirmed.set(out.confirmed.get().max(token));
         out.confirming.set(false);
         if out.connected.get() {
@@ -344,6 +350,17 @@ mod tests {
         assert_eq!(outbox.confirmed_through(0), stamps[batch as usize - 1]);
         let asked_again = confirms_in(&outbox.take_pending(0));
         assert_eq!(asked_again, [*stamps.last().unwrap()]);
+    }
+
+    #[test]
+    fn a_confirmation_of_more_than_was_sent_is_ignored() {
+        let outbox = Outbox::new(1);
+        outbox.connected(0, &ToEdge::StayUp);
+        let stamp = outbox.push_attachment(0, &set_attachment(10), 10).unwrap();
+        outbox.confirmed(0, stamp + 1_000);
+        assert_eq!(outbox.confirmed_through(0), 0);
+        outbox.confirmed(0, stamp);
+        assert_eq!(outbox.confirmed_through(0), stamp);
     }
 
     #[test]

@@ -104,10 +104,18 @@ impl SetHere {
     }
 }
 
+/// A socket this live object accepted.
+struct AcceptedHere {
+    tags: Vec<String>,
+    /// The object set its attachment, and no longer keeps it: its edge
+    /// knows it.
+    attachment_forgotten: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct Overlay {
-    /// Sockets this live object accepted, with their tags.
-    accepted: BTreeMap<WebSocketId, Vec<String>>,
+    /// Sockets this live object accepted.
+    accepted: BTreeMap<WebSocketId, AcceptedHere>,
     /// Attachments this live object set that are kept.
     attached: HashMap<WebSocketId, SetHere>,
     /// What `attached` holds, in [`SetHere::bytes`].
@@ -136,7 +144,11 @@ impl Overlay {
     }
 
     pub(crate) fn accepted(&mut self, id: WebSocketId, tags: Vec<String>) {
-        self.accepted.insert(id, tags);
+        let accepted = AcceptedHere {
+            tags,
+            attachment_forgotten: false,
+        };
+        self.accepted.insert(id, accepted);
     }
 
     /// The object set (or cleared) the socket's attachment; `stamp` is
@@ -194,10 +206,9 @@ impl Overlay {
                     if let Some(set) = attached.remove(&id) {
                         *attached_bytes -= set.bytes();
                     }
-                    // Its `Accept` went before, on the same link, so the
-                    // edge has it too; kept, it would read as accepted
-                    // here with no attachment since.
-                    accepted.remove(&id);
+                    if let Some(accepted) = accepted.get_mut(&id) {
+                        accepted.attachment_forgotten = true;
+                    }
                 }
                 queue.pop_front();
             }
@@ -294,7 +305,7 @@ impl Overlay {
         all.extend(
             self.accepted
                 .iter()
-                .filter(|(_, tags)| has_tag(tags))
+                .filter(|(_, accepted)| has_tag(&accepted.tags))
                 .map(|(id, _)| *id),
         );
         if let Some((id, described)) = &self.closing {
@@ -308,7 +319,7 @@ impl Overlay {
                 // Listed by an edge under a tag, but accepted here with
                 // other tags: the tags are fixed at accept, ours are right.
                 match (tag, self.accepted.get(&id)) {
-                    (Some(_), Some(tags)) => has_tag(tags),
+                    (Some(_), Some(accepted)) => has_tag(&accepted.tags),
                     _ => true,
                 }
             })
@@ -326,15 +337,17 @@ impl Overlay {
                 return Ok(Some(described.clone()));
             }
         }
-        if let Some(tags) = self.accepted.get(&id) {
+        if let Some(accepted) = self.accepted.get(&id) {
             // Accepted by this live object: it had no attachment then, and
-            // has what the object set since.
-            let described = Described {
-                tags: tags.clone(),
-                attachment: None,
-                auto_response_at_ms: 0,
-            };
-            return Ok(Some(self.overlaid(id, described)));
+            // has what the object set since, unless that was forgotten.
+            if !accepted.attachment_forgotten || self.attached.contains_key(&id) {
+                let described = Described {
+                    tags: accepted.tags.clone(),
+                    attachment: None,
+                    auto_response_at_ms: 0,
+                };
+                return Ok(Some(self.overlaid(id, described)));
+            }
         }
         Ok(self
             .event
@@ -389,8 +402,8 @@ impl Overlay {
         if let Some(set) = self.attached.get(&id) {
             described.attachment = set.attachment.clone();
         }
-        if let Some(tags) = self.accepted.get(&id) {
-            described.tags = tags.clone();
+        if let Some(accepted) = self.accepted.get(&id) {
+            described.tags = accepted.tags.clone();
         }
         if let Some(&at_ms) = self.auto_response_at.get(&id) {
             described.auto_response_at_ms = described.auto_response_at_ms.max(at_ms);
@@ -524,10 +537,13 @@ mod tests {
         let known = overlay.known(id(0, 99)).unwrap().unwrap();
         assert_eq!(known.tags, ["red"]);
         assert_eq!(known.attachment.map(|a| a.len()), Some(2_000));
-        let edge_lists = set(&[id(0, 0)]);
+        let answered = overlay.described(id(0, 0), Some(tagged(&["red"], Some(b"edge's"))));
+        assert_eq!(answered, Some(tagged(&["red"], Some(b"edge's"))));
+        assert_eq!(overlay.merge_list(&set(&[]), Some("red")).len(), 100);
         assert_eq!(
-            overlay.merge_list(&edge_lists, Some("red")).len(),
-            1 + kept(&overlay, 0..100)
+            overlay.accepted_on(0).len(),
+            100,
+            "known to die with its edge"
         );
     }
 
