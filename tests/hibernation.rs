@@ -404,3 +404,27 @@ async fn a_live_room_reads_every_attachment_it_set_after_the_worker_forgot_them(
     let after = node.stats("Bench", &name).await;
     assert_eq!(after.wakes, live.wakes, "one live instance throughout");
 }
+
+/// A woken object reads its sender's attachment on each message: from
+/// the edge the first time, from what it kept after that, and what it set
+/// itself once it set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_object_reads_the_same_attachment_message_after_message_until_it_sets_another() {
+    let node = node();
+    let name = unique_name("kept");
+    let url = node.ws_url(&format!("/bench/{name}"));
+    let mut ada = Client::connect(&url).await;
+    let mut bob = Client::connect(&url).await;
+    assert_eq!(ada.request("attach:ada").await, "ok");
+    assert_eq!(bob.request("attach:bob").await, "ok");
+    let before = node.wait_hibernated("Bench", &name, HIBERNATE_WAIT).await;
+    for _ in 0..3 {
+        assert_eq!(ada.request("getattach").await, "ada");
+        assert_eq!(bob.request("getattach").await, "bob");
+    }
+    assert_eq!(ada.request("attach:ada-2").await, "ok");
+    assert_eq!(ada.request("getattach").await, "ada-2");
+    assert_eq!(bob.request("getattach").await, "bob");
+    let after = node.stats("Bench", &name).await;
+    assert_eq!(after.wakes, before.wakes + 1, "one wake: {after:?}");
+}

@@ -752,9 +752,10 @@ impl ObjectHost {
     }
 
     /// What is known of the socket, asking its edge if need be; a socket
-    /// known closed, or that its edge does not hold, is closed.
-    fn describe(&self, id: WebSocketId) -> Result<Described> {
-        match self.overlay.borrow().known(id) {
+    /// known closed, or that its edge does not hold, is closed. `earlier`:
+    /// an answer from an earlier event will do (see `Overlay::known`).
+    fn describe(&self, id: WebSocketId, earlier: bool) -> Result<Described> {
+        match self.overlay.borrow().known(id, earlier) {
             Err(()) => return Err(Error::WebSocketClosed),
             Ok(Some(described)) => return Ok(described),
             Ok(None) => {}
@@ -769,7 +770,7 @@ impl ObjectHost {
         }
         let bulk = self.overlay.borrow_mut().miss(edge);
         if bulk && self.describe_all(edge, binding.object) {
-            if let Ok(Some(described)) = self.overlay.borrow().known(id) {
+            if let Ok(Some(described)) = self.overlay.borrow().known(id, earlier) {
                 return Ok(described);
             }
         }
@@ -1073,7 +1074,7 @@ impl Host for ObjectHost {
     }
 
     fn tags(&self, id: WebSocketId) -> Result<Vec<String>> {
-        self.describe(id).map(|d| d.tags)
+        self.describe(id, true).map(|d| d.tags)
     }
 
     // A socket not known closed needs no question: the edge drops a
@@ -1134,7 +1135,7 @@ impl Host for ObjectHost {
         if let Some(attachment) = self.overlay.borrow().attachment_set(id) {
             return Ok(attachment);
         }
-        self.describe(id).map(|d| d.attachment)
+        self.describe(id, true).map(|d| d.attachment)
     }
 
     fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
@@ -1311,7 +1312,7 @@ impl Host for ObjectHost {
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {
-        let at_ms = self.describe(id).ok()?.auto_response_at_ms;
+        let at_ms = self.describe(id, false).ok()?.auto_response_at_ms;
         (at_ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(at_ms))
     }
 }
@@ -1483,7 +1484,17 @@ mod tests {
         assert_eq!(questions, expected, "a list, the misses, one bulk page");
         host.begin_event();
         host.attachment(id(3)).unwrap();
-        assert_eq!(asked.load(Ordering::SeqCst), expected + 1, "asked again");
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            expected,
+            "asked alone last event: its answer was kept"
+        );
+        host.attachment(id(50)).unwrap();
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            expected + 1,
+            "a page of the bulk answer is not kept"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What a live object knows for sure of its sockets, over what the edges
 //! answer: the sockets it accepted (with their tags), the attachments it
-//! set, the sockets it knows closed, and, for the running event only, what
-//! it already asked the edges.
+//! set, the sockets it knows closed, what it already asked the edges in
+//! the running event, and a few of their answers about single sockets
+//! from earlier events.
 //!
 //! Why an overlay and not a mirror: a wake no longer copies every socket's
 //! tags and attachment into the worker (that cost grew with the room); the
@@ -43,6 +44,90 @@ pub(crate) const KEEP_CONFIRMED_BYTES: usize = 64 * 1024;
 /// What one kept attachment costs beyond its bytes: the map entry and the
 /// allocation's own overhead.
 const ENTRY_BYTES: usize = 64;
+
+/// Edges' answers about single sockets kept from one event to the next,
+/// up to this many bytes: a handler that reads its sender's attachment on
+/// every message asks once per sender, not once per message.
+pub(crate) const KEEP_ANSWERS_BYTES: usize = 64 * 1024;
+
+/// A socket's tags and attachment as an edge answered them, in an earlier
+/// event. Neither changes but by the object itself: tags are fixed at
+/// accept, and `attach` writes what it sets here too.
+struct KeptAnswer {
+    tags: Vec<String>,
+    attachment: Option<Bytes>,
+    /// Its place in [`Answers::order`].
+    seq: u64,
+}
+
+impl KeptAnswer {
+    fn bytes(&self) -> usize {
+        self.attachment.as_ref().map_or(0, Bytes::len)
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + ENTRY_BYTES
+    }
+}
+
+/// Kept answers, forgotten oldest first past [`KEEP_ANSWERS_BYTES`].
+#[derive(Default)]
+struct Answers {
+    kept: HashMap<WebSocketId, KeptAnswer>,
+    /// Oldest first; entries whose `seq` no longer matches are stale.
+    order: VecDeque<(u64, WebSocketId)>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+impl Answers {
+    fn keep(&mut self, id: WebSocketId, described: &Described) {
+        self.forget(id);
+        let answer = KeptAnswer {
+            tags: described.tags.clone(),
+            attachment: described.attachment.clone(),
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        self.bytes += answer.bytes();
+        self.order.push_back((answer.seq, id));
+        self.kept.insert(id, answer);
+        while self.bytes > KEEP_ANSWERS_BYTES {
+            let Some((seq, oldest)) = self.order.pop_front() else {
+                break;
+            };
+            if self.kept.get(&oldest).is_some_and(|a| a.seq == seq) {
+                self.forget(oldest);
+            }
+        }
+        if self.order.len() > 2 * self.kept.len() + 64 {
+            let kept = &self.kept;
+            self.order
+                .retain(|&(seq, id)| kept.get(&id).is_some_and(|a| a.seq == seq));
+        }
+    }
+
+    fn forget(&mut self, id: WebSocketId) -> Option<KeptAnswer> {
+        let old = self.kept.remove(&id)?;
+        self.bytes -= old.bytes();
+        Some(old)
+    }
+
+    /// The object set the socket's attachment: a kept answer now holds
+    /// that, as its edge will.
+    fn attach(&mut self, id: WebSocketId, attachment: &Option<Bytes>) {
+        if let Some(old) = self.forget(id) {
+            let described = Described {
+                tags: old.tags,
+                attachment: attachment.clone(),
+                auto_response_at_ms: 0,
+            };
+            self.keep(id, &described);
+        }
+    }
+
+    fn get(&self, id: WebSocketId) -> Option<&KeptAnswer> {
+        self.kept.get(&id)
+    }
+}
 
 /// What is known of one socket: its tags, attachment and last
 /// auto-response (Unix milliseconds, 0 if none).
@@ -125,6 +210,8 @@ pub(crate) struct Overlay {
     sent: HashMap<u16, VecDeque<(u64, WebSocketId)>>,
     /// Last auto-responses the object's events reported.
     auto_response_at: HashMap<WebSocketId, u64>,
+    /// Edges' answers from earlier events.
+    answers: Answers,
     /// Sockets whose close was handled, whose edge went away, or whose
     /// upgrade did not complete: not listed, and calls on them fail.
     gone: Recent,
@@ -160,6 +247,7 @@ impl Overlay {
         stamp: Option<u64>,
     ) {
         self.unkeep(id);
+        self.answers.attach(id, &attachment);
         let set = SetHere { attachment, stamp };
         self.attached_bytes += set.bytes();
         self.attached.insert(id, set);
@@ -254,6 +342,7 @@ impl Overlay {
         }
         self.accepted.remove(&id);
         self.unkeep(id);
+        self.answers.forget(id);
         self.auto_response_at.remove(&id);
         self.event.described.remove(&id);
         self.gone.insert(id);
@@ -281,6 +370,16 @@ impl Overlay {
         }
         cache.described.retain(|id, _| id.parts().0 != edge);
         cache.bulk.remove(&edge);
+        let of_edge: Vec<WebSocketId> = self
+            .answers
+            .kept
+            .keys()
+            .filter(|id| id.parts().0 == edge)
+            .copied()
+            .collect();
+        for id in of_edge {
+            self.answers.forget(id);
+        }
     }
 
     /// The edges answered `listed` for `tag` in this event, if they did.
@@ -327,8 +426,10 @@ impl Overlay {
     }
 
     /// What is known of the socket without asking: `Err(())` if it is
-    /// gone, `Ok(None)` if an edge must be asked.
-    pub(crate) fn known(&self, id: WebSocketId) -> Result<Option<Described>, ()> {
+    /// gone, `Ok(None)` if an edge must be asked. `earlier` also takes an
+    /// edge's answer from an earlier event, whose auto-response time may
+    /// be stale (only events report it).
+    pub(crate) fn known(&self, id: WebSocketId, earlier: bool) -> Result<Option<Described>, ()> {
         if self.gone.contains(id) {
             return Err(());
         }
@@ -349,11 +450,17 @@ impl Overlay {
                 return Ok(Some(self.overlaid(id, described)));
             }
         }
-        Ok(self
-            .event
-            .described
-            .get(&id)
-            .map(|d| self.overlaid(id, d.clone())))
+        if let Some(described) = self.event.described.get(&id) {
+            return Ok(Some(self.overlaid(id, described.clone())));
+        }
+        Ok(self.answers.get(id).filter(|_| earlier).map(|answer| {
+            let described = Described {
+                tags: answer.tags.clone(),
+                attachment: answer.attachment.clone(),
+                auto_response_at_ms: 0,
+            };
+            self.overlaid(id, described)
+        }))
     }
 
     /// An edge described the socket (`None`: it holds no such socket).
@@ -363,6 +470,12 @@ impl Overlay {
         described: Option<Described>,
     ) -> Option<Described> {
         let described = described?;
+        // An answer about a socket whose attachment the object set may
+        // predate the set, which the edge may not have applied yet: kept,
+        // it would come back once the set is forgotten.
+        if !self.attached.contains_key(&id) {
+            self.answers.keep(id, &described);
+        }
         self.event.described.insert(id, described.clone());
         Some(self.overlaid(id, described))
     }
@@ -440,7 +553,7 @@ mod tests {
         assert_eq!(overlay.merge_list(&edges, None), [id(0, 1), id(1, 9)]);
         assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(1, 9)]);
         assert_eq!(overlay.merge_list(&set(&[]), Some("blue")), []);
-        let known = overlay.known(id(1, 9)).unwrap().unwrap();
+        let known = overlay.known(id(1, 9), true).unwrap().unwrap();
         assert_eq!(
             known,
             tagged(&["red"], None),
@@ -457,9 +570,13 @@ mod tests {
         overlay.closed_by_us(id(0, 3));
         let edges = set(&[id(0, 1), id(0, 3), id(0, 4)]);
         assert_eq!(overlay.merge_list(&edges, None), [id(0, 4)]);
-        assert_eq!(overlay.known(id(0, 1)), Err(()));
-        assert_eq!(overlay.known(id(0, 2)), Err(()));
-        assert_eq!(overlay.known(id(0, 3)), Ok(None), "closing, still readable");
+        assert_eq!(overlay.known(id(0, 1), true), Err(()));
+        assert_eq!(overlay.known(id(0, 2), true), Err(()));
+        assert_eq!(
+            overlay.known(id(0, 3), true),
+            Ok(None),
+            "closing, still readable"
+        );
     }
 
     #[test]
@@ -470,12 +587,16 @@ mod tests {
         assert_eq!(answered, Some(tagged(&["t"], Some(b"new"))));
         overlay.attach(id(0, 1), None, Some(2));
         assert_eq!(
-            overlay.known(id(0, 1)),
+            overlay.known(id(0, 1), true),
             Ok(Some(tagged(&["t"], None))),
             "cleared, and cached for the event"
         );
         overlay.begin_event();
-        assert_eq!(overlay.known(id(0, 1)), Ok(None), "asked again next event");
+        assert_eq!(
+            overlay.known(id(0, 1), true),
+            Ok(None),
+            "asked again next event"
+        );
         assert_eq!(overlay.described(id(0, 2), None), None);
     }
 
@@ -520,7 +641,11 @@ mod tests {
         set_many(&mut overlay, 0, 100, 2_000, 1);
         overlay.forget_confirmed(|_| 100);
         assert_eq!(overlay.attachment_set(id(0, 0)), None);
-        assert_eq!(overlay.known(id(0, 0)), Ok(None), "not gone: ask its edge");
+        assert_eq!(
+            overlay.known(id(0, 0), true),
+            Ok(None),
+            "not gone: ask its edge"
+        );
         let answered = overlay.described(id(0, 0), Some(tagged(&[], Some(b"edge's"))));
         assert_eq!(answered, Some(tagged(&[], Some(b"edge's"))));
     }
@@ -533,8 +658,8 @@ mod tests {
         }
         set_many(&mut overlay, 0, 100, 2_000, 1);
         overlay.forget_confirmed(|_| 100);
-        assert_eq!(overlay.known(id(0, 0)), Ok(None), "its edge knows");
-        let known = overlay.known(id(0, 99)).unwrap().unwrap();
+        assert_eq!(overlay.known(id(0, 0), true), Ok(None), "its edge knows");
+        let known = overlay.known(id(0, 99), true).unwrap().unwrap();
         assert_eq!(known.tags, ["red"]);
         assert_eq!(known.attachment.map(|a| a.len()), Some(2_000));
         let answered = overlay.described(id(0, 0), Some(tagged(&["red"], Some(b"edge's"))));
@@ -545,6 +670,69 @@ mod tests {
             100,
             "known to die with its edge"
         );
+    }
+
+    #[test]
+    fn an_edges_answer_is_kept_for_later_events_until_the_object_sets_the_attachment() {
+        let mut overlay = Overlay::default();
+        overlay.described(id(0, 1), Some(tagged(&["t"], Some(b"ada"))));
+        overlay.begin_event();
+        assert_eq!(
+            overlay.known(id(0, 1), true),
+            Ok(Some(tagged(&["t"], Some(b"ada"))))
+        );
+        assert_eq!(
+            overlay.known(id(0, 1), false),
+            Ok(None),
+            "an auto-response time is asked for afresh"
+        );
+        overlay.attach(id(0, 1), Some(Bytes::from_static(b"bob")), Some(1));
+        assert_eq!(
+            overlay.known(id(0, 1), true),
+            Ok(Some(tagged(&["t"], Some(b"bob"))))
+        );
+        // The edge answers before it applied the set: read through it,
+        // and not kept.
+        overlay.described(id(0, 1), Some(tagged(&["t"], Some(b"ada"))));
+        // Once the set is confirmed and forgotten, the edge has "bob", and
+        // so has the kept answer: the older one must not come back.
+        // (Forgotten as the next event begins, as the host does.)
+        set_many(&mut overlay, 100, 100, 2_000, 2);
+        overlay.begin_event();
+        overlay.forget_confirmed(|_| 200);
+        assert_eq!(overlay.attachment_set(id(0, 1)), None);
+        assert_eq!(
+            overlay.known(id(0, 1), true),
+            Ok(Some(tagged(&["t"], Some(b"bob"))))
+        );
+    }
+
+    #[test]
+    fn kept_answers_stay_within_their_budget_newest_first() {
+        let mut overlay = Overlay::default();
+        static ATTACHMENT: [u8; 2_000] = [b'z'; 2_000];
+        for slot in 0..1_000 {
+            let answer = tagged(&[], Some(&ATTACHMENT));
+            overlay.described(id(0, slot), Some(answer));
+            overlay.begin_event();
+        }
+        assert!(overlay.answers.bytes <= KEEP_ANSWERS_BYTES);
+        assert!(overlay.answers.order.len() <= 2 * overlay.answers.kept.len() + 64);
+        assert!(overlay.known(id(0, 999), true).unwrap().is_some());
+        assert_eq!(overlay.known(id(0, 0), true), Ok(None));
+        let kept = overlay.answers.kept.len();
+        assert_eq!(kept, KEEP_ANSWERS_BYTES / (2_000 + ENTRY_BYTES));
+    }
+
+    #[test]
+    fn a_lost_edges_kept_answers_are_dropped() {
+        let mut overlay = Overlay::default();
+        overlay.described(id(0, 1), Some(tagged(&[], Some(b"a"))));
+        overlay.described(id(1, 1), Some(tagged(&[], Some(b"b"))));
+        overlay.begin_event();
+        overlay.edge_lost(1);
+        assert!(overlay.known(id(0, 1), true).unwrap().is_some());
+        assert_eq!(overlay.known(id(1, 1), true), Ok(None));
     }
 
     #[test]
@@ -610,12 +798,12 @@ mod tests {
         );
         assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(0, 5)]);
         assert_eq!(
-            overlay.known(id(0, 5)),
+            overlay.known(id(0, 5), true),
             Ok(Some(tagged(&["red"], Some(b"ada"))))
         );
         overlay.gone(id(0, 5));
         assert_eq!(overlay.merge_list(&set(&[]), None), []);
-        assert_eq!(overlay.known(id(0, 5)), Err(()));
+        assert_eq!(overlay.known(id(0, 5), true), Err(()));
     }
 
     #[test]
@@ -629,7 +817,10 @@ mod tests {
         assert!(!overlay.miss(1), "each edge counts its own");
         overlay.described_all(0, [(id(0, 1), tagged(&[], Some(b"a")))]);
         assert!(!overlay.miss(0), "asked for all once per event");
-        assert_eq!(overlay.known(id(0, 1)), Ok(Some(tagged(&[], Some(b"a")))));
+        assert_eq!(
+            overlay.known(id(0, 1), true),
+            Ok(Some(tagged(&[], Some(b"a"))))
+        );
         overlay.begin_event();
         assert!(!overlay.miss(0), "a new event counts from 0");
     }
@@ -643,7 +834,7 @@ mod tests {
         overlay.described(id(1, 2), Some(tagged(&[], None)));
         overlay.edge_lost(1);
         assert_eq!(overlay.cached_list(None), Some(&set(&[id(0, 2)])));
-        assert_eq!(overlay.known(id(1, 2)), Ok(None));
+        assert_eq!(overlay.known(id(1, 2), true), Ok(None));
         assert_eq!(overlay.accepted_on(1), [id(1, 1)]);
     }
 

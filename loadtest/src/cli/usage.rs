@@ -143,7 +143,9 @@ loadtest wake [flags]
   --objects N           objects, each with one socket [1]
   --db-mb N             MiB stored in each object first, as 100 KiB puts [100]
   --samples N           wakes timed in all, round-robin over the objects [100]
-  --probe echo|get      echo:x, or get:probe which also opens the database [echo]
+  --probe echo|get|attach
+                        echo:x; get:probe, which also opens the database;
+                        getattach, which reads the socket's attachment [echo]
   --prefix NAME         object name prefix [wake]
   --room-sockets N      before sampling, N more sockets per object, opened
                         from idle-client processes (one per 15,000, each

@@ -7,9 +7,10 @@
 //! polls the admin API until the object is hibernated (`active: false`) and,
 //! for `--variant exited-worker`, until every worker process has exited
 //! (`/admin/node` lists no pid: run the node with a short `worker_idle_exit`);
-//! then it sends the probe on the socket it holds (`echo:x`, or `get:probe`,
-//! which also opens the object's database) and times the reply: that is the
-//! wake latency. The same probe sent again right after, to the now live
+//! then it sends the probe on the socket it holds (`echo:x`; `get:probe`,
+//! which also opens the object's database; or `getattach`, which reads the
+//! socket's attachment, set to `probe` beforehand) and times the reply:
+//! that is the wake latency. The same probe sent again right after, to the now live
 //! object, is the warm round trip for comparison. For `live-worker` (the
 //! default) the worker stays up: run the node with a long
 //! `worker_idle_exit`, or a sample waits on a worker start it did not ask
@@ -113,6 +114,9 @@ pub enum Probe {
     Echo,
     /// `get:probe`: wakes the object and opens its database to read a key.
     Get,
+    /// `getattach`: wakes the object, which reads the sender's attachment
+    /// (from its edge, or from what the live object kept).
+    Attach,
 }
 
 impl Probe {
@@ -120,7 +124,8 @@ impl Probe {
         match text {
             "echo" => Ok(Probe::Echo),
             "get" => Ok(Probe::Get),
-            _ => Err(format!("probe {text:?} is not echo or get")),
+            "attach" => Ok(Probe::Attach),
+            _ => Err(format!("probe {text:?} is not echo, get or attach")),
         }
     }
 
@@ -128,6 +133,7 @@ impl Probe {
         match self {
             Probe::Echo => (b"echo:x", b"x"),
             Probe::Get => (b"get:probe", b"1"),
+            Probe::Attach => (b"getattach", b"probe"),
         }
     }
 }
@@ -363,7 +369,7 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     for name in &names {
         let path = format!("/bench/{name}");
         let mut session = runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
-        runtime.block_on(fill(&mut session, puts))?;
+        runtime.block_on(fill(&mut session, puts, opts.probe))?;
         sessions.push(session);
     }
     let prepare_seconds = prepare_started.elapsed().as_secs_f64();
@@ -578,7 +584,7 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
     for name in &names {
         let path = format!("/bench/{name}");
         let mut session = runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
-        runtime.block_on(fill(&mut session, puts))?;
+        runtime.block_on(fill(&mut session, puts, opts.probe))?;
         runtime.block_on(remember(&mut session))?;
         last_event.push(Instant::now());
         sessions.push(session);
@@ -688,8 +694,9 @@ async fn remember(session: &mut Session) -> Result<(), String> {
     Ok(())
 }
 
-/// `puts` values of [`VALUE_BYTES`] under keys `k0..`, then `probe=1`.
-async fn fill(session: &mut Session, puts: u64) -> Result<(), String> {
+/// `puts` values of [`VALUE_BYTES`] under keys `k0..`, then `probe=1`; and
+/// the socket's attachment, for the probe that reads it.
+async fn fill(session: &mut Session, puts: u64, probe: Probe) -> Result<(), String> {
     let mut message = Vec::with_capacity(VALUE_BYTES + 32);
     for j in 0..puts {
         message.clear();
@@ -701,6 +708,11 @@ async fn fill(session: &mut Session, puts: u64) -> Result<(), String> {
     session
         .request(b"put:probe=1", b"ok", REPLY_TIMEOUT)
         .await?;
+    if probe == Probe::Attach {
+        session
+            .request(b"attach:probe", b"ok", REPLY_TIMEOUT)
+            .await?;
+    }
     Ok(())
 }
 
