@@ -7,7 +7,7 @@ use crate::databases::OpenDatabases;
 use crate::gate::OutputGate;
 use crate::ids::NamespaceKey;
 use crate::outbox::Outbox;
-use crate::overlay::{Described, Overlay};
+use crate::overlay::{Described, Need, Overlay};
 use crate::queries::Queries;
 use crate::storage::{self, StorageError, StorageLimits};
 use bytes::Bytes;
@@ -751,11 +751,10 @@ impl ObjectHost {
         listed
     }
 
-    /// What is known of the socket, asking its edge if need be; a socket
-    /// known closed, or that its edge does not hold, is closed. `earlier`:
-    /// an answer from an earlier event will do (see `Overlay::known`).
-    fn describe(&self, id: WebSocketId, earlier: bool) -> Result<Described> {
-        match self.overlay.borrow().known(id, earlier) {
+    /// What is known of the socket, asking its edge if `need` requires; a
+    /// socket known closed, or that its edge does not hold, is closed.
+    fn describe(&self, id: WebSocketId, need: Need) -> Result<Described> {
+        match self.overlay.borrow().known(id, need) {
             Err(()) => return Err(Error::WebSocketClosed),
             Ok(Some(described)) => return Ok(described),
             Ok(None) => {}
@@ -770,7 +769,7 @@ impl ObjectHost {
         }
         let bulk = self.overlay.borrow_mut().miss(edge);
         if bulk && self.describe_all(edge, binding.object) {
-            if let Ok(Some(described)) = self.overlay.borrow().known(id, earlier) {
+            if let Ok(Some(described)) = self.overlay.borrow().known(id, need) {
                 return Ok(described);
             }
         }
@@ -1074,7 +1073,7 @@ impl Host for ObjectHost {
     }
 
     fn tags(&self, id: WebSocketId) -> Result<Vec<String>> {
-        self.describe(id, true).map(|d| d.tags)
+        self.describe(id, Need::TagsAndAttachment).map(|d| d.tags)
     }
 
     // A socket not known closed needs no question: the edge drops a
@@ -1135,7 +1134,8 @@ impl Host for ObjectHost {
         if let Some(attachment) = self.overlay.borrow().attachment_set(id) {
             return Ok(attachment);
         }
-        self.describe(id, true).map(|d| d.attachment)
+        self.describe(id, Need::TagsAndAttachment)
+            .map(|d| d.attachment)
     }
 
     fn set_attachment(&self, id: WebSocketId, attachment: Option<Bytes>) -> Result<()> {
@@ -1312,7 +1312,10 @@ impl Host for ObjectHost {
     }
 
     fn auto_response_timestamp(&self, id: WebSocketId) -> Option<SystemTime> {
-        let at_ms = self.describe(id, false).ok()?.auto_response_at_ms;
+        let at_ms = self
+            .describe(id, Need::AutoResponse)
+            .ok()?
+            .auto_response_at_ms;
         (at_ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(at_ms))
     }
 }
@@ -1336,12 +1339,16 @@ mod tests {
         }
     }
 
+    /// When the fake edge last auto-answered a ping of [`PINGED`].
+    const PINGED_AT_MS: u64 = 1_700_000_000_000;
+    const PINGED: u32 = 7;
+
     fn info(slot: u32) -> SocketInfo {
         SocketInfo {
             handle: handle(slot),
             tags: vec![format!("t{}", slot % 2)],
             attachment: Some(Bytes::from(format!("att-{slot}"))),
-            auto_response_at_ms: 0,
+            auto_response_at_ms: if slot == PINGED { PINGED_AT_MS } else { 0 },
         }
     }
 
@@ -1466,6 +1473,24 @@ mod tests {
         host.forget(handle(1), false);
         assert_eq!(host.socket_count(), 2, "a successor's Lost was not counted");
         assert!(!host.knows(handle(1)));
+    }
+
+    #[test]
+    fn the_auto_response_time_of_a_socket_accepted_here_is_the_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, asked) = host(dir.path(), PINGED + 1);
+        host.begin_fetch(Some(handle(PINGED)));
+        host.accept(id(PINGED), vec!["t1".into()]).unwrap();
+        assert!(host.end_fetch(true));
+        host.begin_event();
+        // Its pings were answered by the edge, so no event told the object.
+        assert_eq!(
+            host.auto_response_timestamp(id(PINGED)),
+            Some(UNIX_EPOCH + Duration::from_millis(PINGED_AT_MS))
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!(host.tags(id(PINGED)).unwrap(), ["t1"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "tags: known here");
     }
 
     #[test]

@@ -138,6 +138,17 @@ pub(crate) struct Described {
     pub(crate) auto_response_at_ms: u64,
 }
 
+/// What a caller needs to know of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Its tags and attachment: what the object did itself, and an edge's
+    /// answer from an earlier event, will do.
+    TagsAndAttachment,
+    /// Its last auto-response as well, which only the edge keeps up to
+    /// date: only an answer from this event will do.
+    AutoResponse,
+}
+
 /// A set that forgets its oldest members past a bound.
 #[derive(Default)]
 struct Recent {
@@ -425,11 +436,9 @@ impl Overlay {
             .collect()
     }
 
-    /// What is known of the socket without asking: `Err(())` if it is
-    /// gone, `Ok(None)` if an edge must be asked. `earlier` also takes an
-    /// edge's answer from an earlier event, whose auto-response time may
-    /// be stale (only events report it).
-    pub(crate) fn known(&self, id: WebSocketId, earlier: bool) -> Result<Option<Described>, ()> {
+    /// What is known of the socket without asking, as far as `need` goes:
+    /// `Err(())` if it is gone, `Ok(None)` if an edge must be asked.
+    pub(crate) fn known(&self, id: WebSocketId, need: Need) -> Result<Option<Described>, ()> {
         if self.gone.contains(id) {
             return Err(());
         }
@@ -438,7 +447,8 @@ impl Overlay {
                 return Ok(Some(described.clone()));
             }
         }
-        if let Some(accepted) = self.accepted.get(&id) {
+        let tags_and_attachment = need == Need::TagsAndAttachment;
+        if let Some(accepted) = self.accepted.get(&id).filter(|_| tags_and_attachment) {
             // Accepted by this live object: it had no attachment then, and
             // has what the object set since, unless that was forgotten.
             if !accepted.attachment_forgotten || self.attached.contains_key(&id) {
@@ -453,14 +463,18 @@ impl Overlay {
         if let Some(described) = self.event.described.get(&id) {
             return Ok(Some(self.overlaid(id, described.clone())));
         }
-        Ok(self.answers.get(id).filter(|_| earlier).map(|answer| {
-            let described = Described {
-                tags: answer.tags.clone(),
-                attachment: answer.attachment.clone(),
-                auto_response_at_ms: 0,
-            };
-            self.overlaid(id, described)
-        }))
+        Ok(self
+            .answers
+            .get(id)
+            .filter(|_| tags_and_attachment)
+            .map(|answer| {
+                let described = Described {
+                    tags: answer.tags.clone(),
+                    attachment: answer.attachment.clone(),
+                    auto_response_at_ms: 0,
+                };
+                self.overlaid(id, described)
+            }))
     }
 
     /// An edge described the socket (`None`: it holds no such socket).
@@ -529,6 +543,8 @@ impl Overlay {
 mod tests {
     use super::*;
 
+    const ANY: Need = Need::TagsAndAttachment;
+
     fn id(edge: u16, slot: u32) -> WebSocketId {
         WebSocketId::from_parts(edge, slot, 1)
     }
@@ -553,7 +569,10 @@ mod tests {
         assert_eq!(overlay.merge_list(&edges, None), [id(0, 1), id(1, 9)]);
         assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(1, 9)]);
         assert_eq!(overlay.merge_list(&set(&[]), Some("blue")), []);
-        let known = overlay.known(id(1, 9), true).unwrap().unwrap();
+        let known = overlay
+            .known(id(1, 9), Need::TagsAndAttachment)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             known,
             tagged(&["red"], None),
@@ -570,10 +589,10 @@ mod tests {
         overlay.closed_by_us(id(0, 3));
         let edges = set(&[id(0, 1), id(0, 3), id(0, 4)]);
         assert_eq!(overlay.merge_list(&edges, None), [id(0, 4)]);
-        assert_eq!(overlay.known(id(0, 1), true), Err(()));
-        assert_eq!(overlay.known(id(0, 2), true), Err(()));
+        assert_eq!(overlay.known(id(0, 1), ANY), Err(()));
+        assert_eq!(overlay.known(id(0, 2), ANY), Err(()));
         assert_eq!(
-            overlay.known(id(0, 3), true),
+            overlay.known(id(0, 3), ANY),
             Ok(None),
             "closing, still readable"
         );
@@ -587,13 +606,13 @@ mod tests {
         assert_eq!(answered, Some(tagged(&["t"], Some(b"new"))));
         overlay.attach(id(0, 1), None, Some(2));
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(Some(tagged(&["t"], None))),
             "cleared, and cached for the event"
         );
         overlay.begin_event();
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(None),
             "asked again next event"
         );
@@ -642,7 +661,7 @@ mod tests {
         overlay.forget_confirmed(|_| 100);
         assert_eq!(overlay.attachment_set(id(0, 0)), None);
         assert_eq!(
-            overlay.known(id(0, 0), true),
+            overlay.known(id(0, 0), ANY),
             Ok(None),
             "not gone: ask its edge"
         );
@@ -658,8 +677,8 @@ mod tests {
         }
         set_many(&mut overlay, 0, 100, 2_000, 1);
         overlay.forget_confirmed(|_| 100);
-        assert_eq!(overlay.known(id(0, 0), true), Ok(None), "its edge knows");
-        let known = overlay.known(id(0, 99), true).unwrap().unwrap();
+        assert_eq!(overlay.known(id(0, 0), ANY), Ok(None), "its edge knows");
+        let known = overlay.known(id(0, 99), ANY).unwrap().unwrap();
         assert_eq!(known.tags, ["red"]);
         assert_eq!(known.attachment.map(|a| a.len()), Some(2_000));
         let answered = overlay.described(id(0, 0), Some(tagged(&["red"], Some(b"edge's"))));
@@ -678,17 +697,17 @@ mod tests {
         overlay.described(id(0, 1), Some(tagged(&["t"], Some(b"ada"))));
         overlay.begin_event();
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(Some(tagged(&["t"], Some(b"ada"))))
         );
         assert_eq!(
-            overlay.known(id(0, 1), false),
+            overlay.known(id(0, 1), Need::AutoResponse),
             Ok(None),
             "an auto-response time is asked for afresh"
         );
         overlay.attach(id(0, 1), Some(Bytes::from_static(b"bob")), Some(1));
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(Some(tagged(&["t"], Some(b"bob"))))
         );
         // The edge answers before it applied the set: read through it,
@@ -702,7 +721,7 @@ mod tests {
         overlay.forget_confirmed(|_| 200);
         assert_eq!(overlay.attachment_set(id(0, 1)), None);
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(Some(tagged(&["t"], Some(b"bob"))))
         );
     }
@@ -718,8 +737,8 @@ mod tests {
         }
         assert!(overlay.answers.bytes <= KEEP_ANSWERS_BYTES);
         assert!(overlay.answers.order.len() <= 2 * overlay.answers.kept.len() + 64);
-        assert!(overlay.known(id(0, 999), true).unwrap().is_some());
-        assert_eq!(overlay.known(id(0, 0), true), Ok(None));
+        assert!(overlay.known(id(0, 999), ANY).unwrap().is_some());
+        assert_eq!(overlay.known(id(0, 0), ANY), Ok(None));
         let kept = overlay.answers.kept.len();
         assert_eq!(kept, KEEP_ANSWERS_BYTES / (2_000 + ENTRY_BYTES));
     }
@@ -731,8 +750,8 @@ mod tests {
         overlay.described(id(1, 1), Some(tagged(&[], Some(b"b"))));
         overlay.begin_event();
         overlay.edge_lost(1);
-        assert!(overlay.known(id(0, 1), true).unwrap().is_some());
-        assert_eq!(overlay.known(id(1, 1), true), Ok(None));
+        assert!(overlay.known(id(0, 1), ANY).unwrap().is_some());
+        assert_eq!(overlay.known(id(1, 1), ANY), Ok(None));
     }
 
     #[test]
@@ -798,12 +817,12 @@ mod tests {
         );
         assert_eq!(overlay.merge_list(&set(&[]), Some("red")), [id(0, 5)]);
         assert_eq!(
-            overlay.known(id(0, 5), true),
+            overlay.known(id(0, 5), ANY),
             Ok(Some(tagged(&["red"], Some(b"ada"))))
         );
         overlay.gone(id(0, 5));
         assert_eq!(overlay.merge_list(&set(&[]), None), []);
-        assert_eq!(overlay.known(id(0, 5), true), Err(()));
+        assert_eq!(overlay.known(id(0, 5), ANY), Err(()));
     }
 
     #[test]
@@ -818,7 +837,7 @@ mod tests {
         overlay.described_all(0, [(id(0, 1), tagged(&[], Some(b"a")))]);
         assert!(!overlay.miss(0), "asked for all once per event");
         assert_eq!(
-            overlay.known(id(0, 1), true),
+            overlay.known(id(0, 1), ANY),
             Ok(Some(tagged(&[], Some(b"a"))))
         );
         overlay.begin_event();
@@ -834,7 +853,7 @@ mod tests {
         overlay.described(id(1, 2), Some(tagged(&[], None)));
         overlay.edge_lost(1);
         assert_eq!(overlay.cached_list(None), Some(&set(&[id(0, 2)])));
-        assert_eq!(overlay.known(id(1, 2), true), Ok(None));
+        assert_eq!(overlay.known(id(1, 2), ANY), Ok(None));
         assert_eq!(overlay.accepted_on(1), [id(1, 1)]);
     }
 
