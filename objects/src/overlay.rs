@@ -50,6 +50,21 @@ const ENTRY_BYTES: usize = 64;
 /// every message asks once per sender, not once per message.
 pub(crate) const KEEP_ANSWERS_BYTES: usize = 64 * 1024;
 
+/// A queue of `(number, socket)`, oldest first, whose entries go stale
+/// when their socket's entry is replaced or dropped (`current` says which
+/// are not): stale ones behind a current one that stops the walk are
+/// dropped once they outnumber the `live` entries, so that a socket set
+/// again and again does not grow the queue without bound.
+fn drop_stale(
+    queue: &mut VecDeque<(u64, WebSocketId)>,
+    live: usize,
+    current: impl Fn(u64, WebSocketId) -> bool,
+) {
+    if queue.len() > 2 * live + 64 {
+        queue.retain(|&(number, id)| current(number, id));
+    }
+}
+
 /// A socket's tags and attachment as an edge answered them, in an earlier
 /// event. Neither changes but by the object itself: tags are fixed at
 /// accept, and `attach` writes what it sets here too.
@@ -90,6 +105,10 @@ impl Answers {
         self.bytes += answer.bytes();
         self.order.push_back((answer.seq, id));
         self.kept.insert(id, answer);
+        self.within_budget();
+    }
+
+    fn within_budget(&mut self) {
         while self.bytes > KEEP_ANSWERS_BYTES {
             let Some((seq, oldest)) = self.order.pop_front() else {
                 break;
@@ -98,30 +117,28 @@ impl Answers {
                 self.forget(oldest);
             }
         }
-        if self.order.len() > 2 * self.kept.len() + 64 {
-            let kept = &self.kept;
-            self.order
-                .retain(|&(seq, id)| kept.get(&id).is_some_and(|a| a.seq == seq));
-        }
+        let kept = &self.kept;
+        drop_stale(&mut self.order, kept.len(), |seq, id| {
+            kept.get(&id).is_some_and(|a| a.seq == seq)
+        });
     }
 
-    fn forget(&mut self, id: WebSocketId) -> Option<KeptAnswer> {
-        let old = self.kept.remove(&id)?;
-        self.bytes -= old.bytes();
-        Some(old)
+    fn forget(&mut self, id: WebSocketId) {
+        if let Some(old) = self.kept.remove(&id) {
+            self.bytes -= old.bytes();
+        }
     }
 
     /// The object set the socket's attachment: a kept answer now holds
     /// that, as its edge will.
     fn attach(&mut self, id: WebSocketId, attachment: &Option<Bytes>) {
-        if let Some(old) = self.forget(id) {
-            let described = Described {
-                tags: old.tags,
-                attachment: attachment.clone(),
-                auto_response_at_ms: 0,
-            };
-            self.keep(id, &described);
-        }
+        let Some(answer) = self.kept.get_mut(&id) else {
+            return;
+        };
+        self.bytes -= answer.bytes();
+        answer.attachment = attachment.clone();
+        self.bytes += answer.bytes();
+        self.within_budget();
     }
 
     fn get(&self, id: WebSocketId) -> Option<&KeptAnswer> {
@@ -311,14 +328,9 @@ impl Overlay {
                 }
                 queue.pop_front();
             }
-            // Replaced attachments leave stale stamps behind the one that
-            // stops the walk: a socket set again and again must not grow
-            // the queue without bound.
-            if queue.len() > 2 * attached.len() + 64 {
-                queue.retain(|&(stamp, id)| {
-                    attached.get(&id).is_some_and(|s| s.stamp == Some(stamp))
-                });
-            }
+            drop_stale(queue, attached.len(), |stamp, id| {
+                attached.get(&id).is_some_and(|s| s.stamp == Some(stamp))
+            });
         }
         sent.retain(|_, queue| !queue.is_empty());
     }
