@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::child::protocol::{ChildResult, Command, Kind, TrafficOptions};
 use crate::fleet::progress;
 use crate::fleet::server::{External, Placement, Server, BASELINE_MAX_CONNECTIONS};
-use crate::fleet::{self, Event, Fleet};
+use crate::fleet::{self, Event, Fleet, Tally};
 use crate::measure::cpu::{CpuMeter, CpuUsage, Role, Watch};
 use crate::report::model::{ClientCpu, CpuFigures, Host, OpenFigures, TargetKind, TargetRun};
 
@@ -163,7 +163,18 @@ pub fn open_fleet_within(
     bar.finish_and_clear();
     let usage = meter.stop()?;
     let tally = tally?;
-    Ok(OpenFigures {
+    let server_cpu = CpuFigures::new(usage, tally.opened);
+    Ok(open_figures(requested, tally, fleet, Some(server_cpu)))
+}
+
+/// What opening `requested` sockets from `fleet` came to.
+pub fn open_figures(
+    requested: u64,
+    tally: Tally,
+    fleet: &Fleet,
+    server_cpu: Option<CpuFigures>,
+) -> OpenFigures {
+    OpenFigures {
         requested,
         opened: tally.opened,
         failed: tally.failed,
@@ -176,9 +187,9 @@ pub fn open_fleet_within(
         } else {
             0.0
         },
-        server_cpu: Some(CpuFigures::new(usage, tally.opened)),
+        server_cpu,
         client_rss_bytes: fleet.rss_total(),
-    })
+    }
 }
 
 /// One phase's results from the children, with CPU.

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::child::idle::ClientOptions;
-use crate::fleet::run::{unix_time, READY_TIMEOUT};
+use crate::fleet::run::{open_figures, unix_time, READY_TIMEOUT};
 use crate::fleet::{self, Fleet};
 use crate::measure::latency::Recorder;
 use crate::report::model::{OpenFigures, Phase, Report, TargetKind, TargetRun};
@@ -214,22 +214,7 @@ fn open_rooms(
     // Not pinned here: the children share this process's CPUs (taskset).
     let mut fleet = Fleet::spawn("idle-client", &args, None)?;
     let tally = fleet.wait_ready(READY_TIMEOUT, |_, _| {})?;
-    let open = OpenFigures {
-        requested,
-        opened: tally.opened,
-        failed: tally.failed,
-        retries: tally.retries,
-        failures: tally.failures,
-        processes: fleet.len() as u32,
-        seconds: tally.seconds,
-        per_second: if tally.seconds > 0.0 {
-            tally.opened as f64 / tally.seconds
-        } else {
-            0.0
-        },
-        server_cpu: None,
-        client_rss_bytes: fleet.rss_total(),
-    };
+    let open = open_figures(requested, tally, &fleet, None);
     eprintln!(
         "wake: room open: {} of {requested} in {:.1} s",
         open.opened, open.seconds
@@ -322,25 +307,48 @@ fn worker_pids(admin: SocketAddr) -> Result<Vec<u32>, String> {
 
 /// What both ways of sampling start from: the server, a runtime for the
 /// sessions, a source address, and the objects' names.
+/// The objects, each with its socket open and its storage filled.
 struct Setup {
-    target: Target,
     runtime: tokio::runtime::Runtime,
-    source: crate::wire::client::Source,
     names: Vec<String>,
+    sessions: Vec<Session>,
+    /// Puts of [`VALUE_BYTES`] in each object.
+    puts: u64,
+    prepare_seconds: f64,
 }
 
 impl Setup {
     fn new(opts: &WakeOptions) -> Result<Setup, String> {
+        let target = Target::parse(&opts.url)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let source = loopback_source();
+        let names: Vec<String> = (0..opts.objects)
+            .map(|i| format!("{}-{i}", opts.prefix))
+            .collect();
+        let puts = puts_per_object(opts.db_mb);
+        let prepare_started = Instant::now();
+        let mut sessions = Vec::new();
+        for name in &names {
+            let path = format!("/bench/{name}");
+            let mut session =
+                runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
+            runtime.block_on(fill(&mut session, puts, opts.probe))?;
+            sessions.push(session);
+        }
+        let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+        eprintln!(
+            "wake: {} objects filled with {puts} x {VALUE_BYTES} B in {prepare_seconds:.1} s",
+            names.len()
+        );
         Ok(Setup {
-            target: Target::parse(&opts.url)?,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("tokio runtime: {e}"))?,
-            source: loopback_source(),
-            names: (0..opts.objects)
-                .map(|i| format!("{}-{i}", opts.prefix))
-                .collect(),
+            runtime,
+            names,
+            sessions,
+            puts,
+            prepare_seconds,
         })
     }
 }
@@ -357,26 +365,12 @@ pub fn run(opts: &WakeOptions) -> Result<Report, String> {
     }
     let admin = admin::parse_addr(&opts.admin)?;
     let Setup {
-        target,
         runtime,
-        source,
         names,
+        mut sessions,
+        puts,
+        prepare_seconds,
     } = Setup::new(opts)?;
-
-    let puts = puts_per_object(opts.db_mb);
-    let prepare_started = Instant::now();
-    let mut sessions = Vec::new();
-    for name in &names {
-        let path = format!("/bench/{name}");
-        let mut session = runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
-        runtime.block_on(fill(&mut session, puts, opts.probe))?;
-        sessions.push(session);
-    }
-    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
-    eprintln!(
-        "wake: {} objects filled with {puts} x {VALUE_BYTES} B in {prepare_seconds:.1} s",
-        names.len()
-    );
     // Held open, silent, through every sample; dropped (closed) at the end.
     let rooms = if opts.room_sockets > 0 {
         Some(open_rooms(opts, admin, &names)?)
@@ -560,9 +554,6 @@ const LIVE_MARK: &[u8] = b"live";
 /// `--quiet`: the wake timed after a fixed quiet spell, confirmed by the
 /// instance's memory, so that no admin API is needed.
 fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
-    if opts.objects == 0 || opts.samples == 0 {
-        return Err("--objects and --samples must be at least 1".into());
-    }
     if opts.variant != Variant::LiveWorker {
         return Err("--quiet cannot see workers exit: use --variant live-worker".into());
     }
@@ -572,30 +563,18 @@ fn run_quiet(opts: &WakeOptions, quiet: Duration) -> Result<Report, String> {
         );
     }
     let Setup {
-        target,
         runtime,
-        source,
-        names,
+        mut sessions,
+        puts,
+        prepare_seconds,
+        ..
     } = Setup::new(opts)?;
-    let puts = puts_per_object(opts.db_mb);
-    let prepare_started = Instant::now();
-    let mut sessions = Vec::new();
     let mut last_event = Vec::new();
-    for name in &names {
-        let path = format!("/bench/{name}");
-        let mut session = runtime.block_on(Session::open(&target, &source, &path, OPEN_TIMEOUT))?;
-        runtime.block_on(fill(&mut session, puts, opts.probe))?;
-        runtime.block_on(remember(&mut session))?;
+    for session in &mut sessions {
+        runtime.block_on(remember(session))?;
         last_event.push(Instant::now());
-        sessions.push(session);
     }
-    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
-    eprintln!(
-        "wake: {} objects filled with {puts} x {VALUE_BYTES} B in {prepare_seconds:.1} s; \
-         each sample waits {} s of quiet",
-        names.len(),
-        quiet.as_secs_f64()
-    );
+    eprintln!("wake: each sample waits {} s of quiet", quiet.as_secs_f64());
     let (probe, want) = opts.probe.message();
     let mut wake = Recorder::new();
     // A percentile hides whether the slow wake is the first one (a cost
